@@ -1,0 +1,37 @@
+# copper — the two commands of the README, and a few more.
+#   make demo   install what is missing, build (Release), run the main demonstration
+#   make test   install what is missing, build (Release), run the whole test suite
+BUILD    ?= build
+JOBS     ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all setup configure build demo test sanitize bench clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+configure: setup
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) > $(BUILD).configure.log 2>&1 || (cat $(BUILD).configure.log; exit 1)
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@$(BUILD)/bin/copper demo
+
+test: build
+	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build of the same suite.
+sanitize: setup
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCOPPER_SANITIZE=ON > build-asan.configure.log 2>&1 || (cat build-asan.configure.log; exit 1)
+	@cmake --build build-asan -j $(JOBS)
+	@ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+
+bench: build
+	@$(BUILD)/bin/copper bench ops
+
+clean:
+	rm -rf $(BUILD) build-asan *.configure.log

@@ -1,0 +1,174 @@
+// engine.cpp — grad mode, recording, and the backward pass.
+//
+// backward() in three steps, all iterative so a graph a million ops deep is fine:
+//  1. walk from the root and count, for every node, how many edges point at it;
+//  2. seed the root with the given gradient (1 for a scalar);
+//  3. take a node whose count is zero, run its closure, add each input gradient into
+//     that input's pending sum (or into a leaf's .grad), decrement counts, repeat.
+// Gradients are summed with `+`, which is what makes a tensor used twice work.
+#include <atomic>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "tensor/ops.h"
+
+namespace copper {
+
+namespace {
+thread_local bool t_grad_enabled = true;
+std::atomic<int64_t> g_node_seq{0};
+}  // namespace
+
+bool grad_enabled() { return t_grad_enabled; }
+void set_grad_enabled(bool on) { t_grad_enabled = on; }
+
+bool any_requires_grad(const std::vector<Tensor>& ts) {
+  if (!grad_enabled()) return false;
+  for (const Tensor& t : ts)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void record_op(const char* op, Tensor& out, const std::vector<Tensor>& inputs, Node::BackwardFn fn) {
+  if (!any_requires_grad(inputs)) return;
+  auto node = std::make_shared<Node>();
+  node->op = op;
+  node->backward = std::move(fn);
+  node->out_shape = out.shape();
+  node->out_dtype = out.dtype();
+  node->seq = g_node_seq++;
+  node->inputs.reserve(inputs.size());
+  for (const Tensor& t : inputs) {
+    Edge e;
+    if (t.defined() && t.requires_grad()) {
+      if (t.grad_fn())
+        e.node = t.grad_fn();
+      else
+        e.leaf = t.impl_ptr();
+    }
+    node->inputs.push_back(std::move(e));
+  }
+  out.impl()->grad_fn = std::move(node);
+  out.impl()->requires_grad = true;
+}
+
+namespace {
+
+// Add g into a leaf's .grad. The first gradient is copied so that no two leaves (and no
+// saved tensor) share a gradient buffer that an optimizer might later modify in place.
+void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
+  if (!leaf->grad) {
+    leaf->grad = g.to(leaf->dtype).clone().impl_ptr();
+  } else {
+    Tensor acc(leaf->grad);
+    add_(acc, g.to(leaf->dtype));
+  }
+}
+
+}  // namespace
+
+void Tensor::backward(const Tensor& grad, bool retain_graph) const {
+  const char* op = "backward";
+  COPPER_CHECK(requires_grad(), op, "this tensor {} does not require grad. HINT: set requires_grad_() on the inputs",
+               repr_shape());
+  Tensor seed = grad;
+  if (!seed.defined()) {
+    COPPER_CHECK(numel() == 1, op, "a gradient must be given for a non-scalar output {}. HINT: call backward(grad) or reduce with sum()/mean() first",
+                 repr_shape());
+    seed = ones(shape(), dtype(), device());
+  }
+  COPPER_CHECK(seed.shape() == shape(), op, "gradient shape {} does not match the output {}", shape_str(seed.shape()),
+               shape_str(shape()));
+  NoGradGuard no_grad;  // the backward pass itself records nothing
+
+  if (!grad_fn()) {  // backward on a leaf: its gradient is the seed
+    accumulate_leaf(impl(), seed);
+    return;
+  }
+
+  // 1. dependency counts over the reachable graph
+  std::unordered_map<Node*, int> deps;
+  std::vector<Node*> stack{grad_fn().get()};
+  std::unordered_set<Node*> seen{grad_fn().get()};
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const Edge& e : n->inputs) {
+      if (!e.node) continue;
+      deps[e.node.get()]++;
+      if (seen.insert(e.node.get()).second) stack.push_back(e.node.get());
+    }
+  }
+
+  // 2./3. process nodes whose every consumer has been processed
+  std::unordered_map<Node*, Tensor> pending{{grad_fn().get(), seed}};
+  std::vector<std::shared_ptr<Node>> ready{grad_fn()};
+  auto consumed = [&](const std::shared_ptr<Node>& input) {
+    if (input && --deps[input.get()] == 0) ready.push_back(input);
+  };
+  while (!ready.empty()) {
+    std::shared_ptr<Node> node = std::move(ready.back());
+    ready.pop_back();
+    auto pit = pending.find(node.get());
+    if (pit == pending.end()) {  // no gradient reached this node: pass the news upstream
+      for (const Edge& e : node->inputs) consumed(e.node);
+      continue;
+    }
+    Tensor g = std::move(pit->second);
+    pending.erase(pit);
+    COPPER_CHECK(node->backward != nullptr, op,
+                 "the graph through '{}' was already freed by an earlier backward(). HINT: pass retain_graph=true to the first backward() to call it twice",
+                 node->op);
+    std::vector<Tensor> grads = node->backward(g);
+    if (!retain_graph) node->backward = nullptr;  // release the saved tensors now
+    COPPER_CHECK(grads.size() == node->inputs.size(), op, "backward of '{}' returned {} gradients for {} inputs",
+                 node->op, grads.size(), node->inputs.size());
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const Edge& e = node->inputs[i];
+      if (e.active() && grads[i].defined()) {
+        const Shape& want = e.leaf ? e.leaf->shape : e.node->out_shape;
+        COPPER_CHECK(grads[i].shape() == want, op, "backward of '{}' gave gradient {} for its input {} of shape {}",
+                     node->op, shape_str(grads[i].shape()), i, shape_str(want));
+        if (e.leaf) {
+          accumulate_leaf(e.leaf.get(), grads[i]);
+        } else {
+          auto it = pending.find(e.node.get());
+          if (it == pending.end())
+            pending.emplace(e.node.get(), grads[i]);
+          else
+            it->second = add(it->second, grads[i]);
+        }
+      }
+      consumed(e.node);
+    }
+  }
+}
+
+std::string graph_dot(const Tensor& root) {
+  std::string out = "digraph copper {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n";
+  if (!root.defined() || !root.grad_fn()) return out + "}\n";
+  std::vector<Node*> stack{root.grad_fn().get()};
+  std::unordered_set<Node*> seen{root.grad_fn().get()};
+  std::unordered_set<TensorImpl*> leaves;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    out += fmt::format("  n{} [label=\"{}\\n{}\"];\n", n->seq, n->op, shape_str(n->out_shape));
+    for (const Edge& e : n->inputs) {
+      if (e.node) {
+        out += fmt::format("  n{} -> n{};\n", e.node->seq, n->seq);
+        if (seen.insert(e.node.get()).second) stack.push_back(e.node.get());
+      } else if (e.leaf) {
+        if (leaves.insert(e.leaf.get()).second)
+          out += fmt::format("  l{} [label=\"leaf\\n{}\", shape=ellipse];\n", fmt::ptr(e.leaf.get()),
+                             shape_str(e.leaf->shape));
+        out += fmt::format("  l{} -> n{};\n", fmt::ptr(e.leaf.get()), n->seq);
+      }
+    }
+  }
+  return out + "}\n";
+}
+
+}  // namespace copper

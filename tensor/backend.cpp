@@ -1,0 +1,30 @@
+// backend.cpp — which Backend serves which device.
+#include "tensor/backend.h"
+
+#include "tensor/cpu/cpu_backend.h"
+
+namespace copper {
+
+namespace {
+Backend*& cuda_backend_slot() {
+  static Backend* b = nullptr;
+  return b;
+}
+}  // namespace
+
+Backend& backend_for(Device d) {
+  if (d.type == DeviceType::cpu) {
+    static auto* cpu = new CpuBackend;  // never destroyed, like the allocator
+    return *cpu;
+  }
+  Backend* b = cuda_backend_slot();
+  COPPER_CHECK(b != nullptr, "backend", "no kernels for device {} in this build. HINT: build with CUDA (cmake -DCOPPER_CUDA=ON) on a machine with a GPU",
+               d.str());
+  return *b;
+}
+
+void register_backend(DeviceType t, Backend* b) {
+  if (t == DeviceType::cuda) cuda_backend_slot() = b;
+}
+
+}  // namespace copper

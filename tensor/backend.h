@@ -1,0 +1,109 @@
+// backend.h — the kernels a device must provide, and how an op finds them.
+//
+// Ops (tensor/ops/*.cpp) check arguments, allocate outputs and record the backward;
+// the arithmetic itself is a call on backend_for(device). The CPU backend lives in
+// tensor/cpu/, one file per kernel family; the CUDA backend (cuda/) implements the
+// same interface and registers itself at start-up, so a new device is a new folder of
+// kernels and no op changes.
+//
+// Conventions for every kernel:
+//  - `out` is allocated by the op, contiguous, with the right shape and dtype.
+//  - Inputs are contiguous unless the comment says strides are allowed.
+//  - Float kernels handle f32 and f64; the op converts bf16/f16 before calling.
+#pragma once
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace copper {
+
+enum class UnaryOp {
+  neg, exp, log, sqrt, rsqrt, pow, square, sin, cos, tanh, sigmoid, relu,
+  gelu_erf, gelu_tanh, silu, abs, clamp, floor, ceil,
+};
+enum class BinaryOp { add, sub, mul, div, maximum, minimum, eq, ne, lt, le, gt, ge };
+enum class ReduceOp { sum, max, min, argmax };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // dst = cast(src). Same shape; both may have any strides (broadcast or negative); any dtypes.
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
+  virtual void fill(const Tensor& dst, double value) = 0;  // dst may have any strides
+
+  // out = f(x; a, b) with a, b the op's scalars (pow: a = exponent; clamp: a = lo, b = hi).
+  // x may have any strides.
+  virtual void unary(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) = 0;
+  // out = grad * f'(x), with y = f(x) available for ops whose derivative is cheaper from y.
+  virtual void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& grad, const Tensor& out,
+                              double a, double b) = 0;
+  // out = a (op) b; a and b are views expanded to out's shape (stride 0 where broadcast).
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // out = cond != 0 ? a : b; all three expanded to out's shape, any strides.
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // x viewed as [outer, n, inner], reduced over the middle axis into out [outer, inner].
+  // For argmax `out` is i64.
+  virtual void reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& out) = 0;
+
+  // c[i] = op(a[i]) @ op(b[i]) for i < batch; a: [batch, n, k], b: [batch, k, m], c: [batch, n, m].
+  // Each of a, b is given as a 3-d view whose last two dims have one unit stride (row- or
+  // column-major); batch strides may be anything, including 0 (broadcast). c is contiguous.
+  // If accumulate, c += result instead of c = result.
+  virtual void gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) = 0;
+
+  // Rows of length n: y = softmax(x) or log_softmax(x).
+  virtual void softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t n, bool log) = 0;
+  // dx = y * (dy - sum(dy*y))  or, for log, dx = dy - exp(y) * sum(dy).
+  virtual void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t n,
+                                bool log) = 0;
+  // Per row: loss_i = logsumexp(logits_i) - logits_i[t_i], 0 where t_i == ignore.
+  // Writes lse [rows] for the backward.
+  virtual void cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,
+                             int64_t ignore_index) = 0;
+  // dlogits = (softmax(logits) - onehot(t)) * scale, zero rows where t == ignore.
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                      const Tensor& dlogits, double scale, int64_t ignore_index) = 0;
+
+  // x viewed as [outer, n, inner]; prefix sums along the middle axis (suffix sums if reverse).
+  virtual void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) = 0;
+
+  // x viewed as [outer, n, inner]; out [outer, k, inner] = x[:, index[j], :]. index i64 [k].
+  virtual void index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
+                            int64_t inner) = 0;
+  // out viewed as [outer, n, inner]; out[:, index[j], :] += src[:, j, :].
+  virtual void index_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t outer, int64_t n,
+                         int64_t inner) = 0;
+  // Along dim, x/index/out viewed as [outer, n_x, inner] / [outer, k, inner] (index same).
+  // gather: out[o, j, i] = x[o, index[o, j, i], i]. index i64.
+  virtual void gather(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n, int64_t k,
+                      int64_t inner) = 0;
+  // scatter_add: out[o, index[o, j, i], i] += src[o, j, i].
+  virtual void scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t outer, int64_t n,
+                           int64_t k, int64_t inner) = 0;
+
+  // Rows of length n. weight/bias may be undefined. Saves mean and rstd [rows] for the backward.
+  virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y,
+                          const Tensor& mean, const Tensor& rstd, int64_t rows, int64_t n, double eps) = 0;
+  // dx (rows, n); dweight, dbias (n) are written (not accumulated) when defined.
+  virtual void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                                   const Tensor& dy, const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
+                                   int64_t rows, int64_t n) = 0;
+  virtual void rms_norm(const Tensor& x, const Tensor& weight, const Tensor& y, const Tensor& rstd, int64_t rows,
+                        int64_t n, double eps) = 0;
+  virtual void rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd, const Tensor& dy,
+                                 const Tensor& dx, const Tensor& dweight, int64_t rows, int64_t n) = 0;
+
+  // One AdamW step on a contiguous f32 parameter, in place:
+  //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr (m/bc1 / (sqrt(v/bc2) + eps) + wd p)
+  virtual void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double b1,
+                          double b2, double eps, double wd, double bc1, double bc2) = 0;
+};
+
+Backend& backend_for(Device d);
+inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
+// Called once by a device backend at start-up (the CPU backend is built in).
+void register_backend(DeviceType t, Backend* b);
+
+}  // namespace copper

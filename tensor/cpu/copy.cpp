@@ -1,0 +1,48 @@
+// copy.cpp — strided copy with dtype conversion, and fill.
+#include <cstring>
+
+#include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/loops.h"
+
+namespace copper {
+
+using namespace cpu;
+
+void CpuBackend::copy(const Tensor& src, const Tensor& dst) {
+  COPPER_DISPATCH_ALL(src.dtype(), "copy", [&] {
+    using S = T;
+    const S* s = static_cast<const S*>(src.raw_data());
+    COPPER_DISPATCH_ALL(dst.dtype(), "copy", [&] {
+      using D = T;
+      D* d = static_cast<D*>(dst.raw_data());
+      for_each_row<2>(dst.shape(), {&src.strides(), &dst.strides()}, [&](const int64_t* off, const int64_t* st, int64_t n) {
+        const S* sp = s + off[0];
+        D* dp = d + off[1];
+        if constexpr (std::is_same_v<S, D>) {
+          if (st[0] == 1 && st[1] == 1) {
+            std::memcpy(static_cast<void*>(dp), static_cast<const void*>(sp), size_t(n) * sizeof(D));
+            return;
+          }
+        }
+        if (st[0] == 1 && st[1] == 1) {
+          for (int64_t i = 0; i < n; ++i) dp[i] = convert<D>(sp[i]);
+        } else {
+          for (int64_t i = 0; i < n; ++i) dp[i * st[1]] = convert<D>(sp[i * st[0]]);
+        }
+      });
+    });
+  });
+}
+
+void CpuBackend::fill(const Tensor& dst, double value) {
+  COPPER_DISPATCH_ALL(dst.dtype(), "fill", [&] {
+    T v = from_double<T>(value);
+    T* d = static_cast<T*>(dst.raw_data());
+    for_each_row<1>(dst.shape(), {&dst.strides()}, [&](const int64_t* off, const int64_t* st, int64_t n) {
+      T* p = d + off[0];
+      for (int64_t i = 0; i < n; ++i) p[i * st[0]] = v;
+    });
+  });
+}
+
+}  // namespace copper

@@ -1,0 +1,53 @@
+// cpu_backend.h — the CPU implementation of Backend, one file per kernel family:
+//   copy.cpp (copy, fill), elementwise.cpp (unary, binary, where), reduce.cpp,
+//   gemm.cpp (OpenBLAS), softmax.cpp (softmax, cross-entropy), scan.cpp, index.cpp,
+//   norm.cpp, optim.cpp.
+// Kernels run multi-threaded with OpenMP above a size threshold and keep their inner
+// loops simple enough for the compiler to vectorize.
+#pragma once
+#include "tensor/backend.h"
+
+namespace copper {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void fill(const Tensor& dst, double value) override;
+  void unary(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) override;
+  void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& grad, const Tensor& out, double a,
+                      double b) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& out) override;
+  void gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) override;
+  void softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t n, bool log) override;
+  void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t n,
+                        bool log) override;
+  void cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,
+                     int64_t ignore_index) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlogits,
+                              double scale, int64_t ignore_index) override;
+  void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override;
+  void index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
+                    int64_t inner) override;
+  void index_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t outer, int64_t n,
+                 int64_t inner) override;
+  void gather(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n, int64_t k,
+              int64_t inner) override;
+  void scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t outer, int64_t n, int64_t k,
+                   int64_t inner) override;
+  void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y, const Tensor& mean,
+                  const Tensor& rstd, int64_t rows, int64_t n, double eps) override;
+  void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                           const Tensor& dy, const Tensor& dx, const Tensor& dweight, const Tensor& dbias, int64_t rows,
+                           int64_t n) override;
+  void rms_norm(const Tensor& x, const Tensor& weight, const Tensor& y, const Tensor& rstd, int64_t rows, int64_t n,
+                double eps) override;
+  void rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd, const Tensor& dy, const Tensor& dx,
+                         const Tensor& dweight, int64_t rows, int64_t n) override;
+  void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double b1, double b2,
+                  double eps, double wd, double bc1, double bc2) override;
+};
+
+}  // namespace copper

@@ -1,0 +1,185 @@
+// elementwise.cpp — unary and binary maps, their derivatives, and where().
+//
+// Each op is a small lambda; `map_rows` runs it over rows from for_each_row with a
+// unit-stride fast path the compiler vectorizes.
+#include <cmath>
+
+#include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/loops.h"
+
+namespace copper {
+
+using namespace cpu;
+
+namespace {
+
+constexpr double kSqrt1_2 = 0.70710678118654752440;
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+constexpr double kSqrt2OverPi = 0.79788456080286535588;
+
+template <class T, class F>
+void map1(const Tensor& x, const Tensor& out, F f) {
+  const T* xp = static_cast<const T*>(x.raw_data());
+  T* op = static_cast<T*>(out.raw_data());
+  for_each_row<2>(out.shape(), {&x.strides(), &out.strides()}, [&](const int64_t* off, const int64_t* st, int64_t n) {
+    const T* __restrict a = xp + off[0];
+    T* __restrict o = op + off[1];
+    if (st[0] == 1 && st[1] == 1) {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) o[i * st[1]] = f(a[i * st[0]]);
+    }
+  });
+}
+
+template <class T, class F>
+void map2(const Tensor& a, const Tensor& b, const Tensor& out, F f) {
+  const T* ap = static_cast<const T*>(a.raw_data());
+  const T* bp = static_cast<const T*>(b.raw_data());
+  T* op = static_cast<T*>(out.raw_data());
+  for_each_row<3>(out.shape(), {&a.strides(), &b.strides(), &out.strides()},
+                  [&](const int64_t* off, const int64_t* st, int64_t n) {
+                    const T* __restrict x = ap + off[0];
+                    const T* __restrict y = bp + off[1];
+                    T* __restrict o = op + off[2];
+                    if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+#pragma omp simd
+                      for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+                    } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {  // tensor (op) broadcast scalar row
+                      const T yv = y[0];
+#pragma omp simd
+                      for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], yv);
+                    } else {
+                      for (int64_t i = 0; i < n; ++i) o[i * st[2]] = f(x[i * st[0]], y[i * st[1]]);
+                    }
+                  });
+}
+
+// Three contiguous inputs of one shape: out = f(x, y, g).
+template <class T, class F>
+void map3c(const Tensor& x, const Tensor& y, const Tensor& g, const Tensor& out, F f) {
+  const T* __restrict xp = static_cast<const T*>(x.raw_data());
+  const T* __restrict yp = static_cast<const T*>(y.raw_data());
+  const T* __restrict gp = static_cast<const T*>(g.raw_data());
+  T* __restrict op = static_cast<T*>(out.raw_data());
+  int64_t n = out.numel();
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) op[i] = f(xp[i], yp[i], gp[i]);
+}
+
+}  // namespace
+
+void CpuBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
+  COPPER_DISPATCH_FLOAT(x.dtype(), "unary", [&] {
+    const T ta = T(a), tb = T(b);
+    switch (op) {
+      case UnaryOp::neg: return map1<T>(x, out, [](T v) { return -v; });
+      case UnaryOp::exp: return map1<T>(x, out, [](T v) { return std::exp(v); });
+      case UnaryOp::log: return map1<T>(x, out, [](T v) { return std::log(v); });
+      case UnaryOp::sqrt: return map1<T>(x, out, [](T v) { return std::sqrt(v); });
+      case UnaryOp::rsqrt: return map1<T>(x, out, [](T v) { return T(1) / std::sqrt(v); });
+      case UnaryOp::pow: return map1<T>(x, out, [ta](T v) { return std::pow(v, ta); });
+      case UnaryOp::square: return map1<T>(x, out, [](T v) { return v * v; });
+      case UnaryOp::sin: return map1<T>(x, out, [](T v) { return std::sin(v); });
+      case UnaryOp::cos: return map1<T>(x, out, [](T v) { return std::cos(v); });
+      case UnaryOp::tanh: return map1<T>(x, out, [](T v) { return std::tanh(v); });
+      case UnaryOp::sigmoid: return map1<T>(x, out, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
+      case UnaryOp::relu: return map1<T>(x, out, [](T v) { return v > T(0) ? v : T(0); });
+      case UnaryOp::gelu_erf:
+        return map1<T>(x, out, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(kSqrt1_2))); });
+      case UnaryOp::gelu_tanh:
+        return map1<T>(x, out, [](T v) {
+          return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
+        });
+      case UnaryOp::silu: return map1<T>(x, out, [](T v) { return v / (T(1) + std::exp(-v)); });
+      case UnaryOp::abs: return map1<T>(x, out, [](T v) { return std::abs(v); });
+      case UnaryOp::clamp: return map1<T>(x, out, [ta, tb](T v) { return v < ta ? ta : (v > tb ? tb : v); });
+      case UnaryOp::floor: return map1<T>(x, out, [](T v) { return std::floor(v); });
+      case UnaryOp::ceil: return map1<T>(x, out, [](T v) { return std::ceil(v); });
+    }
+  });
+}
+
+void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& grad, const Tensor& out,
+                                double a, double b) {
+  COPPER_DISPATCH_FLOAT(x.dtype(), "unary_backward", [&] {
+    const T ta = T(a), tb = T(b);
+    auto run = [&](auto f) { map3c<T>(x, y, grad, out, f); };
+    switch (op) {
+      case UnaryOp::neg: return run([](T, T, T g) { return -g; });
+      case UnaryOp::exp: return run([](T, T y, T g) { return g * y; });
+      case UnaryOp::log: return run([](T x, T, T g) { return g / x; });
+      case UnaryOp::sqrt: return run([](T, T y, T g) { return g * T(0.5) / y; });
+      case UnaryOp::rsqrt: return run([](T, T y, T g) { return g * T(-0.5) * y * y * y; });
+      case UnaryOp::pow: return run([ta](T x, T, T g) { return g * ta * std::pow(x, ta - T(1)); });
+      case UnaryOp::square: return run([](T x, T, T g) { return g * T(2) * x; });
+      case UnaryOp::sin: return run([](T x, T, T g) { return g * std::cos(x); });
+      case UnaryOp::cos: return run([](T x, T, T g) { return -g * std::sin(x); });
+      case UnaryOp::tanh: return run([](T, T y, T g) { return g * (T(1) - y * y); });
+      case UnaryOp::sigmoid: return run([](T, T y, T g) { return g * y * (T(1) - y); });
+      case UnaryOp::relu: return run([](T x, T, T g) { return x > T(0) ? g : T(0); });
+      case UnaryOp::gelu_erf:
+        return run([](T x, T, T g) {
+          T cdf = T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2)));
+          T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+          return g * (cdf + x * pdf);
+        });
+      case UnaryOp::gelu_tanh:
+        return run([](T x, T, T g) {
+          T inner = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
+          T t = std::tanh(inner);
+          T dinner = T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
+          return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner);
+        });
+      case UnaryOp::silu:
+        return run([](T x, T, T g) {
+          T s = T(1) / (T(1) + std::exp(-x));
+          return g * s * (T(1) + x * (T(1) - s));
+        });
+      case UnaryOp::abs: return run([](T x, T, T g) { return x > T(0) ? g : (x < T(0) ? -g : T(0)); });
+      case UnaryOp::clamp: return run([ta, tb](T x, T, T g) { return (x >= ta && x <= tb) ? g : T(0); });
+      case UnaryOp::floor:
+      case UnaryOp::ceil: return run([](T, T, T) { return T(0); });
+    }
+  });
+}
+
+void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  COPPER_DISPATCH_FLOAT(a.dtype(), "binary", [&] {
+    switch (op) {
+      case BinaryOp::add: return map2<T>(a, b, out, [](T x, T y) { return x + y; });
+      case BinaryOp::sub: return map2<T>(a, b, out, [](T x, T y) { return x - y; });
+      case BinaryOp::mul: return map2<T>(a, b, out, [](T x, T y) { return x * y; });
+      case BinaryOp::div: return map2<T>(a, b, out, [](T x, T y) { return x / y; });
+      case BinaryOp::maximum: return map2<T>(a, b, out, [](T x, T y) { return x >= y ? x : y; });
+      case BinaryOp::minimum: return map2<T>(a, b, out, [](T x, T y) { return x <= y ? x : y; });
+      case BinaryOp::eq: return map2<T>(a, b, out, [](T x, T y) { return T(x == y); });
+      case BinaryOp::ne: return map2<T>(a, b, out, [](T x, T y) { return T(x != y); });
+      case BinaryOp::lt: return map2<T>(a, b, out, [](T x, T y) { return T(x < y); });
+      case BinaryOp::le: return map2<T>(a, b, out, [](T x, T y) { return T(x <= y); });
+      case BinaryOp::gt: return map2<T>(a, b, out, [](T x, T y) { return T(x > y); });
+      case BinaryOp::ge: return map2<T>(a, b, out, [](T x, T y) { return T(x >= y); });
+    }
+  });
+}
+
+void CpuBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
+  COPPER_DISPATCH_ALL(cond.dtype(), "where", [&] {
+    using C = T;
+    const C* cp = static_cast<const C*>(cond.raw_data());
+    COPPER_DISPATCH_FLOAT(a.dtype(), "where", [&] {
+      const T* ap = static_cast<const T*>(a.raw_data());
+      const T* bp = static_cast<const T*>(b.raw_data());
+      T* op = static_cast<T*>(out.raw_data());
+      for_each_row<4>(out.shape(), {&cond.strides(), &a.strides(), &b.strides(), &out.strides()},
+                      [&](const int64_t* off, const int64_t* st, int64_t n) {
+                        for (int64_t i = 0; i < n; ++i)
+                          op[off[3] + i * st[3]] = to_double(cp[off[0] + i * st[0]]) != 0 ? ap[off[1] + i * st[1]]
+                                                                                          : bp[off[2] + i * st[2]];
+                      });
+    });
+  });
+}
+
+}  // namespace copper

@@ -1,0 +1,57 @@
+// gemm.cpp — batched matrix multiply on OpenBLAS (cblas_sgemm / cblas_dgemm).
+//
+// Each operand arrives as a 3-d view [batch, rows, cols] whose last two dims have one
+// unit stride: row-major (col stride 1) or column-major (row stride 1, i.e. a transposed
+// view). Both map onto BLAS without a copy by choosing NoTrans/Trans and the leading
+// dimension; the batch stride is free, so broadcast and sliced batches cost nothing.
+#include <cblas.h>
+
+#include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/loops.h"
+
+namespace copper {
+
+namespace {
+
+struct BlasOperand {
+  CBLAS_TRANSPOSE trans;
+  int64_t ld;
+};
+
+// For a [rows, cols] view with strides (rs, cs): row-major needs cs == 1 (ld = rs), a
+// transposed (column-major) view has rs == 1 (ld = cs). The op guarantees one of them.
+BlasOperand blas_operand(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+  if (cs == 1 && (rs >= std::max<int64_t>(cols, 1) || rows <= 1)) return {CblasNoTrans, std::max<int64_t>({rs, cols, 1})};
+  return {CblasTrans, std::max<int64_t>({cs, rows, 1})};
+}
+
+// One BLAS call, by element type.
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int n, int m, int k, const float* a, int lda, const float* b,
+               int ldb, double beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, n, m, k, 1.0f, a, lda, b, ldb, float(beta), c, ldc);
+}
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int n, int m, int k, const double* a, int lda, const double* b,
+               int ldb, double beta, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, n, m, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace
+
+void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) {
+  const int64_t batch = c.size(0), n = c.size(1), m = c.size(2), k = a.size(2);
+  if (n == 0 || m == 0) return;
+  const BlasOperand oa = blas_operand(n, k, a.strides()[1], a.strides()[2]);
+  const BlasOperand ob = blas_operand(k, m, b.strides()[1], b.strides()[2]);
+  const int64_t sa = a.strides()[0], sb = b.strides()[0], sc = n * m;
+  const double beta = accumulate ? 1.0 : 0.0;
+  COPPER_DISPATCH_FLOAT(c.dtype(), "matmul", [&] {
+    const T* ap = static_cast<const T*>(a.raw_data());
+    const T* bp = static_cast<const T*>(b.raw_data());
+    T* cp = static_cast<T*>(c.raw_data());
+    for (int64_t i = 0; i < batch; ++i)
+      blas_gemm(oa.trans, ob.trans, int(n), int(m), int(k), ap + i * sa, int(oa.ld), bp + i * sb, int(ob.ld), beta,
+                cp + i * sc, int(m));
+  });
+}
+
+}  // namespace copper

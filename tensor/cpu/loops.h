@@ -1,0 +1,121 @@
+// loops.h — the shared machinery of the CPU kernels: dtype dispatch, the strided
+// row iterator, and the OpenMP size threshold.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <type_traits>
+
+#include "tensor/tensor.h"
+
+namespace copper::cpu {
+
+// Below this many elements a kernel runs on one thread: waking threads costs more.
+inline constexpr int64_t kParallelMin = 1 << 15;
+
+// Run `body` with `T` bound to the C++ type of a float dtype (f32 or f64).
+#define COPPER_DISPATCH_FLOAT(dtype, op, ...)                                                          \
+  [&] {                                                                                                \
+    switch (dtype) {                                                                                   \
+      case ::copper::DType::f32: { using T = float; return __VA_ARGS__(); }                            \
+      case ::copper::DType::f64: { using T = double; return __VA_ARGS__(); }                           \
+      default: COPPER_THROW(op, "dtype {} is not supported here. HINT: convert with .to(DType::f32)", \
+                            ::copper::dtype_name(dtype));                                              \
+    }                                                                                                  \
+  }()
+
+// The same for every dtype (T is bf16/f16 for the half types).
+#define COPPER_DISPATCH_ALL(dtype, op, ...)                                \
+  [&] {                                                                    \
+    switch (dtype) {                                                       \
+      case ::copper::DType::f32: { using T = float; return __VA_ARGS__(); }   \
+      case ::copper::DType::f64: { using T = double; return __VA_ARGS__(); }  \
+      case ::copper::DType::i32: { using T = int32_t; return __VA_ARGS__(); } \
+      case ::copper::DType::i64: { using T = int64_t; return __VA_ARGS__(); } \
+      case ::copper::DType::bf16: { using T = ::copper::bf16; return __VA_ARGS__(); } \
+      case ::copper::DType::f16: { using T = ::copper::f16; return __VA_ARGS__(); }   \
+    }                                                                      \
+    COPPER_THROW(op, "unknown dtype");                                     \
+  }()
+
+// Values of any dtype to and from double/float, with the half types converted.
+template <class T>
+inline double to_double(T v) {
+  if constexpr (std::is_same_v<T, bf16>) return bf16_to_float(v);
+  else if constexpr (std::is_same_v<T, f16>) return f16_to_float(v);
+  else return double(v);
+}
+template <class T>
+inline T from_double(double v) {
+  if constexpr (std::is_same_v<T, bf16>) return float_to_bf16(float(v));
+  else if constexpr (std::is_same_v<T, f16>) return float_to_f16(float(v));
+  else return T(v);
+}
+template <class To, class From>
+inline To convert(From v) {
+  if constexpr (std::is_same_v<To, From>) return v;
+  else if constexpr (std::is_arithmetic_v<To> && std::is_arithmetic_v<From>) return To(v);
+  else if constexpr (std::is_arithmetic_v<From>) return from_double<To>(double(v));
+  else return from_double<To>(to_double(v));
+}
+
+// Iterate over K tensors that share one shape, each with its own strides, as rows of
+// the innermost dimension: f(const int64_t* offsets, const int64_t* inner_strides, n).
+// Adjacent dims that are contiguous in every operand are merged first, so a fully
+// contiguous tensor is one long row; long rows are cut into chunks so that threads
+// share the work.
+template <size_t K, class F>
+void for_each_row(const Shape& shape, const std::array<const Shape*, K>& strides, F&& f) {
+  // collapse: drop size-1 dims, merge mergeable neighbours
+  std::vector<int64_t> sz;
+  std::array<std::vector<int64_t>, K> st;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    if (shape[d] == 0) return;
+    bool merge = !sz.empty();
+    for (size_t k = 0; k < K && merge; ++k) merge = st[k].back() == (*strides[k])[d] * shape[d];
+    if (merge) {
+      sz.back() *= shape[d];
+      for (size_t k = 0; k < K; ++k) st[k].back() = (*strides[k])[d];
+    } else {
+      sz.push_back(shape[d]);
+      for (size_t k = 0; k < K; ++k) st[k].push_back((*strides[k])[d]);
+    }
+  }
+  if (sz.empty()) {  // a single element
+    sz.push_back(1);
+    for (size_t k = 0; k < K; ++k) st[k].push_back(0);
+  }
+  const int64_t nd = int64_t(sz.size());
+  const int64_t inner = sz.back();
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < nd; ++d) rows *= sz[d];
+  const int64_t chunk = rows >= 8 ? inner : std::max<int64_t>(4096, (inner + 7) / 8);
+  const int64_t nchunks = (inner + chunk - 1) / chunk;
+  const int64_t units = rows * nchunks;
+  std::array<int64_t, K> inner_st;
+  for (size_t k = 0; k < K; ++k) inner_st[k] = st[k].back();
+
+#pragma omp parallel for schedule(static) if (rows * inner >= kParallelMin && units > 1)
+  for (int64_t u = 0; u < units; ++u) {
+    int64_t row = u / nchunks, c = u % nchunks;
+    std::array<int64_t, K> off{};
+    int64_t rem = row;
+    for (int64_t d = nd - 2; d >= 0; --d) {
+      int64_t i = rem % sz[d];
+      rem /= sz[d];
+      for (size_t k = 0; k < K; ++k) off[k] += i * st[k][d];
+    }
+    int64_t start = c * chunk, n = std::min(chunk, inner - start);
+    for (size_t k = 0; k < K; ++k) off[k] += start * inner_st[k];
+    f(off.data(), inner_st.data(), n);
+  }
+}
+
+// Split [0, n) into per-thread ranges when n * cost is large enough.
+template <class F>
+void parallel_for(int64_t n, int64_t work_per_item, F&& f) {
+#pragma omp parallel for schedule(static) if (n > 1 && n * work_per_item >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+}  // namespace copper::cpu

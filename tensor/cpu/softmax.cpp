@@ -1,0 +1,113 @@
+// softmax.cpp — softmax, log-softmax and fused cross-entropy over contiguous rows.
+// All subtract the row maximum first, so exp never overflows.
+#include <cmath>
+#include <limits>
+
+#include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/loops.h"
+
+namespace copper {
+
+using namespace cpu;
+
+namespace {
+template <class T>
+double row_logsumexp(const T* x, int64_t n) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, double(x[i]));
+  if (std::isinf(mx)) return mx;
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::exp(double(x[i]) - mx);
+  return mx + std::log(s);
+}
+}  // namespace
+
+void CpuBackend::softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t n, bool log) {
+  COPPER_DISPATCH_FLOAT(x.dtype(), "softmax", [&] {
+    const T* xp = static_cast<const T*>(x.raw_data());
+    T* yp = static_cast<T*>(y.raw_data());
+    parallel_for(rows, n * 8, [&](int64_t r) {
+      const T* xr = xp + r * n;
+      T* yr = yp + r * n;
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t i = 0; i < n; ++i) mx = std::max(mx, xr[i]);
+      if (std::isinf(mx) && mx < 0) mx = 0;  // a fully masked row: avoid inf - inf
+      T s = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        T e = std::exp(xr[i] - mx);
+        yr[i] = e;
+        s += e;
+      }
+      if (log) {
+        T lse = mx + std::log(s);
+        for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] - lse;
+      } else {
+        T inv = T(1) / s;
+        for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
+      }
+    });
+  });
+}
+
+void CpuBackend::softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t n,
+                                  bool log) {
+  COPPER_DISPATCH_FLOAT(y.dtype(), "softmax_backward", [&] {
+    const T* yp = static_cast<const T*>(y.raw_data());
+    const T* gp = static_cast<const T*>(dy.raw_data());
+    T* dp = static_cast<T*>(dx.raw_data());
+    parallel_for(rows, n * 4, [&](int64_t r) {
+      const T* yr = yp + r * n;
+      const T* gr = gp + r * n;
+      T* dr = dp + r * n;
+      T s = 0;
+      if (log) {
+        for (int64_t i = 0; i < n; ++i) s += gr[i];
+        for (int64_t i = 0; i < n; ++i) dr[i] = gr[i] - std::exp(yr[i]) * s;
+      } else {
+        for (int64_t i = 0; i < n; ++i) s += gr[i] * yr[i];
+        for (int64_t i = 0; i < n; ++i) dr[i] = yr[i] * (gr[i] - s);
+      }
+    });
+  });
+}
+
+void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,
+                               int64_t ignore_index) {
+  const int64_t rows = logits.size(0), n = logits.size(1);
+  const int64_t* tp = targets.data<int64_t>();
+  COPPER_DISPATCH_FLOAT(logits.dtype(), "cross_entropy", [&] {
+    const T* xp = static_cast<const T*>(logits.raw_data());
+    T* lp = static_cast<T*>(loss.raw_data());
+    T* sp = static_cast<T*>(lse.raw_data());
+    parallel_for(rows, n * 8, [&](int64_t r) {
+      const T* xr = xp + r * n;
+      double l = row_logsumexp(xr, n);
+      sp[r] = T(l);
+      lp[r] = tp[r] == ignore_index ? T(0) : T(l - double(xr[tp[r]]));
+    });
+  });
+}
+
+void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                        const Tensor& dlogits, double scale, int64_t ignore_index) {
+  const int64_t rows = logits.size(0), n = logits.size(1);
+  const int64_t* tp = targets.data<int64_t>();
+  COPPER_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward", [&] {
+    const T* xp = static_cast<const T*>(logits.raw_data());
+    const T* sp = static_cast<const T*>(lse.raw_data());
+    T* dp = static_cast<T*>(dlogits.raw_data());
+    parallel_for(rows, n * 8, [&](int64_t r) {
+      const T* xr = xp + r * n;
+      T* dr = dp + r * n;
+      if (tp[r] == ignore_index) {
+        for (int64_t i = 0; i < n; ++i) dr[i] = T(0);
+        return;
+      }
+      const T l = sp[r], s = T(scale);
+      for (int64_t i = 0; i < n; ++i) dr[i] = std::exp(xr[i] - l) * s;
+      dr[tp[r]] -= s;
+    });
+  });
+}
+
+}  // namespace copper

@@ -1,0 +1,171 @@
+// ops.h — every tensor operation of copper, in one list.
+//
+// Each op is defined in tensor/ops/<family>.cpp: argument checks, the kernel call
+// through the device's Backend (tensor/backend.h), and its backward. Every
+// differentiable op is enrolled in tests/test_ops.cpp, which gradchecks it in f64.
+// Broadcasting follows numpy: shapes align from the right, size-1 dims stretch.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace copper {
+
+class Generator;  // tensor/random.h
+
+// ---------------- factories (tensor/factory.cpp) ----------------
+Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = kCPU);
+Tensor ones(const Shape& shape, DType dtype = DType::f32, Device device = kCPU);
+Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = kCPU);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+Tensor full_like(const Tensor& t, double value);
+// [start, end) with step; dtype i64 unless given.
+Tensor arange(double start, double end, double step = 1, DType dtype = DType::i64, Device device = kCPU);
+Tensor arange(int64_t end, DType dtype = DType::i64);
+// Uniform [lo, hi) and standard normal, from the given generator or the thread's default one.
+Tensor rand(const Shape& shape, DType dtype = DType::f32, Generator* gen = nullptr, double lo = 0, double hi = 1);
+Tensor randn(const Shape& shape, DType dtype = DType::f32, Generator* gen = nullptr, double mean = 0, double stddev = 1);
+// Uniform integers in [lo, hi).
+Tensor randint(int64_t lo, int64_t hi, const Shape& shape, DType dtype = DType::i64, Generator* gen = nullptr);
+// From values in row-major order; the shape defaults to 1-d.
+Tensor from_vector(const std::vector<float>& v, const Shape& shape = {});
+Tensor from_vector(const std::vector<double>& v, const Shape& shape = {});
+Tensor from_vector(const std::vector<int32_t>& v, const Shape& shape = {});
+Tensor from_vector(const std::vector<int64_t>& v, const Shape& shape = {});
+Tensor scalar_tensor(double v, DType dtype = DType::f32, Device device = kCPU);
+
+// ---------------- elementwise binary, broadcasting (ops/binary.cpp) ----------------
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);  // gradient to the larger (a on ties)
+Tensor minimum(const Tensor& a, const Tensor& b);
+// comparisons give 1 or 0 in a's dtype; no gradient
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+// with a scalar on one side (the scalar takes the tensor's dtype)
+Tensor add(const Tensor& a, double b);
+Tensor sub(const Tensor& a, double b);
+Tensor mul(const Tensor& a, double b);
+Tensor div(const Tensor& a, double b);
+Tensor rsub(double a, const Tensor& b);  // a - b
+Tensor rdiv(double a, const Tensor& b);  // a / b
+
+// ---------------- elementwise unary (ops/unary.cpp) ----------------
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor pow(const Tensor& x, double exponent);
+Tensor square(const Tensor& x);
+Tensor sin(const Tensor& x);
+Tensor cos(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor gelu(const Tensor& x, bool tanh_approx = false);  // exact erf form unless tanh_approx
+Tensor silu(const Tensor& x);
+Tensor abs(const Tensor& x);
+// Clamp to [lo, hi]; gradient 1 inside the bounds, bounds included (as PyTorch), 0 outside.
+Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi);
+Tensor floor(const Tensor& x);  // no gradient (zero almost everywhere)
+Tensor ceil(const Tensor& x);   // no gradient
+
+// ---------------- selection (ops/where.cpp) ----------------
+// out = cond != 0 ? a : b, all broadcast together.
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// out = mask != 0 ? value : x (mask broadcast to x).
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+
+// ---------------- reductions (ops/reduce.cpp) ----------------
+// Over the given dims (all dims if empty). Negative dims count from the end.
+Tensor sum(const Tensor& x, const Shape& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const Shape& dims = {}, bool keepdim = false);
+// max/min over one dim; the gradient flows to the first maximal element.
+Tensor max(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor min(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor max(const Tensor& x);  // over everything
+Tensor min(const Tensor& x);
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);  // i64, no gradient
+// Sum a gradient down to a broadcast input's shape (used by every broadcasting backward).
+Tensor sum_to(const Tensor& x, const Shape& shape);
+
+// ---------------- softmax family and losses (ops/softmax.cpp, ops/loss.cpp) ----------------
+Tensor softmax(const Tensor& x, int64_t dim = -1);       // max-subtracted, stable
+Tensor log_softmax(const Tensor& x, int64_t dim = -1);
+// logits [N, C] (or [..., C], flattened), targets i64 [N]; mean over targets != ignore_index.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+
+// ---------------- matmul (ops/matmul.cpp) ----------------
+// [.., n, k] x [.., k, m] -> [.., n, m], batch dims broadcast; 1-d operands as numpy.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x [.., in] · weight[out, in]^T + bias[out]
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+// ---------------- joining and splitting (ops/join.cpp) ----------------
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim = 0);
+Tensor stack(const std::vector<Tensor>& xs, int64_t dim = 0);
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);  // last piece may be smaller
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim = 0);
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
+
+// ---------------- indexing (ops/index.cpp) ----------------
+// out = x.index_select(dim, index): index is i64/i32 1-d. Backward scatter-adds.
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+// weight [V, D], ids any shape of ints -> [..ids.shape, D]. Backward scatter-adds rows.
+Tensor embedding(const Tensor& weight, const Tensor& ids);
+// out[i][j] = x[i][index[i][j]] along dim (index same rank as x). Backward scatter-adds.
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+// out = x with src added at index along dim (out[index[i][j]][j] += src[i][j] for dim 0).
+Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+
+// ---------------- scans (ops/scan.cpp) ----------------
+// Inclusive prefix sum along dim; reverse = suffix sum (out[i] = sum_{j>=i} x[j]).
+Tensor cumsum(const Tensor& x, int64_t dim, bool reverse = false);
+
+// ---------------- normalisation (ops/norm.cpp) ----------------
+// Over the last dim: (x - mean) / sqrt(var + eps) * weight + bias (weight/bias optional).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// x / sqrt(mean(x^2) + eps) * weight
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6);
+
+// ---------------- randomness (ops/dropout.cpp) ----------------
+// Zero each element with probability p and scale the rest by 1/(1-p); identity if !train.
+Tensor dropout(const Tensor& x, double p, bool train = true, Generator* gen = nullptr);
+
+// ---------------- masks (ops/mask.cpp) ----------------
+// [T, S] with 1 where key j is in the future of query i (j > i + (S - T)): positions to hide.
+Tensor causal_mask(int64_t T, int64_t S = -1, DType dtype = DType::f32);
+
+// ---------------- in place, no autograd (optimizers, initialisers) ----------------
+// These refuse a tensor that requires grad while grad mode is on.
+void fill_(const Tensor& x, double value);
+void copy_(const Tensor& dst, const Tensor& src);        // src broadcast to dst, cast
+void add_(const Tensor& x, const Tensor& y, double alpha = 1);  // x += alpha * y
+void mul_(const Tensor& x, double s);
+
+// ---------------- operators ----------------
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+inline Tensor operator+(const Tensor& a, double b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, double b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, double b) { return div(a, b); }
+inline Tensor operator+(double a, const Tensor& b) { return add(b, a); }
+inline Tensor operator-(double a, const Tensor& b) { return rsub(a, b); }
+inline Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
+inline Tensor operator/(double a, const Tensor& b) { return rdiv(a, b); }
+
+}  // namespace copper

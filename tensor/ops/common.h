@@ -1,0 +1,58 @@
+// common.h — argument checks shared by the op files.
+#pragma once
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "tensor/backend.h"
+#include "tensor/ops.h"
+
+namespace copper::detail {
+
+inline void check_defined(const char* op, const Tensor& t, const char* what = "input") {
+  if (!t.defined()) COPPER_THROW(op, "{} is an undefined tensor", what);
+}
+
+// Two operands must share dtype and device; the message names both.
+inline void check_same(const char* op, const Tensor& a, const Tensor& b) {
+  check_defined(op, a);
+  check_defined(op, b);
+  COPPER_CHECK(a.dtype() == b.dtype(), op, "dtypes differ: {} vs {}. HINT: convert one with .to(DType::...)",
+               a.repr_shape(), b.repr_shape());
+  COPPER_CHECK(a.device() == b.device(), op, "devices differ: {} on {} vs {} on {}", a.repr_shape(), a.device().str(),
+               b.repr_shape(), b.device().str());
+}
+
+// Float compute types only (f32/f64); half types are storage and must be converted.
+inline void check_float(const char* op, const Tensor& t) {
+  check_defined(op, t);
+  COPPER_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64, op,
+               "needs an f32 or f64 tensor, got {}. HINT: convert with .to(DType::f32)", t.repr_shape());
+}
+
+// Index tensors as contiguous i64 (i32 is accepted and widened).
+inline Tensor as_index(const char* op, const Tensor& idx) {
+  check_defined(op, idx, "index");
+  COPPER_CHECK(is_integer(idx.dtype()), op, "index must be i32 or i64, got {}", idx.repr_shape());
+  NoGradGuard ng;
+  return idx.to(DType::i64).contiguous();
+}
+
+// Check every index lies in [0, n).
+inline void check_index_range(const char* op, const Tensor& idx64, int64_t n, const Shape& of) {
+  const int64_t* p = idx64.data<int64_t>();
+  for (int64_t i = 0, e = idx64.numel(); i < e; ++i)
+    COPPER_CHECK(p[i] >= 0 && p[i] < n, op, "index {} out of range [0, {}) for a dim of {}", p[i], n, shape_str(of));
+}
+
+// x (contiguous) viewed as [outer, n, inner] around dimension d.
+struct Split3 {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+inline Split3 split_at(const Shape& s, int64_t d) {
+  Split3 r;
+  for (int64_t i = 0; i < d; ++i) r.outer *= s[i];
+  r.n = s.empty() ? 1 : s[d];
+  for (size_t i = size_t(d) + 1; i < s.size(); ++i) r.inner *= s[i];
+  return r;
+}
+
+}  // namespace copper::detail

@@ -1,0 +1,85 @@
+// matmul.cpp — matrix products on the backend's gemm, with broadcast batch dimensions.
+//
+//   a [..., n, k] x b [..., k, m] -> [..., n, m]
+// Batch dims broadcast. When b is a plain matrix, a's batch dims fold into its rows so
+// the whole product is one gemm. Transposed views are passed to BLAS as "Trans"
+// instead of being copied.
+#include "tensor/ops/common.h"
+
+namespace copper {
+
+using namespace detail;
+
+namespace {
+
+// A [batch, r, c] view that gemm accepts: a unit stride in one of the last two dims.
+// Copies only when neither layout fits.
+Tensor gemm_operand(const Tensor& t3) {
+  const int64_t r = t3.size(1), c = t3.size(2);
+  Shape st = t3.strides();
+  if (c == 1) st[2] = 1;  // the stride of a size-1 dim is free: pick the one BLAS likes
+  if (r == 1) st[1] = std::max<int64_t>(c, 1);
+  const bool row_major = st[2] == 1 && st[1] >= std::max<int64_t>(c, 1);
+  const bool col_major = st[1] == 1 && st[2] >= std::max<int64_t>(r, 1);
+  if (row_major || col_major) return as_strided(t3, t3.shape(), st, t3.offset());
+  return t3.contiguous();
+}
+
+// Core product for operands of rank >= 2 (no autograd).
+Tensor matmul_raw(const Tensor& a, const Tensor& b) {
+  const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  Shape batch = broadcast_shapes(ba, bb, "matmul");
+  Shape out_shape = batch;
+  out_shape.push_back(n);
+  out_shape.push_back(m);
+  const int64_t nb = shape_numel(batch);
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  auto as3 = [&](const Tensor& t, int64_t r, int64_t c) {
+    Shape full = batch;
+    full.push_back(r);
+    full.push_back(c);
+    return t.detach().expand(full).reshape({nb, r, c});  // a view whenever the batch dims merge
+  };
+  backend_of(a).gemm(gemm_operand(as3(a, n, k)), gemm_operand(as3(b, k, m)), out.view({nb, n, m}), false);
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_same("matmul", a, b);
+  check_float("matmul", a);
+  COPPER_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul", "operands must have at least 1 dim: {} x {}",
+               shape_str(a.shape()), shape_str(b.shape()));
+  if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
+  if (b.dim() == 1) return matmul(a, b.unsqueeze(-1)).squeeze(-1);
+  COPPER_CHECK(a.size(-1) == b.size(-2), "matmul", "inner dimensions differ: {} x {}. HINT: a's last dim must equal b's second-to-last",
+               shape_str(a.shape()), shape_str(b.shape()));
+  if (b.dim() == 2 && a.dim() > 2) {  // fold a's batch into rows: one big gemm
+    Shape out_shape(a.shape().begin(), a.shape().end() - 1);
+    out_shape.push_back(b.size(1));
+    return matmul(a.reshape({-1, a.size(-1)}), b).view(out_shape);
+  }
+  Tensor out = matmul_raw(a, b);
+  record_op("matmul", out, {a, b}, [ad = a.detach(), bd = b.detach(), ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
+    return std::vector<Tensor>{ga ? sum_to(matmul_raw(g, bd.transpose(-2, -1)), ad.shape()) : Tensor(),
+                               gb ? sum_to(matmul_raw(ad.transpose(-2, -1), g), bd.shape()) : Tensor()};
+  });
+  return out;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  COPPER_CHECK(weight.dim() == 2, "linear", "weight must be [out, in], got {}", shape_str(weight.shape()));
+  COPPER_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear", "input {} does not match weight {} (in = {})",
+               shape_str(x.shape()), shape_str(weight.shape()), weight.size(1));
+  Tensor y = matmul(x, weight.t());
+  if (bias.defined()) {
+    COPPER_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear", "bias {} for weight {}",
+                 shape_str(bias.shape()), shape_str(weight.shape()));
+    y = add(y, bias);
+  }
+  return y;
+}
+
+}  // namespace copper

@@ -1,0 +1,67 @@
+// misc.cpp — dropout, causal masks, and the in-place helpers used by optimizers.
+#include "tensor/ops/common.h"
+#include "tensor/random.h"
+
+namespace copper {
+
+using namespace detail;
+
+Tensor dropout(const Tensor& x, double p, bool train, Generator* gen) {
+  COPPER_CHECK(p >= 0 && p < 1, "dropout", "probability must be in [0, 1), got {}", p);
+  if (!train || p == 0) return x;
+  check_float("dropout", x);
+  // keep-mask scaled by 1/(1-p): out = x * mask, and the gradient is g * mask
+  Tensor mask = rand(x.shape(), x.dtype(), gen);
+  {
+    NoGradGuard ng;
+    mask = div(ge(mask, scalar_tensor(p, x.dtype())), 1.0 - p).to(x.device());
+  }
+  return mul(x, mask);
+}
+
+Tensor causal_mask(int64_t T, int64_t S, DType dtype) {
+  if (S < 0) S = T;
+  COPPER_CHECK(T >= 0 && S >= T, "causal_mask", "need 0 <= T <= S, got T={} S={}", T, S);
+  NoGradGuard ng;
+  // key j is in the future of query i when j > i + (S - T)
+  Tensor i = arange(0, double(T), 1, dtype).view({T, 1});
+  Tensor j = arange(0, double(S), 1, dtype).view({1, S});
+  return gt(j, add(i, double(S - T)));
+}
+
+namespace {
+void check_inplace(const char* op, const Tensor& x) {
+  check_defined(op, x);
+  COPPER_CHECK(!(grad_enabled() && x.requires_grad()), op,
+               "in-place update of a tensor that requires grad while grad mode is on. HINT: wrap it in NoGradGuard");
+}
+}  // namespace
+
+void fill_(const Tensor& x, double value) {
+  check_inplace("fill_", x);
+  backend_of(x).fill(x, value);
+}
+
+void copy_(const Tensor& dst, const Tensor& src) {
+  check_inplace("copy_", dst);
+  check_defined("copy_", src);
+  COPPER_CHECK(broadcast_shapes(src.shape(), dst.shape(), "copy_") == dst.shape(), "copy_",
+               "source {} does not broadcast to destination {}", shape_str(src.shape()), shape_str(dst.shape()));
+  backend_of(dst).copy(src.detach().expand(dst.shape()), dst);
+}
+
+void add_(const Tensor& x, const Tensor& y, double alpha) {
+  check_inplace("add_", x);
+  check_same("add_", x, y);
+  NoGradGuard ng;
+  Tensor ys = alpha == 1 ? y.detach() : mul(y.detach(), alpha);
+  backend_of(x).binary(BinaryOp::add, x, ys.expand(x.shape()), x);
+}
+
+void mul_(const Tensor& x, double s) {
+  check_inplace("mul_", x);
+  check_float("mul_", x);
+  backend_of(x).binary(BinaryOp::mul, x, scalar_tensor(s, x.dtype(), x.device()).expand(x.shape()), x);
+}
+
+}  // namespace copper

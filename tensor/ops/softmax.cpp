@@ -1,0 +1,72 @@
+// softmax.cpp — softmax and log_softmax along a dimension, and fused cross-entropy.
+// The kernels work on the last dim; another dim is moved there and back by transposes.
+#include "tensor/ops/common.h"
+
+namespace copper {
+
+using namespace detail;
+
+namespace {
+
+Tensor softmax_last(const Tensor& x, bool log) {
+  const char* name = log ? "log_softmax" : "softmax";
+  Tensor xc = x.contiguous();
+  const int64_t n = x.dim() == 0 ? 1 : x.size(-1), rows = n == 0 ? 0 : x.numel() / n;
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  backend_of(x).softmax(xc, y, rows, n, log);
+  record_op(name, y, {x}, [yd = y.detach(), rows, n, log](const Tensor& g) {
+    Tensor dx = Tensor::empty(yd.shape(), yd.dtype(), yd.device());
+    backend_of(yd).softmax_backward(yd, g.contiguous(), dx, rows, n, log);
+    return std::vector<Tensor>{dx};
+  });
+  return y;
+}
+
+Tensor softmax_dim(const Tensor& x, int64_t dim, bool log) {
+  check_float(log ? "log_softmax" : "softmax", x);
+  const int64_t d = wrap_dim(dim, x.dim(), log ? "log_softmax" : "softmax");
+  if (x.dim() == 0 || d == x.dim() - 1) return softmax_last(x, log);
+  return softmax_last(x.transpose(d, -1), log).transpose(d, -1);
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_dim(x, dim, false); }
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_dim(x, dim, true); }
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  check_float("cross_entropy", logits);
+  COPPER_CHECK(logits.dim() >= 1, "cross_entropy", "logits must be [..., classes], got {}", shape_str(logits.shape()));
+  const int64_t c = logits.size(-1);
+  Tensor t = as_index("cross_entropy", targets).reshape({-1});
+  Tensor x = logits.reshape({-1, c}).contiguous();
+  COPPER_CHECK(t.numel() == x.size(0), "cross_entropy",
+               "{} targets for {} rows of logits {}. HINT: targets have the logits' shape without the class dim",
+               t.numel(), x.size(0), shape_str(logits.shape()));
+  const int64_t* tp = t.data<int64_t>();
+  int64_t count = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (tp[i] == ignore_index) continue;
+    COPPER_CHECK(tp[i] >= 0 && tp[i] < c, "cross_entropy", "target {} at position {} is out of range [0, {})", tp[i],
+                 i, c);
+    ++count;
+  }
+  Tensor rows = Tensor::empty({x.size(0)}, x.dtype(), x.device());
+  Tensor lse = Tensor::empty({x.size(0)}, x.dtype(), x.device());
+  backend_of(x).cross_entropy(x, t, rows, lse, ignore_index);
+  // Mean over the counted targets; with none counted the loss is 0 (not NaN) and so is its gradient.
+  const double scale = count > 0 ? 1.0 / double(count) : 0.0;
+  Tensor loss;
+  {
+    NoGradGuard ng;
+    loss = mul(sum(rows), scale);
+  }
+  record_op("cross_entropy", loss, {logits}, [xd = x.detach(), t, lse, scale, ignore_index, shape = logits.shape()](const Tensor& g) {
+    Tensor dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
+    backend_of(xd).cross_entropy_backward(xd, t, lse, dx, scale * g.item(), ignore_index);
+    return std::vector<Tensor>{dx.view(shape)};
+  });
+  return loss;
+}
+
+}  // namespace copper
