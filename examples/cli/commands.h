@@ -1,0 +1,20 @@
+// commands.h — the subcommands of build/bin/copper. Each lives in its own file
+// (cli_<name>.cpp) and adds itself to the app; main.cpp only calls these.
+// A subcommand is an example a user can read: it uses the public API only.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace copper::cli {
+
+void add_info(CLI::App& app);   // cli_info.cpp  — build, BLAS kernel, threads
+void add_bench(CLI::App& app);  // cli_bench.cpp — copper bench ops
+void add_demo(CLI::App& app);   // cli_demo.cpp  — what `make demo` runs
+void add_task(CLI::App& app);   // cli_task.cpp  — copper task train|eval|compare|gates
+
+// Exit codes shared by the subcommands.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitUsage = 2;    // bad flags or flag values
+inline constexpr int kExitData = 3;     // malformed input file, wrong checkpoint
+inline constexpr int kExitRuntime = 4;  // anything else that went wrong
+
+}  // namespace copper::cli
