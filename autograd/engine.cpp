@@ -54,6 +54,21 @@ void record_op(const char* op, Tensor& out, const std::vector<Tensor>& inputs, N
   out.impl()->requires_grad = true;
 }
 
+Node::~Node() {
+  // Take over the inputs of every node that dies with this one, so that each destructor
+  // below finds its inputs already moved out and returns without recursing.
+  std::vector<std::shared_ptr<Node>> dying;
+  for (Edge& e : inputs)
+    if (e.node) dying.push_back(std::move(e.node));
+  while (!dying.empty()) {
+    std::shared_ptr<Node> n = std::move(dying.back());
+    dying.pop_back();
+    if (n.use_count() == 1)  // the last owner: steal its inputs before it is freed
+      for (Edge& e : n->inputs)
+        if (e.node) dying.push_back(std::move(e.node));
+  }
+}
+
 namespace {
 
 // Add g into a leaf's .grad. The first gradient is copied so that no two leaves (and no

@@ -33,6 +33,10 @@ struct Node {
   Shape out_shape;           // to check the gradient shape
   DType out_dtype = DType::f32;
   int64_t seq = 0;           // creation order, for readable dumps
+
+  // Frees the chain of input nodes iteratively: the default destructor would recurse once
+  // per node, and a graph 100k ops deep would overflow the stack when its output is dropped.
+  ~Node();
 };
 
 // Attach a node to `out` if grad mode is on and any input requires grad.

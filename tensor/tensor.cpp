@@ -96,7 +96,11 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return Tensor(std::move(impl));
 }
 
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
+int64_t Tensor::size(int64_t d) const {
+  // wrap_dim lets a 0-d tensor name dim 0 or -1 (as reductions do), but it has no size to read
+  COPPER_CHECK(dim() > 0, "size", "a 0-d tensor {} has no dimension {}", repr_shape(), d);
+  return shape()[wrap_dim(d, dim(), "size")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -317,6 +321,7 @@ Tensor Tensor::expand(const Shape& want) const {
     }
     int64_t have = shape()[i - lead];
     int64_t w = want[i] == -1 ? have : want[i];
+    COPPER_CHECK(w >= 0, "expand", "negative size {} in {}", want[i], shape_str(want));
     COPPER_CHECK(have == w || have == 1, "expand", "cannot expand {} to {}: dim {} is {}. HINT: only size-1 dims can grow",
                  shape_str(shape()), shape_str(want), i, have);
     s[i] = w;

@@ -11,6 +11,8 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   COPPER_CHECK(!xs.empty(), "cat", "needs at least one tensor");
   const Tensor& first = xs[0];
   check_defined("cat", first);
+  COPPER_CHECK(first.dim() > 0, "cat", "a 0-d tensor {} cannot be joined. HINT: use stack(), or unsqueeze(0) first",
+               first.repr_shape());
   const int64_t d = wrap_dim(dim, first.dim(), "cat");
   Shape out_shape = first.shape();
   out_shape[d] = 0;
@@ -84,8 +86,9 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   COPPER_CHECK(chunks > 0, "chunk", "number of chunks must be positive, got {}", chunks);
-  const int64_t n = x.size(dim);
-  return split(x, std::max<int64_t>(1, (n + chunks - 1) / chunks), dim);
+  const int64_t d = wrap_dim(dim, x.dim(), "chunk");
+  const int64_t n = x.size(d);
+  return split(x, std::max<int64_t>(1, (n + chunks - 1) / chunks), d);
 }
 
 }  // namespace copper

@@ -52,7 +52,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   check_float("matmul", a);
   COPPER_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul", "operands must have at least 1 dim: {} x {}",
                shape_str(a.shape()), shape_str(b.shape()));
-  if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
+  if (a.dim() == 1) {  // a row vector, its added dim removed again; for two 1-d operands that leaves a 0-d dot product
+    Tensor out = matmul(a.unsqueeze(0), b);
+    return out.squeeze(b.dim() == 1 ? -1 : -2);
+  }
   if (b.dim() == 1) return matmul(a, b.unsqueeze(-1)).squeeze(-1);
   COPPER_CHECK(a.size(-1) == b.size(-2), "matmul", "inner dimensions differ: {} x {}. HINT: a's last dim must equal b's second-to-last",
                shape_str(a.shape()), shape_str(b.shape()));

@@ -23,10 +23,11 @@ Tensor causal_mask(int64_t T, int64_t S, DType dtype) {
   if (S < 0) S = T;
   COPPER_CHECK(T >= 0 && S >= T, "causal_mask", "need 0 <= T <= S, got T={} S={}", T, S);
   NoGradGuard ng;
-  // key j is in the future of query i when j > i + (S - T)
-  Tensor i = arange(0, double(T), 1, dtype).view({T, 1});
-  Tensor j = arange(0, double(S), 1, dtype).view({1, S});
-  return gt(j, add(i, double(S - T)));
+  // key j is in the future of query i when j > i + (S - T). Compared in f64 (exact for any
+  // realistic T, S; the comparison ops take float types only), then cast to the asked dtype.
+  Tensor i = arange(0, double(T), 1, DType::f64).view({T, 1});
+  Tensor j = arange(0, double(S), 1, DType::f64).view({1, S});
+  return gt(j, add(i, double(S - T))).to(dtype);
 }
 
 namespace {

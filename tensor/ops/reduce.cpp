@@ -112,6 +112,7 @@ Tensor min(const Tensor& x) { return min(x.reshape({-1}), 0); }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   check_float("argmax", x);
+  COPPER_CHECK(x.numel() > 0, "argmax", "reduction of an empty tensor {}", x.repr_shape());
   int64_t d = wrap_dim(dim, x.dim(), "argmax");
   Tensor idx = reduce_dim(ReduceOp::argmax, x, d);
   return keepdim ? idx : idx.squeeze(d);
