@@ -57,7 +57,7 @@ class Tensor {
   DType dtype() const { return checked()->dtype; }
   Device device() const { return checked()->storage->device(); }
   bool is_contiguous() const;
-  bool same_storage(const Tensor& o) const { return impl_->storage == o.impl_->storage; }
+  bool same_storage(const Tensor& o) const { return checked()->storage == o.checked()->storage; }
 
   // Pointer to element 0 of this view. data<T>() checks that T matches the dtype.
   void* raw_data() const;

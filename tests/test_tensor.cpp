@@ -392,3 +392,13 @@ TEST(Errors, NoCrashOnAnyBadInput) {
   };
   for (size_t i = 0; i < bad.size(); ++i) EXPECT_THROW(bad[i](), Error) << "bad input #" << i;
 }
+
+// Integer tensors take part in comparisons and integer arithmetic (no gradients, no div).
+TEST(IntegerOps, ComparisonsAndArithmetic) {
+  Tensor pred = from_vector(std::vector<int64_t>{1, 2, 3, 4});
+  Tensor target = from_vector(std::vector<int64_t>{1, 0, 3, 0});
+  EXPECT_EQ(eq(pred, target).to_vector<int64_t>(), (std::vector<int64_t>{1, 0, 1, 0}));
+  EXPECT_EQ(sum(eq(pred, target).to(DType::f64)).item(), 2.0);
+  EXPECT_EQ(add(pred, 10.0).to_vector<int64_t>(), (std::vector<int64_t>{11, 12, 13, 14}));
+  EXPECT_THROW(div(pred, target), Error);
+}

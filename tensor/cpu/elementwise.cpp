@@ -22,8 +22,10 @@ void map1(const Tensor& x, const Tensor& out, F f) {
   const T* xp = static_cast<const T*>(x.raw_data());
   T* op = static_cast<T*>(out.raw_data());
   for_each_row<2>(out.shape(), {&x.strides(), &out.strides()}, [&](const int64_t* off, const int64_t* st, int64_t n) {
-    const T* __restrict a = xp + off[0];
-    T* __restrict o = op + off[1];
+    // no __restrict: in-place updates (add_, mul_) pass the output as an input too; the
+    // simd pragma is still valid because element i only reads and writes index i
+    const T* a = xp + off[0];
+    T* o = op + off[1];
     if (st[0] == 1 && st[1] == 1) {
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
@@ -40,9 +42,9 @@ void map2(const Tensor& a, const Tensor& b, const Tensor& out, F f) {
   T* op = static_cast<T*>(out.raw_data());
   for_each_row<3>(out.shape(), {&a.strides(), &b.strides(), &out.strides()},
                   [&](const int64_t* off, const int64_t* st, int64_t n) {
-                    const T* __restrict x = ap + off[0];
-                    const T* __restrict y = bp + off[1];
-                    T* __restrict o = op + off[2];
+                    const T* x = ap + off[0];  // may alias o (in-place): see map1
+                    const T* y = bp + off[1];
+                    T* o = op + off[2];
                     if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
 #pragma omp simd
                       for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
@@ -146,7 +148,7 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, co
 }
 
 void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
-  COPPER_DISPATCH_FLOAT(a.dtype(), "binary", [&] {
+  COPPER_DISPATCH_NUMERIC(a.dtype(), "binary", [&] {
     switch (op) {
       case BinaryOp::add: return map2<T>(a, b, out, [](T x, T y) { return x + y; });
       case BinaryOp::sub: return map2<T>(a, b, out, [](T x, T y) { return x - y; });

@@ -23,6 +23,19 @@ inline constexpr int64_t kParallelMin = 1 << 15;
     }                                                                                                  \
   }()
 
+// Float and integer compute types (not the half storage types).
+#define COPPER_DISPATCH_NUMERIC(dtype, op, ...)                                                        \
+  [&] {                                                                                                \
+    switch (dtype) {                                                                                   \
+      case ::copper::DType::f32: { using T = float; return __VA_ARGS__(); }                            \
+      case ::copper::DType::f64: { using T = double; return __VA_ARGS__(); }                           \
+      case ::copper::DType::i32: { using T = int32_t; return __VA_ARGS__(); }                          \
+      case ::copper::DType::i64: { using T = int64_t; return __VA_ARGS__(); }                          \
+      default: COPPER_THROW(op, "dtype {} is not supported here. HINT: convert with .to(DType::f32)", \
+                            ::copper::dtype_name(dtype));                                              \
+    }                                                                                                  \
+  }()
+
 // The same for every dtype (T is bf16/f16 for the half types).
 #define COPPER_DISPATCH_ALL(dtype, op, ...)                                \
   [&] {                                                                    \

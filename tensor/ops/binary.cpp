@@ -13,7 +13,8 @@ namespace {
 
 Tensor binary_forward(BinaryOp op, const char* name, const Tensor& a, const Tensor& b) {
   check_same(name, a, b);
-  check_float(name, a);
+  // integers take part too (argmax == targets, index arithmetic); they never need gradients
+  if (!(is_integer(a.dtype()) && op != BinaryOp::div)) check_float(name, a);
   Shape s = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = Tensor::empty(s, a.dtype(), a.device());
   backend_of(a).binary(op, a.detach().expand(s), b.detach().expand(s), out);
