@@ -1,0 +1,142 @@
+// cope_fused.cpp — CoPE's gates → positions → interpolated logits as one fused op with a
+// hand-written backward (see cope.h). It computes exactly what the composed reference
+// (cope_logit_term_reference: sigmoid, masked_fill, cumsum, clamp, floor/ceil, gather) does,
+// but in one pass per query row instead of about fifteen (B, H, T, T) tensors each way,
+// which makes CoPE's training step cost about what attention itself costs.
+//
+// Per row i of query q_i (g, p, z as in cope.h; C = npos - 1):
+//   forward   g_j = sigmoid(l_ij) (j <= i, else 0);  p_j = sum_{t=j..i} g_t;  c_j = min(p_j, C)
+//             term_j = z[lo] + w (z[hi] - z[lo]),  lo = floor c_j, hi = ceil c_j, w = c_j - lo
+//   backward  dz[lo] += (1 - w) dterm_j;  dz[hi] += w dterm_j
+//             dp_j = dterm_j (z[hi] - z[lo]) if p_j <= C else 0          (clamp, then w = c - floor c)
+// Saved for the backward: z, the gates and the clamped positions c.
+//             dg_t = sum_{j <= t} dp_j                                   (the adjoint of a suffix sum)
+//             dl_t = dg_t g_t (1 - g_t) for t <= i, else 0               (sigmoid, masked_fill)
+#include <omp.h>
+
+#include <cmath>
+
+#include "autograd/node.h"
+#include "nn/pe/cope.h"
+#include "tensor/ops.h"
+
+namespace copper::nn {
+
+namespace {
+
+// Only keys j <= i do work; future keys get gate 0, position 0 and term z[0], exactly what
+// the composed reference gives them. The sigmoid loop is `omp simd` so that GCC can call the
+// vector exp of libmvec.
+template <class F>
+void forward_rows(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t rows, int64_t T, int64_t npos) {
+  const F cap = F(npos - 1);
+#pragma omp parallel for schedule(static) if (rows * T >= 16384)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = r % T;  // query index within its sequence
+    const F* l = lg + r * T;
+    const F* zr = z + r * npos;
+    F* tr = term + r * T;
+    F* gr = gates + r * T;
+    F* pr = pos + r * T;
+#pragma omp simd
+    for (int64_t j = 0; j <= i; ++j) gr[j] = F(1) / (F(1) + std::exp(-l[j]));
+    F acc = 0;
+    for (int64_t j = i; j >= 0; --j) {
+      acc += gr[j];
+      pr[j] = std::min(acc, cap);  // clamped (see backward_rows for why that is enough)
+    }
+    for (int64_t j = 0; j <= i; ++j) {
+      const F c = pr[j];
+      const F lo = std::floor(c), w = c - lo;
+      const int64_t ilo = int64_t(lo), ihi = int64_t(std::ceil(c));
+      tr[j] = zr[ilo] + w * (zr[ihi] - zr[ilo]);
+    }
+    for (int64_t j = i + 1; j < T; ++j) {
+      gr[j] = 0;
+      pr[j] = 0;
+      tr[j] = zr[0];
+    }
+  }
+}
+
+template <class F>
+void backward_rows(const F* dterm, const F* z, const F* gates, const F* pos, F* dlg, F* dz, int64_t rows, int64_t T,
+                   int64_t npos) {
+  const F cap = F(npos - 1);
+#pragma omp parallel for schedule(static) if (rows * T >= 16384)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = r % T;
+    const F* dt = dterm + r * T;
+    const F* zr = z + r * npos;
+    const F* gr = gates + r * T;
+    const F* pr = pos + r * T;
+    F* dl = dlg + r * T;
+    F* dzr = dz + r * npos;
+    for (int64_t p = 0; p < npos; ++p) dzr[p] = 0;
+    F prefix = 0;  // sum_{j <= t} dp_j as t runs forward
+    for (int64_t t = 0; t <= i; ++t) {
+      const F c = pr[t];
+      const F lo = std::floor(c), w = c - lo;
+      const int64_t ilo = int64_t(lo), ihi = int64_t(std::ceil(c));
+      dzr[ilo] += (F(1) - w) * dt[t];
+      dzr[ihi] += w * dt[t];
+      // The clamp passes the gradient for p <= cap and stops it above. Only the clamped
+      // value is stored: c < cap means p < cap; c == cap is an integer, where ceil = floor
+      // and dp is 0 whichever side p was on — so the test c < cap loses nothing.
+      const F dp = c < cap ? dt[t] * (zr[ihi] - zr[ilo]) : F(0);
+      prefix += dp;
+      dl[t] = prefix * gr[t] * (F(1) - gr[t]);
+    }
+    for (int64_t t = i + 1; t < T; ++t) {  // future keys read z[0] with weight 1 and have no gate
+      dzr[0] += dt[t];
+      dl[t] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+CopeTerm cope_logit_term(const Tensor& q, const Tensor& gate_logits, const Tensor& e) {
+  const int64_t T = q.size(-2), Dh = q.size(-1), npos = e.size(0);
+  COPPER_CHECK(e.dim() == 2 && e.size(1) == Dh, "cope", "position table {} must be (npos, {}) for q {}",
+               e.repr_shape(), Dh, q.repr_shape());
+  Shape lead(q.shape().begin(), q.shape().end() - 2);
+  Shape want = lead;
+  want.push_back(T);
+  want.push_back(T);
+  COPPER_CHECK(gate_logits.shape() == want, "cope", "gate logits {} must be {} for q {}", gate_logits.repr_shape(),
+               shape_str(want), q.repr_shape());
+  // f32 positions whatever the compute dtype (f64 for f64 inputs): see cope_logit_term_reference.
+  const DType pd = q.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  auto in_pd = [&](const Tensor& t) { return t.dtype() == pd ? t : t.to(pd); };
+  Tensor z = matmul(in_pd(q), in_pd(e).t());                     // z: (..., T, npos), z[i][p] = q_i·e[p]
+  Tensor lg = in_pd(gate_logits).contiguous();                    // lg: (..., T, T)
+  Tensor zc = z.contiguous();
+  const int64_t rows = shape_numel(lead) * T;
+  Tensor term = Tensor::empty(want, pd), gates = Tensor::empty(want, pd), pos = Tensor::empty(want, pd);
+  if (pd == DType::f64)
+    forward_rows(lg.data<double>(), zc.data<double>(), term.data<double>(), gates.data<double>(), pos.data<double>(),
+                 rows, T, npos);
+  else
+    forward_rows(lg.data<float>(), zc.data<float>(), term.data<float>(), gates.data<float>(), pos.data<float>(), rows,
+                 T, npos);
+  record_op("cope", term, {lg, zc},
+            [zs = zc.detach(), gates, pos, want, zshape = zc.shape(), rows, T, npos, pd](const Tensor& g) {
+              Tensor dt = g.to(pd).contiguous();
+              Tensor dl = Tensor::empty(want, pd), dz = Tensor::empty(zshape, pd);
+              if (pd == DType::f64)
+                backward_rows(dt.data<double>(), zs.data<double>(), gates.data<double>(), pos.data<double>(),
+                              dl.data<double>(), dz.data<double>(), rows, T, npos);
+              else
+                backward_rows(dt.data<float>(), zs.data<float>(), gates.data<float>(), pos.data<float>(),
+                              dl.data<float>(), dz.data<float>(), rows, T, npos);
+              return std::vector<Tensor>{dl, dz};
+            });
+  CopeTerm r;
+  r.term = term.dtype() == q.dtype() ? term : term.to(q.dtype());
+  r.gates = gates;
+  r.positions = pos;  // already clamped
+  return r;
+}
+
+}  // namespace copper::nn

@@ -1,0 +1,178 @@
+// transformer.cpp — TransformerConfig, Block and TransformerLM (see transformer.h).
+#include "nn/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "nn/pe/cope.h"
+#include "tensor/ops.h"
+
+namespace copper::nn {
+
+// ---------------------------------------------------------------- config
+
+nlohmann::json TransformerConfig::to_json() const {
+  return {{"vocab", vocab},
+          {"d_model", d_model},
+          {"n_layers", n_layers},
+          {"n_heads", n_heads},
+          {"context", context},
+          {"d_ff", d_ff},
+          {"mlp", mlp},
+          {"pre_norm", pre_norm},
+          {"tie_embeddings", tie_embeddings},
+          {"dropout", dropout},
+          {"pe", pe},
+          {"npos", npos},
+          {"cope_scale", cope_scale},
+          {"cope_sep_key", cope_sep_key},
+          {"cope_every", cope_every},
+          {"rel_reuse_last", rel_reuse_last},
+          {"norm", norm}};
+}
+
+TransformerConfig TransformerConfig::from_json(const nlohmann::json& js) {
+  COPPER_CHECK(js.is_object(), "TransformerConfig", "expected a JSON object, got {}", js.dump());
+  TransformerConfig c;
+  const nlohmann::json known = c.to_json();
+  for (auto& [key, value] : js.items()) {
+    if (!known.contains(key)) {
+      std::string names;
+      for (auto& [k, v] : known.items()) names += (names.empty() ? "" : ", ") + k;
+      COPPER_THROW("TransformerConfig", "unknown key '{}'. HINT: valid keys are {}", key, names);
+    }
+  }
+  COPPER_CHECK(js.contains("vocab"), "TransformerConfig", "missing 'vocab'. HINT: the vocabulary size is required");
+  try {
+    auto get = [&](const char* key, auto& field) {
+      if (js.contains(key)) field = js.at(key).get<std::remove_reference_t<decltype(field)>>();
+    };
+    get("vocab", c.vocab);
+    get("d_model", c.d_model);
+    get("n_layers", c.n_layers);
+    get("n_heads", c.n_heads);
+    get("context", c.context);
+    get("d_ff", c.d_ff);
+    get("mlp", c.mlp);
+    get("pre_norm", c.pre_norm);
+    get("tie_embeddings", c.tie_embeddings);
+    get("dropout", c.dropout);
+    get("pe", c.pe);
+    get("npos", c.npos);
+    get("cope_scale", c.cope_scale);
+    get("cope_sep_key", c.cope_sep_key);
+    get("cope_every", c.cope_every);
+    get("rel_reuse_last", c.rel_reuse_last);
+    get("norm", c.norm);
+  } catch (const nlohmann::json::exception& e) {
+    COPPER_THROW("TransformerConfig", "a field has the wrong type: {}. HINT: see TransformerConfig::to_json for the types",
+                 e.what());
+  }
+  return c;
+}
+
+void TransformerConfig::validate() const {
+  const char* op = "TransformerConfig";
+  COPPER_CHECK(vocab > 0, op, "vocab must be positive, got {}", vocab);
+  COPPER_CHECK(d_model > 0 && n_heads > 0 && d_model % n_heads == 0, op,
+               "d_model {} must be a positive multiple of n_heads {}", d_model, n_heads);
+  COPPER_CHECK(n_layers >= 0, op, "n_layers must be >= 0, got {}", n_layers);
+  COPPER_CHECK(context > 0, op, "context must be positive, got {}", context);
+  COPPER_CHECK(d_ff >= 0, op, "d_ff must be >= 0 (0 means 4 * d_model), got {}", d_ff);
+  COPPER_CHECK(dropout >= 0 && dropout < 1, op, "dropout must be in [0, 1), got {}", dropout);
+  COPPER_CHECK(npos >= 0, op, "npos must be >= 0 (0 means context + 1), got {}", npos);
+  COPPER_CHECK(cope_every >= 1, op, "cope_every must be >= 1, got {}", cope_every);
+  const auto& acts = mlp_activations();
+  COPPER_CHECK(std::find(acts.begin(), acts.end(), mlp) != acts.end(), op,
+               "unknown mlp '{}'. HINT: valid names are relu, gelu, swiglu", mlp);
+  const auto& norms = norm_names();
+  COPPER_CHECK(std::find(norms.begin(), norms.end(), norm) != norms.end(), op,
+               "unknown norm '{}'. HINT: valid names are layernorm, rmsnorm", norm);
+  check_position_encoding_name(pe);
+  cope_scale_from_name(cope_scale);
+}
+
+namespace {
+PEConfig pe_config(const TransformerConfig& c, PEConfig::Scope scope, int64_t layer, double embed_std, Generator* gen) {
+  PEConfig p;
+  p.scope = scope;
+  p.layer = layer;
+  p.n_layers = c.n_layers;
+  p.d_model = c.d_model;
+  p.n_heads = c.n_heads;
+  p.context = c.context;
+  p.embed_std = embed_std;
+  p.npos = c.npos;
+  p.cope_scale = c.cope_scale;
+  p.cope_sep_key = c.cope_sep_key;
+  p.cope_every = c.cope_every;
+  p.rel_reuse_last = c.rel_reuse_last;
+  p.init_gen = gen;
+  return p;
+}
+}  // namespace
+
+// ---------------------------------------------------------------- Block
+
+Block::Block(const TransformerConfig& cfg, int64_t layer, Generator* gen) : pre_norm_(cfg.pre_norm) {
+  norm1 = register_module("norm1", std::make_shared<Norm>(cfg.norm, cfg.d_model));
+  auto layer_pe = make_position_encoding(cfg.pe, pe_config(cfg, PEConfig::Scope::Layer, layer, 1.0, gen));
+  attn = register_module("attn", std::make_shared<CausalSelfAttention>(cfg.d_model, cfg.n_heads, cfg.dropout, layer_pe, gen));
+  norm2 = register_module("norm2", std::make_shared<Norm>(cfg.norm, cfg.d_model));
+  mlp = register_module("mlp", std::make_shared<MLP>(cfg.d_model, cfg.d_ff, cfg.mlp, gen));
+  drop = register_module("drop", std::make_shared<Dropout>(cfg.dropout));
+}
+
+Tensor Block::forward(const Tensor& x) {  // x: (B, T, D)
+  if (pre_norm_) {
+    Tensor h = x + drop->forward(attn->forward(norm1->forward(x)));
+    return h + drop->forward(mlp->forward(norm2->forward(h)));
+  }
+  Tensor h = norm1->forward(x + drop->forward(attn->forward(x)));
+  return norm2->forward(h + drop->forward(mlp->forward(h)));
+}
+
+// ---------------------------------------------------------------- TransformerLM
+
+TransformerLM::TransformerLM(const TransformerConfig& cfg, Generator* init_gen) : cfg_(cfg) {
+  cfg_.validate();
+  Generator fallback(0x5eed);
+  Generator* gen = init_gen ? init_gen : &fallback;
+  // Token embeddings ~ N(0, 1) as nn.Embedding; tied to the head they are scaled down to
+  // N(0, 1/D) so that the initial logits x·eᵀ (x of unit scale after the final norm) are O(1).
+  const double embed_std = cfg.tie_embeddings ? 1.0 / std::sqrt(double(cfg.d_model)) : 1.0;
+  embed = register_module("embed", std::make_shared<Embedding>(cfg.vocab, cfg.d_model, embed_std, gen));
+  pe = make_position_encoding(cfg.pe, pe_config(cfg, PEConfig::Scope::Embedding, -1, embed_std, gen));
+  if (pe) register_module("pe", pe);
+  drop_ = register_module("drop", std::make_shared<Dropout>(cfg.dropout));
+  auto list = register_module("blocks", std::make_shared<ModuleList>());
+  for (int64_t i = 0; i < cfg.n_layers; ++i) blocks.push_back(list->push_back(std::make_shared<Block>(cfg, i, gen)));
+  if (cfg.pre_norm) norm_f = register_module("norm_f", std::make_shared<Norm>(cfg.norm, cfg.d_model));
+  if (!cfg.tie_embeddings) head = register_module("head", std::make_shared<Linear>(cfg.d_model, cfg.vocab, false, gen));
+}
+
+Tensor TransformerLM::forward(const Tensor& ids) {
+  COPPER_CHECK(ids.defined() && ids.dim() == 2 && is_integer(ids.dtype()), "TransformerLM",
+               "ids must be (B, T) integers, got {}", ids.defined() ? ids.repr_shape() : std::string("undefined"));
+  const int64_t T = ids.size(1);
+  COPPER_CHECK(T >= 1, "TransformerLM", "empty sequence {}", ids.repr_shape());
+  Tensor x = embed->forward(ids);  // x: (B, T, D)
+  if (pe) {
+    Tensor p = pe->embedding_term(T, x.dtype());  // p: (T, D)
+    if (p.defined()) x = x + p;
+  }
+  x = drop_->forward(x);
+  for (auto& b : blocks) x = b->forward(x);
+  if (norm_f) x = norm_f->forward(x);
+  return head ? head->forward(x) : matmul(x, embed->weight.t());  // (B, T, vocab)
+}
+
+std::vector<Tensor> TransformerLM::cope_gates() const {
+  std::vector<Tensor> out;
+  for (auto& b : blocks)
+    if (auto& p = b->attn->pe())
+      if (Tensor g = p->last_gates(); g.defined()) out.push_back(g);
+  return out;
+}
+
+}  // namespace copper::nn
