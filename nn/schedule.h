@@ -1,0 +1,31 @@
+// schedule.h — learning-rate schedules: constant, linear warmup then cosine or linear decay.
+//
+// lr_at(step) is a pure function of the 0-based step about to be taken, so a resumed run
+// gets the same rates as an uninterrupted one without saving any schedule state.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace copper::nn {
+
+struct Schedule {
+  std::string kind = "constant";  // "constant", "cosine" (warmup + cosine), "linear" (warmup + linear)
+  double lr = 1e-3;               // peak rate
+  int64_t warmup = 0;             // steps of linear warmup from lr/warmup to lr
+  int64_t total = 0;              // steps of the whole run (decay ends here)
+  double min_lr_ratio = 0;        // the decay ends at lr * min_lr_ratio
+
+  // Rate for 0-based step `step`: during warmup lr * (step+1)/warmup; then
+  // constant: lr; cosine: lo + (lr-lo) (1 + cos(pi f))/2; linear: lo + (lr-lo)(1-f),
+  // with f = (step - warmup) / (total - warmup) clamped to [0, 1] and lo = lr * min_lr_ratio.
+  double lr_at(int64_t step) const;
+
+  nlohmann::json to_json() const;
+  static Schedule from_json(const nlohmann::json& js);
+  // Throws copper::Error on an unknown kind (listing the valid ones) or bad numbers.
+  void validate() const;
+};
+
+}  // namespace copper::nn

@@ -1,0 +1,92 @@
+// trainer.h — training and evaluating a TransformerLM on one of the paper's tasks.
+//
+// A run is fully described by a TrainConfig (task, model, optimizer, schedule, batch,
+// steps, seed). It repeats bit for bit on the CPU at the same thread count: the model is
+// initialised from Generator(seed), training data comes from its own generator (or a
+// fixed training set visited in seeded epoch orders), dropout from the thread's default
+// generator seeded with the seed, and all three states go into each checkpoint. A run
+// killed at any moment and started again with the same command continues from its last
+// checkpoint and ends with the same parameters as an uninterrupted one.
+//
+// Output folder:
+//   model.safetensors   final weights, model config in the metadata
+//   config.json         the TrainConfig (task, model, optimizer, ...), with the vocabulary
+//   results.json        error on fresh held-out data, in-distribution and each OOD split
+//   log.jsonl           one line per logged step: step, loss, lr, tokens/s, elapsed
+//   checkpoints/        the latest training checkpoint (see nn/checkpoint.h)
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "nn/optim.h"
+#include "nn/schedule.h"
+#include "nn/transformer.h"
+#include "tasks/task.h"
+
+namespace copper::tasks {
+
+struct TrainConfig {
+  std::string preset;          // where the values came from ("cpu-small", "paper", "demo", "custom")
+  TaskConfig task;
+  nn::TransformerConfig model;  // vocab and context are set from the task by the presets
+  nn::OptimConfig optim;
+  nn::Schedule schedule;
+  int64_t batch = 32;
+  int64_t steps = 1000;
+  uint64_t seed = 0;
+  double clip = 1.0;            // max global gradient norm (0: no clipping)
+  int64_t train_samples = 0;    // 0: a fresh example every time; N: a fixed set of N, in epochs
+  int64_t eval_samples = 1000;  // per split
+  int64_t eval_batch = 100;
+  int64_t checkpoint_every = 100;
+  int64_t log_every = 25;
+
+  nlohmann::json to_json() const;
+  static TrainConfig from_json(const nlohmann::json& js);
+};
+
+// Presets: "cpu-small", "paper", "demo" (a shorter Flip-Flop for `copper demo`).
+// Throws listing the valid names. `pe` is the position encoding name.
+TrainConfig preset_config(const std::string& preset, const TaskConfig& task, const std::string& pe);
+const std::vector<std::string>& preset_names();
+// The longest example of any evaluation split: what the context must cover.
+int64_t longest_split_tokens(const TaskConfig& task);
+
+struct EvalResult {
+  double error = 0;         // the task's error: per sample (selective copy, counting) or per token (Flip-Flop)
+  double token_error = 0;   // wrong counted tokens / counted tokens
+  double sample_error = 0;  // samples with any wrong counted token / samples
+  int64_t samples = 0, tokens = 0, trimmed = 0;
+  nlohmann::json to_json() const;
+};
+// Greedy (argmax) predictions under teacher forcing. For selective copy a sample is right
+// exactly when greedy decoding would reproduce every output token.
+EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vector<Example>& data, int64_t batch);
+// Held-out examples of one split, from a generator no training stream uses.
+std::vector<Example> heldout_examples(const TaskConfig& split, uint64_t seed, int64_t split_index, int64_t n);
+
+struct TrainOptions {
+  bool fresh = false;             // ignore (and replace) an existing checkpoint
+  bool quiet = false;             // no progress lines
+  std::FILE* progress = stderr;   // where progress lines go
+  std::string label;              // printed in front of progress lines
+  int64_t stop_after = -1;        // tests: return after this step as if killed (no outputs but checkpoints)
+};
+// Train (or resume) into out_dir, evaluate every split, write the outputs; returns results.json.
+nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, const TrainOptions& opt = {});
+
+// A trained model folder loaded back: config.json + model.safetensors.
+struct TrainedModel {
+  TrainConfig cfg;
+  std::unique_ptr<Task> task;
+  std::unique_ptr<nn::TransformerLM> model;
+};
+TrainedModel load_trained(const std::string& dir);
+
+}  // namespace copper::tasks
