@@ -47,10 +47,14 @@ void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor&
     parallel_for(rows, n * 4, [&](int64_t r) {
       const T* xr = xp + r * n;
       T* yr = yp + r * n;
+      // `omp simd reduction` lets the compiler reorder the sums into vector lanes, which
+      // plain C++ forbids for floating point; the accumulators stay double.
       double s = 0;
+      _Pragma("omp simd reduction(+ : s)")  // (a #pragma cannot sit inside the dispatch macro)
       for (int64_t i = 0; i < n; ++i) s += xr[i];
       const double mu = s / double(n);
       double v = 0;
+      _Pragma("omp simd reduction(+ : v)")
       for (int64_t i = 0; i < n; ++i) v += (xr[i] - mu) * (xr[i] - mu);
       const double rs = 1.0 / std::sqrt(v / double(n) + eps);
       mp[r] = T(mu);

@@ -1,0 +1,251 @@
+// ops.cpp — `copper bench ops`: copper's kernels beside the best the machine can do.
+//
+// Lines printed (one JSON object each):
+//   env         the BLAS kernel and thread counts the numbers were taken with
+//   matmul      copper::matmul vs raw cblas_sgemm on the same f32 operands, GFLOP/s, ratio
+//   linear      x @ W^T (the transposed operand an nn.Linear uses), vs raw sgemm
+//   add         copper::add (a new output each call) vs memcpy, GB/s, ratio
+//   add_        the in-place x += y an optimizer uses, vs memcpy
+//   add_small   add on 64K floats (in cache): per-call overhead and thread wake-up
+//   add_bias    [rows, n] + [n]: the broadcast of a bias over rows
+//   softmax, layer_norm, cumsum_rev, gelu: rows/s and GB/s on transformer-sized shapes
+//   interleave  matmul and add in alternation vs each alone: shows thread pools fighting
+// Traffic counted for GB/s: the arrays an op must read and write once each (add: 3,
+// memcpy: 2); the hardware may move more (a write first reads its cache line).
+#include <cblas.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "bench/bench.h"
+#include "tensor/ops.h"
+#include "tensor/random.h"
+#include "tensor/runtime.h"
+
+namespace copper::bench {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+// A 64-byte aligned float buffer for the raw reference runs.
+struct Buffer {
+  explicit Buffer(size_t n) : p(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64))) {
+    std::memset(p, 0, n * sizeof(float));  // touch every page now, not inside a timing
+  }
+  ~Buffer() { std::free(p); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  float* p;
+};
+
+bool wanted(const Options& opt, const char* name) {
+  return opt.filter.empty() || std::string(name).find(opt.filter) != std::string::npos;
+}
+
+double round3(double v) { return std::round(v * 1000.0) / 1000.0; }
+
+void bench_env(std::FILE* out) {
+  const RuntimeInfo r = runtime_info();
+  emit(out, json{{"bench", "env"},
+                 {"blas_core", r.blas_core},
+                 {"blas_core_source", r.coretype_src},
+                 {"blas_threads", r.blas_threads},
+                 {"omp_threads", r.omp_threads},
+                 {"blas", r.blas_config}});
+}
+
+// c = a @ b for square n: copper::matmul and cblas_sgemm on the same data, alternated.
+void bench_matmul(const Options& opt, std::FILE* out) {
+  const std::vector<int64_t> sizes = opt.quick ? std::vector<int64_t>{64, 128} : std::vector<int64_t>{256, 512, 1024, 2048};
+  for (int64_t n : sizes) {
+    Tensor a = randn({n, n}), b = randn({n, n});
+    Buffer c{size_t(n * n)};
+    const float* ap = a.data<float>();
+    const float* bp = b.data<float>();
+    Tensor keep;
+    auto run_copper = [&] { keep = matmul(a, b); };
+    auto run_raw = [&] {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.0f, ap, int(n), bp, int(n), 0.0f,
+                  c.p, int(n));
+    };
+    // `keep` holds the previous result while the next one is computed, as a training
+    // loop holds its activations; the caching allocator serves both from its free list.
+    auto [tc, tr] = time_pair(run_copper, run_raw, opt.budget_s);
+    double diff = 0;
+    const float* kp = keep.data<float>();
+    for (int64_t i = 0; i < n * n; ++i) diff = std::max(diff, double(std::abs(kp[i] - c.p[i])));
+    const double flop = 2.0 * double(n) * double(n) * double(n);
+    emit(out, json{{"bench", "matmul"},
+                   {"shape", fmt::format("{0}x{0}x{0}", n)},
+                   {"copper_gflops", round3(flop / tc.median_s * 1e-9)},
+                   {"sgemm_gflops", round3(flop / tr.median_s * 1e-9)},
+                   {"ratio", round3(tr.median_s / tc.median_s)},
+                   {"copper_ms", round3(tc.median_s * 1e3)},
+                   {"sgemm_ms", round3(tr.median_s * 1e3)},
+                   {"reps", tc.reps},
+                   {"max_abs_diff", diff}});
+  }
+}
+
+// y = x @ W^T with x [rows, in], W [out, in]: what nn.Linear does; BLAS gets W as "Trans".
+void bench_linear(const Options& opt, std::FILE* out) {
+  const int64_t rows = opt.quick ? 256 : 4096, in = opt.quick ? 64 : 512, outf = opt.quick ? 128 : 2048;
+  Tensor x = randn({rows, in}), w = randn({outf, in});
+  Buffer c{size_t(rows * outf)};
+  Tensor keep;
+  auto run_copper = [&] { keep = linear(x, w); };
+  auto run_raw = [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(outf), int(in), 1.0f, x.data<float>(), int(in),
+                w.data<float>(), int(in), 0.0f, c.p, int(outf));
+  };
+  auto [tc, tr] = time_pair(run_copper, run_raw, opt.budget_s);
+  const double flop = 2.0 * double(rows) * double(in) * double(outf);
+  emit(out, json{{"bench", "linear"},
+                 {"shape", fmt::format("[{},{}]x[{},{}]^T", rows, in, outf, in)},
+                 {"copper_gflops", round3(flop / tc.median_s * 1e-9)},
+                 {"sgemm_gflops", round3(flop / tr.median_s * 1e-9)},
+                 {"ratio", round3(tr.median_s / tc.median_s)},
+                 {"reps", tc.reps}});
+}
+
+// Large contiguous f32 arrays, well beyond the caches: a memory-bandwidth test.
+void bench_add(const Options& opt, std::FILE* out) {
+  const int64_t n = opt.quick ? (int64_t(1) << 18) : (int64_t(1) << 24);  // 64 MiB per array
+  const double bytes = double(n) * sizeof(float);
+  Tensor x = randn({n}), y = randn({n});
+  Buffer dst{size_t(n)};
+  const float* xp = x.data<float>();
+  auto run_memcpy = [&] { std::memcpy(dst.p, xp, size_t(n) * sizeof(float)); };
+
+  if (wanted(opt, "add")) {
+    Tensor keep;
+    auto run_add = [&] { keep = add(x, y); };
+    // Warm up outside the fault count: the first two calls take fresh blocks from the OS
+    // (one for the result, one for the result after it while `keep` holds the first).
+    // From then on the caching allocator should serve every call without a page fault.
+    run_add();
+    run_add();
+    const int64_t f0 = minor_faults();
+    auto [ta, tm] = time_pair(run_add, run_memcpy, opt.budget_s);
+    const double faults_per_rep = double(minor_faults() - f0) / double(ta.reps + 2);
+    const double gb_add = 3 * bytes / ta.median_s * 1e-9, gb_mem = 2 * bytes / tm.median_s * 1e-9;
+    emit(out, json{{"bench", "add"},
+                   {"n", n},
+                   {"copper_gbps", round3(gb_add)},
+                   {"memcpy_gbps", round3(gb_mem)},
+                   {"ratio", round3(gb_add / gb_mem)},
+                   {"copper_ms", round3(ta.median_s * 1e3)},
+                   {"memcpy_ms", round3(tm.median_s * 1e3)},
+                   {"page_faults_per_call", round3(faults_per_rep)},
+                   {"reps", ta.reps}});
+  }
+  if (wanted(opt, "add_")) {
+    Tensor acc = zeros({n});
+    auto run_inplace = [&] { add_(acc, y); };
+    auto [ta, tm] = time_pair(run_inplace, run_memcpy, opt.budget_s);
+    const double gb_add = 3 * bytes / ta.median_s * 1e-9, gb_mem = 2 * bytes / tm.median_s * 1e-9;
+    emit(out, json{{"bench", "add_"},
+                   {"n", n},
+                   {"copper_gbps", round3(gb_add)},
+                   {"memcpy_gbps", round3(gb_mem)},
+                   {"ratio", round3(gb_add / gb_mem)},
+                   {"reps", ta.reps}});
+  }
+  if (wanted(opt, "add_small")) {
+    // 64K floats (256 KiB per array, in cache): just above the OpenMP threshold, so the
+    // cost of waking the second thread shows here.
+    const int64_t ns = int64_t(1) << 16;
+    Tensor xs = x.narrow(0, 0, ns), ys = y.narrow(0, 0, ns), keep;
+    Timing t = time_median([&] { keep = add(xs, ys); }, opt.budget_s / 2);
+    emit(out, json{{"bench", "add_small"},
+                   {"n", ns},
+                   {"copper_us", round3(t.median_s * 1e6)},
+                   {"copper_gbps", round3(3.0 * double(ns) * sizeof(float) / t.median_s * 1e-9)},
+                   {"reps", t.reps}});
+  }
+  if (wanted(opt, "add_bias")) {
+    const int64_t cols = 512, rows = n / cols;
+    Tensor xm = x.view({rows, cols}), bias = randn({cols});
+    Tensor keep;
+    auto run = [&] { keep = add(xm, bias); };
+    Timing t = time_median(run, opt.budget_s);
+    emit(out, json{{"bench", "add_bias"},
+                   {"shape", fmt::format("[{},{}]+[{}]", rows, cols, cols)},
+                   {"copper_gbps", round3(2 * bytes / t.median_s * 1e-9)},
+                   {"copper_ms", round3(t.median_s * 1e3)},
+                   {"reps", t.reps}});
+  }
+}
+
+// Row-wise ops on transformer-sized shapes. GB/s counts one read and one write.
+void bench_rows(const Options& opt, std::FILE* out) {
+  const int64_t rows = opt.quick ? 256 : 16384;
+  auto report = [&](const char* name, const Shape& shape, const Timing& t) {
+    const int64_t r = shape[0], n = shape[1];
+    emit(out, json{{"bench", name},
+                   {"shape", shape_str(shape)},
+                   {"rows_per_s", std::round(double(r) / t.median_s)},
+                   {"gbps", round3(2.0 * double(r * n) * sizeof(float) / t.median_s * 1e-9)},
+                   {"ms", round3(t.median_s * 1e3)},
+                   {"reps", t.reps}});
+  };
+  if (wanted(opt, "softmax")) {  // attention probabilities: [B*H*T, T]
+    const Shape s{rows, 256};
+    Tensor x = randn(s), keep;
+    report("softmax", s, time_median([&] { keep = softmax(x, -1); }, opt.budget_s));
+  }
+  if (wanted(opt, "layer_norm")) {  // [B*T, D]
+    const Shape s{rows, 512};
+    Tensor x = randn(s), w = ones({512}), b = zeros({512}), keep;
+    report("layer_norm", s, time_median([&] { keep = layer_norm(x, w, b); }, opt.budget_s));
+  }
+  if (wanted(opt, "cumsum")) {  // CoPE's reverse cumulative sum of gates along the keys
+    const Shape s{rows, 256};
+    Tensor x = rand(s), keep;
+    report("cumsum_rev", s, time_median([&] { keep = cumsum(x, -1, true); }, opt.budget_s));
+  }
+  if (wanted(opt, "gelu")) {
+    const Shape s{rows, 512};
+    Tensor x = randn(s), keep;
+    report("gelu", s, time_median([&] { keep = gelu(x); }, opt.budget_s));
+  }
+}
+
+// A training step alternates BLAS calls with OpenMP elementwise kernels. If the two
+// thread pools spin-wait for each other's cores, the pair costs more than its parts
+// (ratio < 1). runtime_init() sets OMP_WAIT_POLICY=passive for this reason (see
+// tensor/runtime.h); `COPPER_NO_REEXEC=1 copper bench ops --filter interleave` shows
+// the default spinning behaviour.
+void bench_interleave(const Options& opt, std::FILE* out) {
+  const int64_t n = opt.quick ? 128 : 512, m = opt.quick ? (1 << 16) : (1 << 20);
+  Tensor a = randn({n, n}), b = randn({n, n}), x = randn({m}), y = randn({m});
+  Tensor k1, k2;
+  auto mm = [&] { k1 = matmul(a, b); };
+  auto ad = [&] { k2 = add(x, y); };
+  Timing t_mm = time_median(mm, opt.budget_s);
+  Timing t_ad = time_median(ad, opt.budget_s);
+  Timing t_both = time_median([&] { mm(); ad(); }, opt.budget_s);
+  const double alone = t_mm.median_s + t_ad.median_s;
+  emit(out, json{{"bench", "interleave"},
+                 {"what", fmt::format("matmul {0}x{0}x{0} then add of {1} floats", n, m)},
+                 {"alone_ms", round3(alone * 1e3)},
+                 {"interleaved_ms", round3(t_both.median_s * 1e3)},
+                 {"ratio", round3(alone / t_both.median_s)},
+                 {"reps", t_both.reps}});
+}
+
+}  // namespace
+
+void run_ops(const Options& opt, std::FILE* out) {
+  manual_seed(1234);
+  bench_env(out);
+  if (wanted(opt, "matmul")) bench_matmul(opt, out);
+  if (wanted(opt, "linear")) bench_linear(opt, out);
+  if (wanted(opt, "add")) bench_add(opt, out);
+  bench_rows(opt, out);
+  if (wanted(opt, "interleave")) bench_interleave(opt, out);
+}
+
+}  // namespace copper::bench

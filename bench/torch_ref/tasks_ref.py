@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""tasks_ref.py — a plain PyTorch reference for copper's task benchmarks.
+
+The same model as copper's cpu-small preset (pre-norm GPT: width 64, 2 layers, 4 heads,
+GELU MLP 4x, learned token embedding, untied head, AdamW without weight decay, batch 32)
+with position encodings abs, rope, cope (the paper's CoPE, appendix scaling), trained on
+Flip-Flop, selective copy or counting for a fixed wall-clock budget, then evaluated on
+fresh held-out data, in-distribution and out-of-distribution.
+
+It is the yardstick of issue 3: copper's held-out error must be no worse than this at the
+same wall-clock time on the same machine. Run with Debian's python3-torch:
+
+    /usr/bin/python3 bench/torch_ref/tasks_ref.py --task flipflop --pe cope --seconds 420 --seed 0
+
+Prints one JSON line with the errors.
+"""
+import argparse
+import json
+import math
+import random
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ----------------------------------------------------------------------------- tasks
+# Each task yields (tokens, loss_mask) pairs: a token-id list and, per position t, whether
+# the prediction of tokens[t+1] counts (loss and error).
+
+
+class FlipFlop:
+    """FFL(p): instruction/bit pairs over {w,r,i}x{0,1}; first a write, last a read."""
+
+    vocab = ["w", "r", "i", "0", "1"]
+
+    def __init__(self, pairs=64, p=0.8):
+        self.pairs, self.p = pairs, p
+
+    def sample(self, rng):
+        ins, bits = ["w"], [rng.randint(0, 1)]
+        for k in range(1, self.pairs):
+            if k == self.pairs - 1:
+                c = "r"
+            else:
+                u = rng.random()
+                c = "i" if u < self.p else ("w" if u < self.p + (1 - self.p) / 2 else "r")
+            ins.append(c)
+            bits.append(rng.randint(0, 1))
+        last = None
+        toks, mask = [], []
+        for c, b in zip(ins, bits):
+            if c == "w":
+                last = b
+            if c == "r":
+                b = last
+            toks += [self.vocab.index(c), self.vocab.index(str(b))]
+            mask += [c == "r", False]  # predict the bit after each read
+        return toks, mask
+
+    def ood(self):
+        return {"in": FlipFlop(self.pairs, 0.8), "sparse": FlipFlop(self.pairs, 0.98), "dense": FlipFlop(self.pairs, 0.1)}
+
+
+class SelectiveCopy:
+    """16 content tokens (16 symbols) among `blanks` blanks; then copy the content in order."""
+
+    def __init__(self, blanks=64, content=16, symbols=16):
+        self.blanks, self.content, self.symbols = blanks, content, symbols
+        self.vocab = [chr(ord("a") + i) for i in range(symbols)] + ["_", "|"]
+
+    def sample(self, rng):
+        n = self.blanks + self.content
+        where = sorted(rng.sample(range(n), self.content))
+        seq = [self.symbols] * n
+        content = [rng.randrange(self.symbols) for _ in range(self.content)]
+        for pos, s in zip(where, content):
+            seq[pos] = s
+        toks = seq + [self.symbols + 1] + content
+        mask = [False] * (n) + [True] * self.content + [False]
+        return toks, mask[: len(toks)]
+
+    def ood(self):
+        b = self.blanks
+        return {"in": SelectiveCopy(b), "dense": SelectiveCopy(b // 2), "sparse": SelectiveCopy(2 * b)}
+
+
+class Counting:
+    """Statements `v = 0 ;`, `pass;`, `v ++;` (weights 1:50:7), values <= 10; `print v`."""
+
+    def __init__(self, nvars=3, max_steps=128):
+        self.nvars, self.max_steps = nvars, max_steps
+        self.names = [chr(ord("a") + i) for i in range(nvars)]
+        self.vocab = self.names + ["=", "0", ";", "pass;", "++;", "print"] + [str(i) for i in range(1, 11)]
+
+    def sample(self, rng):
+        steps = rng.randint(3, self.max_steps)
+        values = {}
+        toks = []
+        for _ in range(steps):
+            incable = [v for v in values if values[v] < 10]
+            while True:  # increments only of set variables below the cap: redraw otherwise
+                kind = rng.choices(["set", "pass", "inc"], weights=[1, 50, 7])[0]
+                if kind != "inc" or incable:
+                    break
+            if kind == "set":
+                v = rng.choice(self.names)
+                values[v] = 0
+                toks += [v, "=", "0", ";"]
+            elif kind == "inc":
+                v = rng.choice(incable)
+                values[v] += 1
+                toks += [v, "++;"]
+            else:
+                toks += ["pass;"]
+        if not values:
+            v = rng.choice(self.names)
+            values[v] = 0
+            toks += [v, "=", "0", ";"]
+        q = rng.choice(sorted(values))
+        toks += ["print", q]
+        ans = str(values[q])
+        ids = [self.vocab.index(t) for t in toks] + [self.vocab.index(ans)]
+        mask = [False] * (len(ids) - 2) + [True, False]
+        return ids, mask
+
+    def ood(self):
+        return {"in": self}
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class CoPE(nn.Module):
+    """Contextual position logits: gates -> positions (reverse cumsum) -> interpolated q.e."""
+
+    def __init__(self, npos, head_dim):
+        super().__init__()
+        self.npos = npos
+        self.pos_emb = nn.Parameter(torch.zeros(1, head_dim, npos))
+
+    def forward(self, q, attn_logits):
+        # q: (B, H, T, Dh); attn_logits: (B, H, T, T) = q.k/sqrt(Dh) with -inf above the diagonal
+        gates = torch.sigmoid(attn_logits)  # masked entries -> 0
+        pos = gates.flip(-1).cumsum(dim=-1).flip(-1).clamp(max=self.npos - 1)
+        pos_ceil, pos_floor = pos.ceil().long(), pos.floor().long()
+        logits_int = torch.matmul(q, self.pos_emb)  # (B, H, T, npos)
+        lc, lf = logits_int.gather(-1, pos_ceil), logits_int.gather(-1, pos_floor)
+        w = pos - pos_floor
+        return lc * w + lf * (1 - w)
+
+
+def rope(x, base=10000.0):
+    # x: (B, H, T, Dh), interleaved pairs
+    T, Dh = x.shape[-2], x.shape[-1]
+    inv = base ** (-torch.arange(0, Dh, 2, dtype=torch.float32) / Dh)
+    ang = torch.arange(T, dtype=torch.float32)[:, None] * inv[None, :]
+    cos, sin = ang.cos(), ang.sin()
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+class Block(nn.Module):
+    def __init__(self, d, h, pe, npos):
+        super().__init__()
+        self.h, self.pe = h, pe
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        self.cope = CoPE(npos, d // h) if pe == "cope" else None
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.h, D // self.h).permute(2, 0, 3, 1, 4)
+        if self.pe == "rope":
+            q, k = rope(q), rope(k)
+        att = q @ k.transpose(-1, -2) / math.sqrt(D // self.h)
+        mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+        att = att.masked_fill(mask, float("-inf"))
+        if self.cope is not None:
+            att = att + self.cope(q, att)
+        y = att.softmax(-1) @ v
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, D))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class LM(nn.Module):
+    def __init__(self, vocab, ctx, pe, d=64, layers=2, heads=4):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, d)
+        self.pos = nn.Embedding(ctx, d) if pe == "abs" else None
+        self.blocks = nn.ModuleList([Block(d, heads, pe, ctx + 1) for _ in range(layers)])
+        self.ln, self.head = nn.LayerNorm(d), nn.Linear(d, vocab, bias=False)
+
+    def forward(self, ids):
+        x = self.tok(ids)
+        if self.pos is not None:
+            x = x + self.pos(torch.arange(ids.shape[1]))
+        for b in self.blocks:
+            x = b(x)
+        return self.head(self.ln(x))
+
+
+# ----------------------------------------------------------------------------- train/eval
+
+
+def batch(task, rng, n):
+    seqs = [task.sample(rng) for _ in range(n)]
+    T = max(len(s) for s, _ in seqs)
+    ids = torch.zeros(n, T, dtype=torch.long)
+    tgt = torch.full((n, T), -100, dtype=torch.long)
+    for i, (s, m) in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        for t in range(len(s) - 1):
+            if m[t]:
+                tgt[i, t] = s[t + 1]
+    return ids, tgt
+
+
+def evaluate(model, task, rng, n=1000, bs=100):
+    model.eval()
+    wrong_samples = wrong_tok = tokens = 0
+    with torch.no_grad():
+        for _ in range(n // bs):
+            ids, tgt = batch(task, rng, bs)
+            pred = model(ids).argmax(-1)
+            counted = tgt != -100
+            bad = (pred != tgt) & counted
+            wrong_tok += bad.sum().item()
+            tokens += counted.sum().item()
+            wrong_samples += bad.any(-1).sum().item()
+    model.train()
+    return wrong_samples / n, wrong_tok / max(tokens, 1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task", choices=["flipflop", "selective-copy", "counting"], required=True)
+    ap.add_argument("--pe", choices=["abs", "rope", "cope", "none"], required=True)
+    ap.add_argument("--seconds", type=float, default=420)
+    ap.add_argument("--vars", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    if args.task == "flipflop":
+        task, lr, ctx = FlipFlop(), 3e-3, 128
+    elif args.task == "selective-copy":
+        task, lr, ctx = SelectiveCopy(), 1e-3, 161
+    else:
+        task, lr, ctx = Counting(args.vars), 1e-3, 512
+    model = LM(len(task.vocab), ctx, args.pe)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    t0, step = time.time(), 0
+    while time.time() - t0 < args.seconds:
+        ids, tgt = batch(task, rng, 32)
+        loss = F.cross_entropy(model(ids).flatten(0, 1), tgt.flatten(), ignore_index=-100)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+    erng = random.Random(10_000 + args.seed)
+    out = {"task": args.task, "pe": args.pe, "seed": args.seed, "steps": step, "seconds": round(time.time() - t0, 1)}
+    for name, t in task.ood().items():
+        sample_err, tok_err = evaluate(model, t, erng)
+        # Flip-Flop and counting report per-read / per-answer error; selective copy per sample
+        out[name] = round(100 * (tok_err if args.task != "selective-copy" else sample_err), 2)
+        if args.task == "selective-copy":
+            out[name + "_token"] = round(100 * tok_err, 2)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
