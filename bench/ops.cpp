@@ -53,6 +53,7 @@ void bench_env(std::FILE* out) {
                  {"blas_core_source", r.coretype_src},
                  {"blas_threads", r.blas_threads},
                  {"omp_threads", r.omp_threads},
+                 {"omp_wait_policy", r.omp_wait_policy.empty() ? "unset" : r.omp_wait_policy},
                  {"blas", r.blas_config}});
 }
 
@@ -243,7 +244,8 @@ void run_ops(const Options& opt, std::FILE* out) {
   bench_env(out);
   if (wanted(opt, "matmul")) bench_matmul(opt, out);
   if (wanted(opt, "linear")) bench_linear(opt, out);
-  if (wanted(opt, "add")) bench_add(opt, out);
+  if (wanted(opt, "add") || wanted(opt, "add_") || wanted(opt, "add_small") || wanted(opt, "add_bias"))
+    bench_add(opt, out);
   bench_rows(opt, out);
   if (wanted(opt, "interleave")) bench_interleave(opt, out);
 }

@@ -24,12 +24,11 @@
 namespace copper::cli {
 
 namespace {
-// Print the message and leave with `code`. The library throws; only this command-line
-// front end decides on exit codes.
+// End the command with `code`: main() prints the message and returns the code. The
+// library throws copper::Error; only this command-line front end decides on exit codes.
 [[noreturn]] void fail(int code, const std::string& msg) {
   std::fflush(stdout);
-  fmt::print(stderr, "copper task: error: {}\n", msg);
-  std::exit(code);
+  throw ExitError(code, msg);
 }
 
 // Run f; a copper::Error becomes `code`.

@@ -2,6 +2,9 @@
 // (cli_<name>.cpp) and adds itself to the app; main.cpp only calls these.
 // A subcommand is an example a user can read: it uses the public API only.
 #pragma once
+#include <stdexcept>
+#include <string>
+
 #include <CLI/CLI.hpp>
 
 namespace copper::cli {
@@ -16,5 +19,16 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 2;    // bad flags or flag values
 inline constexpr int kExitData = 3;     // malformed input file, wrong checkpoint
 inline constexpr int kExitRuntime = 4;  // anything else that went wrong
+
+// Thrown by a subcommand to end the program with a message and one of the codes above;
+// main() prints it and returns the code, so no subcommand calls exit().
+class ExitError : public std::runtime_error {
+ public:
+  ExitError(int code, const std::string& msg) : std::runtime_error(msg), code_(code) {}
+  int code() const { return code_; }
+
+ private:
+  int code_;
+};
 
 }  // namespace copper::cli

@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? copper::cli::kExitOk : copper::cli::kExitUsage;
+  } catch (const copper::cli::ExitError& e) {
+    fmt::print(stderr, "copper: error: {}\n", e.what());
+    return e.code();
   } catch (const copper::Error& e) {
     fmt::print(stderr, "copper: error: {}\n", e.what());
     return copper::cli::kExitRuntime;

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# compare_torch.sh — copper vs the plain PyTorch reference (bench/torch_ref/tasks_ref.py)
+# at the same wall-clock budget on this machine, one thread each, run side by side.
+#
+#   scripts/compare_torch.sh [BUDGET_SECONDS] [SEED]     (default 240 s, seed 0)
+#
+# For each task and encoding: copper's step time is measured on 20 steps, its step count
+# set to fill the budget, and both trainers run at once (each on one core). Results go to
+# runs/torch_compare/<task>-<pe>-s<seed>.{copper,torch}.json; a summary line per pair is printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+budget=${1:-240}
+seed=${2:-0}
+out=runs/torch_compare
+mkdir -p "$out"
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+py=/usr/bin/python3
+pairs=("flipflop abs" "flipflop rope" "flipflop cope"
+       "selective-copy abs" "selective-copy rope" "selective-copy cope"
+       "counting abs" "counting rel" "counting cope")
+for pair in "${pairs[@]}"; do
+  read -r task pe <<<"$pair"
+  extra=()
+  [ "$task" = counting ] && extra=(--vars 3)
+  tag="$task-$pe-s$seed"
+  cal=$(mktemp -d)
+  build/bin/copper task train --task "$task" "${extra[@]}" --pe "$pe" --preset cpu-small --seed "$seed" \
+    --steps 20 --out "$cal" --quiet > /dev/null
+  ms=$($py -c "import json,sys; r=json.load(open('$cal/results.json')); print(r['train_seconds']/r['steps'])")
+  rm -rf "$cal"
+  steps=$($py -c "print(max(20, int($budget / $ms * 0.97)))")
+  rm -rf "$out/$tag.copper"
+  ( build/bin/copper task train --task "$task" "${extra[@]}" --pe "$pe" --preset cpu-small --seed "$seed" \
+      --steps "$steps" --out "$out/$tag.copper" --quiet > "$out/$tag.copper.log" 2>&1 ) &
+  cpid=$!
+  $py bench/torch_ref/tasks_ref.py --task "$task" --pe "$pe" --seconds "$budget" --seed "$seed" --threads 1 \
+    "${extra[@]}" > "$out/$tag.torch.json"
+  wait $cpid
+  cp "$out/$tag.copper/results.json" "$out/$tag.copper.json"
+  echo "$tag copper: $(tr -d '\n ' < "$out/$tag.copper.json" | head -c 400)"
+  echo "$tag torch:  $(cat "$out/$tag.torch.json")"
+done
