@@ -48,6 +48,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (reps < 1) {
+    fmt::print(stderr, "--reps must be at least 1, got {}\n", reps);
+    return 2;
+  }
   for (const auto& pe : pes) {
     nn::TransformerConfig cfg;
     cfg.vocab = 16;

@@ -3,8 +3,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -107,14 +105,6 @@ void generator_from_json(Generator& g, const nlohmann::json& js) {
 namespace {
 std::string step_name(int64_t step) { return fmt::format("step-{:08d}", step); }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  COPPER_CHECK(in.good(), "checkpoint", "cannot open '{}'", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 void fsync_dir(const fs::path& d) {
   int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd >= 0) {
@@ -172,7 +162,7 @@ void save_training_checkpoint(const std::string& dir, int64_t step, const NamedT
 std::optional<std::string> latest_checkpoint(const std::string& dir) {
   const fs::path latest = fs::path(dir) / "latest";
   if (!fs::exists(latest)) return std::nullopt;
-  std::string name = read_text(latest.string());
+  std::string name = read_text(latest.string(), "checkpoint");
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
   COPPER_CHECK(!name.empty() && name.find('/') == std::string::npos, "checkpoint",
                "'{}' does not name a checkpoint folder. HINT: delete it to start afresh", latest.string());
@@ -187,7 +177,7 @@ nlohmann::json load_training_checkpoint(const std::string& step_dir, const Named
   const std::string state_path = (d / "state.json").string();
   nlohmann::json js;
   try {
-    js = nlohmann::json::parse(read_text(state_path));
+    js = nlohmann::json::parse(read_text(state_path, "checkpoint"));
   } catch (const nlohmann::json::exception& e) {
     COPPER_THROW("checkpoint", "'{}' is not valid JSON ({})", state_path, e.what());
   }

@@ -15,7 +15,7 @@ Optimizer::Optimizer(NamedTensors params) : params_(std::move(params)) {
   for (auto& [name, p] : params_) {
     COPPER_CHECK(p.defined(), "optim", "parameter '{}' is an undefined tensor. HINT: build the model before the optimizer",
                  name);
-    COPPER_CHECK(is_floating(p.dtype()) && (p.dtype() == DType::f32 || p.dtype() == DType::f64), "optim",
+    COPPER_CHECK(p.dtype() == DType::f32 || p.dtype() == DType::f64, "optim",
                  "parameter '{}' is {}{}; the optimizers update f32 or f64 parameters. HINT: keep master weights in "
                  "f32",
                  name, dtype_name(p.dtype()), shape_str(p.shape()));
@@ -184,10 +184,10 @@ nlohmann::json Adam::state_json() const {
 
 void Adam::load_state(const std::map<std::string, Tensor>& tensors, const nlohmann::json& js) {
   Optimizer::load_state(tensors, js);
+  const nlohmann::json steps = js.value("param_steps", nlohmann::json::object());
   for (size_t i = 0; i < params_.size(); ++i) {
     restore_into(tensors, "exp_avg." + params_[i].first, m_[i]);
     restore_into(tensors, "exp_avg_sq." + params_[i].first, v_[i]);
-    const auto& steps = js.value("param_steps", nlohmann::json::object());
     param_step_[i] = steps.contains(params_[i].first) ? steps.at(params_[i].first).get<int64_t>() : step_;
   }
 }

@@ -50,8 +50,9 @@ class Optimizer {
   virtual void load_state(const std::map<std::string, Tensor>& tensors, const nlohmann::json& js);
 
  protected:
-  // Check a parameter can be updated here (contiguous f32/f64) and return its gradient
-  // as a contiguous tensor of the same dtype, or an undefined tensor if it has none.
+  // Parameter i's gradient as a contiguous tensor of the parameter's dtype (its shape
+  // checked), or an undefined tensor if it has none. (The constructor checked that every
+  // parameter is a contiguous f32/f64 tensor.)
   Tensor grad_of(size_t i) const;
   // Copy a saved moment into `dst` after checking its shape and dtype.
   static void restore_into(const std::map<std::string, Tensor>& tensors, const std::string& key, const Tensor& dst);

@@ -1,4 +1,4 @@
-// safetensors.cpp — safetensors reader and writer, and atomic file writes.
+// safetensors.cpp — safetensors reader and writer, atomic file writes and whole-file reads.
 #include "nn/safetensors.h"
 
 #include <algorithm>
@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -88,6 +89,14 @@ void write_text_atomic(const std::string& path, const std::string& text) {
   write_file_atomic(path, [&](std::FILE* f) {
     COPPER_CHECK(std::fwrite(text.data(), 1, text.size(), f) == text.size(), "save", "short write to '{}'", path);
   });
+}
+
+std::string read_text(const std::string& path, const char* op) {
+  std::ifstream in(path);
+  COPPER_CHECK(in.good(), op, "cannot open '{}'", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 // ---------------------------------------------------------------- writer

@@ -45,5 +45,7 @@ DType dtype_from_safetensors(const std::string& name, const std::string& context
 // the old `path` is left as it was, and copper::Error is thrown.
 void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write);
 void write_text_atomic(const std::string& path, const std::string& text);
+// The whole file as text; throws "[op] cannot open 'path'" if it cannot be read.
+std::string read_text(const std::string& path, const char* op);
 
 }  // namespace copper::nn

@@ -4,8 +4,9 @@
 #
 #   scripts/compare_torch.sh [BUDGET_SECONDS] [SEED]     (default 240 s, seed 0)
 #
-# For each task and encoding: copper's step time is measured on 20 steps, its step count
-# set to fill the budget, and both trainers run at once (each on one core). Results go to
+# For each task and encoding both trainers run at once, each on one core, each with the same
+# time budget: after 10 steps each sets its step count to what fills the budget and
+# stretches its warmup + cosine schedule to it (copper: --time-budget). Results go to
 # runs/torch_compare/<task>-<pe>-s<seed>.{copper,torch}.json; a summary line per pair is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,15 +24,9 @@ for pair in "${pairs[@]}"; do
   extra=()
   [ "$task" = counting ] && extra=(--vars 3)
   tag="$task-$pe-s$seed"
-  cal=$(mktemp -d)
-  build/bin/copper task train --task "$task" "${extra[@]}" --pe "$pe" --preset cpu-small --seed "$seed" \
-    --steps 20 --out "$cal" --quiet > /dev/null
-  ms=$($py -c "import json,sys; r=json.load(open('$cal/results.json')); print(r['train_seconds']/r['steps'])")
-  rm -rf "$cal"
-  steps=$($py -c "print(max(20, int($budget / $ms * 0.97)))")
   rm -rf "$out/$tag.copper"
   ( build/bin/copper task train --task "$task" "${extra[@]}" --pe "$pe" --preset cpu-small --seed "$seed" \
-      --steps "$steps" --out "$out/$tag.copper" --quiet > "$out/$tag.copper.log" 2>&1 ) &
+      --time-budget "$budget" --out "$out/$tag.copper" --fresh --quiet > "$out/$tag.copper.log" 2>&1 ) &
   cpid=$!
   $py bench/torch_ref/tasks_ref.py --task "$task" --pe "$pe" --seconds "$budget" --seed "$seed" --threads 1 \
     "${extra[@]}" > "$out/$tag.torch.json"

@@ -13,15 +13,6 @@ namespace copper::tasks {
 
 namespace fs = std::filesystem;
 
-void set_steps(TrainConfig& cfg, int64_t steps) {
-  COPPER_CHECK(steps >= 1, "task", "--steps must be at least 1, got {}", steps);
-  cfg.steps = steps;
-  cfg.schedule.total = steps;
-  cfg.schedule.warmup = cfg.schedule.kind == "constant" ? 0 : std::max<int64_t>(1, steps / 20);
-  cfg.checkpoint_every = std::max<int64_t>(1, std::min<int64_t>(cfg.checkpoint_every, steps));
-  cfg.log_every = std::max<int64_t>(1, std::min<int64_t>(cfg.log_every, steps));
-}
-
 nlohmann::json run_comparison(const CompareOptions& opt) {
   COPPER_CHECK(opt.seeds >= 1 && !opt.pes.empty(), "compare", "need at least one encoding and one seed");
   nlohmann::json out = {{"task", opt.task.task}, {"preset", opt.preset}, {"runs", nlohmann::json::array()}};
@@ -91,8 +82,10 @@ std::vector<std::vector<std::vector<double>>> last_row_gates(nn::TransformerLM& 
                                                              std::vector<int64_t>& fed) {
   Batch b = make_batch({ex}, 0, 1, model.config().context);
   NoGradGuard ng;
+  const bool was_training = model.is_training();
   model.eval();
   model.forward(b.ids);
+  model.train(was_training);
   auto gates = model.cope_gates();
   COPPER_CHECK(!gates.empty(), "gates",
                "the model has no CoPE layer (pe = '{}'). HINT: train one with --pe cope to see gates",

@@ -27,8 +27,6 @@ struct CompareOptions {
   bool fresh = false;            // retrain even where a run's folder holds a checkpoint
   std::FILE* progress = stderr;
 };
-// Apply a --steps override to a config (schedule and checkpoint interval follow).
-void set_steps(TrainConfig& cfg, int64_t steps);
 // {"task", "preset", "steps", "runs": [results.json of each run], "splits": [names]}
 nlohmann::json run_comparison(const CompareOptions& opt);
 std::string comparison_table(const nlohmann::json& comparison);

@@ -60,13 +60,7 @@ class Counting final : public Task {
   }
 
   Example parse_line(const std::string& line, const std::string& where) const override {
-    nlohmann::json js;
-    try {
-      js = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      COPPER_THROW("counting", "{}: not valid JSON ({}). HINT: each line is {{\"context\", \"question\", \"answer\"}}",
-                   where, e.what());
-    }
+    nlohmann::json js = parse_json_line(line, where, "counting", R"({"context", "question", "answer"})");
     COPPER_CHECK(js.is_object() && js.contains("context") && js.contains("question") && js.contains("answer"),
                  "counting", "{}: needs fields \"context\", \"question\" and \"answer\"", where);
     std::string context;

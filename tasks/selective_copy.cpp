@@ -99,13 +99,7 @@ class SelectiveCopy final : public Task {
   }
 
   Example parse_line(const std::string& line, const std::string& where) const override {
-    nlohmann::json js;
-    try {
-      js = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      COPPER_THROW("selective-copy", "{}: not valid JSON ({}). HINT: each line is {{\"input\": ..., \"output\": ...}}",
-                   where, e.what());
-    }
+    nlohmann::json js = parse_json_line(line, where, "selective-copy", R"({"input": ..., "output": ...})");
     COPPER_CHECK(js.is_object() && js.contains("input") && js.contains("output") && js["input"].is_string() &&
                      js["output"].is_string(),
                  "selective-copy", "{}: needs string fields \"input\" and \"output\"", where);

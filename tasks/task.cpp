@@ -87,6 +87,15 @@ std::vector<Example> read_examples(const Task& task, const std::string& path) {
   return out;
 }
 
+nlohmann::json parse_json_line(const std::string& line, const std::string& where, const char* op,
+                               const char* line_shape) {
+  try {
+    return nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    COPPER_THROW(op, "{}: not valid JSON ({}). HINT: each line is {}", where, e.what(), line_shape);
+  }
+}
+
 void write_examples(const Task& task, const std::vector<Example>& examples, const std::string& path) {
   std::string text;
   for (auto& ex : examples) text += task.to_line(ex) + "\n";

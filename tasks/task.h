@@ -83,6 +83,10 @@ std::vector<Example> generate(const Task& task, int64_t n, Generator& g);
 // Files: one example per line. Reading reports the first malformed line as "file:line: ..."
 // (copper::Error); empty lines are errors too. Writing is atomic (temporary file + rename).
 std::vector<Example> read_examples(const Task& task, const std::string& path);
+// One line of a JSON-lines task file, parsed; throws "[op] where: not valid JSON (...).
+// HINT: each line is <line_shape>".
+nlohmann::json parse_json_line(const std::string& line, const std::string& where, const char* op,
+                               const char* line_shape);
 void write_examples(const Task& task, const std::vector<Example>& examples, const std::string& path);
 
 // A batch for a language model with `context` positions:

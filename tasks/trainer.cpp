@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
-#include <sstream>
 
 #include "autograd/grad_mode.h"
 #include "nn/checkpoint.h"
@@ -32,14 +31,6 @@ std::string fmt_duration(double s) {
   if (t >= 3600) return fmt::format("{}h{:02d}m", t / 3600, (t / 60) % 60);
   if (t >= 60) return fmt::format("{}m{:02d}s", t / 60, t % 60);
   return fmt::format("{}s", t);
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  COPPER_CHECK(in.good(), "task", "cannot open '{}'", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 nn::NamedTensors state_of(nn::TransformerLM& model) {
@@ -96,6 +87,15 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& js) {
 const std::vector<std::string>& preset_names() {
   static const std::vector<std::string> n{"cpu-small", "paper", "demo"};
   return n;
+}
+
+void set_steps(TrainConfig& cfg, int64_t steps) {
+  COPPER_CHECK(steps >= 1, "task", "--steps must be at least 1, got {}", steps);
+  cfg.steps = steps;
+  cfg.schedule.total = steps;
+  cfg.schedule.warmup = cfg.schedule.kind == "constant" ? 0 : std::max<int64_t>(1, steps / 20);
+  cfg.checkpoint_every = std::max<int64_t>(1, std::min<int64_t>(cfg.checkpoint_every, steps));
+  cfg.log_every = std::max<int64_t>(1, std::min<int64_t>(cfg.log_every, steps));
 }
 
 int64_t longest_split_tokens(const TaskConfig& task) {
@@ -186,9 +186,7 @@ TrainConfig preset_config(const std::string& preset, const TaskConfig& task_in, 
   // programs keep their last 512 tokens as in the paper's code).
   m.context = t == "counting" ? 512 : longest_split_tokens(c.task);
   c.schedule.lr = c.optim.lr;
-  c.schedule.total = c.steps;
-  c.schedule.warmup = c.schedule.kind == "constant" ? 0 : std::max<int64_t>(1, c.steps / 20);
-  c.checkpoint_every = std::max<int64_t>(1, std::min<int64_t>(c.checkpoint_every, c.steps));
+  set_steps(c, c.steps);
   return c;
 }
 
@@ -210,7 +208,9 @@ EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vecto
                "the model has a vocabulary of {} tokens but task '{}' has {}. HINT: evaluate on the task it was "
                "trained on",
                model.config().vocab, task.name(), task.vocab_size());
+  COPPER_CHECK(batch >= 1, "evaluate", "batch size must be at least 1, got {}", batch);
   NoGradGuard ng;
+  const bool was_training = model.is_training();
   model.eval();
   EvalResult r;
   int64_t wrong_tokens = 0, wrong_samples = 0;
@@ -236,7 +236,7 @@ EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vecto
     }
     r.trimmed += bt.trimmed;
   }
-  model.train(true);
+  model.train(was_training);
   r.samples = int64_t(data.size());
   r.token_error = r.tokens ? double(wrong_tokens) / double(r.tokens) : 0;
   r.sample_error = double(wrong_samples) / double(r.samples);
@@ -309,9 +309,13 @@ void truncate_log(const fs::path& log, int64_t step) {
 }  // namespace
 
 nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, const TrainOptions& opt) {
-  COPPER_CHECK(cfg.batch >= 1 && cfg.steps >= 0 && cfg.eval_samples >= 1 && cfg.eval_batch >= 1, "train",
-               "need batch >= 1, steps >= 0, eval_samples >= 1; got batch={} steps={} eval_samples={}", cfg.batch,
-               cfg.steps, cfg.eval_samples);
+  COPPER_CHECK(cfg.batch >= 1 && cfg.steps >= 0 && cfg.eval_samples >= 1 && cfg.eval_batch >= 1 &&
+                   cfg.log_every >= 1 && cfg.checkpoint_every >= 1,
+               "train",
+               "need batch >= 1, steps >= 0, eval_samples >= 1, eval_batch >= 1, log_every >= 1 and "
+               "checkpoint_every >= 1; got batch={} steps={} eval_samples={} eval_batch={} log_every={} "
+               "checkpoint_every={}",
+               cfg.batch, cfg.steps, cfg.eval_samples, cfg.eval_batch, cfg.log_every, cfg.checkpoint_every);
   cfg.schedule.validate();
   auto task = make_task(cfg.task);
   COPPER_CHECK(cfg.model.vocab == task->vocab_size(), "train", "model vocab {} but task '{}' has {} tokens",
@@ -371,9 +375,12 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
   int64_t loss_n = 0, tokens = 0;
   std::FILE* log = std::fopen(log_path.string().c_str(), "a");
   COPPER_CHECK(log != nullptr, "train", "cannot open '{}' for appending", log_path.string());
+  // With a time budget the step count (and so the schedule) is fixed after 10 steps.
+  int64_t steps = cfg.steps;
+  nn::Schedule schedule = cfg.schedule;
   try {
-    for (int64_t step = start; step < cfg.steps; ++step) {
-      optim->set_lr(cfg.schedule.lr_at(step));
+    for (int64_t step = start; step < steps; ++step) {
+      optim->set_lr(schedule.lr_at(step));
       auto examples = data.batch(step);
       Batch b = make_batch(examples, 0, examples.size(), cfg.model.context);
       Tensor logits = model.forward(b.ids);  // [B, T, V]
@@ -388,11 +395,21 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
       ++loss_n;
       tokens += B * T;
       const int64_t done = step + 1;
-      if (done % cfg.log_every == 0 || done == cfg.steps) {
+      if (opt.time_budget_s > 0) {
+        const double el = std::chrono::duration<double>(clock::now() - t0).count();
+        if (done == start + 10) {
+          TrainConfig stretched = cfg;
+          set_steps(stretched, std::max<int64_t>(20, int64_t(opt.time_budget_s / (el / 10.0))));
+          steps = stretched.steps;
+          schedule = stretched.schedule;
+        }
+        if (el >= opt.time_budget_s) steps = done;  // out of time: this was the last step
+      }
+      if (done % cfg.log_every == 0 || done == steps) {
         const double el = std::chrono::duration<double>(clock::now() - t0).count();
         last_loss = loss_sum / double(loss_n);
         const double tps = double(tokens) / std::max(el, 1e-9);
-        const double eta = el / double(done - start) * double(cfg.steps - done);
+        const double eta = el / double(done - start) * double(steps - done);
         fmt::print(log, "{}\n",
                    nlohmann::json{{"step", done}, {"loss", last_loss}, {"lr", optim->lr()}, {"tokens_per_s", tps},
                                   {"elapsed_s", el}}
@@ -400,12 +417,12 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
         std::fflush(log);
         if (!opt.quiet)
           fmt::print(opt.progress, "{}step {:>6}/{}  loss {:.4f}  lr {:.2e}  {:.0f} tok/s  {:.1f} ms/step  ETA {}\n",
-                     opt.label, done, cfg.steps, last_loss, optim->lr(), tps, 1000 * el / double(done - start),
+                     opt.label, done, steps, last_loss, optim->lr(), tps, 1000 * el / double(done - start),
                      fmt_duration(eta));
         loss_sum = 0;
         loss_n = 0;
       }
-      if (done % cfg.checkpoint_every == 0 || done == cfg.steps) save_ckpt(done);
+      if (done % cfg.checkpoint_every == 0 || done == steps) save_ckpt(done);
       if (done == opt.stop_after) {
         std::fclose(log);
         return {{"stopped_at", done}};
@@ -422,7 +439,7 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
 
   // Fresh held-out data for every split.
   nlohmann::json res = {{"task", task->name()},   {"pe", cfg.model.pe}, {"preset", cfg.preset},
-                        {"seed", cfg.seed},       {"steps", cfg.steps}, {"train_seconds", train_s},
+                        {"seed", cfg.seed},       {"steps", steps},     {"train_seconds", train_s},
                         {"threads", threads},     {"final_loss", last_loss}};
   nlohmann::json errors = nlohmann::json::object(), detail = nlohmann::json::object();
   auto splits = task->splits();
@@ -450,7 +467,7 @@ TrainedModel load_trained(const std::string& dir) {
                dir);
   nlohmann::json js;
   try {
-    js = nlohmann::json::parse(read_text(cfg_path.string()));
+    js = nlohmann::json::parse(nn::read_text(cfg_path.string(), "task"));
   } catch (const nlohmann::json::exception& e) {
     COPPER_THROW("task", "'{}' is not valid JSON ({})", cfg_path.string(), e.what());
   }

@@ -55,6 +55,9 @@ struct TrainConfig {
 // Throws listing the valid names. `pe` is the position encoding name.
 TrainConfig preset_config(const std::string& preset, const TaskConfig& task, const std::string& pe);
 const std::vector<std::string>& preset_names();
+// Set the step count; the schedule (total, warmup) and the checkpoint and log intervals
+// follow. preset_config ends with it; `--steps` overrides apply it again.
+void set_steps(TrainConfig& cfg, int64_t steps);
 // The longest example of any evaluation split: what the context must cover.
 int64_t longest_split_tokens(const TaskConfig& task);
 
@@ -77,6 +80,10 @@ struct TrainOptions {
   std::FILE* progress = stderr;   // where progress lines go
   std::string label;              // printed in front of progress lines
   int64_t stop_after = -1;        // tests: return after this step as if killed (no outputs but checkpoints)
+  // Wall-clock comparisons (scripts/compare_torch.sh): train for about this many seconds.
+  // After 10 steps the step count is set to what fills the budget, and the schedule is
+  // stretched to it, as the PyTorch reference does. Not bit-reproducible; 0 = off.
+  double time_budget_s = 0;
 };
 // Train (or resume) into out_dir, evaluate every split, write the outputs; returns results.json.
 nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, const TrainOptions& opt = {});

@@ -99,7 +99,7 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);  // i64, no g
 // Sum a gradient down to a broadcast input's shape (used by every broadcasting backward).
 Tensor sum_to(const Tensor& x, const Shape& shape);
 
-// ---------------- softmax family and losses (ops/softmax.cpp, ops/loss.cpp) ----------------
+// ---------------- softmax family and losses (ops/softmax.cpp) ----------------
 Tensor softmax(const Tensor& x, int64_t dim = -1);       // max-subtracted, stable
 Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 // logits [N, C] (or [..., C], flattened), targets i64 [N]; mean over targets != ignore_index.
@@ -138,15 +138,15 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 // x / sqrt(mean(x^2) + eps) * weight
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6);
 
-// ---------------- randomness (ops/dropout.cpp) ----------------
+// ---------------- randomness (ops/misc.cpp) ----------------
 // Zero each element with probability p and scale the rest by 1/(1-p); identity if !train.
 Tensor dropout(const Tensor& x, double p, bool train = true, Generator* gen = nullptr);
 
-// ---------------- masks (ops/mask.cpp) ----------------
+// ---------------- masks (ops/misc.cpp) ----------------
 // [T, S] with 1 where key j is in the future of query i (j > i + (S - T)): positions to hide.
 Tensor causal_mask(int64_t T, int64_t S = -1, DType dtype = DType::f32);
 
-// ---------------- in place, no autograd (optimizers, initialisers) ----------------
+// ---------------- in place, no autograd: optimizers, initialisers (ops/misc.cpp) ----------------
 // These refuse a tensor that requires grad while grad mode is on.
 void fill_(const Tensor& x, double value);
 void copy_(const Tensor& dst, const Tensor& src);        // src broadcast to dst, cast

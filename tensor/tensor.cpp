@@ -159,7 +159,7 @@ std::string Tensor::str() const {
   const bool summarize = numel() > 1000;
   auto fmt_value = [&](double x) { return integral ? fmt::format("{}", int64_t(x)) : fmt::format("{:.4f}", x); };
   std::string out = "tensor(";
-  // Recursive over dims, with an explicit stack so the layout mirrors numpy's.
+  // Recursive over dims (one call per dim, so at most dim() deep); the layout mirrors numpy's.
   std::function<void(int64_t, int64_t)> rec = [&](int64_t d, int64_t base) {
     if (d == nd) {
       out += fmt_value(v[base]);

@@ -46,7 +46,8 @@ void add_demo(CLI::App& app) {
       return;
     }
     const int rc = run_xor_demo(*cfg);
-    if (rc != kExitOk) throw CLI::RuntimeError(rc);
+    // ExitError, not CLI::RuntimeError: main() treats every CLI11 error as a usage error.
+    if (rc != kExitOk) throw ExitError(rc, "the MLP did not learn XOR");
   });
 }
 

@@ -92,6 +92,7 @@ void add_train(CLI::App& task) {
     uint64_t seed = 0;
     std::optional<int64_t> steps;
     bool fresh = false, quiet = false;
+    double time_budget = 0;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--task", o->t.task, "flipflop, selective-copy or counting")
@@ -105,6 +106,10 @@ void add_train(CLI::App& task) {
   cmd->add_option("--out", o->out, "output folder")->required();
   cmd->add_flag("--fresh", o->fresh, "start over even if --out holds a checkpoint of this run");
   cmd->add_flag("--quiet", o->quiet, "no progress lines");
+  cmd->add_option("--time-budget", o->time_budget,
+                  "train for about this many seconds (steps fixed after 10 to fill it; for wall-clock comparisons, "
+                  "not bit-reproducible)")
+      ->check(CLI::Range(0.0, 1e7));
   cmd->callback([o] {
     tasks::TrainConfig cfg = or_fail(kExitUsage, [&] {
       auto c = tasks::preset_config(o->preset, task_config(o->t), o->pe);
@@ -116,6 +121,7 @@ void add_train(CLI::App& task) {
     tasks::TrainOptions to;
     to.fresh = o->fresh;
     to.quiet = o->quiet;
+    to.time_budget_s = o->time_budget;
     auto res = or_fail(kExitData, [&] { return tasks::train_run(cfg, o->out, to); });
     fmt::print("{}\n", nlohmann::json{{"task", res["task"]}, {"pe", res["pe"]}, {"seed", res["seed"]},
                                       {"steps", res["steps"]}, {"error", res["error"]},

@@ -9,11 +9,9 @@
 //             term_j = z[lo] + w (z[hi] - z[lo]),  lo = floor c_j, hi = ceil c_j, w = c_j - lo
 //   backward  dz[lo] += (1 - w) dterm_j;  dz[hi] += w dterm_j
 //             dp_j = dterm_j (z[hi] - z[lo]) if p_j <= C else 0          (clamp, then w = c - floor c)
-// Saved for the backward: z, the gates and the clamped positions c.
 //             dg_t = sum_{j <= t} dp_j                                   (the adjoint of a suffix sum)
 //             dl_t = dg_t g_t (1 - g_t) for t <= i, else 0               (sigmoid, masked_fill)
-#include <omp.h>
-
+// Saved for the backward: z, the gates and the clamped positions c.
 #include <cmath>
 
 #include "autograd/node.h"
@@ -25,8 +23,9 @@ namespace copper::nn {
 namespace {
 
 // Only keys j <= i do work; future keys get gate 0, position 0 and term z[0], exactly what
-// the composed reference gives them. The sigmoid loop is `omp simd` so that GCC can call the
-// vector exp of libmvec.
+// the composed reference gives them. The sigmoid loop is marked `omp simd`, but without
+// -ffast-math glibc offers no vector exp, so std::exp stays one libm call per element
+// (tensor/cpu/fast_math.h explains; its exp_fast is what softmax uses for f32).
 template <class F>
 void forward_rows(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t rows, int64_t T, int64_t npos) {
   const F cap = F(npos - 1);

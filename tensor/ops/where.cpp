@@ -21,7 +21,6 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   check_float("masked_fill", x);
-  broadcast_shapes(mask.shape(), x.shape(), "masked_fill");
   COPPER_CHECK(broadcast_shapes(mask.shape(), x.shape(), "masked_fill") == x.shape(), "masked_fill",
                "mask {} must broadcast to the input {}", shape_str(mask.shape()), shape_str(x.shape()));
   return where(mask, scalar_tensor(value, x.dtype(), x.device()).expand(x.shape()), x);

@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""summarize_compare.py — the markdown table of runs/torch_compare (from compare_torch.sh).
+
+    python3 scripts/summarize_compare.py [runs/torch_compare]
+
+One row per task, encoding and seed: steps and seconds of each trainer, and the held-out
+error (%) of each split, copper beside PyTorch.
+"""
+import glob
+import json
+import os
+import sys
+
+root = sys.argv[1] if len(sys.argv) > 1 else "runs/torch_compare"
+# copper's split names -> the reference's
+splits = {"flipflop": [("in", "in"), ("ood_sparse", "sparse"), ("ood_dense", "dense")],
+          "selective-copy": [("in", "in"), ("ood_dense", "dense"), ("ood_sparse", "sparse")],
+          "counting": [("in", "in")]}
+print("| task | pe | seed | copper steps (s) | torch steps (s) | " + "split: copper / torch error % |")
+print("|---|---|---|---|---|---|")
+for path in sorted(glob.glob(os.path.join(root, "*.torch.json"))):
+    tag = os.path.basename(path)[: -len(".torch.json")]
+    cpath = os.path.join(root, tag + ".copper.json")
+    if not os.path.exists(cpath):
+        continue
+    t = json.load(open(path))
+    c = json.load(open(cpath))
+    task = t["task"]
+    cells = []
+    for cs, ts in splits[task]:
+        if cs not in c["splits"]:
+            continue
+        sp = c["splits"][cs]
+        # selective copy: samples with any wrong token; others: wrong answers / read bits
+        cerr = 100 * (sp["sample_error"] if task == "selective-copy" else sp["error"])
+        cells.append(f"{ts} {cerr:.2f} / {t[ts]:.2f}")
+    print(f"| {task} | {t['pe']} | {t['seed']} | {c['steps']} ({c['train_seconds']:.0f}) | "
+          f"{t['steps']} ({t['seconds']:.0f}) | {'; '.join(cells)} |")

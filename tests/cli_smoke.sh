@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# cli_smoke.sh — the copper program end to end, as a user runs it, on a tiny budget:
+# info, a short training run, eval on a file, gates, and the exit codes of bad input.
+# Usage: cli_smoke.sh path/to/copper
+set -euo pipefail
+copper=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$copper" info | grep -q "OpenBLAS" || fail "copper info does not name OpenBLAS"
+
+"$copper" task data --task flipflop --n 20 --seed 3 --out "$work/ff.txt" > /dev/null
+[ "$(wc -l < "$work/ff.txt")" -eq 20 ] || fail "task data wrote the wrong number of lines"
+
+"$copper" task train --task flipflop --pe cope --preset demo --seed 1 --steps 3 --out "$work/run" --quiet > /dev/null
+for f in model.safetensors config.json results.json; do [ -s "$work/run/$f" ] || fail "train did not write $f"; done
+
+line=$("$copper" task eval --model "$work/run" --data "$work/ff.txt")
+echo "$line" | grep -q '"task"' && echo "$line" | grep -q '"error"' && echo "$line" | grep -q '"samples":20' ||
+  fail "eval printed: $line"
+"$copper" task gates --model "$work/run" --data "$work/ff.txt" --sample 2 | grep -q "head" || fail "gates printed no heads"
+
+# bad input: clear message, the documented exit code, existing outputs untouched
+before=$(sha256sum "$work/run/model.safetensors")
+set +e
+"$copper" task train --task flipflop --pe bogus --seed 1 --out "$work/run" 2> "$work/err"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "unknown --pe exited $rc, want 2"
+grep -q "valid names" "$work/err" || fail "unknown --pe does not list the valid names"
+echo "w0i1r0x1" > "$work/bad.txt"
+set +e
+"$copper" task eval --model "$work/run" --data "$work/bad.txt" 2> "$work/err"; rc=$?
+set -e
+[ "$rc" -eq 3 ] || fail "malformed data exited $rc, want 3"
+grep -q "bad.txt:1" "$work/err" || fail "malformed data error does not name file:line: $(cat "$work/err")"
+[ "$(sha256sum "$work/run/model.safetensors")" = "$before" ] || fail "a failed command changed the model file"
+echo "cli smoke: all checks passed"
