@@ -75,7 +75,8 @@ namespace {
 // saved tensor) share a gradient buffer that an optimizer might later modify in place.
 void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
   if (!leaf->grad) {
-    leaf->grad = g.to(leaf->dtype).clone().impl_ptr();
+    Tensor own = g.to(leaf->dtype);  // a new tensor when the dtype differs, else g itself
+    leaf->grad = (own.impl() == g.impl() ? g.clone() : own).impl_ptr();
   } else {
     Tensor acc(leaf->grad);
     add_(acc, g.to(leaf->dtype));

@@ -23,8 +23,11 @@ for path in sorted(glob.glob(os.path.join(root, "*.torch.json"))):
     cpath = os.path.join(root, tag + ".copper.json")
     if not os.path.exists(cpath):
         continue
-    t = json.load(open(path))
-    c = json.load(open(cpath))
+    try:
+        t = json.load(open(path))
+        c = json.load(open(cpath))
+    except (json.JSONDecodeError, OSError):
+        continue  # a pair still running
     task = t["task"]
     cells = []
     for cs, ts in splits[task]:

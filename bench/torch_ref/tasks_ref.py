@@ -128,6 +128,29 @@ class Counting:
         return {"in": self}
 
 
+class CountingFile:
+    """Counting examples read from JSON lines {"context","question","answer"} — the files
+    `copper task data --task counting` writes — so both frameworks see the same distribution."""
+
+    def __init__(self, path):
+        self.vocab = [chr(ord("a") + i) for i in range(26)] + [str(i) for i in range(11)]
+        self.vocab += ["=", ";", "pass;", "++;", "print"]
+        self.examples = []
+        for line in open(path):
+            js = json.loads(line)
+            words = js["context"].split() + js["question"].split() + [js["answer"]]
+            ids = [self.vocab.index(w) for w in words]
+            self.examples.append((ids, [False] * (len(ids) - 2) + [True, False]))
+        self.i = 0
+
+    def sample(self, rng):
+        self.i += 1
+        return self.examples[(self.i - 1) % len(self.examples)]
+
+    def ood(self):
+        return {"in": self}
+
+
 # ----------------------------------------------------------------------------- model
 
 
@@ -223,8 +246,14 @@ class LM(nn.Module):
 # ----------------------------------------------------------------------------- train/eval
 
 
-def batch(task, rng, n):
-    seqs = [task.sample(rng) for _ in range(n)]
+CONTEXT = 512  # set by main()
+
+
+def batch(task, rng, n, pool=None):
+    # from a fixed training set when given (counting: 10k samples), else fresh samples
+    seqs = [rng.choice(pool) if pool else task.sample(rng) for _ in range(n)]
+    # longer examples keep their last CONTEXT tokens (as copper and the paper's code do)
+    seqs = [(s[-CONTEXT:], m[-CONTEXT:]) for s, m in seqs]
     T = max(len(s) for s, _ in seqs)
     ids = torch.zeros(n, T, dtype=torch.long)
     tgt = torch.full((n, T), -100, dtype=torch.long)
@@ -260,6 +289,8 @@ def main():
     ap.add_argument("--vars", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-file", help="counting: train on these examples instead of generating them")
+    ap.add_argument("--eval-file", help="counting: evaluate on these examples")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -270,7 +301,17 @@ def main():
         task, lr, ctx = SelectiveCopy(), 1e-3, 161
     else:
         task, lr, ctx = Counting(args.vars), 1e-3, 512
+        if args.train_file:
+            task = CountingFile(args.train_file)
+    global CONTEXT
+    CONTEXT = ctx
     model = LM(len(task.vocab), ctx, args.pe)
+    # counting trains on a fixed set of 10k samples (as the paper and copper's preset); the
+    # other tasks draw a fresh sample every time
+    if args.task == "counting":
+        pool = task.examples if args.train_file else [task.sample(rng) for _ in range(10_000)]
+    else:
+        pool = None
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     # The same recipe as copper's cpu-small preset: 5% linear warmup, cosine down to 10% of
     # the rate, gradient clipping at global norm 1. The step count that fills the time budget
@@ -289,7 +330,7 @@ def main():
             total = max(20, int(args.seconds / ((time.time() - t0) / 10)))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total or 10_000)
-        ids, tgt = batch(task, rng, 32)
+        ids, tgt = batch(task, rng, 32, pool)
         loss = F.cross_entropy(model(ids).flatten(0, 1), tgt.flatten(), ignore_index=-100)
         opt.zero_grad()
         loss.backward()
@@ -300,7 +341,8 @@ def main():
             break
     erng = random.Random(10_000 + args.seed)
     out = {"task": args.task, "pe": args.pe, "seed": args.seed, "steps": step, "seconds": round(time.time() - t0, 1)}
-    for name, t in task.ood().items():
+    splits = {"in": CountingFile(args.eval_file)} if args.eval_file else task.ood()
+    for name, t in splits.items():
         sample_err, tok_err = evaluate(model, t, erng)
         # Flip-Flop and counting report per-read / per-answer error; selective copy per sample
         out[name] = round(100 * (tok_err if args.task != "selective-copy" else sample_err), 2)

@@ -8,7 +8,6 @@
 //
 // The work is in tasks/ (generators, trainer, comparison); this file parses flags, checks
 // them, and maps failures to the exit codes of commands.h.
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>

@@ -50,11 +50,12 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward(BinaryOp::div, "div", a, b);
-  const bool gb = b.requires_grad();
-  record_op("div", out, {a, b}, [ad = a.detach(), bd = b.detach(), gb](const Tensor& g) {
+  const bool ga = a.requires_grad(), gb = b.requires_grad();
+  record_op("div", out, {a, b}, [ad = a.detach(), bd = b.detach(), ga, gb](const Tensor& g) {
     Tensor gq = div(g, bd);
     // d(a/b)/db = -a/b^2 = -(g/b) * a / b
-    return std::vector<Tensor>{sum_to(gq, ad.shape()), gb ? sum_to(neg(div(mul(gq, ad), bd)), bd.shape()) : Tensor()};
+    return std::vector<Tensor>{ga ? sum_to(gq, ad.shape()) : Tensor(),
+                               gb ? sum_to(neg(div(mul(gq, ad), bd)), bd.shape()) : Tensor()};
   });
   return out;
 }
