@@ -10,18 +10,14 @@
 #include "autograd/grad_mode.h"
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
+#include "tests/test_util.h"
 
 using namespace copper;
 using namespace copper::nn;
 namespace fs = std::filesystem;
 
 namespace {
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / fmt::format("copper_test_ckpt_{}_{}", name, ::getpid());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path temp_dir(const std::string& name) { return testing_util::fresh_temp_dir("ckpt_" + name); }
 std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});

@@ -8,18 +8,14 @@
 
 #include "tasks/task.h"
 #include "tensor/ops.h"
+#include "tests/test_util.h"
 
 using namespace copper;
 using namespace copper::tasks;
 namespace fs = std::filesystem;
 
 namespace {
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / fmt::format("copper_test_tasks_{}_{}", name, ::getpid());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path temp_dir(const std::string& name) { return testing_util::fresh_temp_dir("tasks_" + name); }
 void write_text(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
 std::string error_of(const std::function<void()>& f) {
   try {
