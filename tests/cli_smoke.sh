@@ -8,7 +8,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-"$copper" info | grep -q "OpenBLAS" || fail "copper info does not name OpenBLAS"
+# (outputs are captured before grep reads them: `cmd | grep -q` under pipefail fails when
+# grep stops reading early and the command gets SIGPIPE)
+info=$("$copper" info)
+echo "$info" | grep -q "OpenBLAS" || fail "copper info does not name OpenBLAS"
 
 "$copper" task data --task flipflop --n 20 --seed 3 --out "$work/ff.txt" > /dev/null
 [ "$(wc -l < "$work/ff.txt")" -eq 20 ] || fail "task data wrote the wrong number of lines"
@@ -19,7 +22,8 @@ for f in model.safetensors config.json results.json; do [ -s "$work/run/$f" ] ||
 line=$("$copper" task eval --model "$work/run" --data "$work/ff.txt")
 echo "$line" | grep -q '"task"' && echo "$line" | grep -q '"error"' && echo "$line" | grep -q '"samples":20' ||
   fail "eval printed: $line"
-"$copper" task gates --model "$work/run" --data "$work/ff.txt" --sample 2 | grep -q "head" || fail "gates printed no heads"
+gates=$("$copper" task gates --model "$work/run" --data "$work/ff.txt" --sample 2)
+echo "$gates" | grep -q "L0H0" || fail "gates printed no heads"
 
 # bad input: clear message, the documented exit code, existing outputs untouched
 before=$(sha256sum "$work/run/model.safetensors")
