@@ -129,6 +129,14 @@ void add_train(CLI::App& task) {
   });
 }
 
+// A trained model folder and a data file of its task (eval and gates); bad input exits 3.
+std::pair<tasks::TrainedModel, std::vector<tasks::Example>> load_model_and_data(const std::string& model,
+                                                                              const std::string& data) {
+  auto m = or_fail(kExitData, [&] { return tasks::load_trained(model); });
+  auto examples = or_fail(kExitData, [&] { return tasks::read_examples(*m.task, data); });
+  return {std::move(m), std::move(examples)};
+}
+
 void add_eval(CLI::App& task) {
   auto* cmd = task.add_subcommand("eval", "error of a trained model on a data file; prints {\"task\",\"error\",\"samples\"}");
   struct Opts {
@@ -140,8 +148,7 @@ void add_eval(CLI::App& task) {
   cmd->add_option("--data", o->data, "a data file of the model's task")->required();
   cmd->add_option("--batch", o->batch, "evaluation batch size")->check(kCount);
   cmd->callback([o] {
-    auto m = or_fail(kExitData, [&] { return tasks::load_trained(o->model); });
-    auto data = or_fail(kExitData, [&] { return tasks::read_examples(*m.task, o->data); });
+    auto [m, data] = load_model_and_data(o->model, o->data);
     auto r = tasks::evaluate(*m.model, *m.task, data, o->batch);
     if (r.trimmed > 0)
       fmt::print(stderr, "copper task: note: {} of {} examples are longer than the model's context ({}) and keep their "
@@ -202,8 +209,7 @@ void add_gates(CLI::App& task) {
   cmd->add_option("--data", o->data, "a data file of the model's task")->required();
   cmd->add_option("--sample", o->sample, "which line of the file (0-based)")->check(CLI::NonNegativeNumber);
   cmd->callback([o] {
-    auto m = or_fail(kExitData, [&] { return tasks::load_trained(o->model); });
-    auto data = or_fail(kExitData, [&] { return tasks::read_examples(*m.task, o->data); });
+    auto [m, data] = load_model_and_data(o->model, o->data);
     if (o->sample >= int64_t(data.size()))
       fail(kExitUsage, fmt::format("--sample {} but '{}' holds {} examples", o->sample, o->data, data.size()));
     fmt::print("{}", or_fail(kExitUsage, [&] { return tasks::gates_text(*m.model, *m.task, data[size_t(o->sample)]); }));
