@@ -4,7 +4,8 @@
     python3 scripts/summarize_compare.py [runs/torch_compare]
 
 One row per task, encoding and seed: steps and seconds of each trainer, and the held-out
-error (%) of each split, copper beside PyTorch.
+error (%) of each split, copper beside PyTorch. Then one row per task, encoding and split
+over the seeds: mean and median of each, and in how many seeds copper was no worse.
 """
 import glob
 import json
@@ -16,6 +17,7 @@ root = sys.argv[1] if len(sys.argv) > 1 else "runs/torch_compare"
 splits = {"flipflop": [("in", "in"), ("ood_sparse", "sparse"), ("ood_dense", "dense")],
           "selective-copy": [("in", "in"), ("ood_dense", "dense"), ("ood_sparse", "sparse")],
           "counting": [("in", "in")]}
+rows = {}  # (task, pe, split) -> [(copper %, torch %)] over seeds
 print("| task | pe | seed | copper steps (s) | torch steps (s) | " + "split: copper / torch error % |")
 print("|---|---|---|---|---|---|")
 for path in sorted(glob.glob(os.path.join(root, "*.torch.json"))):
@@ -37,5 +39,23 @@ for path in sorted(glob.glob(os.path.join(root, "*.torch.json"))):
         # selective copy: samples with any wrong token; others: wrong answers / read bits
         cerr = 100 * (sp["sample_error"] if task == "selective-copy" else sp["error"])
         cells.append(f"{ts} {cerr:.2f} / {t[ts]:.2f}")
+        rows.setdefault((task, t["pe"], ts), []).append((cerr, t[ts]))
     print(f"| {task} | {t['pe']} | {t['seed']} | {c['steps']} ({c['train_seconds']:.0f}) | "
           f"{t['steps']} ({t['seconds']:.0f}) | {'; '.join(cells)} |")
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+print()
+print("| task | pe | split | seeds | copper mean / median | torch mean / median | copper no worse in |")
+print("|---|---|---|---|---|---|---|")
+for (task, pe, split), pairs in sorted(rows.items()):
+    c = [p[0] for p in pairs]
+    t = [p[1] for p in pairs]
+    ok = sum(1 for a, b in pairs if a <= b + 1e-9)
+    print(f"| {task} | {pe} | {split} | {len(pairs)} | {sum(c) / len(c):.2f} / {median(c):.2f} | "
+          f"{sum(t) / len(t):.2f} / {median(t):.2f} | {ok} of {len(pairs)} |")

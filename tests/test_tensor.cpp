@@ -402,3 +402,36 @@ TEST(IntegerOps, ComparisonsAndArithmetic) {
   EXPECT_EQ(add(pred, 10.0).to_vector<int64_t>(), (std::vector<int64_t>{11, 12, 13, 14}));
   EXPECT_THROW(div(pred, target), Error);
 }
+
+// The CPU caching allocator: size classes, and reuse when the sizes vary from step to step
+// (the sequence length of a batch is that of its longest example).
+TEST(Allocator, SizeClassesRoundUpByAtMostAQuarter) {
+  size_t prev = 0;
+  for (size_t n = 1; n < (size_t(1) << 24); n = n * 9 / 8 + 7) {
+    const size_t c = cpu_size_class(n);
+    EXPECT_GE(c, n);
+    EXPECT_EQ(c % 64, 0u) << n;
+    if (n > 4096) {
+      EXPECT_LE(c, n + n / 4) << n;
+    }
+    EXPECT_GE(c, prev) << "size classes must grow with the request";
+    prev = c;
+  }
+  EXPECT_EQ(cpu_size_class(0), 64u);
+  EXPECT_EQ(cpu_size_class(4096), 4096u);
+  EXPECT_EQ(cpu_size_class(8193), 10240u);  // 8 KiB + a quarter of it
+}
+
+TEST(Allocator, VaryingSizesAreServedFromTheCache) {
+  Allocator& a = allocator_for(kCPU);
+  // one "step" per length, as a training loop with batches of different lengths
+  auto step = [](int64_t T) { Tensor x = zeros({32, T, 64}), y = x + 1.0f; };
+  for (int64_t T : {200, 180, 160}) step(T);  // warm up with the longest first
+  const AllocatorStats before = a.stats();
+  for (int64_t T = 101; T <= 200; T += 7) step(T);
+  const AllocatorStats after = a.stats();
+  const int64_t allocs = after.num_allocs - before.num_allocs, hits = after.num_cache_hits - before.num_cache_hits;
+  EXPECT_GT(allocs, 0);
+  EXPECT_EQ(hits, allocs) << "every allocation of a shorter step should reuse a cached block";
+  EXPECT_EQ(after.allocated_bytes, before.allocated_bytes);
+}
