@@ -18,15 +18,18 @@ mkdir -p "$out"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 py=/usr/bin/python3
 pairs=${PAIRS:-"flipflop:abs flipflop:rope flipflop:cope selective-copy:abs selective-copy:rope selective-copy:cope counting:abs counting:rel counting:cope"}
+case " $pairs " in
+  *" counting:"*)
+    # The reference trains and evaluates on files copper writes, so both see one distribution:
+    # 10k training programs (as the preset) and 1000 held-out ones; written once per seed.
+    build/bin/copper task data --task counting --vars 3 --n 10000 --seed $((1000 + seed)) --out "$out/counting-train-s$seed.jsonl" 2> /dev/null
+    build/bin/copper task data --task counting --vars 3 --n 1000 --seed $((2000 + seed)) --out "$out/counting-eval-s$seed.jsonl" 2> /dev/null ;;
+esac
 for pair in $pairs; do
   task=${pair%%:*} pe=${pair#*:}
   extra=() torch_extra=()
   if [ "$task" = counting ]; then
-    # The reference trains and evaluates on files copper writes, so both see one distribution:
-    # 10k training programs (as the preset) and 1000 held-out ones.
     extra=(--vars 3)
-    build/bin/copper task data --task counting --vars 3 --n 10000 --seed $((1000 + seed)) --out "$out/counting-train-s$seed.jsonl" 2> /dev/null
-    build/bin/copper task data --task counting --vars 3 --n 1000 --seed $((2000 + seed)) --out "$out/counting-eval-s$seed.jsonl" 2> /dev/null
     torch_extra=(--train-file "$out/counting-train-s$seed.jsonl" --eval-file "$out/counting-eval-s$seed.jsonl")
   fi
   tag="$task-$pe-s$seed"

@@ -10,6 +10,7 @@ over the seeds: mean and median of each, and in how many seeds copper was no wor
 import glob
 import json
 import os
+import statistics
 import sys
 
 root = sys.argv[1] if len(sys.argv) > 1 else "runs/torch_compare"
@@ -44,12 +45,6 @@ for path in sorted(glob.glob(os.path.join(root, "*.torch.json"))):
           f"{t['steps']} ({t['seconds']:.0f}) | {'; '.join(cells)} |")
 
 
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-
-
 print()
 print("| task | pe | split | seeds | copper mean / median | torch mean / median | copper no worse in |")
 print("|---|---|---|---|---|---|---|")
@@ -57,5 +52,5 @@ for (task, pe, split), pairs in sorted(rows.items()):
     c = [p[0] for p in pairs]
     t = [p[1] for p in pairs]
     ok = sum(1 for a, b in pairs if a <= b + 1e-9)
-    print(f"| {task} | {pe} | {split} | {len(pairs)} | {sum(c) / len(c):.2f} / {median(c):.2f} | "
-          f"{sum(t) / len(t):.2f} / {median(t):.2f} | {ok} of {len(pairs)} |")
+    print(f"| {task} | {pe} | {split} | {len(pairs)} | {statistics.mean(c):.2f} / {statistics.median(c):.2f} | "
+          f"{statistics.mean(t):.2f} / {statistics.median(t):.2f} | {ok} of {len(pairs)} |")
