@@ -18,15 +18,22 @@ void Schedule::validate() const {
                lr, warmup, total, min_lr_ratio);
 }
 
-double Schedule::lr_at(int64_t step) const {
-  if (warmup > 0 && step < warmup) return lr * double(step + 1) / double(warmup);
-  if (kind == "constant") return lr;
-  const double lo = lr * min_lr_ratio;
-  const int64_t span = std::max<int64_t>(1, total - warmup);
-  const double f = std::clamp(double(step - warmup) / double(span), 0.0, 1.0);
-  if (kind == "cosine") return lo + (lr - lo) * 0.5 * (1 + std::cos(std::numbers::pi * f));
-  return lo + (lr - lo) * (1 - f);
+namespace {
+// lr_at for a real-valued step s; at integer steps exactly the documented formula.
+double rate(const Schedule& c, double s) {
+  if (c.warmup > 0 && s < double(c.warmup)) return c.lr * std::min(1.0, (s + 1) / double(c.warmup));
+  if (c.kind == "constant") return c.lr;
+  const double lo = c.lr * c.min_lr_ratio;
+  const double span = double(std::max<int64_t>(1, c.total - c.warmup));
+  const double f = std::clamp((s - double(c.warmup)) / span, 0.0, 1.0);
+  if (c.kind == "cosine") return lo + (c.lr - lo) * 0.5 * (1 + std::cos(std::numbers::pi * f));
+  return lo + (c.lr - lo) * (1 - f);
 }
+}  // namespace
+
+double Schedule::lr_at(int64_t step) const { return rate(*this, double(step)); }
+
+double Schedule::lr_at_fraction(double f) const { return rate(*this, std::clamp(f, 0.0, 1.0) * double(total)); }
 
 nlohmann::json Schedule::to_json() const {
   return {{"kind", kind}, {"lr", lr}, {"warmup", warmup}, {"total", total}, {"min_lr_ratio", min_lr_ratio}};

@@ -21,6 +21,10 @@ struct Schedule {
   // constant: lr; cosine: lo + (lr-lo) (1 + cos(pi f))/2; linear: lo + (lr-lo)(1-f),
   // with f = (step - warmup) / (total - warmup) clamped to [0, 1] and lo = lr * min_lr_ratio.
   double lr_at(int64_t step) const;
+  // The same curve when a run's length is measured in time rather than steps: the rate a
+  // fraction f (clamped to [0, 1]) of the way through, i.e. lr_at at the real-valued step
+  // f * total (warmup capped at lr). Used by wall-clock comparisons (--time-budget).
+  double lr_at_fraction(double f) const;
 
   nlohmann::json to_json() const;
   static Schedule from_json(const nlohmann::json& js);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <numeric>
 
 #include "autograd/grad_mode.h"
@@ -335,6 +336,7 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
   manual_seed(stream_seed(cfg.seed, kDropout));
 
   int64_t start = 0;
+  double prior_s = 0;  // training seconds before this process (a resumed time-budget run)
   const fs::path ckpt_dir = dir / "checkpoints";
   const fs::path log_path = dir / "log.jsonl";
   if (opt.fresh) {
@@ -343,6 +345,7 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
   } else if (auto latest = nn::latest_checkpoint(ckpt_dir.string())) {
     auto st = nn::load_training_checkpoint(*latest, state_of(model), cfg_js, *optim);
     start = st.at("step").get<int64_t>();
+    prior_s = st.value("elapsed_s", 0.0);
     nn::generator_from_json(data.generator(), st.at("data_rng"));
     nn::generator_from_json(default_generator(), st.at("dropout_rng"));
     const int saved_threads = st.value("threads", threads);
@@ -361,26 +364,30 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
     return js.dump(2) + "\n";
   }());
 
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(clock::now() - t0).count(); };
   auto save_ckpt = [&](int64_t step) {
     nlohmann::json st = {{"step", step},
+                         {"elapsed_s", prior_s + seconds()},
                          {"data_rng", nn::generator_to_json(data.generator())},
                          {"dropout_rng", nn::generator_to_json(default_generator())},
                          {"threads", threads}};
     nn::save_training_checkpoint(ckpt_dir.string(), step, state_of(model), cfg_js, *optim, st);
   };
 
-  using clock = std::chrono::steady_clock;
-  const auto t0 = clock::now();
   double loss_sum = 0, last_loss = NAN;
   int64_t loss_n = 0, tokens = 0;
   std::FILE* log = std::fopen(log_path.string().c_str(), "a");
   COPPER_CHECK(log != nullptr, "train", "cannot open '{}' for appending", log_path.string());
-  // With a time budget the step count (and so the schedule) is fixed after 10 steps.
-  int64_t steps = cfg.steps;
-  nn::Schedule schedule = cfg.schedule;
+  // With a time budget the run ends when the budget is spent and the schedule follows the
+  // fraction of the budget used so far, so it always reaches its end whatever the speed.
+  const bool timed = opt.time_budget_s > 0;
+  int64_t steps = !timed ? cfg.steps : prior_s < opt.time_budget_s ? std::numeric_limits<int64_t>::max() : start;
   try {
     for (int64_t step = start; step < steps; ++step) {
-      optim->set_lr(schedule.lr_at(step));
+      optim->set_lr(timed ? cfg.schedule.lr_at_fraction((prior_s + seconds()) / opt.time_budget_s)
+                          : cfg.schedule.lr_at(step));
       auto examples = data.batch(step);
       Batch b = make_batch(examples, 0, examples.size(), cfg.model.context);
       Tensor logits = model.forward(b.ids);  // [B, T, V]
@@ -395,21 +402,13 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
       ++loss_n;
       tokens += B * T;
       const int64_t done = step + 1;
-      if (opt.time_budget_s > 0) {
-        const double el = std::chrono::duration<double>(clock::now() - t0).count();
-        if (done == start + 10) {
-          TrainConfig stretched = cfg;
-          set_steps(stretched, std::max<int64_t>(20, int64_t(opt.time_budget_s / (el / 10.0))));
-          steps = stretched.steps;
-          schedule = stretched.schedule;
-        }
-        if (el >= opt.time_budget_s) steps = done;  // out of time: this was the last step
-      }
+      if (timed && prior_s + seconds() >= opt.time_budget_s) steps = done;  // out of time: the last step
       if (done % cfg.log_every == 0 || done == steps) {
-        const double el = std::chrono::duration<double>(clock::now() - t0).count();
+        const double el = seconds();
         last_loss = loss_sum / double(loss_n);
         const double tps = double(tokens) / std::max(el, 1e-9);
-        const double eta = el / double(done - start) * double(steps - done);
+        const double eta = timed ? std::max(0.0, opt.time_budget_s - prior_s - el)
+                                 : el / double(done - start) * double(steps - done);
         fmt::print(log, "{}\n",
                    nlohmann::json{{"step", done}, {"loss", last_loss}, {"lr", optim->lr()}, {"tokens_per_s", tps},
                                   {"elapsed_s", el}}
@@ -417,7 +416,8 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
         std::fflush(log);
         if (!opt.quiet)
           fmt::print(opt.progress, "{}step {:>6}/{}  loss {:.4f}  lr {:.2e}  {:.0f} tok/s  {:.1f} ms/step  ETA {}\n",
-                     opt.label, done, steps, last_loss, optim->lr(), tps, 1000 * el / double(done - start),
+                     opt.label, done, timed ? fmt::format("{:.0f} s", opt.time_budget_s) : fmt::format("{}", steps),
+                     last_loss, optim->lr(), tps, 1000 * el / double(done - start),
                      fmt_duration(eta));
         loss_sum = 0;
         loss_n = 0;
@@ -433,7 +433,7 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
     throw;
   }
   std::fclose(log);
-  const double train_s = std::chrono::duration<double>(clock::now() - t0).count();
+  const double train_s = prior_s + seconds();
 
   nn::save_model((dir / "model.safetensors").string(), state_of(model), cfg.model.to_json());
 

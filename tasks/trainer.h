@@ -80,9 +80,10 @@ struct TrainOptions {
   std::FILE* progress = stderr;   // where progress lines go
   std::string label;              // printed in front of progress lines
   int64_t stop_after = -1;        // tests: return after this step as if killed (no outputs but checkpoints)
-  // Wall-clock comparisons (scripts/compare_torch.sh): train for about this many seconds.
-  // After 10 steps the step count is set to what fills the budget, and the schedule is
-  // stretched to it, as the PyTorch reference does. Not bit-reproducible; 0 = off.
+  // Wall-clock comparisons (scripts/compare_torch.sh): train for this many seconds (counted
+  // across resumes). The schedule follows the fraction of the budget spent
+  // (Schedule::lr_at_fraction), as the PyTorch reference does, so it reaches its end however
+  // fast the machine is. Not bit-reproducible; 0 = off.
   double time_budget_s = 0;
 };
 // Train (or resume) into out_dir, evaluate every split, write the outputs; returns results.json.

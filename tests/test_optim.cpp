@@ -171,3 +171,15 @@ TEST(Schedule, ConstantCosineLinear) {
   Schedule bad{.kind = "step"};
   EXPECT_THROW(bad.validate(), Error);
 }
+
+// Time-budget runs follow the same curve by fraction of the run instead of by step.
+TEST(Schedule, FractionFollowsTheStepCurve) {
+  Schedule cos{.kind = "cosine", .lr = 3.0, .warmup = 5, .total = 100, .min_lr_ratio = 0.1};
+  for (int64_t s : {0, 2, 4, 5, 30, 77, 100}) EXPECT_DOUBLE_EQ(cos.lr_at_fraction(double(s) / 100), cos.lr_at(s)) << s;
+  EXPECT_DOUBLE_EQ(cos.lr_at_fraction(-1), cos.lr_at(0));
+  EXPECT_NEAR(cos.lr_at_fraction(2), 0.3, 1e-15);
+  // between warmup steps the rate rises smoothly and never passes the peak
+  EXPECT_GT(cos.lr_at_fraction(0.025), cos.lr_at(2));
+  EXPECT_LT(cos.lr_at_fraction(0.025), cos.lr_at(3));
+  EXPECT_LE(cos.lr_at_fraction(0.0499), 3.0);
+}

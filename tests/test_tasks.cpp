@@ -280,6 +280,35 @@ TEST(TaskTrain, KilledRunResumesBitIdentical) {
   fs::remove_all(d);
 }
 
+// --time-budget: the run ends when the budget is spent (counted across a resume) and the
+// schedule follows the fraction spent, so the rate has decayed to near its floor at the end.
+TEST(TaskTrain, TimeBudgetEndsTheScheduleOnTime) {
+  auto d = temp_dir("budget");
+  TrainConfig c = tiny_config("flipflop", "rope");
+  set_steps(c, 200);  // a nominal count: sets only the warmup's share (5 %)
+  c.log_every = 1;
+  c.checkpoint_every = 1000000;  // only the final checkpoint
+  TrainOptions o;
+  o.quiet = true;
+  o.time_budget_s = 0.6;
+  auto res = train_run(c, (d / "run").string(), o);
+  EXPECT_GE(res["train_seconds"].get<double>(), 0.6);
+  EXPECT_GT(res["steps"].get<int64_t>(), 200) << "a budget run is not bound by the preset's step count";
+  std::ifstream log(d / "run" / "log.jsonl");
+  std::vector<double> lrs;
+  for (std::string line; std::getline(log, line);) lrs.push_back(nlohmann::json::parse(line)["lr"]);
+  ASSERT_EQ(int64_t(lrs.size()), res["steps"].get<int64_t>());
+  const double peak = c.schedule.lr, floor = peak * c.schedule.min_lr_ratio;
+  EXPECT_LT(lrs.front(), peak);                 // warming up
+  EXPECT_LT(lrs.back(), floor + 0.1 * peak);    // nearly at the end of the cosine
+  EXPECT_GE(lrs.back(), floor);
+  // Resuming a finished budget run adds no steps: its budget is spent.
+  o.time_budget_s = 0.3;
+  auto again = train_run(c, (d / "run").string(), o);
+  EXPECT_EQ(again["steps"], res["steps"]);
+  fs::remove_all(d);
+}
+
 TEST(TaskTrain, EvaluatesOtherLengthsAndShowsGates) {
   auto d = temp_dir("eval");
   TrainConfig c = tiny_config("selective-copy", "cope");

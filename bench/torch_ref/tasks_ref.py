@@ -296,11 +296,11 @@ def main():
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     if args.task == "flipflop":
-        task, lr, ctx = FlipFlop(), 3e-3, 128
+        task, lr, ctx, nominal = FlipFlop(), 3e-3, 128, 2000
     elif args.task == "selective-copy":
-        task, lr, ctx = SelectiveCopy(), 1e-3, 161
+        task, lr, ctx, nominal = SelectiveCopy(), 1e-3, 161, 4000
     else:
-        task, lr, ctx = Counting(args.vars), 1e-3, 512
+        task, lr, ctx, nominal = Counting(args.vars), 1e-3, 512, 1800
         if args.train_file:
             task = CountingFile(args.train_file)
     global CONTEXT
@@ -314,22 +314,22 @@ def main():
         pool = None
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     # The same recipe as copper's cpu-small preset: 5% linear warmup, cosine down to 10% of
-    # the rate, gradient clipping at global norm 1. The step count that fills the time budget
-    # is estimated from the first 10 steps (run at the warmup's start).
-    t0, step, total = time.time(), 0, None
+    # the rate, gradient clipping at global norm 1. The schedule follows the fraction of the
+    # time budget spent, as copper's --time-budget does (Schedule::lr_at_fraction), so it
+    # reaches its end however fast the machine is. `nominal` is the preset's step count, which
+    # only sets the warmup's first rate, as in copper.
+    t0, step = time.time(), 0
 
-    def lr_at(step, total):
-        warm = max(1, total // 20)
-        if step < warm:
-            return lr * (step + 1) / warm
-        t = min(1.0, (step - warm) / max(1, total - warm))
+    def lr_at_fraction(f, total=nominal):
+        s, warm = min(max(f, 0.0), 1.0) * total, total // 20
+        if s < warm:
+            return lr * min(1.0, (s + 1) / warm)
+        t = min(1.0, (s - warm) / (total - warm))
         return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
     while time.time() - t0 < args.seconds:
-        if step == 10:
-            total = max(20, int(args.seconds / ((time.time() - t0) / 10)))
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, total or 10_000)
+            g["lr"] = lr_at_fraction((time.time() - t0) / args.seconds)
         ids, tgt = batch(task, rng, 32, pool)
         loss = F.cross_entropy(model(ids).flatten(0, 1), tgt.flatten(), ignore_index=-100)
         opt.zero_grad()
@@ -337,8 +337,6 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        if total is not None and step >= total:
-            break
     erng = random.Random(10_000 + args.seed)
     out = {"task": args.task, "pe": args.pe, "seed": args.seed, "steps": step, "seconds": round(time.time() - t0, 1)}
     splits = {"in": CountingFile(args.eval_file)} if args.eval_file else task.ood()

@@ -106,8 +106,8 @@ void add_train(CLI::App& task) {
   cmd->add_flag("--fresh", o->fresh, "start over even if --out holds a checkpoint of this run");
   cmd->add_flag("--quiet", o->quiet, "no progress lines");
   cmd->add_option("--time-budget", o->time_budget,
-                  "train for about this many seconds (steps fixed after 10 to fill it; for wall-clock comparisons, "
-                  "not bit-reproducible)")
+                  "train for this many seconds, the schedule following the fraction of it spent (for wall-clock "
+                  "comparisons; not bit-reproducible)")
       ->check(CLI::Range(0.0, 1e7));
   cmd->callback([o] {
     tasks::TrainConfig cfg = or_fail(kExitUsage, [&] {
