@@ -309,6 +309,16 @@ void truncate_log(const fs::path& log, int64_t step) {
 }
 }  // namespace
 
+Tensor batch_loss(nn::TransformerLM& model, const std::vector<Example>& examples, size_t begin, size_t end,
+                  int64_t* positions) {
+  const auto& mc = model.config();
+  Batch b = make_batch(examples, begin, end, mc.context);
+  Tensor logits = model.forward(b.ids);  // [B, T, V]
+  const int64_t B = b.ids.size(0), T = b.ids.size(1);
+  if (positions) *positions = B * T;
+  return cross_entropy(logits.reshape({B * T, mc.vocab}), b.targets.reshape({B * T}), -100);
+}
+
 nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, const TrainOptions& opt) {
   COPPER_CHECK(cfg.batch >= 1 && cfg.steps >= 0 && cfg.eval_samples >= 1 && cfg.eval_batch >= 1 &&
                    cfg.log_every >= 1 && cfg.checkpoint_every >= 1,
@@ -389,10 +399,8 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
       optim->set_lr(timed ? cfg.schedule.lr_at_fraction((prior_s + seconds()) / opt.time_budget_s)
                           : cfg.schedule.lr_at(step));
       auto examples = data.batch(step);
-      Batch b = make_batch(examples, 0, examples.size(), cfg.model.context);
-      Tensor logits = model.forward(b.ids);  // [B, T, V]
-      const int64_t B = b.ids.size(0), T = b.ids.size(1);
-      Tensor loss = cross_entropy(logits.reshape({B * T, cfg.model.vocab}), b.targets.reshape({B * T}), -100);
+      int64_t positions = 0;
+      Tensor loss = batch_loss(model, examples, 0, examples.size(), &positions);
       optim->zero_grad();
       loss.backward();
       if (cfg.clip > 0) nn::clip_grad_norm(params, cfg.clip);
@@ -400,7 +408,7 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
       const double lv = loss.item();
       loss_sum += lv;
       ++loss_n;
-      tokens += B * T;
+      tokens += positions;
       const int64_t done = step + 1;
       if (timed && prior_s + seconds() >= opt.time_budget_s) steps = done;  // out of time: the last step
       if (done % cfg.log_every == 0 || done == steps) {

@@ -74,6 +74,12 @@ EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vecto
 // Held-out examples of one split, from a generator no training stream uses.
 std::vector<Example> heldout_examples(const TaskConfig& split, uint64_t seed, int64_t split_index, int64_t n);
 
+// The training loss of examples[begin, end) as one batch: the mean cross-entropy over the
+// counted positions (the task's mask), with the autograd graph. train_run and
+// `copper task grads` both use it. `positions`, when given, receives B * T of the batch.
+Tensor batch_loss(nn::TransformerLM& model, const std::vector<Example>& examples, size_t begin, size_t end,
+                  int64_t* positions = nullptr);
+
 struct TrainOptions {
   bool fresh = false;             // ignore (and replace) an existing checkpoint
   bool quiet = false;             // no progress lines

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cli_smoke.sh — the copper program end to end, as a user runs it, on a tiny budget:
-# info, a short training run, eval on a file, gates, and the exit codes of bad input.
+# info, a short training run, eval on a file, gates, grads, and the exit codes of bad input.
 # Usage: cli_smoke.sh path/to/copper
 set -euo pipefail
 copper=$1
@@ -24,6 +24,13 @@ echo "$line" | grep -q '"task"' && echo "$line" | grep -q '"error"' && echo "$li
   fail "eval printed: $line"
 gates=$("$copper" task gates --model "$work/run" --data "$work/ff.txt" --sample 2)
 echo "$gates" | grep -q "L0H0" || fail "gates printed no heads"
+grads=$("$copper" task grads --model "$work/run" --data "$work/ff.txt" --n 4 --out "$work/grads.safetensors")
+echo "$grads" | grep -q '"loss"' && echo "$grads" | grep -q '"examples":4' || fail "grads printed: $grads"
+head -c 4000 "$work/grads.safetensors" | grep -q "blocks.0.attn.pe.pos_emb" || fail "grads wrote no CoPE table gradient"
+set +e
+"$copper" task grads --model "$work/run" --data "$work/ff.txt" --n 21 --out "$work/g2.safetensors" 2> "$work/err"; rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q "holds 20 examples" "$work/err" || fail "grads --n past the file exited $rc: $(cat "$work/err")"
 
 # bad input: clear message, the documented exit code, existing outputs untouched
 before=$(sha256sum "$work/run/model.safetensors")

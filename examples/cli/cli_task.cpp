@@ -1,10 +1,11 @@
-// cli_task.cpp — `copper task train|eval|compare|gates|data`: the paper's synthetic tasks.
+// cli_task.cpp — `copper task train|eval|compare|gates|data|grads`: the paper's synthetic tasks.
 //
 //   copper task train   --task flipflop --pe cope --preset cpu-small --seed 0 --out runs/ff-cope
 //   copper task eval    --model runs/ff-cope --data ff.txt
 //   copper task compare --task flipflop --pe abs,rope,cope --seeds 3 [--steps N]
 //   copper task gates   --model runs/ff-cope --data ff.txt [--sample N]
 //   copper task data    --task flipflop --p 0.98 --n 1000 --seed 1 --out ff_sparse.txt
+//   copper task grads   --model runs/ff-cope --data ff.txt --n 8 --out grads.safetensors
 //
 // The work is in tasks/ (generators, trainer, comparison); this file parses flags, checks
 // them, and maps failures to the exit codes of commands.h.
@@ -19,6 +20,7 @@
 #include "tasks/compare.h"
 #include "tasks/trainer.h"
 #include "tensor/error.h"
+#include "tensor/ops.h"
 
 namespace copper::cli {
 
@@ -265,6 +267,39 @@ void add_data(CLI::App& task) {
     fmt::print(stderr, "wrote {} {} examples to {}\n", ex.size(), t.task, o->out);
   });
 }
+void add_grads(CLI::App& task) {
+  auto* cmd = task.add_subcommand(
+      "grads", "the training loss of the first --n examples of a data file as one batch, and its gradient for every "
+               "parameter (safetensors, the parameters' names); for checking against another implementation");
+  struct Opts {
+    std::string model, data, out;
+    int64_t n = 8;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--model", o->model, "a folder written by `copper task train`")->required();
+  cmd->add_option("--data", o->data, "a data file of the model's task")->required();
+  cmd->add_option("--n", o->n, "examples in the batch (the file's first N; default 8)")->check(kCount);
+  cmd->add_option("--out", o->out, "the gradients' safetensors file")->required();
+  cmd->callback([o] {
+    auto [m, data] = load_model_and_data(o->model, o->data);
+    if (o->n > int64_t(data.size()))
+      fail(kExitUsage, fmt::format("--n {} but '{}' holds {} examples", o->n, o->data, data.size()));
+    m.model->train(false);  // no dropout: the gradient of the deterministic loss
+    int64_t positions = 0;
+    Tensor loss = tasks::batch_loss(*m.model, data, 0, size_t(o->n), &positions);
+    loss.backward();
+    nn::NamedTensors grads;
+    for (auto& [name, p] : m.model->named_parameters())
+      grads.emplace_back(name, p.grad().defined() ? p.grad() : zeros_like(p));
+    or_fail(kExitData, [&] {
+      nn::save_safetensors(o->out, grads, {{"loss", fmt::format("{:.9g}", loss.item())}});
+      return 0;
+    });
+    fmt::print("{}\n", nlohmann::json{{"loss", loss.item()}, {"examples", o->n}, {"positions", positions},
+                                      {"out", o->out}}
+                           .dump());
+  });
+}
 }  // namespace
 
 void add_task(CLI::App& app) {
@@ -275,6 +310,7 @@ void add_task(CLI::App& app) {
   add_compare(*task);
   add_gates(*task);
   add_data(*task);
+  add_grads(*task);
 }
 
 }  // namespace copper::cli
