@@ -9,11 +9,18 @@
 # time budget: after 10 steps each sets its step count to what fills the budget and
 # stretches its warmup + cosine schedule to it (copper: --time-budget). Results go to
 # runs/torch_compare/<task>-<pe>-s<seed>.{copper,torch}.json; a summary line per pair is printed.
+#
+# MATCHED=1 (Flip-Flop and selective copy): both start from the same initial weights (the
+# reference's for SEED) and train on the same batches (a copper data file read in order),
+# so that they differ only in speed and rounding (bench/torch_ref/trajectory.py; copper's
+# --init and --train-data). Results go to runs/torch_compare_matched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget=${1:-240}
 seed=${2:-0}
+matched=${MATCHED:-0}
 out=runs/torch_compare
+[ "$matched" = 1 ] && out=runs/torch_compare_matched
 mkdir -p "$out"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 py=/usr/bin/python3
@@ -34,11 +41,24 @@ for pair in $pairs; do
   fi
   tag="$task-$pe-s$seed"
   rm -rf "$out/$tag.copper"
+  if [ "$matched" = 1 ]; then
+    [ "$task" = counting ] && { echo "MATCHED=1 covers flipflop and selective-copy" >&2; exit 2; }
+    data="$out/$task-train-s$seed.data"  # more examples than a run takes at 1 thread
+    [ -f "$data" ] || build/bin/copper task data --task "$task" --n 96000 --seed $((3000 + seed)) --out "$data" 2> /dev/null
+    $py bench/torch_ref/trajectory.py --task "$task" --pe "$pe" --data "$data" --steps 0 --seed "$seed" \
+      --save-init "$out/$tag.init.safetensors" --log /dev/null
+    extra+=(--init "$out/$tag.init.safetensors" --train-data "$data")
+  fi
   ( build/bin/copper task train --task "$task" "${extra[@]}" --pe "$pe" --preset cpu-small --seed "$seed" \
       --time-budget "$budget" --out "$out/$tag.copper" --fresh --quiet > "$out/$tag.copper.log" 2>&1 ) &
   cpid=$!
-  $py bench/torch_ref/tasks_ref.py --task "$task" --pe "$pe" --seconds "$budget" --seed "$seed" --threads 1 \
-    "${extra[@]}" "${torch_extra[@]}" > "$out/$tag.torch.json"
+  if [ "$matched" = 1 ]; then
+    $py bench/torch_ref/trajectory.py --task "$task" --pe "$pe" --data "$data" --seconds "$budget" --seed "$seed" \
+      --save-init /dev/null --log "$out/$tag.torch.log.jsonl" > "$out/$tag.torch.json"
+  else
+    $py bench/torch_ref/tasks_ref.py --task "$task" --pe "$pe" --seconds "$budget" --seed "$seed" --threads 1 \
+      "${extra[@]}" "${torch_extra[@]}" > "$out/$tag.torch.json"
+  fi
   wait $cpid
   cp "$out/$tag.copper/results.json" "$out/$tag.copper.json"
   echo "$tag copper: $(tr -d '\n ' < "$out/$tag.copper.json" | head -c 400)"

@@ -54,6 +54,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"seed", seed},
           {"clip", clip},
           {"train_samples", train_samples},
+          {"train_data", train_data},
           {"eval_samples", eval_samples},
           {"eval_batch", eval_batch},
           {"checkpoint_every", checkpoint_every},
@@ -75,6 +76,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& js) {
     c.seed = js.value("seed", c.seed);
     c.clip = js.value("clip", c.clip);
     c.train_samples = js.value("train_samples", c.train_samples);
+    c.train_data = js.value("train_data", c.train_data);
     c.eval_samples = js.value("eval_samples", c.eval_samples);
     c.eval_batch = js.value("eval_batch", c.eval_batch);
     c.checkpoint_every = js.value("checkpoint_every", c.checkpoint_every);
@@ -91,7 +93,7 @@ const std::vector<std::string>& preset_names() {
 }
 
 void set_steps(TrainConfig& cfg, int64_t steps) {
-  COPPER_CHECK(steps >= 1, "task", "--steps must be at least 1, got {}", steps);
+  COPPER_CHECK(steps >= 0, "task", "--steps must be at least 0, got {}", steps);
   cfg.steps = steps;
   cfg.schedule.total = steps;
   cfg.schedule.warmup = cfg.schedule.kind == "constant" ? 0 : std::max<int64_t>(1, steps / 20);
@@ -250,11 +252,15 @@ EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vecto
 namespace {
 // The training examples of one step. With a fixed training set, sample k of the run is
 // set[perm_e[k % N]] with e = k / N and perm_e a Fisher-Yates shuffle seeded by (seed, e),
-// so the data position is a function of the step alone.
+// so the data position is a function of the step alone. A training file is read in order:
+// sample k is file[k % N].
 class DataStream {
  public:
   DataStream(const TrainConfig& cfg, const Task& task) : cfg_(cfg), task_(task), gen_(stream_seed(cfg.seed, kData)) {
-    if (cfg.train_samples > 0) {
+    if (!cfg.train_data.empty()) {
+      set_ = read_examples(task, cfg.train_data);
+      in_order_ = true;
+    } else if (cfg.train_samples > 0) {
       Generator g(stream_seed(cfg.seed, kTrainSet));
       set_ = generate(task, cfg.train_samples, g);
     }
@@ -269,6 +275,10 @@ class DataStream {
     const int64_t n = int64_t(set_.size());
     for (int64_t i = 0; i < cfg_.batch; ++i) {
       const int64_t k = step * cfg_.batch + i;
+      if (in_order_) {
+        out.push_back(set_[size_t(k % n)]);
+        continue;
+      }
       const int64_t epoch = k / n;
       if (epoch != perm_epoch_) {
         perm_.resize(size_t(n));
@@ -288,6 +298,7 @@ class DataStream {
   const Task& task_;
   Generator gen_;
   std::vector<Example> set_;
+  bool in_order_ = false;
   std::vector<int64_t> perm_;
   int64_t perm_epoch_ = -1;
 };
@@ -339,6 +350,10 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
   // Model, optimizer, data: everything seeded from cfg.seed.
   Generator init_gen(stream_seed(cfg.seed, kInit));
   nn::TransformerLM model(cfg.model, &init_gen);
+  if (!opt.init_weights.empty()) {  // a resumed run then loads its checkpoint over these
+    nn::LoadedModel init = nn::load_model(opt.init_weights);
+    nn::copy_weights_into(opt.init_weights, init.weights, state_of(model), true);
+  }
   model.train(true);
   auto params = model.named_parameters();
   auto optim = nn::make_optimizer(cfg.optim, params);

@@ -42,6 +42,10 @@ struct TrainConfig {
   uint64_t seed = 0;
   double clip = 1.0;            // max global gradient norm (0: no clipping)
   int64_t train_samples = 0;    // 0: a fresh example every time; N: a fixed set of N, in epochs
+  // A data file of the task to train on instead (`copper task train --train-data`): its
+  // examples in file order, batch after batch, from the top again when it runs out — so
+  // that another implementation can be fed exactly the same batches. Overrides train_samples.
+  std::string train_data;
   int64_t eval_samples = 1000;  // per split
   int64_t eval_batch = 100;
   int64_t checkpoint_every = 100;
@@ -86,6 +90,9 @@ struct TrainOptions {
   std::FILE* progress = stderr;   // where progress lines go
   std::string label;              // printed in front of progress lines
   int64_t stop_after = -1;        // tests: return after this step as if killed (no outputs but checkpoints)
+  // Start from these weights (a safetensors file with the model's names and shapes, e.g. a
+  // model.safetensors) instead of the seeded initialisation; ignored when resuming.
+  std::string init_weights;
   // Wall-clock comparisons (scripts/compare_torch.sh): train for this many seconds (counted
   // across resumes). The schedule follows the fraction of the budget spent
   // (Schedule::lr_at_fraction), as the PyTorch reference does, so it reaches its end however

@@ -309,6 +309,48 @@ TEST(TaskTrain, TimeBudgetEndsTheScheduleOnTime) {
   fs::remove_all(d);
 }
 
+// --train-data reads the file in order, wrapping around; --init starts from given weights.
+// Both exist so that another implementation can be fed the same start and the same batches
+// (scripts/trajectory_torch.sh).
+TEST(TaskTrain, TrainDataInOrderAndInitWeights) {
+  auto d = temp_dir("traindata");
+  TrainConfig c = tiny_config("flipflop", "rope");
+  set_steps(c, 4);  // batch 4: 16 examples, two passes over 8
+  auto task = make_task(c.task);
+  Generator g(5);
+  auto eight = generate(*task, 8, g);
+  auto sixteen = eight;
+  sixteen.insert(sixteen.end(), eight.begin(), eight.end());
+  write_examples(*task, eight, (d / "eight.txt").string());
+  write_examples(*task, sixteen, (d / "sixteen.txt").string());
+  TrainOptions quiet;
+  quiet.quiet = true;
+  auto run = [&](const std::string& data, const std::string& out, TrainOptions o) {
+    TrainConfig cc = c;
+    cc.train_data = (d / data).string();
+    train_run(cc, (d / out).string(), o);
+    return weights_of(d / out / "model.safetensors");
+  };
+  const auto a = run("eight.txt", "a", quiet);
+  EXPECT_EQ(a, run("sixteen.txt", "b", quiet)) << "the file is read in order and wraps around";
+  write_examples(*task, std::vector<Example>(sixteen.rbegin(), sixteen.rend()), (d / "reversed.txt").string());
+  EXPECT_NE(a, run("reversed.txt", "c", quiet));
+  // Starting from a's weights with a zero learning rate leaves them as they are.
+  TrainConfig frozen = c;
+  frozen.optim.lr = frozen.schedule.lr = 0;
+  TrainOptions from_a = quiet;
+  from_a.init_weights = (d / "a" / "model.safetensors").string();
+  train_run(frozen, (d / "frozen").string(), from_a);
+  EXPECT_EQ(weights_of(d / "frozen" / "model.safetensors"), a);
+  // A file of another config is refused with the tensor's name.
+  TrainConfig wider = c;
+  wider.model.d_model = 32;
+  wider.model.d_ff = 64;
+  std::string e = error_of([&] { train_run(wider, (d / "wider").string(), from_a); });
+  EXPECT_NE(e.find("embed.weight"), std::string::npos) << e;
+  fs::remove_all(d);
+}
+
 TEST(TaskTrain, EvaluatesOtherLengthsAndShowsGates) {
   auto d = temp_dir("eval");
   TrainConfig c = tiny_config("selective-copy", "cope");

@@ -58,6 +58,37 @@ def ref_name(name):
     sys.exit(f"grad_parity: copper parameter '{name}' has no counterpart in the reference model")
 
 
+def copper_name(name):
+    """The inverse of ref_name: the reference's parameter name -> copper's."""
+    for c, r in TOP.items():
+        if name == r:
+            return c
+    parts = name.split(".")  # blocks.<i>.<rest>
+    rest = ".".join(parts[2:])
+    for c, r in IN_BLOCK.items():
+        if rest == r or rest.startswith(r + "."):
+            return ".".join(parts[:2] + [c + rest[len(r):]])
+    sys.exit(f"grad_parity: reference parameter '{name}' has no counterpart in copper")
+
+
+def save_copper_weights(model, path):
+    """The reference model's weights as a safetensors file with copper's names and shapes
+    (what `copper task train --init` reads)."""
+    header, blobs, offset = {}, [], 0
+    for name, p in model.named_parameters():
+        t = p.detach()
+        if name.endswith("cope.pos_emb"):  # (1, Dh, npos) -> copper's (npos, Dh)
+            t = t[0].t()
+        b = t.contiguous().numpy().astype(np.float32).tobytes()
+        header[copper_name(name)] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
 def to_ref_shape(name, t, ref):
     if name.endswith("cope.pos_emb"):  # copper (npos, Dh), the reference (1, Dh, npos)
         return t.t().unsqueeze(0)
@@ -96,10 +127,10 @@ def build(model_dir):
     return cfg, model
 
 
-def examples(cfg, path, n):
-    """The first n examples of a data file as (ids, mask) with copper's vocabulary."""
-    vocab = {w: i for i, w in enumerate(cfg["vocab"])}
-    task = cfg["task"]["task"]
+def examples(task, vocab, path, n=None):
+    """The first n (default: all) examples of a copper data file of `task` as (ids, mask)
+    with the vocabulary `vocab` (copper's, from a model's config.json)."""
+    vocab = {w: i for i, w in enumerate(vocab)}
     out = []
     with open(path) as f:
         for line in f:
@@ -124,7 +155,7 @@ def examples(cfg, path, n):
                 ids = [vocab[w] for w in words]
                 mask = [False] * (len(ids) - 2) + [True, False]
             out.append((ids, mask))
-    if len(out) < n:
+    if n is not None and len(out) < n:
         sys.exit(f"grad_parity: {path} holds {len(out)} examples, fewer than --n {n}")
     return out
 
@@ -140,7 +171,7 @@ def main():
     torch.set_num_threads(1)
     cfg, model = build(args.model)
     model.eval()
-    pool = examples(cfg, args.data, args.n)
+    pool = examples(cfg["task"]["task"], cfg["vocab"], args.data, args.n)
     ids, tgt = batch_of(pool, cfg["model"]["context"])
     logits = model(ids)
     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100)

@@ -246,6 +246,16 @@ class LM(nn.Module):
 # ----------------------------------------------------------------------------- train/eval
 
 
+def lr_at_step(s, total, lr):
+    """copper's Schedule (cosine kind, min_lr_ratio 0.1, warmup total // 20) at the
+    real-valued step s: linear warmup lr (s+1)/warmup capped at lr, then cosine to 10 %."""
+    warm = max(1, total // 20)
+    if s < warm:
+        return lr * min(1.0, (s + 1) / warm)
+    t = min(1.0, (s - warm) / max(1, total - warm))
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 CONTEXT = 512  # set by main()
 
 
@@ -321,11 +331,7 @@ def main():
     t0, step = time.time(), 0
 
     def lr_at_fraction(f, total=nominal):
-        s, warm = min(max(f, 0.0), 1.0) * total, total // 20
-        if s < warm:
-            return lr * min(1.0, (s + 1) / warm)
-        t = min(1.0, (s - warm) / (total - warm))
-        return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+        return lr_at_step(min(max(f, 0.0), 1.0) * total, total, lr)
 
     while time.time() - t0 < args.seconds:
         for g in opt.param_groups:

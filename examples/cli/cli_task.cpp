@@ -43,6 +43,7 @@ auto or_fail(int code, F&& f) {
 }
 
 const CLI::Range kSteps(int64_t(1), int64_t(1000000000), "a step count in 1..1e9");
+const CLI::Range kTrainSteps(int64_t(0), int64_t(1000000000), "a step count in 0..1e9");
 const CLI::Range kCount(int64_t(1), int64_t(100000000), "a count in 1..1e8");
 
 struct TaskFlags {
@@ -94,6 +95,7 @@ void add_train(CLI::App& task) {
     std::optional<int64_t> steps;
     bool fresh = false, quiet = false;
     double time_budget = 0;
+    std::string init, train_data;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--task", o->t.task, "flipflop, selective-copy or counting")
@@ -103,7 +105,9 @@ void add_train(CLI::App& task) {
   cmd->add_option("--pe", o->pe, "position encoding (abs, rope, cope, ...)")->required();
   cmd->add_option("--preset", o->preset, "cpu-small (default) or paper")->check(CLI::IsMember(tasks::preset_names()));
   cmd->add_option("--seed", o->seed, "seed of initialisation, data and dropout");
-  cmd->add_option("--steps", o->steps, "training steps (default: the preset's)")->check(kSteps);
+  cmd->add_option("--steps", o->steps, "training steps (default: the preset's; 0 writes and evaluates the initial "
+                                       "model)")
+      ->check(kTrainSteps);
   cmd->add_option("--out", o->out, "output folder")->required();
   cmd->add_flag("--fresh", o->fresh, "start over even if --out holds a checkpoint of this run");
   cmd->add_flag("--quiet", o->quiet, "no progress lines");
@@ -111,11 +115,19 @@ void add_train(CLI::App& task) {
                   "train for this many seconds, the schedule following the fraction of it spent (for wall-clock "
                   "comparisons; not bit-reproducible)")
       ->check(CLI::Range(0.0, 1e7));
+  cmd->add_option("--init", o->init,
+                  "start from these weights (a model.safetensors of the same config) instead of the seeded ones")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--train-data", o->train_data,
+                  "train on this data file of the task, its examples in file order (wrapping around), instead of "
+                  "generated ones")
+      ->check(CLI::ExistingFile);
   cmd->callback([o] {
     tasks::TrainConfig cfg = or_fail(kExitUsage, [&] {
       auto c = tasks::preset_config(o->preset, task_config(o->t), o->pe);
       if (o->steps) tasks::set_steps(c, *o->steps);
       c.seed = o->seed;
+      c.train_data = o->train_data;
       return c;
     });
     check_model(cfg);
@@ -123,6 +135,7 @@ void add_train(CLI::App& task) {
     to.fresh = o->fresh;
     to.quiet = o->quiet;
     to.time_budget_s = o->time_budget;
+    to.init_weights = o->init;
     auto res = or_fail(kExitData, [&] { return tasks::train_run(cfg, o->out, to); });
     fmt::print("{}\n", nlohmann::json{{"task", res["task"]}, {"pe", res["pe"]}, {"seed", res["seed"]},
                                       {"steps", res["steps"]}, {"error", res["error"]},
