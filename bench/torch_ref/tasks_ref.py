@@ -246,6 +246,19 @@ class LM(nn.Module):
 # ----------------------------------------------------------------------------- train/eval
 
 
+def train_step(model, opt, ids, tgt, rate):
+    """One step of the recipe: mean cross-entropy over the counted positions, AdamW at
+    `rate`, gradients clipped at global norm 1. Returns the loss (before the step)."""
+    for g in opt.param_groups:
+        g["lr"] = rate
+    loss = F.cross_entropy(model(ids).flatten(0, 1), tgt.flatten(), ignore_index=-100)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
 def lr_at_step(s, total, lr):
     """copper's Schedule (cosine kind, min_lr_ratio 0.1, warmup total // 20) at the
     real-valued step s: linear warmup lr (s+1)/warmup capped at lr, then cosine to 10 %."""
@@ -334,14 +347,9 @@ def main():
         return lr_at_step(min(max(f, 0.0), 1.0) * total, total, lr)
 
     while time.time() - t0 < args.seconds:
-        for g in opt.param_groups:
-            g["lr"] = lr_at_fraction((time.time() - t0) / args.seconds)
+        rate = lr_at_fraction((time.time() - t0) / args.seconds)
         ids, tgt = batch(task, rng, 32, pool)
-        loss = F.cross_entropy(model(ids).flatten(0, 1), tgt.flatten(), ignore_index=-100)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        train_step(model, opt, ids, tgt, rate)
         step += 1
     erng = random.Random(10_000 + args.seed)
     out = {"task": args.task, "pe": args.pe, "seed": args.seed, "steps": step, "seconds": round(time.time() - t0, 1)}

@@ -17,7 +17,6 @@ import random
 import time
 
 import torch
-import torch.nn.functional as F
 
 import grad_parity as G
 import tasks_ref as R
@@ -60,16 +59,10 @@ def main():
                 rate = R.lr_at_step(step, args.steps, lr)
             else:
                 rate = R.lr_at_step(min(1.0, (time.time() - t0) / args.seconds) * nominal, nominal, lr)
-            for g in opt.param_groups:
-                g["lr"] = rate
             ids, tgt = G.batch_of([pool[(step * 32 + i) % len(pool)] for i in range(32)], ctx)
-            loss = F.cross_entropy(model(ids).flatten(0, 1), tgt.flatten(), ignore_index=-100)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            loss = R.train_step(model, opt, ids, tgt, rate)
             step += 1
-            log.write(json.dumps({"step": step, "loss": loss.item(), "lr": rate}) + "\n")
+            log.write(json.dumps({"step": step, "loss": loss, "lr": rate}) + "\n")
     erng = random.Random(10_000 + args.seed)
     out = {"task": args.task, "pe": args.pe, "seed": args.seed, "steps": step, "seconds": round(time.time() - t0, 1)}
     for name, t in task.ood().items():
