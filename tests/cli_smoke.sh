@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli_smoke.sh — the copper program end to end, as a user runs it, on a tiny budget:
-# info, a short training run, eval on a file, gates, grads, and the exit codes of bad input.
+# info, a short training run, eval on a file, gates, grads, --init/--train-data, and the exit
+# codes of bad input.
 # Usage: cli_smoke.sh path/to/copper
 set -euo pipefail
 copper=$1
@@ -32,7 +33,14 @@ set +e
 set -e
 [ "$rc" -eq 2 ] && grep -q "holds 20 examples" "$work/err" || fail "grads --n past the file exited $rc: $(cat "$work/err")"
 
-# bad input: clear message, the documented exit code, existing outputs untouched
+# --steps 0 writes the initial model; --init and --train-data start another run from it on a file
+"$copper" task train --task flipflop --pe rope --preset demo --seed 2 --steps 0 --out "$work/init" --quiet > /dev/null
+[ -s "$work/init/model.safetensors" ] || fail "--steps 0 wrote no model"
+"$copper" task data --task flipflop --pairs 32 --n 8 --seed 4 --out "$work/ff32.txt" 2> /dev/null
+"$copper" task train --task flipflop --pe rope --preset demo --seed 2 --steps 2 --init "$work/init/model.safetensors" \
+  --train-data "$work/ff32.txt" --out "$work/fromfile" --quiet > /dev/null
+grep -q '"train_data"' "$work/fromfile/config.json" || fail "--train-data is not in config.json"
+
 before=$(sha256sum "$work/run/model.safetensors")
 set +e
 "$copper" task train --task flipflop --pe bogus --seed 1 --out "$work/run" 2> "$work/err"; rc=$?
