@@ -6,8 +6,8 @@
 #   PAIRS="flipflop:cope counting:rel" scripts/compare_torch.sh 180 1   (a subset)
 #
 # For each task and encoding both trainers run at once, each on one core, each with the same
-# time budget: after 10 steps each sets its step count to what fills the budget and
-# stretches its warmup + cosine schedule to it (copper: --time-budget). Results go to
+# time budget (copper: --time-budget); the learning rate follows the fraction of the budget
+# spent (5 % warmup, cosine to 10 % at its end) in both. Results go to
 # runs/torch_compare/<task>-<pe>-s<seed>.{copper,torch}.json; a summary line per pair is printed.
 #
 # MATCHED=1 (Flip-Flop and selective copy): both start from the same initial weights (the

@@ -350,10 +350,6 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
   // Model, optimizer, data: everything seeded from cfg.seed.
   Generator init_gen(stream_seed(cfg.seed, kInit));
   nn::TransformerLM model(cfg.model, &init_gen);
-  if (!opt.init_weights.empty()) {  // a resumed run then loads its checkpoint over these
-    nn::LoadedModel init = nn::load_model(opt.init_weights);
-    nn::copy_weights_into(opt.init_weights, init.weights, state_of(model), true);
-  }
   model.train(true);
   auto params = model.named_parameters();
   auto optim = nn::make_optimizer(cfg.optim, params);
@@ -382,6 +378,10 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
     truncate_log(log_path, start);
   } else {
     fs::remove(log_path);
+  }
+  if (start == 0 && !opt.init_weights.empty()) {  // a new run from given weights (a resumed one has its own)
+    nn::LoadedModel init = nn::load_model(opt.init_weights);
+    nn::copy_weights_into(opt.init_weights, init.weights, state_of(model), true);
   }
   nn::write_text_atomic((dir / "config.json").string(), [&] {
     auto js = cfg_js;

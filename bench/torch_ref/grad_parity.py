@@ -47,28 +47,25 @@ IN_BLOCK = {"norm1": "ln1", "norm2": "ln2", "attn.qkv": "qkv", "attn.proj": "pro
             "mlp.fc2": "fc2", "attn.pe.weight": "rel.emb", "attn.pe.pos_emb": "cope.pos_emb"}
 
 
-def ref_name(name):
-    if name in TOP:
-        return TOP[name]
+def _rename(name, top, in_block, what):
+    if name in top:
+        return top[name]
     parts = name.split(".")  # blocks.<i>.<rest>
     rest = ".".join(parts[2:])
-    for c, r in IN_BLOCK.items():
-        if rest == c or rest.startswith(c + "."):
-            return ".".join(parts[:2] + [r + rest[len(c):]])
-    sys.exit(f"grad_parity: copper parameter '{name}' has no counterpart in the reference model")
+    for src, dst in in_block.items():
+        if rest == src or rest.startswith(src + "."):
+            return ".".join(parts[:2] + [dst + rest[len(src):]])
+    sys.exit(f"grad_parity: {what} parameter '{name}' has no counterpart in the other model")
+
+
+def ref_name(name):
+    """copper's parameter name -> the reference's."""
+    return _rename(name, TOP, IN_BLOCK, "copper")
 
 
 def copper_name(name):
-    """The inverse of ref_name: the reference's parameter name -> copper's."""
-    for c, r in TOP.items():
-        if name == r:
-            return c
-    parts = name.split(".")  # blocks.<i>.<rest>
-    rest = ".".join(parts[2:])
-    for c, r in IN_BLOCK.items():
-        if rest == r or rest.startswith(r + "."):
-            return ".".join(parts[:2] + [c + rest[len(r):]])
-    sys.exit(f"grad_parity: reference parameter '{name}' has no counterpart in copper")
+    """The reference's parameter name -> copper's (the inverse of ref_name)."""
+    return _rename(name, {r: c for c, r in TOP.items()}, {r: c for c, r in IN_BLOCK.items()}, "reference")
 
 
 def save_copper_weights(model, path):
@@ -89,7 +86,8 @@ def save_copper_weights(model, path):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-def to_ref_shape(name, t, ref):
+def to_ref_shape(name, t):
+    """copper's tensor for the reference's parameter `name`, in the reference's layout."""
     if name.endswith("cope.pos_emb"):  # copper (npos, Dh), the reference (1, Dh, npos)
         return t.t().unsqueeze(0)
     return t
@@ -115,16 +113,20 @@ def build(model_dir):
             b.cope.npos = npos
         if b.rel is not None:
             b.rel.maxdist = m["context"]
-    weights, _ = load_safetensors(model_dir + "/model.safetensors")
-    state = {}
-    for name, t in weights.items():
-        rn = ref_name(name)
-        state[rn] = to_ref_shape(rn, t, model)
-    for name, p in model.named_parameters():  # tables whose size differs: take copper's
+    load_copper_weights(model, model_dir + "/model.safetensors")
+    return cfg, model
+
+
+def load_copper_weights(model, path):
+    """Load a safetensors file with copper's names (a model.safetensors, or what
+    save_copper_weights wrote) into the reference model; a position table whose size
+    differs from the reference's takes copper's size."""
+    weights, _ = load_safetensors(path)
+    state = {ref_name(name): to_ref_shape(ref_name(name), t) for name, t in weights.items()}
+    for name, p in model.named_parameters():
         if name in state and state[name].shape != p.shape:
             p.data = torch.empty(state[name].shape)
     model.load_state_dict(state, strict=True)
-    return cfg, model
 
 
 def examples(task, vocab, path, n=None):
@@ -188,7 +190,7 @@ def main():
         rn = ref_name(name)
         tg = params[rn].grad
         tg = torch.zeros_like(params[rn]) if tg is None else tg
-        cg = to_ref_shape(rn, g, model)
+        cg = to_ref_shape(rn, g)
         scale = tg.abs().max().item()
         diff = (cg - tg).abs().max().item() / max(scale, 1e-30) if scale > 0 else (cg.abs().max().item())
         worst = max(worst, diff)

@@ -39,14 +39,12 @@ def main():
         ap.error("give one of --steps and --seconds")
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
-    # lr, context and the preset's step count (which sets the warmup share of a timed run)
-    task, lr, ctx, nominal = ((R.FlipFlop(), 3e-3, 128, 2000) if args.task == "flipflop"
-                              else (R.SelectiveCopy(), 1e-3, 161, 4000))
+    task = R.FlipFlop() if args.task == "flipflop" else R.SelectiveCopy()
+    lr, ctx, nominal = R.RECIPES[args.task]
     R.CONTEXT = ctx
     model = R.LM(len(task.vocab), ctx, args.pe)
     if args.init:  # copper's initial weights instead (`copper task train --steps 0` writes them)
-        weights, _ = G.load_safetensors(args.init)
-        model.load_state_dict({G.ref_name(k): G.to_ref_shape(G.ref_name(k), v, model) for k, v in weights.items()})
+        G.load_copper_weights(model, args.init)
     G.save_copper_weights(model, args.save_init)
     if args.steps == 0:
         return
