@@ -4,6 +4,7 @@
 #
 #   scripts/compare_torch.sh [BUDGET_SECONDS] [SEED]     (default 240 s, seed 0)
 #   PAIRS="flipflop:cope counting:rel" scripts/compare_torch.sh 180 1   (a subset)
+#   OUT=runs/torch_compare_450 PAIRS="counting:abs" scripts/compare_torch.sh 450 0  (another folder)
 #
 # For each task and encoding both trainers run at once, each on one core, each with the same
 # time budget (copper: --time-budget); the learning rate follows the fraction of the budget
@@ -21,6 +22,7 @@ seed=${2:-0}
 matched=${MATCHED:-0}
 out=runs/torch_compare
 [ "$matched" = 1 ] && out=runs/torch_compare_matched
+out=${OUT:-$out}
 mkdir -p "$out"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 py=/usr/bin/python3
