@@ -6,8 +6,9 @@
 #   scripts/compare_full.sh [SEEDS] [JOBS] [TASKS...]
 #   scripts/compare_full.sh 3 2 counting selective-copy flipflop     (the default)
 #
-# Encodings: abs, rope, cope (counting: abs, rel, cope, as in the paper's table); counting
-# uses 3 variables. Each run is `copper task train --preset cpu-small --seed S` into
+# Encodings: abs, rope, cope (counting: abs, rel, cope, as in the paper's table), or the
+# comma-separated list in PES (PES=abs,rope,cope,none adds a NoPE row: the finished runs are
+# only evaluated again, the new ones trained); counting uses 3 variables. Each run is `copper task train --preset cpu-small --seed S` into
 # runs/full-TASK/PE-seedS, the folder layout of `copper task compare`. On 2 cores two
 # one-thread runs side by side finish the set sooner than one two-thread run after another
 # (at this model size the workers of a 2-thread step spend much of it waiting on each other),
@@ -25,8 +26,12 @@ shift $(($# < 2 ? $# : 2))
 tasks=${*:-counting selective-copy flipflop}
 threads=$((2 / jobs > 0 ? 2 / jobs : 1))
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
-pes_of() { [ "$1" = counting ] && echo "abs rel cope" || echo "abs rope cope"; }
-for pe in cope rel rope abs; do
+pes_of() {
+  if [ -n "${PES:-}" ]; then echo "${PES//,/ }"; elif [ "$1" = counting ]; then echo "abs rel cope"; else echo "abs rope cope"; fi
+}
+for pe in cope rel rope abs none $(for t in $tasks; do pes_of "$t"; done | tr ' ' '\n' | sort -u); do
+  case " ${queued:-} " in *" $pe "*) continue ;; esac
+  queued="${queued:-} $pe"
   for task in $tasks; do
     case " $(pes_of "$task") " in *" $pe "*) ;; *) continue ;; esac
     mkdir -p "runs/full-$task"
