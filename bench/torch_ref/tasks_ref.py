@@ -274,6 +274,12 @@ def lr_at_step(s, total, lr):
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def lr_at_fraction(f, nominal, lr):
+    """copper's Schedule::lr_at_fraction: the rate once a fraction f of a time budget is spent,
+    the step curve of `nominal` steps stretched over the budget."""
+    return lr_at_step(min(max(f, 0.0), 1.0) * nominal, nominal, lr)
+
+
 CONTEXT = 512  # set by main()
 
 
@@ -348,12 +354,8 @@ def main():
     # reaches its end however fast the machine is. `nominal` is the preset's step count, which
     # only sets the warmup's first rate, as in copper.
     t0, step = time.time(), 0
-
-    def lr_at_fraction(f, total=nominal):
-        return lr_at_step(min(max(f, 0.0), 1.0) * total, total, lr)
-
     while time.time() - t0 < args.seconds:
-        rate = lr_at_fraction((time.time() - t0) / args.seconds)
+        rate = lr_at_fraction((time.time() - t0) / args.seconds, nominal, lr)
         ids, tgt = batch(task, rng, 32, pool)
         train_step(model, opt, ids, tgt, rate)
         step += 1

@@ -56,7 +56,7 @@ def main():
             if args.steps is not None:
                 rate = R.lr_at_step(step, args.steps, lr)
             else:
-                rate = R.lr_at_step(min(1.0, (time.time() - t0) / args.seconds) * nominal, nominal, lr)
+                rate = R.lr_at_fraction((time.time() - t0) / args.seconds, nominal, lr)
             ids, tgt = G.batch_of([pool[(step * 32 + i) % len(pool)] for i in range(32)], ctx)
             loss = R.train_step(model, opt, ids, tgt, rate)
             step += 1
