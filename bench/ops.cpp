@@ -9,11 +9,13 @@
 //   add_small   add on 64K floats (in cache): per-call overhead and thread wake-up
 //   add_bias    [rows, n] + [n]: the broadcast of a bias over rows
 //   softmax, layer_norm, cumsum_rev, gelu: rows/s and GB/s on transformer-sized shapes
+//   causal_softmax  attention's masked softmax as one op vs masked_fill + softmax
 //   interleave  matmul and add in alternation vs each alone: shows thread pools fighting
 // Traffic counted for GB/s: the arrays an op must read and write once each (add: 3,
 // memcpy: 2); the hardware may move more (a write first reads its cache line).
 #include <cblas.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -211,6 +213,18 @@ void bench_rows(const Options& opt, std::FILE* out) {
     const Shape s{rows, 512};
     Tensor x = randn(s), keep;
     report("gelu", s, time_median([&] { keep = gelu(x); }, opt.budget_s));
+  }
+  if (wanted(opt, "causal_softmax")) {  // attention's masked softmax, fused vs the two-op reference
+    const int64_t T = 256, blocks = rows / T;
+    Tensor x = randn({blocks, T, T}), mask = causal_mask(T, T), keep;
+    Timing fused = time_median([&] { keep = causal_softmax(x); }, opt.budget_s);
+    Timing ref = time_median([&] { keep = softmax(masked_fill(x, mask, -INFINITY), -1); }, opt.budget_s);
+    emit(out, json{{"bench", "causal_softmax"},
+                   {"shape", shape_str({blocks, T, T})},
+                   {"fused_ms", round3(fused.median_s * 1e3)},
+                   {"masked_fill_softmax_ms", round3(ref.median_s * 1e3)},
+                   {"speedup", round3(ref.median_s / fused.median_s)},
+                   {"reps", fused.reps}});
   }
 }
 

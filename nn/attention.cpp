@@ -2,19 +2,18 @@
 #include "nn/attention.h"
 
 #include <cmath>
-#include <limits>
 
 #include "tensor/ops.h"
 
 namespace copper::nn {
 
-Tensor attend(const Tensor& scaled_logits, const LogitTerms& terms, double scale, const Tensor& mask, const Tensor& v,
-              double dropout_p, bool train, Tensor* probs, Generator* dropout_gen) {
+Tensor attend(const Tensor& scaled_logits, const LogitTerms& terms, double scale, const Tensor& v, double dropout_p,
+              bool train, Tensor* probs, Generator* dropout_gen) {
   Tensor att = scaled_logits;                                   // att: (..., T, T)
   if (terms.before_scale.defined()) att = att + terms.before_scale * scale;
   if (terms.after_scale.defined()) att = att + terms.after_scale;
-  att = masked_fill(att, mask, -std::numeric_limits<double>::infinity());
-  att = softmax(att, -1);
+  // = softmax(masked_fill(att, causal_mask(T, T), -inf), -1), without the mask pass
+  att = causal_softmax(att);
   if (probs) *probs = att;
   if (train && dropout_p > 0) att = dropout(att, dropout_p, true, dropout_gen);
   return matmul(att, v);                                        // (..., T, Dh)
@@ -47,7 +46,7 @@ Tensor CausalSelfAttention::forward(const Tensor& x) {
   Tensor scaled = matmul(q * scale, k.transpose(-2, -1));                    // scaled: (B, H, T, T); scaling q is cheaper than T×T
   LogitTerms terms;
   if (pe_) pe_->add_logit_terms(AttentionContext{x, q, k, scaled, mask_}, terms);
-  Tensor y = attend(scaled, terms, scale, mask_, v, dropout_, is_training());  // y: (B, H, T, Dh)
+  Tensor y = attend(scaled, terms, scale, v, dropout_, is_training());  // y: (B, H, T, Dh)
   y = y.transpose(1, 2).reshape({B, T, d_model_});                          // y: (B, T, D), heads side by side
   return proj->forward(y);
 }

@@ -13,12 +13,13 @@
 
 namespace copper::nn {
 
-// The shared tail of attention: logits = scaled_logits + before·scale + after, future keys
-// masked out, softmax, dropout (when train and p > 0), then the weighted sum of v.
-//   scaled_logits (..., T, T) = q·kᵀ·scale; mask (T, T) non-zero for future keys; v (..., T, Dh)
+// The shared tail of attention: logits = scaled_logits + before·scale + after, softmax over
+// the past and present keys only (causal_softmax: future keys get probability 0), dropout
+// (when train and p > 0), then the weighted sum of v.
+//   scaled_logits (..., T, T) = q·kᵀ·scale; v (..., T, Dh)
 // Returns (..., T, Dh); `probs`, if given, receives the attention probabilities (..., T, T).
-Tensor attend(const Tensor& scaled_logits, const LogitTerms& terms, double scale, const Tensor& mask, const Tensor& v,
-              double dropout_p, bool train, Tensor* probs = nullptr, Generator* dropout_gen = nullptr);
+Tensor attend(const Tensor& scaled_logits, const LogitTerms& terms, double scale, const Tensor& v, double dropout_p,
+              bool train, Tensor* probs = nullptr, Generator* dropout_gen = nullptr);
 
 class CausalSelfAttention : public Module {
  public:

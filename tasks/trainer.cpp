@@ -259,7 +259,6 @@ class DataStream {
   DataStream(const TrainConfig& cfg, const Task& task) : cfg_(cfg), task_(task), gen_(stream_seed(cfg.seed, kData)) {
     if (!cfg.train_data.empty()) {
       set_ = read_examples(task, cfg.train_data);
-      in_order_ = true;
     } else if (cfg.train_samples > 0) {
       Generator g(stream_seed(cfg.seed, kTrainSet));
       set_ = generate(task, cfg.train_samples, g);
@@ -275,7 +274,7 @@ class DataStream {
     const int64_t n = int64_t(set_.size());
     for (int64_t i = 0; i < cfg_.batch; ++i) {
       const int64_t k = step * cfg_.batch + i;
-      if (in_order_) {
+      if (!cfg_.train_data.empty()) {  // a training file: in order
         out.push_back(set_[size_t(k % n)]);
         continue;
       }
@@ -298,7 +297,6 @@ class DataStream {
   const Task& task_;
   Generator gen_;
   std::vector<Example> set_;
-  bool in_order_ = false;
   std::vector<int64_t> perm_;
   int64_t perm_epoch_ = -1;
 };

@@ -58,6 +58,13 @@ class Backend {
   // dx = y * (dy - sum(dy*y))  or, for log, dx = dy - exp(y) * sum(dy).
   virtual void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t n,
                                 bool log) = 0;
+  // Causal attention's softmax without a mask tensor. Rows of length n come in blocks of t
+  // (row r is query i = r % t of a [t, n] block); row r covers keys j <= i + (n - t) only:
+  // softmax over those, exact zeros for the rest. n >= t, so every row has a key.
+  virtual void causal_softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t t, int64_t n) = 0;
+  // The softmax backward over each row's visible keys, zeros for the hidden ones.
+  virtual void causal_softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t t,
+                                       int64_t n) = 0;
   // Per row: loss_i = logsumexp(logits_i) - logits_i[t_i], 0 where t_i == ignore.
   // Writes lse [rows] for the backward.
   virtual void cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,

@@ -102,6 +102,11 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 // ---------------- softmax family and losses (ops/softmax.cpp) ----------------
 Tensor softmax(const Tensor& x, int64_t dim = -1);       // max-subtracted, stable
 Tensor log_softmax(const Tensor& x, int64_t dim = -1);
+// x [..., T, S] with S >= T: softmax over the last dim in which query i sees only keys
+// j <= i + (S - T); the others get probability exactly 0. The same values and gradients as
+// softmax(masked_fill(x, causal_mask(T, S), -inf), -1) (the reference the tests hold it to),
+// without the mask pass and with half the exp work.
+Tensor causal_softmax(const Tensor& x);
 // logits [N, C] (or [..., C], flattened), targets i64 [N]; mean over targets != ignore_index.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 

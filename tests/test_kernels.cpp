@@ -1,11 +1,13 @@
 // test_kernels.cpp — the vectorised f32 fast paths of tensor/cpu/ against their references.
 //
 // tests/test_ops.cpp checks every op's f32 forward against a double reference on small
-// shapes; this file adds what it does not reach: exp_fast over the whole float range, and
-// the f32 softmax backward (the harness gradchecks in f64, which takes the reference path).
+// shapes; this file adds what it does not reach: exp_fast and the GELU/sigmoid/SiLU fast
+// forms over wide ranges, the f32 backwards (the harness gradchecks in f64, which takes the
+// reference path), and causal_softmax against the masked softmax it replaces.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "tensor/cpu/fast_math.h"
@@ -86,4 +88,84 @@ TEST(FastKernels, LayerNormF32MatchesF64) {
   Tensor y64 = layer_norm(x, w, b);
   Tensor y32 = layer_norm(x.to(DType::f32), w.to(DType::f32), b.to(DType::f32));
   EXPECT_LT(max_rel_diff(y32, y64), 1e-5);
+}
+
+TEST(FastMath, GeluPartsFastMatchesErf) {
+  double worst_cdf = 0, worst_pdf = 0;
+  for (float x = -12.0f; x < 12.0f; x += 0.0009765625f) {  // 2^-10 steps: ~25k points
+    const double cdf = 0.5 * std::erfc(-double(x) / std::sqrt(2.0));
+    const double pdf = std::exp(-0.5 * double(x) * double(x)) / std::sqrt(2 * 3.14159265358979323846);
+    const cpu::GeluParts p = cpu::gelu_parts_fast(x);
+    worst_cdf = std::max(worst_cdf, std::abs(double(p.cdf) - cdf));
+    // relative to exp_fast's 2.5e-7 plus the float rounding of the argument x²/2
+    worst_pdf = std::max(worst_pdf, std::abs(double(p.pdf) - pdf) / pdf / (1 + double(x) * double(x)));
+  }
+  EXPECT_LT(worst_cdf, 3e-7);  // the rational form's 7.5e-8 plus float rounding
+  EXPECT_LT(worst_pdf, 3e-7);
+  // the far negative tail keeps a relative accuracy (1 - (1 - tail) in float would be ~20 %
+  // off here): Φ(-5) = 2.87e-7
+  EXPECT_NEAR(cpu::gelu_parts_fast(-5.0f).cdf / 2.866515718791939e-7, 1.0, 5e-3);
+}
+
+// The f32 unary ops that take fast_math.h forms, forward and backward, against f64 (libm).
+TEST(FastKernels, GeluSigmoidSiluF32MatchF64) {
+  std::vector<double> xs;
+  for (double x = -20; x < 20; x += 0.003) xs.push_back(x);
+  const int64_t n = int64_t(xs.size());
+  Tensor x64 = from_vector(xs, {n}).requires_grad_();
+  Tensor x32 = x64.detach().to(DType::f32).requires_grad_();
+  Generator g(11);
+  Tensor r = randn({n}, DType::f64, &g);
+  const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> ops = {
+      {"gelu", [](const Tensor& t) { return gelu(t); }},
+      {"sigmoid", [](const Tensor& t) { return sigmoid(t); }},
+      {"silu", [](const Tensor& t) { return silu(t); }}};
+  for (const auto& [name, f] : ops) {
+    x64.zero_grad();
+    x32.zero_grad();
+    Tensor y64 = f(x64), y32 = f(x32);
+    EXPECT_LT(max_rel_diff(y32, y64), 1e-6) << name;
+    sum(mul(y64, r)).backward();
+    sum(mul(y32, r.to(DType::f32))).backward();
+    EXPECT_LT(max_rel_diff(x32.grad(), x64.grad()), 2e-6) << name;
+  }
+}
+
+// causal_softmax is the fast path of attention's softmax(masked_fill(x, causal_mask, -inf)):
+// the same values and gradients, in f64 and f32, square and with more keys than queries.
+TEST(FastKernels, CausalSoftmaxMatchesMaskedSoftmax) {
+  Generator g(13);
+  for (DType dt : {DType::f64, DType::f32})
+    for (Shape shape : {Shape{2, 3, 37, 37}, Shape{2, 5, 9}, Shape{1, 1}}) {
+      const int64_t T = shape[shape.size() - 2], S = shape.back();
+      Tensor x0 = mul(randn(shape, DType::f64, &g), 4.0);
+      Tensor r = randn(shape, DType::f64, &g).to(dt);
+      Tensor xf = x0.to(dt).requires_grad_(), xr = x0.to(dt).requires_grad_();
+      Tensor yf = causal_softmax(xf);
+      Tensor yr = softmax(masked_fill(xr, causal_mask(T, S, dt), -std::numeric_limits<double>::infinity()), -1);
+      const double tol = dt == DType::f64 ? 1e-14 : 1e-6;
+      EXPECT_LT(max_rel_diff(yf, yr), tol) << shape_str(shape) << " " << dtype_name(dt);
+      sum(mul(yf, r)).backward();
+      sum(mul(yr, r)).backward();
+      EXPECT_LT(max_rel_diff(xf.grad(), xr.grad()), tol) << shape_str(shape) << " " << dtype_name(dt);
+      // hidden keys: probability and gradient exactly 0
+      std::vector<double> y = yf.to_vector<double>(), gx = xf.grad().to_vector<double>();
+      for (size_t e = 0; e < y.size(); ++e) {
+        const int64_t i = int64_t(e) / S % T, j = int64_t(e) % S;
+        if (j > i + (S - T)) {
+          EXPECT_EQ(y[e], 0.0);
+          EXPECT_EQ(gx[e], 0.0);
+        }
+      }
+    }
+}
+
+TEST(FastKernels, CausalSoftmaxRejectsMoreQueriesThanKeys) {
+  try {
+    causal_softmax(zeros({3, 2}));
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("causal_softmax"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[3,2]"), std::string::npos) << e.what();
+  }
 }

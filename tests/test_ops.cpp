@@ -419,6 +419,20 @@ std::vector<OpCase> all_cases() {
     add_case(C("log_softmax", v, {shape}, [d = d](const Inputs& x) { return log_softmax(x[0], d); })
                  .with_ref([d = d](const Inputs& x) { return ref_along(x[0], d, log_softmax_line); }));
   }
+  // causal attention's softmax: in each [T, S] block, row i covers keys j <= i + (S - T)
+  auto causal_softmax_ref = [](const Inputs& x) {
+    Arr a = arr(x[0]);
+    const int64_t S = a.shape.back(), T = a.shape[a.shape.size() - 2];
+    for (int64_t r = 0; r < int64_t(a.v.size()) / S; ++r) {
+      const int64_t len = r % T + (S - T) + 1;
+      std::vector<double> p = softmax_line({a.v.begin() + r * S, a.v.begin() + r * S + len});
+      for (int64_t j = 0; j < S; ++j) a.v[size_t(r * S + j)] = j < len ? p[size_t(j)] : 0.0;
+    }
+    return tensor_of(a);
+  };
+  for (Shape shape : {Shape{4, 4}, Shape{2, 3, 5}})
+    add_case(C("causal_softmax", shape_str(shape), {shape}, [](const Inputs& x) { return causal_softmax(x[0]); })
+                 .with_ref(causal_softmax_ref));
   // mean over the rows whose target is not ignored
   auto ce_ref = [](const Tensor& logits, const std::vector<int64_t>& t, int64_t ignore) {
     Tensor ls = ref_along(logits.reshape({-1, logits.size(-1)}), -1, log_softmax_line);

@@ -44,16 +44,14 @@ CopeTerm cope_logit_term_reference(const Tensor& q, const Tensor& gate_logits, c
 
 CopeAttention cope_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e, CopeScale scale,
                              bool reference) {
-  const int64_t T = q.size(-2);
   const double s = 1.0 / std::sqrt(double(q.size(-1)));
-  Tensor mask = causal_mask(T, T, q.dtype());               // mask: (T, T)
   Tensor scaled = matmul(q * s, k.transpose(-2, -1));       // scaled: (..., T, T)
   CopeTerm c = reference ? cope_logit_term_reference(q, scaled, e) : cope_logit_term(q, scaled, e);
   LogitTerms terms;
   if (scale == CopeScale::official) terms.add_before(c.term);
   else terms.add_after(c.term);
   CopeAttention r;
-  r.out = attend(scaled, terms, s, mask, v, 0.0, false, &r.attention);
+  r.out = attend(scaled, terms, s, v, 0.0, false, &r.attention);
   r.positions = c.positions;
   r.gates = c.gates;
   return r;

@@ -24,6 +24,9 @@ class CpuBackend final : public Backend {
   void softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t n, bool log) override;
   void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t n,
                         bool log) override;
+  void causal_softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t t, int64_t n) override;
+  void causal_softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t t,
+                               int64_t n) override;
   void cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,
                      int64_t ignore_index) override;
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlogits,

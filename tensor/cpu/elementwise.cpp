@@ -3,8 +3,10 @@
 // Each op is a small lambda; `map_rows` runs it over rows from for_each_row with a
 // unit-stride fast path the compiler vectorizes.
 #include <cmath>
+#include <type_traits>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/fast_math.h"
 #include "tensor/cpu/loops.h"
 
 namespace copper {
@@ -12,6 +14,12 @@ namespace copper {
 using namespace cpu;
 
 namespace {
+
+// f32 takes the vectorisable forms of tensor/cpu/fast_math.h for exp, erf and their uses
+// (sigmoid, SiLU, GELU); f64 keeps libm and is the reference tests/test_kernels.cpp holds
+// them to.
+template <class T>
+constexpr bool kFast = std::is_same_v<T, float>;
 
 constexpr double kSqrt1_2 = 0.70710678118654752440;
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;
@@ -86,15 +94,20 @@ void CpuBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out, double a,
       case UnaryOp::sin: return map1<T>(x, out, [](T v) { return std::sin(v); });
       case UnaryOp::cos: return map1<T>(x, out, [](T v) { return std::cos(v); });
       case UnaryOp::tanh: return map1<T>(x, out, [](T v) { return std::tanh(v); });
-      case UnaryOp::sigmoid: return map1<T>(x, out, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
+      case UnaryOp::sigmoid:
+        if constexpr (kFast<T>) return map1<T>(x, out, [](T v) { return 1.0f / (1.0f + exp_fast(-v)); });
+        else return map1<T>(x, out, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
       case UnaryOp::relu: return map1<T>(x, out, [](T v) { return v > T(0) ? v : T(0); });
       case UnaryOp::gelu_erf:
-        return map1<T>(x, out, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(kSqrt1_2))); });
+        if constexpr (kFast<T>) return map1<T>(x, out, [](T v) { return v * gelu_parts_fast(v).cdf; });
+        else return map1<T>(x, out, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(kSqrt1_2))); });
       case UnaryOp::gelu_tanh:
         return map1<T>(x, out, [](T v) {
           return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
         });
-      case UnaryOp::silu: return map1<T>(x, out, [](T v) { return v / (T(1) + std::exp(-v)); });
+      case UnaryOp::silu:
+        if constexpr (kFast<T>) return map1<T>(x, out, [](T v) { return v / (1.0f + exp_fast(-v)); });
+        else return map1<T>(x, out, [](T v) { return v / (T(1) + std::exp(-v)); });
       case UnaryOp::abs: return map1<T>(x, out, [](T v) { return std::abs(v); });
       case UnaryOp::clamp: return map1<T>(x, out, [ta, tb](T v) { return v < ta ? ta : (v > tb ? tb : v); });
       case UnaryOp::floor: return map1<T>(x, out, [](T v) { return std::floor(v); });
@@ -122,7 +135,12 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, co
       case UnaryOp::sigmoid: return run([](T, T y, T g) { return g * y * (T(1) - y); });
       case UnaryOp::relu: return run([](T x, T, T g) { return x > T(0) ? g : T(0); });
       case UnaryOp::gelu_erf:
-        return run([](T x, T, T g) {
+        if constexpr (kFast<T>)
+          return run([](T x, T, T g) {
+            const GeluParts p = gelu_parts_fast(x);
+            return g * (p.cdf + x * p.pdf);
+          });
+        else return run([](T x, T, T g) {
           T cdf = T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2)));
           T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
           return g * (cdf + x * pdf);
@@ -135,7 +153,12 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, co
           return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner);
         });
       case UnaryOp::silu:
-        return run([](T x, T, T g) {
+        if constexpr (kFast<T>)
+          return run([](T x, T, T g) {
+            const float s = 1.0f / (1.0f + exp_fast(-x));
+            return g * s * (1.0f + x * (1.0f - s));
+          });
+        else return run([](T x, T, T g) {
           T s = T(1) / (T(1) + std::exp(-x));
           return g * s * (T(1) + x * (T(1) - s));
         });

@@ -44,4 +44,25 @@ inline float exp_fast(float x) {
   return x != x ? x : y;  // NaN in, NaN out
 }
 
+// The two halves of the exact GELU, x·Φ(x), and its derivative Φ(x) + x·φ(x), for float.
+// Φ comes from the upper tail P(Z > |x|) = erfc(a)/2 with a = |x|/√2, by the rational form
+// of Abramowitz & Stegun 7.1.26: erfc(a) ≈ (a1 s + a2 s² + ... + a5 s⁵)·exp(-a²), s = 1/(1 + p a),
+// absolute error below 1.5e-7 (the form PyTorch's vectorised erf uses too). exp(-a²) is
+// exp(-x²/2), so the density φ costs nothing more. Writing Φ(x) = tail for x < 0 (not
+// 1 - (1 - tail)) keeps the far negative side accurate. The f64 path keeps std::erf.
+struct GeluParts {
+  float cdf;  // Φ(x)
+  float pdf;  // φ(x)
+};
+inline GeluParts gelu_parts_fast(float x) {
+  constexpr float kP = 0.3275911f, kA1 = 0.254829592f, kA2 = -0.284496736f, kA3 = 1.421413741f,
+                  kA4 = -1.453152027f, kA5 = 1.061405429f;
+  constexpr float kSqrt1_2 = 0.70710678118654752f, kInvSqrt2Pi = 0.39894228040143268f;
+  const float a = (x < 0 ? -x : x) * kSqrt1_2;
+  const float s = 1.0f / (1.0f + kP * a);
+  const float e = exp_fast(-a * a);
+  const float tail = 0.5f * s * (kA1 + s * (kA2 + s * (kA3 + s * (kA4 + s * kA5)))) * e;
+  return {x >= 0 ? 1.0f - tail : tail, kInvSqrt2Pi * e};
+}
+
 }  // namespace copper::cpu

@@ -1,5 +1,6 @@
-// softmax.cpp — softmax, log-softmax and fused cross-entropy over contiguous rows.
+// softmax.cpp — softmax, log-softmax, causal softmax and fused cross-entropy over contiguous rows.
 // All subtract the row maximum first, so exp never overflows.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -126,6 +127,37 @@ void CpuBackend::softmax_backward(const Tensor& y, const Tensor& dy, const Tenso
     const T* gp = static_cast<const T*>(dy.raw_data());
     T* dp = static_cast<T*>(dx.raw_data());
     parallel_for(rows, n * 4, [&](int64_t r) { softmax_backward_row(yp + r * n, gp + r * n, dp + r * n, n, log); });
+  });
+}
+
+// Causal attention: row r is query i = r % t and sees the first i + (n - t) + 1 keys. The
+// row kernels above run over that prefix only and the rest is zero, so a row costs its
+// visible length, not n (half the work of a square block), and no mask is read.
+void CpuBackend::causal_softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t t, int64_t n) {
+  COPPER_DISPATCH_FLOAT(x.dtype(), "causal_softmax", [&] {
+    const T* xp = static_cast<const T*>(x.raw_data());
+    T* yp = static_cast<T*>(y.raw_data());
+    parallel_for(rows, n * 4, [&](int64_t r) {
+      const int64_t len = r % t + (n - t) + 1;
+      T* yr = yp + r * n;
+      softmax_row(xp + r * n, yr, len, false);
+      std::fill(yr + len, yr + n, T(0));
+    });
+  });
+}
+
+void CpuBackend::causal_softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows,
+                                         int64_t t, int64_t n) {
+  COPPER_DISPATCH_FLOAT(y.dtype(), "causal_softmax_backward", [&] {
+    const T* yp = static_cast<const T*>(y.raw_data());
+    const T* gp = static_cast<const T*>(dy.raw_data());
+    T* dp = static_cast<T*>(dx.raw_data());
+    parallel_for(rows, n * 2, [&](int64_t r) {
+      const int64_t len = r % t + (n - t) + 1;
+      T* dr = dp + r * n;
+      softmax_backward_row(yp + r * n, gp + r * n, dr, len, false);
+      std::fill(dr + len, dr + n, T(0));
+    });
   });
 }
 

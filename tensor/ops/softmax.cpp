@@ -1,4 +1,5 @@
-// softmax.cpp — softmax and log_softmax along a dimension, and fused cross-entropy.
+// softmax.cpp — softmax and log_softmax along a dimension, causal_softmax for attention,
+// and fused cross-entropy.
 // The kernels work on the last dim; another dim is moved there and back by transposes.
 #include "tensor/ops/common.h"
 
@@ -33,6 +34,23 @@ Tensor softmax_dim(const Tensor& x, int64_t dim, bool log) {
 
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_dim(x, dim, false); }
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_dim(x, dim, true); }
+
+Tensor causal_softmax(const Tensor& x) {
+  check_float("causal_softmax", x);
+  COPPER_CHECK(x.dim() >= 2 && x.size(-1) >= x.size(-2), "causal_softmax",
+               "logits {} must be [..., T, S] with S >= T (queries, keys). HINT: for attention, transpose keys last",
+               shape_str(x.shape()));
+  Tensor xc = x.contiguous();
+  const int64_t t = x.size(-2), n = x.size(-1), rows = n == 0 ? 0 : x.numel() / n;
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  backend_of(x).causal_softmax(xc, y, rows, t, n);
+  record_op("causal_softmax", y, {x}, [yd = y.detach(), rows, t, n](const Tensor& g) {
+    Tensor dx = Tensor::empty(yd.shape(), yd.dtype(), yd.device());
+    backend_of(yd).causal_softmax_backward(yd, g.contiguous(), dx, rows, t, n);
+    return std::vector<Tensor>{dx};
+  });
+  return y;
+}
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   check_float("cross_entropy", logits);
