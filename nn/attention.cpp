@@ -42,10 +42,9 @@ Tensor CausalSelfAttention::forward(const Tensor& x) {
   Tensor k = heads.select(0, 1).contiguous();                                // k: (B, H, T, Dh)
   Tensor v = heads.select(0, 2).contiguous();                                // v: (B, H, T, Dh)
   if (pe_) pe_->transform_qk(q, k);
-  if (!mask_.defined() || mask_.size(0) != T || mask_.dtype() != x.dtype()) mask_ = causal_mask(T, T, x.dtype());
   Tensor scaled = matmul(q * scale, k.transpose(-2, -1));                    // scaled: (B, H, T, T); scaling q is cheaper than T×T
   LogitTerms terms;
-  if (pe_) pe_->add_logit_terms(AttentionContext{x, q, k, scaled, mask_}, terms);
+  if (pe_) pe_->add_logit_terms(AttentionContext{x, q, k, scaled}, terms);
   Tensor y = attend(scaled, terms, scale, v, dropout_, is_training());  // y: (B, H, T, Dh)
   y = y.transpose(1, 2).reshape({B, T, d_model_});                          // y: (B, T, D), heads side by side
   return proj->forward(y);

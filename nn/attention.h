@@ -41,7 +41,6 @@ class CausalSelfAttention : public Module {
   int64_t d_model_, n_heads_, d_head_;
   double dropout_;
   std::shared_ptr<PositionEncoding> pe_;
-  Tensor mask_;  // (T, T), remade when T or the dtype changes
 };
 
 }  // namespace copper::nn

@@ -51,8 +51,7 @@ struct PEConfig {
 struct AttentionContext {
   Tensor x;              // (B, T, D) the layer's input (for encodings with their own projections)
   Tensor q, k;           // (B, H, T, Dh) after transform_qk
-  Tensor scaled_logits;  // (B, H, T, T) q·kᵀ / sqrt(Dh), not masked
-  Tensor mask;           // (T, T) 1 where key j is in the future of query i, in q's dtype
+  Tensor scaled_logits;  // (B, H, T, T) q·kᵀ / sqrt(Dh), not masked (attention masks future keys after the terms)
 };
 
 // Terms to add to the logits, each broadcastable to (B, H, T, T). The logits become

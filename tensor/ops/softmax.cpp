@@ -9,18 +9,30 @@ using namespace detail;
 
 namespace {
 
-Tensor softmax_last(const Tensor& x, bool log) {
-  const char* name = log ? "log_softmax" : "softmax";
+// The shape softmax, log_softmax and causal_softmax share: a row kernel over the last dim of
+// a contiguous copy, and a backward kernel that needs only the output y and the incoming grad.
+//   forward(xc, y, rows, n)        backward(y, g, dx, rows, n)
+template <class Forward, class Backward>
+Tensor row_softmax(const char* name, const Tensor& x, Forward forward, Backward backward) {
   Tensor xc = x.contiguous();
   const int64_t n = x.dim() == 0 ? 1 : x.size(-1), rows = n == 0 ? 0 : x.numel() / n;
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  backend_of(x).softmax(xc, y, rows, n, log);
-  record_op(name, y, {x}, [yd = y.detach(), rows, n, log](const Tensor& g) {
+  forward(xc, y, rows, n);
+  record_op(name, y, {x}, [yd = y.detach(), rows, n, backward](const Tensor& g) {
     Tensor dx = Tensor::empty(yd.shape(), yd.dtype(), yd.device());
-    backend_of(yd).softmax_backward(yd, g.contiguous(), dx, rows, n, log);
+    backward(yd, g.contiguous(), dx, rows, n);
     return std::vector<Tensor>{dx};
   });
   return y;
+}
+
+Tensor softmax_last(const Tensor& x, bool log) {
+  return row_softmax(
+      log ? "log_softmax" : "softmax", x,
+      [log](const Tensor& xc, Tensor& y, int64_t rows, int64_t n) { backend_of(xc).softmax(xc, y, rows, n, log); },
+      [log](const Tensor& y, const Tensor& g, Tensor& dx, int64_t rows, int64_t n) {
+        backend_of(y).softmax_backward(y, g, dx, rows, n, log);
+      });
 }
 
 Tensor softmax_dim(const Tensor& x, int64_t dim, bool log) {
@@ -40,16 +52,13 @@ Tensor causal_softmax(const Tensor& x) {
   COPPER_CHECK(x.dim() >= 2 && x.size(-1) >= x.size(-2), "causal_softmax",
                "logits {} must be [..., T, S] with S >= T (queries, keys). HINT: for attention, transpose keys last",
                shape_str(x.shape()));
-  Tensor xc = x.contiguous();
-  const int64_t t = x.size(-2), n = x.size(-1), rows = n == 0 ? 0 : x.numel() / n;
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  backend_of(x).causal_softmax(xc, y, rows, t, n);
-  record_op("causal_softmax", y, {x}, [yd = y.detach(), rows, t, n](const Tensor& g) {
-    Tensor dx = Tensor::empty(yd.shape(), yd.dtype(), yd.device());
-    backend_of(yd).causal_softmax_backward(yd, g.contiguous(), dx, rows, t, n);
-    return std::vector<Tensor>{dx};
-  });
-  return y;
+  const int64_t t = x.size(-2);  // queries; row r is query r % t
+  return row_softmax(
+      "causal_softmax", x,
+      [t](const Tensor& xc, Tensor& y, int64_t rows, int64_t n) { backend_of(xc).causal_softmax(xc, y, rows, t, n); },
+      [t](const Tensor& y, const Tensor& g, Tensor& dx, int64_t rows, int64_t n) {
+        backend_of(y).causal_softmax_backward(y, g, dx, rows, t, n);
+      });
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
