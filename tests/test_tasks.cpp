@@ -249,6 +249,59 @@ std::vector<std::vector<float>> weights_of(const fs::path& model_file) {
 }
 }  // namespace
 
+// The presets hold the numbers issue 3 names for them.
+TEST(TaskPresets, CpuSmallAndPaperHoldTheIssuesSettings) {
+  for (const std::string name : {"flipflop", "selective-copy", "counting"}) {
+    SCOPED_TRACE(name);
+    TrainConfig s = preset_config("cpu-small", cfg_of(name), "cope");
+    EXPECT_EQ(s.model.d_model, 64);
+    EXPECT_EQ(s.model.n_layers, 2);
+    EXPECT_EQ(s.model.n_heads, 4);
+    EXPECT_EQ(s.model.d_ff, 4 * 64);
+    EXPECT_EQ(s.model.mlp, "gelu");
+    EXPECT_TRUE(s.model.pre_norm);
+    EXPECT_EQ(s.optim.name, "adamw");
+    EXPECT_EQ(s.optim.weight_decay, 0);
+    EXPECT_EQ(s.batch, 32);
+
+    TrainConfig p = preset_config("paper", cfg_of(name), "cope");
+    EXPECT_EQ(p.model.d_model, 256);
+    EXPECT_EQ(p.model.n_layers, 4);
+    EXPECT_EQ(p.model.n_heads, 4);
+    EXPECT_EQ(p.model.pe, "cope");
+  }
+  TrainConfig ff = preset_config("cpu-small", cfg_of("flipflop"), "abs");
+  EXPECT_EQ(ff.task.pairs, 64);
+  EXPECT_EQ(ff.task.p, 0.8);
+  EXPECT_EQ(ff.optim.lr, 3e-3);
+  TrainConfig sc = preset_config("cpu-small", cfg_of("selective-copy"), "abs");
+  EXPECT_EQ(sc.task.content, 16);
+  EXPECT_EQ(sc.task.blanks, 64);
+  EXPECT_EQ(sc.optim.lr, 1e-3);
+  EXPECT_EQ(sc.model.context, 161);  // covers the sparse split: 16 content among 128 blanks
+  TrainConfig ct = preset_config("cpu-small", cfg_of("counting"), "abs");
+  EXPECT_EQ(ct.task.max_steps, 128);
+  EXPECT_EQ(ct.train_samples, 10000);
+  EXPECT_EQ(ct.optim.lr, 1e-3);
+
+  // Counting at the paper's settings (its run.sh): context 512, 10k samples, batch 64,
+  // Adam at 7e-5, dropout 0.1, post-norm, tied embeddings, 100 epochs = 15625 steps.
+  TrainConfig pc = preset_config("paper", cfg_of("counting"), "cope");
+  EXPECT_EQ(pc.model.context, 512);
+  EXPECT_EQ(pc.task.max_steps, 512);
+  EXPECT_EQ(pc.train_samples, 10000);
+  EXPECT_EQ(pc.batch, 64);
+  EXPECT_EQ(pc.optim.name, "adam");
+  EXPECT_EQ(pc.optim.lr, 7e-5);
+  EXPECT_EQ(pc.schedule.kind, "constant");
+  EXPECT_EQ(pc.model.dropout, 0.1);
+  EXPECT_FALSE(pc.model.pre_norm);
+  EXPECT_TRUE(pc.model.tie_embeddings);
+  EXPECT_EQ(pc.steps, 15625);
+  EXPECT_EQ(pc.steps * pc.batch, 100 * pc.train_samples);
+  EXPECT_THROW(preset_config("gpu", cfg_of("counting"), "cope"), Error);
+}
+
 TEST(TaskTrain, KilledRunResumesBitIdentical) {
   auto d = temp_dir("resume");
   for (const std::string name : {"flipflop", "counting"}) {
