@@ -12,7 +12,9 @@ same wall-clock time on the same machine. Run with Debian's python3-torch:
 
     /usr/bin/python3 bench/torch_ref/tasks_ref.py --task flipflop --pe cope --seconds 420 --seed 0
 
-Prints one JSON line with the errors.
+With --steps N it trains exactly N steps instead (the schedule over the steps, as copper's
+--steps), to set it to the step count of a timed copper run. Prints one JSON line with the
+errors.
 """
 import argparse
 import json
@@ -320,6 +322,9 @@ def main():
     ap.add_argument("--task", choices=["flipflop", "selective-copy", "counting"], required=True)
     ap.add_argument("--pe", choices=["abs", "rope", "cope", "rel", "none"], required=True)
     ap.add_argument("--seconds", type=float, default=420)
+    ap.add_argument("--steps", type=int, default=0,
+                    help="train exactly this many steps (schedule over the steps, as copper's --steps) "
+                         "instead of a time budget")
     ap.add_argument("--vars", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -353,9 +358,14 @@ def main():
     # time budget spent, as copper's --time-budget does (Schedule::lr_at_fraction), so it
     # reaches its end however fast the machine is. `nominal` is the preset's step count, which
     # only sets the warmup's first rate, as in copper.
+    # With --steps N the schedule runs over N steps instead (copper's --steps: warmup N // 20),
+    # so that a run can be set to the step count of the other trainer's timed run.
     t0, step = time.time(), 0
-    while time.time() - t0 < args.seconds:
-        rate = lr_at_fraction((time.time() - t0) / args.seconds, nominal, lr)
+    while (step < args.steps) if args.steps else (time.time() - t0 < args.seconds):
+        if args.steps:
+            rate = lr_at_step(step, args.steps, lr)
+        else:
+            rate = lr_at_fraction((time.time() - t0) / args.seconds, nominal, lr)
         ids, tgt = batch(task, rng, 32, pool)
         train_step(model, opt, ids, tgt, rate)
         step += 1
