@@ -31,6 +31,12 @@
 
 namespace copper::tasks {
 
+// Evaluation batch size. As small as a training batch on purpose: evaluation then reuses the
+// blocks the training steps left in the allocator's cache, where 100 sequences of 512 tokens
+// needed about 2 GB of fresh pages, whose first touch cost a 2-core VM 4.6 s of kernel time
+// per counting run (docs/PERF.md, "Evaluation batch size").
+inline constexpr int64_t kEvalBatch = 32;
+
 struct TrainConfig {
   std::string preset;          // where the values came from ("cpu-small", "paper", "demo", "custom")
   TaskConfig task;
@@ -47,7 +53,7 @@ struct TrainConfig {
   // that another implementation can be fed exactly the same batches. Overrides train_samples.
   std::string train_data;
   int64_t eval_samples = 1000;  // per split
-  int64_t eval_batch = 100;
+  int64_t eval_batch = kEvalBatch;
   int64_t checkpoint_every = 100;
   int64_t log_every = 25;
 

@@ -156,7 +156,7 @@ void add_eval(CLI::App& task) {
   auto* cmd = task.add_subcommand("eval", "error of a trained model on a data file; prints {\"task\",\"error\",\"samples\"}");
   struct Opts {
     std::string model, data;
-    int64_t batch = 100;
+    int64_t batch = tasks::kEvalBatch;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--model", o->model, "a folder written by `copper task train`")->required();
