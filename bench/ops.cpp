@@ -10,6 +10,8 @@
 //   add_bias    [rows, n] + [n]: the broadcast of a bias over rows
 //   softmax, layer_norm, cumsum_rev, gelu: rows/s and GB/s on transformer-sized shapes
 //   causal_softmax  attention's masked softmax as one op vs masked_fill + softmax
+//   cope        CoPE's gates -> positions -> logit term, forward and backward, the fused op vs
+//               the composed reference (nn/pe/cope_fused.cpp, nn/pe/cope.cpp)
 //   interleave  matmul and add in alternation vs each alone: shows thread pools fighting
 // Traffic counted for GB/s: the arrays an op must read and write once each (add: 3,
 // memcpy: 2); the hardware may move more (a write first reads its cache line).
@@ -21,6 +23,7 @@
 #include <memory>
 
 #include "bench/bench.h"
+#include "nn/pe/cope.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
@@ -223,6 +226,23 @@ void bench_rows(const Options& opt, std::FILE* out) {
                    {"shape", shape_str({blocks, T, T})},
                    {"fused_ms", round3(fused.median_s * 1e3)},
                    {"masked_fill_softmax_ms", round3(ref.median_s * 1e3)},
+                   {"speedup", round3(ref.median_s / fused.median_s)},
+                   {"reps", fused.reps}});
+  }
+  if (wanted(opt, "cope")) {  // one CoPE layer's term: (B, H, T, T) gates, npos = T + 1, f32
+    const int64_t T = 256, H = 4, Dh = 16, B = std::max<int64_t>(1, rows / (H * T));
+    Tensor q = randn({B, H, T, Dh}).requires_grad_(), gl = randn({B, H, T, T}).requires_grad_(),
+           e = randn({T + 1, Dh}).requires_grad_(), w = randn({B, H, T, T});
+    auto step = [&](bool reference) {
+      nn::CopeTerm c = reference ? nn::cope_logit_term_reference(q, gl, e) : nn::cope_logit_term(q, gl, e);
+      sum(c.term * w).backward();
+    };
+    Timing fused = time_median([&] { step(false); }, opt.budget_s);
+    Timing ref = time_median([&] { step(true); }, opt.budget_s);
+    emit(out, json{{"bench", "cope"},
+                   {"shape", shape_str({B, H, T, T})},
+                   {"fused_fwd_bwd_ms", round3(fused.median_s * 1e3)},
+                   {"composed_fwd_bwd_ms", round3(ref.median_s * 1e3)},
                    {"speedup", round3(ref.median_s / fused.median_s)},
                    {"reps", fused.reps}});
   }

@@ -16,16 +16,31 @@
 
 #include "autograd/node.h"
 #include "nn/pe/cope.h"
+#include "tensor/cpu/fast_math.h"
 #include "tensor/ops.h"
 
 namespace copper::nn {
 
 namespace {
 
+// exp for the gates' sigmoid: f32 uses the vectorisable exp_fast (as the f32 sigmoid op of the
+// composed reference does, tensor/cpu/fast_math.h); f64 keeps libm.
+inline float exp_of(float x) { return cpu::exp_fast(x); }
+inline double exp_of(double x) { return std::exp(x); }
+
+// The interpolation's two table indices for a clamped position c >= 0: lo = floor c (a cast,
+// since c >= 0) and hi = ceil c = lo + (c > lo), with the weight w = c - lo.
+template <class F>
+struct Interp {
+  int64_t lo, hi;
+  F w;
+  explicit Interp(F c) : lo(int64_t(c)), hi(lo + (c > F(lo))), w(c - F(lo)) {}
+};
+
 // Only keys j <= i do work; future keys get gate 0, position 0 and term z[0], exactly what
-// the composed reference gives them. The sigmoid loop is marked `omp simd`, but without
-// -ffast-math glibc offers no vector exp, so std::exp stays one libm call per element
-// (tensor/cpu/fast_math.h explains; its exp_fast is what softmax uses for f32).
+// the composed reference gives them. The sigmoid loop vectorises (exp_of); the suffix sum is
+// a serial chain per row, and the interpolation rides along in the same loop so that its
+// loads overlap the chain's additions.
 template <class F>
 void forward_rows(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t rows, int64_t T, int64_t npos) {
   const F cap = F(npos - 1);
@@ -38,17 +53,14 @@ void forward_rows(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t ro
     F* gr = gates + r * T;
     F* pr = pos + r * T;
 #pragma omp simd
-    for (int64_t j = 0; j <= i; ++j) gr[j] = F(1) / (F(1) + std::exp(-l[j]));
+    for (int64_t j = 0; j <= i; ++j) gr[j] = F(1) / (F(1) + exp_of(-l[j]));
     F acc = 0;
     for (int64_t j = i; j >= 0; --j) {
       acc += gr[j];
-      pr[j] = std::min(acc, cap);  // clamped (see backward_rows for why that is enough)
-    }
-    for (int64_t j = 0; j <= i; ++j) {
-      const F c = pr[j];
-      const F lo = std::floor(c), w = c - lo;
-      const int64_t ilo = int64_t(lo), ihi = int64_t(std::ceil(c));
-      tr[j] = zr[ilo] + w * (zr[ihi] - zr[ilo]);
+      const F c = std::min(acc, cap);  // clamped (see backward_rows for why that is enough)
+      pr[j] = c;
+      const Interp<F> ip(c);
+      tr[j] = zr[ip.lo] + ip.w * (zr[ip.hi] - zr[ip.lo]);
     }
     for (int64_t j = i + 1; j < T; ++j) {
       gr[j] = 0;
@@ -75,14 +87,13 @@ void backward_rows(const F* dterm, const F* z, const F* gates, const F* pos, F* 
     F prefix = 0;  // sum_{j <= t} dp_j as t runs forward
     for (int64_t t = 0; t <= i; ++t) {
       const F c = pr[t];
-      const F lo = std::floor(c), w = c - lo;
-      const int64_t ilo = int64_t(lo), ihi = int64_t(std::ceil(c));
-      dzr[ilo] += (F(1) - w) * dt[t];
-      dzr[ihi] += w * dt[t];
+      const Interp<F> ip(c);
+      dzr[ip.lo] += (F(1) - ip.w) * dt[t];
+      dzr[ip.hi] += ip.w * dt[t];
       // The clamp passes the gradient for p <= cap and stops it above. Only the clamped
       // value is stored: c < cap means p < cap; c == cap is an integer, where ceil = floor
       // and dp is 0 whichever side p was on — so the test c < cap loses nothing.
-      const F dp = c < cap ? dt[t] * (zr[ihi] - zr[ilo]) : F(0);
+      const F dp = c < cap ? dt[t] * (zr[ip.hi] - zr[ip.lo]) : F(0);
       prefix += dp;
       dl[t] = prefix * gr[t] * (F(1) - gr[t]);
     }
