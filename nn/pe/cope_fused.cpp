@@ -16,17 +16,11 @@
 
 #include "autograd/node.h"
 #include "nn/pe/cope.h"
-#include "tensor/cpu/fast_math.h"
 #include "tensor/ops.h"
 
 namespace copper::nn {
 
 namespace {
-
-// exp for the gates' sigmoid: f32 uses the vectorisable exp_fast (as the f32 sigmoid op of the
-// composed reference does, tensor/cpu/fast_math.h); f64 keeps libm.
-inline float exp_of(float x) { return cpu::exp_fast(x); }
-inline double exp_of(double x) { return std::exp(x); }
 
 // The interpolation's two table indices for a clamped position c >= 0: lo = floor c (a cast,
 // since c >= 0) and hi = ceil c = lo + (c > lo), with the weight w = c - lo.
@@ -38,9 +32,11 @@ struct Interp {
 };
 
 // Only keys j <= i do work; future keys get gate 0, position 0 and term z[0], exactly what
-// the composed reference gives them. The sigmoid loop vectorises (exp_of); the suffix sum is
-// a serial chain per row, and the interpolation rides along in the same loop so that its
-// loads overlap the chain's additions.
+// the composed reference gives them. The suffix sum is a serial chain per row; the
+// interpolation rides along in the same loop so that its loads overlap the chain's additions.
+// The gates keep libm's exp, one call per element: exp_fast (tensor/cpu/fast_math.h) made
+// this op 10 % faster, but Flip-Flop runs trained with it were worse on the dense split in
+// 3 of 3 seeds (docs/PERF.md, "CoPE's fused rows"), and 2 % of a step did not pay for the doubt.
 template <class F>
 void forward_rows(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t rows, int64_t T, int64_t npos) {
   const F cap = F(npos - 1);
@@ -53,7 +49,7 @@ void forward_rows(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t ro
     F* gr = gates + r * T;
     F* pr = pos + r * T;
 #pragma omp simd
-    for (int64_t j = 0; j <= i; ++j) gr[j] = F(1) / (F(1) + exp_of(-l[j]));
+    for (int64_t j = 0; j <= i; ++j) gr[j] = F(1) / (F(1) + std::exp(-l[j]));
     F acc = 0;
     for (int64_t j = i; j >= 0; --j) {
       acc += gr[j];
