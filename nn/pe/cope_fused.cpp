@@ -35,7 +35,7 @@ struct Interp {
 // the composed reference gives them. The suffix sum is a serial chain per row; the
 // interpolation rides along in the same loop so that its loads overlap the chain's additions.
 // The gates keep libm's exp, one call per element: exp_fast (tensor/cpu/fast_math.h) made
-// this op 10 % faster (2 % of a training step), but one of five Flip-Flop runs trained with
+// this op 10 % faster (2–5 % of a training step), but one of five Flip-Flop runs trained with
 // it was far worse on the dense split (docs/PERF.md, "CoPE's fused rows"), so the
 // better-tested libm path stays until more seeds say the rounding is harmless.
 template <class F>
