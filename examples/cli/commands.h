@@ -13,6 +13,8 @@ void add_info(CLI::App& app);   // cli_info.cpp  — build, BLAS kernel, threads
 void add_bench(CLI::App& app);  // cli_bench.cpp — copper bench ops
 void add_demo(CLI::App& app);   // cli_demo.cpp  — what `make demo` runs
 void add_task(CLI::App& app);   // cli_task.cpp  — copper task train|eval|compare|gates
+void add_lm(CLI::App& app);     // cli_lm.cpp    — copper lm prepare|train|eval|generate|attention-map|gates
+void add_plot(CLI::App& app);   // cli_plot.cpp  — copper plot: loss curves of runs
 
 // Exit codes shared by the subcommands.
 inline constexpr int kExitOk = 0;

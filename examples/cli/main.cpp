@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   copper::cli::add_bench(app);
   copper::cli::add_demo(app);
   copper::cli::add_task(app);
+  copper::cli::add_lm(app);
+  copper::cli::add_plot(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,165 @@
+// trainer.h — the one training loop of copper: the synthetic tasks (tasks/) and the language
+// models (lm/) each bring only their data and presets.
+//
+// The loop: for each step, the learning rate from the schedule, a batch from the DataSource,
+// the loss, backward, gradient clipping, the optimizer step; every log_every steps a JSONL
+// log line and a progress line (tokens/s, loss, ETA); every eval_every steps the caller's
+// evaluation (validation loss for the LM), whose best value keeps a "best" model; every
+// checkpoint_every steps, at the end, and on SIGINT/SIGTERM, an atomic checkpoint.
+//
+// Exact resume: everything that moves during a run is in the checkpoint — weights, the
+// optimizer's moments and step, the data source's position (DataSource::state), the dropout
+// generator and the elapsed time — so a run killed at any moment and started again with the
+// same command ends with the same parameters as an uninterrupted one (at the same thread
+// count: reductions split differently over 1 and 2 threads round differently).
+//
+// Output folder (RunDir) of a run:
+//   config.json          what the caller passed as `config` (the whole run, JSON)
+//   log.jsonl            one line per logged step: step, loss, lr, tokens, tokens_per_s, elapsed_s
+//                        (and one line per evaluation: step, "eval": {...})
+//   checkpoints/         the latest training checkpoint (nn/checkpoint.h), and best/ when evaluating
+//   model.safetensors    the final weights, written by finish() with the model config in its metadata
+//   results.json         written by the caller through finish(); its presence marks the run complete
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "nn/module.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
+#include "tensor/random.h"
+
+namespace copper::train {
+
+// The targets value that the loss ignores (padding, the prompt part of a task example).
+inline constexpr int64_t kIgnoreIndex = -100;
+
+// One training batch: token ids and next-token targets, both (B, T) i64 (kIgnoreIndex where
+// no loss is counted). `tokens` is the number of positions that count (targets != ignore).
+struct Batch {
+  Tensor ids, targets;
+  int64_t tokens = 0;
+};
+
+// Where training batches come from. A source yields the batch of a given step and can save
+// and restore its position, so a resumed run sees the same batches as an uninterrupted one.
+class DataSource {
+ public:
+  virtual ~DataSource() = default;
+  // The batch of 0-based step `step`. Steps are asked for in order, starting at the first
+  // step of this process (0, or the step a resumed run continues from).
+  virtual Batch batch(int64_t step) = 0;
+  // What restore() needs to continue exactly (RNG states, offsets), as JSON.
+  virtual nlohmann::json state() const = 0;
+  virtual void restore(const nlohmann::json& state) = 0;
+};
+
+// The settings of the loop itself (the model and optimizer configs live with their classes).
+struct LoopConfig {
+  int64_t steps = 1000;
+  uint64_t seed = 0;             // the dropout generator is seeded from it
+  double clip = 1.0;             // max global gradient norm (0: no clipping)
+  int64_t log_every = 25;
+  int64_t checkpoint_every = 100;
+  int64_t eval_every = 0;        // 0: no periodic evaluation
+  nn::OptimConfig optim;
+  nn::Schedule schedule;
+
+  nlohmann::json to_json() const;
+  static LoopConfig from_json(const nlohmann::json& js);
+  void validate() const;  // throws copper::Error naming the bad field
+};
+
+struct RunOptions {
+  bool fresh = false;             // start over even if the folder holds a run (old outputs stay until replaced)
+  bool quiet = false;             // no progress lines
+  std::FILE* progress = stderr;   // where progress lines go (a terminal gets one line redrawn in place)
+  std::string label;              // printed in front of progress lines ("run 2/9 ")
+  int64_t stop_after = -1;        // tests: return after this step as if killed (checkpoint only)
+  std::string init_weights;       // a new run starts from these weights (safetensors); ignored on resume
+  double time_budget_s = 0;       // train for this many seconds (across resumes); schedule by fraction
+  std::string resume_command;     // printed on interruption: how to continue
+};
+
+// What the loop asks of its caller.
+struct Hooks {
+  // Loss of a batch with its autograd graph (a scalar). Required.
+  std::function<Tensor(const Batch&)> loss;
+  // Periodic evaluation (eval_every): metrics as JSON, with "loss" the value a lower of
+  // which is better (the best checkpoint follows it). Optional.
+  std::function<nlohmann::json()> evaluate;
+};
+
+struct RunResult {
+  bool completed = false;      // the loop reached its last step (false: stopped by stop_after)
+  bool already_done = false;   // the folder held a finished run of this config: nothing was done
+  int64_t steps = 0;           // steps done in total
+  double train_seconds = 0;    // across resumes
+  double final_loss = NAN;     // mean loss of the last logged interval
+  nlohmann::json best_eval;    // the best evaluation seen (null without evaluation)
+  nlohmann::json results;      // results.json of an already finished run
+};
+
+// Thrown when SIGINT or SIGTERM stopped a run after it wrote a checkpoint; the command line
+// turns it into exit code 128 + signal (130, 143).
+struct Interrupted : std::exception {
+  int signal;
+  std::string message;
+  Interrupted(int sig, std::string msg) : signal(sig), message(std::move(msg)) {}
+  const char* what() const noexcept override { return message.c_str(); }
+};
+
+// One run in one output folder. The folder is never left half old and half new: a run over
+// a finished one (--fresh, or another config) trains in a sibling staging folder and the two
+// are swapped only when the new run has finished; an interrupted run leaves the old outputs
+// untouched and resumes from its staging folder.
+class Trainer {
+ public:
+  // `config` is the caller's whole run config (written as config.json, compared on resume);
+  // `model_config` goes into the safetensors metadata of the saved models.
+  Trainer(nn::Module& model, DataSource& data, const LoopConfig& loop, Hooks hooks, nlohmann::json config,
+          nlohmann::json model_config, std::string out_dir, RunOptions opt = {});
+  ~Trainer();
+
+  // Train (or resume, or find the run already finished). Throws Interrupted on a signal.
+  RunResult run();
+  // Write results.json (plus model.safetensors) and publish the folder: what makes a run
+  // complete. Call once after run() returned completed and the caller evaluated.
+  void finish(const nlohmann::json& results);
+
+  // Where the run is writing now (out_dir, or its staging sibling).
+  const std::string& work_dir() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Progress on a terminal: one line redrawn in place (\r); elsewhere a line every `every`
+// calls and at the end, so that logs stay short. Evaluations use it too.
+class Progress {
+ public:
+  Progress(std::FILE* out, std::string label, int64_t total, bool quiet = false);
+  void update(int64_t done, const std::string& detail = "");  // "label 12/40 detail ETA 1m02s"
+  void finish(const std::string& detail = "");
+  static bool is_terminal(std::FILE* f);
+
+ private:
+  std::FILE* out_;
+  std::string label_;
+  int64_t total_;
+  bool quiet_, tty_;
+  double start_;
+  double last_print_ = -1;
+};
+
+std::string format_duration(double seconds);  // "45s", "3m07s", "2h05m"
+
+}  // namespace copper::train
