@@ -2,22 +2,11 @@
 #include "nn/attention.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "tensor/ops.h"
 
 namespace copper::nn {
-
-Tensor attend(const Tensor& scaled_logits, const LogitTerms& terms, double scale, const Tensor& v, double dropout_p,
-              bool train, Tensor* probs, Generator* dropout_gen) {
-  Tensor att = scaled_logits;                                   // att: (..., T, T)
-  if (terms.before_scale.defined()) att = att + terms.before_scale * scale;
-  if (terms.after_scale.defined()) att = att + terms.after_scale;
-  // = softmax(masked_fill(att, causal_mask(T, T), -inf), -1), without the mask pass
-  att = causal_softmax(att);
-  if (probs) *probs = att;
-  if (train && dropout_p > 0) att = dropout(att, dropout_p, true, dropout_gen);
-  return matmul(att, v);                                        // (..., T, Dh)
-}
 
 CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, double dropout,
                                          std::shared_ptr<PositionEncoding> pe, Generator* init_gen)
@@ -31,22 +20,26 @@ CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, doubl
   if (pe_) register_module("pe", pe_);
 }
 
-Tensor CausalSelfAttention::forward(const Tensor& x) {
+Tensor CausalSelfAttention::forward(const Tensor& x, KVCache::Layer* cache) {
   COPPER_CHECK(x.dim() == 3 && x.size(2) == d_model_, "attention", "input {} must be (B, T, {})", x.repr_shape(),
                d_model_);
-  const int64_t B = x.size(0), T = x.size(1), H = n_heads_, Dh = d_head_;
+  const int64_t B = x.size(0), Tq = x.size(1), H = n_heads_, Dh = d_head_;
+  const int64_t t0 = cache ? cache->length() : 0;                              // position of the first new token
   const double scale = 1.0 / std::sqrt(double(Dh));
-  Tensor qkv_out = qkv->forward(x);                                          // qkv_out: (B, T, 3D)
-  Tensor heads = qkv_out.view({B, T, 3, H, Dh}).permute({2, 0, 3, 1, 4});    // heads: (3, B, H, T, Dh)
-  Tensor q = heads.select(0, 0).contiguous();                                // q: (B, H, T, Dh)
-  Tensor k = heads.select(0, 1).contiguous();                                // k: (B, H, T, Dh)
-  Tensor v = heads.select(0, 2).contiguous();                                // v: (B, H, T, Dh)
-  if (pe_) pe_->transform_qk(q, k);
-  Tensor scaled = matmul(q * scale, k.transpose(-2, -1));                    // scaled: (B, H, T, T); scaling q is cheaper than T×T
+  Tensor qkv_out = qkv->forward(x);                                          // qkv_out: (B, Tq, 3D)
+  Tensor heads = qkv_out.view({B, Tq, 3, H, Dh}).permute({2, 0, 3, 1, 4});   // heads: (3, B, H, Tq, Dh)
+  Tensor q = heads.select(0, 0).contiguous();                                // q: (B, H, Tq, Dh)
+  Tensor k = heads.select(0, 1).contiguous();                                // k: (B, H, Tq, Dh), the new keys
+  Tensor v = heads.select(0, 2).contiguous();                                // v: (B, H, Tq, Dh)
+  if (pe_) pe_->transform_qk(q, k, t0, t0);
+  if (cache) std::tie(k, v) = cache->append(k, v);                           // k, v: (B, H, Tk, Dh), Tk = t0 + Tq
+  Tensor scaled = matmul(q * scale, k.transpose(-2, -1));                    // scaled: (B, H, Tq, Tk); scaling q is cheaper than Tq×Tk
   LogitTerms terms;
-  if (pe_) pe_->add_logit_terms(AttentionContext{x, q, k, scaled}, terms);
-  Tensor y = attend(scaled, terms, scale, v, dropout_, is_training());  // y: (B, H, T, Dh)
-  y = y.transpose(1, 2).reshape({B, T, d_model_});                          // y: (B, T, D), heads side by side
+  if (pe_) pe_->add_logit_terms(AttentionContext{x, q, k, scaled, t0, cache ? &cache->pe_state : nullptr}, terms);
+  Tensor probs;
+  Tensor y = attend(scaled, terms, scale, v, dropout_, is_training(), record_attention_ ? &probs : nullptr);  // y: (B, H, Tq, Dh)
+  last_attention_ = record_attention_ ? probs.detach() : Tensor();
+  y = y.transpose(1, 2).reshape({B, Tq, d_model_});                         // y: (B, Tq, D), heads side by side
   return proj->forward(y);
 }
 

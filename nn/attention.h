@@ -1,25 +1,21 @@
 // attention.h — multi-head causal self-attention with a pluggable position encoding.
 //
-//   x (B, T, D) -> qkv = x·Wqkvᵀ + b (B, T, 3D) -> q, k, v (B, H, T, Dh)
-//   -> [pe: transform q, k] -> logits = (q·kᵀ + before) / sqrt(Dh) + after   (B, H, T, T)
-//   -> causal mask -> softmax -> dropout -> · v (B, H, T, Dh) -> heads joined (B, T, D) -> out proj
+//   x (B, Tq, D) -> qkv = x·Wqkvᵀ + b (B, Tq, 3D) -> q, k, v (B, H, Tq, Dh)
+//   -> [pe: transform q, k at positions t0..] -> [cache: k, v = cached ++ new (B, H, Tk, Dh)]
+//   -> logits = (q·kᵀ + before) / sqrt(Dh) + after   (B, H, Tq, Tk)
+//   -> causal mask -> softmax -> dropout -> · v (B, H, Tq, Dh) -> heads joined (B, Tq, D) -> out proj
 // `before` and `after` are whatever the position encoding adds (position_encoding.h).
+// Without a cache t0 = 0 and Tk = Tq = T; with one, t0 = the cache length and Tk = t0 + Tq.
 #pragma once
 #include <memory>
 
+#include "nn/attend.h"
 #include "nn/dropout.h"
+#include "nn/kv_cache.h"
 #include "nn/linear.h"
 #include "nn/pe/position_encoding.h"
 
 namespace copper::nn {
-
-// The shared tail of attention: logits = scaled_logits + before·scale + after, softmax over
-// the past and present keys only (causal_softmax: future keys get probability 0), dropout
-// (when train and p > 0), then the weighted sum of v.
-//   scaled_logits (..., T, T) = q·kᵀ·scale; v (..., T, Dh)
-// Returns (..., T, Dh); `probs`, if given, receives the attention probabilities (..., T, T).
-Tensor attend(const Tensor& scaled_logits, const LogitTerms& terms, double scale, const Tensor& v, double dropout_p,
-              bool train, Tensor* probs = nullptr, Generator* dropout_gen = nullptr);
 
 class CausalSelfAttention : public Module {
  public:
@@ -28,7 +24,16 @@ class CausalSelfAttention : public Module {
                       std::shared_ptr<PositionEncoding> pe = nullptr, Generator* init_gen = nullptr);
   std::string type_name() const override { return "CausalSelfAttention"; }
 
-  Tensor forward(const Tensor& x);  // (B, T, D) -> (B, T, D)
+  // x (B, Tq, D) -> (B, Tq, D). With a cache (which needs NoGradGuard) the Tq tokens are at
+  // positions [cache->length(), cache->length() + Tq), attend to every cached key and to
+  // themselves, and are appended to the cache.
+  Tensor forward(const Tensor& x, KVCache::Layer* cache = nullptr);
+
+  // Attention maps: while on, each forward keeps its probabilities (B, H, Tq, Tk), without
+  // grad (before dropout), as last_attention(); off by default (they hold B·H·Tq·Tk values).
+  void set_record_attention(bool on) { record_attention_ = on; }
+  bool record_attention() const { return record_attention_; }
+  const Tensor& last_attention() const { return last_attention_; }
 
   const std::shared_ptr<PositionEncoding>& pe() const { return pe_; }
   int64_t n_heads() const { return n_heads_; }
@@ -41,6 +46,8 @@ class CausalSelfAttention : public Module {
   int64_t d_model_, n_heads_, d_head_;
   double dropout_;
   std::shared_ptr<PositionEncoding> pe_;
+  bool record_attention_ = false;
+  Tensor last_attention_;  // (B, H, Tq, Tk) of the last forward while recording
 };
 
 }  // namespace copper::nn

@@ -48,7 +48,9 @@ void Module::check_new_name(const std::string& name) const {
   auto taken = [&](const auto& v) {
     return std::any_of(v.begin(), v.end(), [&](const auto& p) { return p.first == name; });
   };
-  COPPER_CHECK(!taken(params_) && !taken(children_), "module", "name '{}' is already registered in this {}", name,
+  const bool buffer_taken =
+      std::any_of(buffers_.begin(), buffers_.end(), [&](const Buffer& b) { return b.name == name; });
+  COPPER_CHECK(!taken(params_) && !taken(children_) && !buffer_taken, "module", "name '{}' is already registered in this {}", name,
                type_name());
 }
 
@@ -59,6 +61,58 @@ Tensor Module::register_parameter(const std::string& name, Tensor t, bool requir
   t.requires_grad_(requires_grad);
   params_.emplace_back(name, t);
   return t;
+}
+
+Tensor Module::register_buffer(const std::string& name, Tensor t, bool persistent) {
+  check_new_name(name);
+  if (t.defined()) t = t.detach();  // a buffer never takes part in autograd
+  buffers_.push_back(Buffer{name, t, persistent});
+  return t;
+}
+
+Tensor Module::set_buffer(const std::string& name, Tensor t) {
+  for (auto& b : buffers_)
+    if (b.name == name) {
+      b.tensor = t.defined() ? t.detach() : t;
+      return b.tensor;
+    }
+  COPPER_THROW("module", "no buffer '{}' in this {}. HINT: register_buffer it in the constructor first", name,
+               type_name());
+}
+
+const Tensor& Module::buffer(const std::string& name) const {
+  for (auto& b : buffers_)
+    if (b.name == name) return b.tensor;
+  COPPER_THROW("module", "no buffer '{}' in this {}. HINT: register_buffer it in the constructor first", name,
+               type_name());
+}
+
+bool Module::has_buffer(const std::string& name) const {
+  return std::any_of(buffers_.begin(), buffers_.end(), [&](const Buffer& b) { return b.name == name; });
+}
+
+void Module::collect_buffers(const std::string& prefix, bool persistent_only,
+                             std::vector<std::pair<std::string, Tensor>>& out) const {
+  for (auto& b : buffers_)
+    if (b.tensor.defined() && (b.persistent || !persistent_only)) out.emplace_back(prefix + b.name, b.tensor);
+  for (auto& [n, c] : children_) c->collect_buffers(prefix + n + ".", persistent_only, out);
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  if (recurse) {
+    collect_buffers("", false, out);
+  } else {
+    for (auto& b : buffers_)
+      if (b.tensor.defined()) out.emplace_back(b.name, b.tensor);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::state_tensors() const {
+  auto out = named_parameters();
+  collect_buffers("", true, out);
+  return out;
 }
 
 void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
@@ -118,12 +172,12 @@ void Module::zero_grad() {
 
 StateDict Module::state_dict() const {
   StateDict sd;
-  for (auto& [n, t] : named_parameters()) sd.insert(n, t);
+  for (auto& [n, t] : state_tensors()) sd.insert(n, t);
   return sd;
 }
 
 void Module::load_state_dict(const StateDict& sd, bool strict) {
-  const auto params = named_parameters();
+  const auto params = state_tensors();
   // Check everything first, so that a failed load leaves the model untouched.
   std::vector<std::string> missing, unexpected;
   for (auto& [n, t] : params) {
@@ -159,8 +213,8 @@ void Module::load_state_dict(const StateDict& sd, bool strict) {
 void Module::to(DType dtype) {
   COPPER_CHECK(is_floating(dtype), "module", "parameters must stay floating point, asked for {}", dtype_name(dtype));
   NoGradGuard ng;
-  for (auto& [n, t] : named_parameters()) {
-    if (t.dtype() == dtype) continue;
+  for (auto& [n, t] : state_tensors()) {
+    if (t.dtype() == dtype || !is_floating(t.dtype())) continue;
     Tensor c = t.detach().to(dtype).contiguous();
     TensorImpl* p = t.impl();  // rewrite the shared impl so every handle sees the new tensor
     p->storage = c.impl()->storage;

@@ -1,11 +1,16 @@
 // module.h — Module, the base of every layer: named parameters, child modules, train/eval
 // mode and state dicts, in the style of the libtorch C++ frontend.
 //
-// A module owns its parameters (leaf tensors that require grad) and its children under
-// names. named_parameters() walks the tree depth first in registration order and joins the
+// A module owns its parameters (leaf tensors that require grad), its buffers (state that
+// is not trained: tables, caches) and its children under names. named_parameters() walks the tree depth first in registration order and joins the
 // names with dots ("blocks.0.attn.qkv.weight"), so the order is deterministic and the same
 // for every instance built from the same config. A parameter shared by two modules (tied
 // weights) is listed once, under the first name it was reached by.
+//
+// Buffers never require grad and are not in parameters() (so no optimizer sees them).
+// A persistent buffer is part of state_dict() and load_state_dict(); a non-persistent one
+// (the default) is a cache its owner rebuilds when needed (RoPE's cos/sin tables, ALiBi's
+// bias) and is saved nowhere. set_buffer replaces a buffer's tensor (a cache that grew).
 //
 //   class Affine : public Module {
 //    public:
@@ -65,6 +70,13 @@ class Module {
   // Registers `t` as a parameter (made a leaf that requires grad) and returns the same handle.
   // Names: non-empty, no dots, unique among this module's parameters and children.
   Tensor register_parameter(const std::string& name, Tensor t, bool requires_grad = true);
+  // Registers `t` (detached, no grad) as a buffer and returns it; same naming rules.
+  Tensor register_buffer(const std::string& name, Tensor t, bool persistent = false);
+  // Replaces the tensor of the registered buffer `name` (throws if there is none); returns it.
+  Tensor set_buffer(const std::string& name, Tensor t);
+  // The buffer `name` of this module (undefined tensor if registered undefined); throws if absent.
+  const Tensor& buffer(const std::string& name) const;
+  bool has_buffer(const std::string& name) const;
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
     add_child(name, m);
@@ -74,6 +86,8 @@ class Module {
   // ---- walking ----
   std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) const;
   std::vector<Tensor> parameters(bool recurse = true) const;
+  // Buffers with dotted names ("blocks.0.attn.pe.cos"), depth first; undefined ones skipped.
+  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const { return children_; }
   // This module ("" name) and every descendant, depth first, with dotted names.
   std::vector<std::pair<std::string, std::shared_ptr<const Module>>> named_modules() const;
@@ -86,13 +100,15 @@ class Module {
 
   // ---- gradients and state ----
   void zero_grad();  // drops every parameter's accumulated gradient
-  StateDict state_dict() const;  // the parameters themselves (shared handles, not copies)
-  // Copies the values of `sd` into the parameters (cast to their dtype). On a shape
-  // mismatch throws "[load_state_dict] name: checkpoint [..] vs model [..]". With strict,
+  // The parameters and persistent buffers themselves (shared handles, not copies).
+  StateDict state_dict() const;
+  // Copies the values of `sd` into the parameters and persistent buffers (cast to their
+  // dtype). On a shape mismatch throws "[load_state_dict] name: checkpoint [..] vs model [..]". With strict,
   // missing and unexpected keys are errors too (all of them listed); without, they are skipped.
   void load_state_dict(const StateDict& sd, bool strict = true);
-  // Converts every parameter to `dtype` in place: handles held by layers stay valid.
-  // Drops accumulated gradients. (f64 for gradient checks of whole models.)
+  // Converts every parameter and floating persistent buffer to `dtype` in place: handles
+  // held by layers stay valid. Drops accumulated gradients. (f64 for gradient checks of
+  // whole models.) Non-persistent buffers are caches: their owners rebuild them per dtype.
   void to(DType dtype);
 
  protected:
@@ -104,7 +120,18 @@ class Module {
   void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out,
                std::set<const TensorImpl*>& seen) const;
 
+  // The named tensors state_dict() holds: parameters, then persistent buffers.
+  std::vector<std::pair<std::string, Tensor>> state_tensors() const;
+  void collect_buffers(const std::string& prefix, bool persistent_only,
+                       std::vector<std::pair<std::string, Tensor>>& out) const;
+  struct Buffer {
+    std::string name;
+    Tensor tensor;
+    bool persistent;
+  };
+
   std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<Buffer> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 

@@ -123,12 +123,12 @@ Block::Block(const TransformerConfig& cfg, int64_t layer, Generator* gen) : pre_
   drop = register_module("drop", std::make_shared<Dropout>(cfg.dropout));
 }
 
-Tensor Block::forward(const Tensor& x) {  // x: (B, T, D)
+Tensor Block::forward(const Tensor& x, KVCache::Layer* cache) {  // x: (B, T, D)
   if (pre_norm_) {
-    Tensor h = x + drop->forward(attn->forward(norm1->forward(x)));
+    Tensor h = x + drop->forward(attn->forward(norm1->forward(x), cache));
     return h + drop->forward(mlp->forward(norm2->forward(h)));
   }
-  Tensor h = norm1->forward(x + drop->forward(attn->forward(x)));
+  Tensor h = norm1->forward(x + drop->forward(attn->forward(x, cache)));
   return norm2->forward(h + drop->forward(mlp->forward(h)));
 }
 
@@ -151,20 +151,45 @@ TransformerLM::TransformerLM(const TransformerConfig& cfg, Generator* init_gen) 
   if (!cfg.tie_embeddings) head = register_module("head", std::make_shared<Linear>(cfg.d_model, cfg.vocab, false, gen));
 }
 
-Tensor TransformerLM::forward(const Tensor& ids) {
+Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) {
   COPPER_CHECK(ids.defined() && ids.dim() == 2 && is_integer(ids.dtype()), "TransformerLM",
                "ids must be (B, T) integers, got {}", ids.defined() ? ids.repr_shape() : std::string("undefined"));
   const int64_t T = ids.size(1);
   COPPER_CHECK(T >= 1, "TransformerLM", "empty sequence {}", ids.repr_shape());
-  Tensor x = embed->forward(ids);  // x: (B, T, D)
+  if (cache)
+    COPPER_CHECK(cache->size() == blocks.size(), "TransformerLM", "cache of {} layers for a model of {}. HINT: "
+                 "build it with model.make_cache()", cache->size(), blocks.size());
+  const int64_t t0 = cache ? cache->length() : 0;  // position of ids[:, 0]
+  Tensor x = embed->forward(ids);                  // x: (B, T, D)
   if (pe) {
-    Tensor p = pe->embedding_term(T, x.dtype());  // p: (T, D)
+    Tensor p = pe->embedding_term(t0, T, x.dtype());  // p: (T, D), positions t0..t0+T-1
     if (p.defined()) x = x + p;
   }
   x = drop_->forward(x);
-  for (auto& b : blocks) x = b->forward(x);
+  for (size_t i = 0; i < blocks.size(); ++i) x = blocks[i]->forward(x, cache ? &cache->layer(i) : nullptr);
+  if (cache && blocks.empty()) cache->advance_no_layers(T);
   if (norm_f) x = norm_f->forward(x);
   return head ? head->forward(x) : matmul(x, embed->weight.t());  // (B, T, vocab)
+}
+
+KVCache TransformerLM::make_cache(int64_t capacity) const { return KVCache(int64_t(blocks.size()), capacity); }
+
+std::vector<Tensor> TransformerLM::cope_terms() const {
+  std::vector<Tensor> out;
+  for (auto& b : blocks)
+    if (auto& p = b->attn->pe())
+      if (Tensor z = p->last_term(); z.defined()) out.push_back(z);
+  return out;
+}
+
+void TransformerLM::set_record_attention(bool on) {
+  for (auto& b : blocks) b->attn->set_record_attention(on);
+}
+
+std::vector<Tensor> TransformerLM::attention_maps() const {
+  std::vector<Tensor> out;
+  for (auto& b : blocks) out.push_back(b->attn->last_attention());
+  return out;
 }
 
 std::vector<Tensor> TransformerLM::cope_gates() const {

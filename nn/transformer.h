@@ -53,7 +53,8 @@ class Block : public Module {
  public:
   Block(const TransformerConfig& cfg, int64_t layer, Generator* init_gen);
   std::string type_name() const override { return "Block"; }
-  Tensor forward(const Tensor& x);  // (B, T, D) -> (B, T, D)
+  // (B, T, D) -> (B, T, D); with a cache, the tokens continue the cached ones (attention.h).
+  Tensor forward(const Tensor& x, KVCache::Layer* cache = nullptr);
 
   std::shared_ptr<Norm> norm1, norm2;
   std::shared_ptr<CausalSelfAttention> attn;
@@ -71,10 +72,25 @@ class TransformerLM : public Module {
   explicit TransformerLM(const TransformerConfig& cfg, Generator* init_gen = nullptr);
   std::string type_name() const override { return "TransformerLM"; }
 
-  Tensor forward(const Tensor& ids);  // ids (B, T) integer -> logits (B, T, vocab)
+  // ids (B, T) integer -> logits (B, T, vocab). With a cache (from make_cache(), used under
+  // NoGradGuard) the tokens are at positions [cache->length(), cache->length() + T), attend
+  // to every cached token and to themselves, and are appended: feeding a sequence in chunks
+  // gives the logits of one full forward. Learned absolute positions (abs) stop at the
+  // context (an error with a HINT); the other encodings run on.
+  Tensor forward(const Tensor& ids, KVCache* cache = nullptr);
+  // An empty cache with one layer per block; capacity > 0 preallocates that many tokens.
+  KVCache make_cache(int64_t capacity = 0) const;
   const TransformerConfig& config() const { return cfg_; }
-  // The gates of each CoPE layer (in layer order) from the last forward, (B, H, T, T) each.
+
+  // Inspection (of the last forward, without grad; with a cache, of its new queries over
+  // all keys). Per CoPE layer in layer order (B, H, Tq, Tk): the gates and the position
+  // logit term z (CoPE::last_term()).
   std::vector<Tensor> cope_gates() const;
+  std::vector<Tensor> cope_terms() const;
+  // Turns recording of attention probabilities on or off in every layer; attention_maps()
+  // then gives one (B, H, Tq, Tk) per layer (undefined while recording is off).
+  void set_record_attention(bool on);
+  std::vector<Tensor> attention_maps() const;
 
   std::shared_ptr<Embedding> embed;
   std::shared_ptr<PositionEncoding> pe;  // the embedding-level encoding (abs, sinusoidal) or null

@@ -192,7 +192,7 @@ TEST(Sinusoidal, HandComputedTable) {
   cfg.n_heads = 1;
   auto pe = make_position_encoding("sinusoidal", cfg);
   ASSERT_TRUE(pe);
-  EXPECT_LT(max_abs_diff(pe->embedding_term(6, DType::f32), t), 1e-6);
+  EXPECT_LT(max_abs_diff(pe->embedding_term(0, 6, DType::f32), t), 1e-6);
   EXPECT_EQ(pe->num_parameters(), 0);
 }
 

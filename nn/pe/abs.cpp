@@ -9,11 +9,13 @@ AbsolutePE::AbsolutePE(const PEConfig& cfg) {
   weight = register_parameter("weight", randn({cfg.context, cfg.d_model}, DType::f32, cfg.init_gen, 0.0, cfg.embed_std));
 }
 
-Tensor AbsolutePE::embedding_term(int64_t T, DType dtype) const {
-  COPPER_CHECK(T <= weight.size(0), "abs", "sequence of {} tokens but the table has {} positions. HINT: build the "
-               "model with context >= {}, or use an encoding that extrapolates (rel, rope, alibi, cope)",
-               T, weight.size(0), T);
-  Tensor w = weight.narrow(0, 0, T);  // (T, D)
+Tensor AbsolutePE::embedding_term(int64_t t0, int64_t T, DType dtype) {
+  COPPER_CHECK(t0 >= 0 && T >= 0, "abs", "bad position range [{}, {})", t0, t0 + T);
+  COPPER_CHECK(t0 + T <= weight.size(0), "abs", "positions [{}, {}) but the table has {} positions. HINT: build the "
+               "model with context >= {}, keep prompt plus generated tokens within the context (or crop them), "
+               "or use an encoding that extrapolates (rel, rope, alibi, cope)",
+               t0, t0 + T, weight.size(0), t0 + T);
+  Tensor w = weight.narrow(0, t0, T);  // (T, D)
   return w.dtype() == dtype ? w : w.to(dtype);
 }
 

@@ -1,6 +1,7 @@
 // alibi.cpp — ALiBi (see alibi.h).
 #include "nn/pe/alibi.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "tensor/ops.h"
@@ -24,17 +25,25 @@ std::vector<double> alibi_slopes(int64_t n) {
   return s;
 }
 
+ALiBi::ALiBi(const PEConfig& cfg) : slopes_(alibi_slopes(cfg.n_heads)) { register_buffer("bias", Tensor()); }
+
 void ALiBi::add_logit_terms(const AttentionContext& ctx, LogitTerms& out) {
-  const int64_t H = ctx.q.size(1), T = ctx.q.size(2);
+  const int64_t H = ctx.q.size(1), Tq = ctx.tq(), Tk = ctx.tk(), t0 = ctx.q_offset;
   COPPER_CHECK(H == int64_t(slopes_.size()), "alibi", "built for {} heads, got q {}", slopes_.size(), ctx.q.repr_shape());
-  if (!bias_.defined() || bias_.size(1) != T || bias_.dtype() != ctx.q.dtype()) {
-    std::vector<double> b(size_t(H * T * T));
+  COPPER_CHECK(t0 >= 0 && t0 + Tq <= Tk, "alibi", "queries at [{}, {}) over {} keys: need 0 <= q_offset and "
+               "q_offset + Tq <= Tk. HINT: with a KV cache Tk = cache length + Tq", t0, t0 + Tq, Tk);
+  const int64_t need = std::max(t0 + Tq, Tk);
+  const Tensor& cached = buffer("bias");  // cached: (H, N, N)
+  if (!cached.defined() || cached.size(1) < need || cached.dtype() != ctx.q.dtype()) {
+    int64_t N = cached.defined() ? cached.size(1) : 0;
+    if (N < need) N = std::max(need, 2 * N);
+    std::vector<double> b(size_t(H * N * N));
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t i = 0; i < T; ++i)
-        for (int64_t j = 0; j < T; ++j) b[size_t((h * T + i) * T + j)] = j <= i ? -slopes_[size_t(h)] * double(i - j) : 0;
-    bias_ = from_vector(b, {H, T, T}).to(ctx.q.dtype());
+      for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < N; ++j) b[size_t((h * N + i) * N + j)] = j <= i ? -slopes_[size_t(h)] * double(i - j) : 0;
+    set_buffer("bias", from_vector(b, {H, N, N}).to(ctx.q.dtype()));
   }
-  out.add_after(bias_);  // (H, T, T) broadcasts over the batch
+  out.add_after(buffer("bias").narrow(1, t0, Tq).narrow(2, 0, Tk));  // (H, Tq, Tk) broadcasts over the batch
 }
 
 std::shared_ptr<PositionEncoding> make_alibi_pe(const PEConfig& cfg) {

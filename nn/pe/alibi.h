@@ -12,13 +12,16 @@ std::vector<double> alibi_slopes(int64_t n_heads);
 
 class ALiBi : public PositionEncoding {
  public:
-  explicit ALiBi(const PEConfig& cfg) : slopes_(alibi_slopes(cfg.n_heads)) {}
+  explicit ALiBi(const PEConfig& cfg);
   std::string name() const override { return "alibi"; }
+  // after_scale += -m_h · (i - j) for query row r at i = ctx.q_offset + r and key j <= i
+  // (0 for future keys): a (H, Tq, Tk) block that broadcasts over the batch.
   void add_logit_terms(const AttentionContext& ctx, LogitTerms& out) override;
 
  private:
   std::vector<double> slopes_;
-  Tensor bias_;  // (H, T, T), remade when T or the dtype changes
+  // Buffer "bias" (H, N, N) over positions 0..N-1 in the last dtype used; grown (doubling)
+  // when a later position is asked, rebuilt for another dtype.
 };
 
 std::shared_ptr<PositionEncoding> make_alibi_pe(const PEConfig& cfg);  // Layer scope only

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "nn/attention.h"
+#include "nn/attend.h"
 #include "tensor/ops.h"
 
 namespace copper::nn {
@@ -15,28 +15,39 @@ CopeScale cope_scale_from_name(const std::string& name) {
                "official ((q·k + z)/sqrt(d))", name);
 }
 
-CopeTerm cope_logit_term_reference(const Tensor& q, const Tensor& gate_logits, const Tensor& e) {
-  const int64_t T = q.size(-2), Dh = q.size(-1), npos = e.size(0);
+int64_t cope_check_offset(const Tensor& q, const Tensor& gate_logits, int64_t q_offset) {
+  const int64_t Tq = q.size(-2), Tk = gate_logits.size(-1);
+  COPPER_CHECK(gate_logits.dim() >= 2 && gate_logits.size(-2) == Tq, "cope", "gate logits {} must be (..., {}, Tk) "
+               "for q {}", gate_logits.repr_shape(), Tq, q.repr_shape());
+  const int64_t t0 = q_offset == kCopeOffsetAlignEnd ? Tk - Tq : q_offset;
+  COPPER_CHECK(t0 >= 0 && t0 + Tq <= Tk, "cope", "queries at [{}, {}) over {} keys (gate logits {}, q {}): need "
+               "0 <= q_offset and q_offset + Tq <= Tk. HINT: with a KV cache Tk = cache length + Tq",
+               t0, t0 + Tq, Tk, gate_logits.repr_shape(), q.repr_shape());
+  return t0;
+}
+
+CopeTerm cope_logit_term_reference(const Tensor& q, const Tensor& gate_logits, const Tensor& e, int64_t q_offset) {
+  const int64_t Tq = q.size(-2), Dh = q.size(-1), npos = e.size(0), Tk = gate_logits.size(-1);
   COPPER_CHECK(e.dim() == 2 && e.size(1) == Dh, "cope", "position table {} must be (npos, {}) for q {}",
                e.repr_shape(), Dh, q.repr_shape());
-  COPPER_CHECK(gate_logits.size(-1) == T && gate_logits.size(-2) == T, "cope", "gate logits {} for q {}",
-               gate_logits.repr_shape(), q.repr_shape());
+  const int64_t t0 = cope_check_offset(q, gate_logits, q_offset);
   // Positions are sums of up to T gates, and their fractional part picks the interpolation:
   // half precision would lose both, so they run in f32 (f64 for f64 inputs).
   const DType pd = q.dtype() == DType::f64 ? DType::f64 : DType::f32;
   auto in_pd = [&](const Tensor& t) { return t.dtype() == pd ? t : t.to(pd); };
   Tensor qp = in_pd(q), ep = in_pd(e);
-  Tensor mask = causal_mask(T, T, pd);                              // mask: (T, T), 1 for j > i
+  // Rows t0..t0+Tq-1 of the square (Tk, Tk) mask: 1 for key j > i = t0 + r.
+  Tensor mask = causal_mask(Tk, Tk, pd).narrow(0, t0, Tq);         // mask: (Tq, Tk)
   CopeTerm r;
-  r.gates = masked_fill(sigmoid(in_pd(gate_logits)), mask, 0.0);   // gates: (..., T, T), 0 for j > i
-  Tensor pos = cumsum(r.gates, -1, /*reverse=*/true);              // pos[i][j] = sum_{t>=j} g_it = sum_{t=j..i} g_it
+  r.gates = masked_fill(sigmoid(in_pd(gate_logits)), mask, 0.0);   // gates: (..., Tq, Tk), 0 for j > i
+  Tensor pos = cumsum(r.gates, -1, /*reverse=*/true);              // pos[r][j] = sum_{t>=j} g_rt = sum_{t=j..i} g_rt
   pos = clamp(pos, std::nullopt, double(npos - 1));
   r.positions = pos;
-  Tensor z = matmul(qp, ep.t());                                   // z: (..., T, npos), z[i][p] = q_i·e[p]
+  Tensor z = matmul(qp, ep.t());                                   // z: (..., Tq, npos), z[r][p] = q_r·e[p]
   Tensor lo = floor(pos), hi = ceil(pos);                          // no gradient through either
-  Tensor z_lo = gather(z, -1, lo.to(DType::i64));                  // z_lo: (..., T, T) = z_i[floor p_ij]
-  Tensor z_hi = gather(z, -1, hi.to(DType::i64));                  // z_hi: (..., T, T) = z_i[ceil p_ij]
-  Tensor w = pos - lo;                                             // w: (..., T, T), gradient flows to pos
+  Tensor z_lo = gather(z, -1, lo.to(DType::i64));                  // z_lo: (..., Tq, Tk) = z_i[floor p_ij]
+  Tensor z_hi = gather(z, -1, hi.to(DType::i64));                  // z_hi: (..., Tq, Tk) = z_i[ceil p_ij]
+  Tensor w = pos - lo;                                             // w: (..., Tq, Tk), gradient flows to pos
   Tensor term = z_lo + w * (z_hi - z_lo);                          // = w·z_hi + (1 - w)·z_lo
   r.term = term.dtype() == q.dtype() ? term : term.to(q.dtype());
   return r;
@@ -66,15 +77,24 @@ CoPE::CoPE(const PEConfig& cfg) : scale_(cope_scale_from_name(cfg.cope_scale)), 
 }
 
 void CoPE::add_logit_terms(const AttentionContext& ctx, LogitTerms& out) {
-  Tensor gate_logits = ctx.scaled_logits;  // (B, H, T, T)
+  Tensor gate_logits = ctx.scaled_logits;  // (B, H, Tq, Tk)
   if (gate_key) {
-    const int64_t B = ctx.x.size(0), T = ctx.x.size(1), Dh = ctx.q.size(-1);
-    Tensor kg = gate_key->forward(ctx.x).view({B, T, n_heads_, Dh}).transpose(1, 2);  // kg: (B, H, T, Dh)
-    gate_logits = matmul(ctx.q, kg.transpose(-2, -1)) * (1.0 / std::sqrt(double(Dh)));
+    const int64_t B = ctx.x.size(0), Tq = ctx.x.size(1), Dh = ctx.q.size(-1);
+    Tensor kg = gate_key->forward(ctx.x).view({B, Tq, n_heads_, Dh}).transpose(1, 2);  // kg: (B, H, Tq, Dh), new keys
+    if (ctx.cache) {
+      Tensor& kept = (*ctx.cache)["cope.gate_k"];                                      // kept: (B, H, t0, Dh)
+      kg = kept.defined() ? cat({kept, kg}, 2) : kg.contiguous();                     // kg: (B, H, Tk, Dh)
+      kept = kg.detach();
+    }
+    COPPER_CHECK(kg.size(2) == ctx.tk(), "cope", "separate gate keys for {} tokens but {} keys. HINT: with "
+                 "cope_sep_key, pass the KV cache's encoding state (AttentionContext::cache) or x for every key",
+                 kg.size(2), ctx.tk());
+    gate_logits = matmul(ctx.q, kg.transpose(-2, -1)) * (1.0 / std::sqrt(double(Dh)));  // (B, H, Tq, Tk)
   }
-  CopeTerm c = cope_logit_term(ctx.q, gate_logits, pos_emb);
+  CopeTerm c = cope_logit_term(ctx.q, gate_logits, pos_emb, ctx.q_offset);
   last_gates_ = c.gates.detach();
   last_positions_ = c.positions.detach();
+  last_term_ = c.term.detach();
   if (scale_ == CopeScale::official) out.add_before(c.term);
   else out.add_after(c.term);
 }

@@ -4,7 +4,9 @@
 // but in one pass per query row instead of about fifteen (B, H, T, T) tensors each way,
 // which makes CoPE's training step cost about what attention itself costs.
 //
-// Per row i of query q_i (g, p, z as in cope.h; C = npos - 1):
+// Rows are the queries of all leading dims, Tq per sequence; row r has absolute position
+// i = t0 + r % Tq and a row of Tk keys (Tk >= t0 + Tq). Per row i of query q_i (g, p, z as
+// in cope.h; C = npos - 1):
 //   forward   g_j = sigmoid(l_ij) (j <= i, else 0);  p_j = sum_{t=j..i} g_t;  c_j = min(p_j, C)
 //             term_j = z[lo] + w (z[hi] - z[lo]),  lo = floor c_j, hi = ceil c_j, w = c_j - lo
 //   backward  dz[lo] += (1 - w) dterm_j;  dz[hi] += w dterm_j
@@ -39,16 +41,17 @@ struct Interp {
 // it was far worse on the dense split (docs/PERF.md, "CoPE's fused rows"), so the
 // better-tested libm path stays until more seeds say the rounding is harmless.
 template <class F>
-void forward_rows(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t rows, int64_t T, int64_t npos) {
+void forward_rows(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t rows, int64_t Tq, int64_t Tk, int64_t t0,
+                  int64_t npos) {
   const F cap = F(npos - 1);
-#pragma omp parallel for schedule(static) if (rows * T >= 16384)
+#pragma omp parallel for schedule(static) if (rows * Tk >= 16384)
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = r % T;  // query index within its sequence
-    const F* l = lg + r * T;
+    const int64_t i = t0 + r % Tq;  // the query's absolute position: it sees keys 0..i
+    const F* l = lg + r * Tk;
     const F* zr = z + r * npos;
-    F* tr = term + r * T;
-    F* gr = gates + r * T;
-    F* pr = pos + r * T;
+    F* tr = term + r * Tk;
+    F* gr = gates + r * Tk;
+    F* pr = pos + r * Tk;
 #pragma omp simd
     for (int64_t j = 0; j <= i; ++j) gr[j] = F(1) / (F(1) + std::exp(-l[j]));
     F acc = 0;
@@ -59,7 +62,7 @@ void forward_rows(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t ro
       const Interp<F> ip(c);
       tr[j] = zr[ip.lo] + ip.w * (zr[ip.hi] - zr[ip.lo]);
     }
-    for (int64_t j = i + 1; j < T; ++j) {
+    for (int64_t j = i + 1; j < Tk; ++j) {
       gr[j] = 0;
       pr[j] = 0;
       tr[j] = zr[0];
@@ -68,17 +71,17 @@ void forward_rows(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t ro
 }
 
 template <class F>
-void backward_rows(const F* dterm, const F* z, const F* gates, const F* pos, F* dlg, F* dz, int64_t rows, int64_t T,
-                   int64_t npos) {
+void backward_rows(const F* dterm, const F* z, const F* gates, const F* pos, F* dlg, F* dz, int64_t rows, int64_t Tq,
+                   int64_t Tk, int64_t t0, int64_t npos) {
   const F cap = F(npos - 1);
-#pragma omp parallel for schedule(static) if (rows * T >= 16384)
+#pragma omp parallel for schedule(static) if (rows * Tk >= 16384)
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = r % T;
-    const F* dt = dterm + r * T;
+    const int64_t i = t0 + r % Tq;
+    const F* dt = dterm + r * Tk;
     const F* zr = z + r * npos;
-    const F* gr = gates + r * T;
-    const F* pr = pos + r * T;
-    F* dl = dlg + r * T;
+    const F* gr = gates + r * Tk;
+    const F* pr = pos + r * Tk;
+    F* dl = dlg + r * Tk;
     F* dzr = dz + r * npos;
     for (int64_t p = 0; p < npos; ++p) dzr[p] = 0;
     F prefix = 0;  // sum_{j <= t} dp_j as t runs forward
@@ -94,7 +97,7 @@ void backward_rows(const F* dterm, const F* z, const F* gates, const F* pos, F* 
       prefix += dp;
       dl[t] = prefix * gr[t] * (F(1) - gr[t]);
     }
-    for (int64_t t = i + 1; t < T; ++t) {  // future keys read z[0] with weight 1 and have no gate
+    for (int64_t t = i + 1; t < Tk; ++t) {  // future keys read z[0] with weight 1 and have no gate
       dzr[0] += dt[t];
       dl[t] = 0;
     }
@@ -103,40 +106,41 @@ void backward_rows(const F* dterm, const F* z, const F* gates, const F* pos, F* 
 
 }  // namespace
 
-CopeTerm cope_logit_term(const Tensor& q, const Tensor& gate_logits, const Tensor& e) {
-  const int64_t T = q.size(-2), Dh = q.size(-1), npos = e.size(0);
+CopeTerm cope_logit_term(const Tensor& q, const Tensor& gate_logits, const Tensor& e, int64_t q_offset) {
+  const int64_t Tq = q.size(-2), Dh = q.size(-1), npos = e.size(0), Tk = gate_logits.size(-1);
   COPPER_CHECK(e.dim() == 2 && e.size(1) == Dh, "cope", "position table {} must be (npos, {}) for q {}",
                e.repr_shape(), Dh, q.repr_shape());
+  const int64_t t0 = cope_check_offset(q, gate_logits, q_offset);
   Shape lead(q.shape().begin(), q.shape().end() - 2);
   Shape want = lead;
-  want.push_back(T);
-  want.push_back(T);
+  want.push_back(Tq);
+  want.push_back(Tk);
   COPPER_CHECK(gate_logits.shape() == want, "cope", "gate logits {} must be {} for q {}", gate_logits.repr_shape(),
                shape_str(want), q.repr_shape());
   // f32 positions whatever the compute dtype (f64 for f64 inputs): see cope_logit_term_reference.
   const DType pd = q.dtype() == DType::f64 ? DType::f64 : DType::f32;
   auto in_pd = [&](const Tensor& t) { return t.dtype() == pd ? t : t.to(pd); };
-  Tensor z = matmul(in_pd(q), in_pd(e).t());                     // z: (..., T, npos), z[i][p] = q_i·e[p]
-  Tensor lg = in_pd(gate_logits).contiguous();                    // lg: (..., T, T)
+  Tensor z = matmul(in_pd(q), in_pd(e).t());                     // z: (..., Tq, npos), z[r][p] = q_r·e[p]
+  Tensor lg = in_pd(gate_logits).contiguous();                    // lg: (..., Tq, Tk)
   Tensor zc = z.contiguous();
-  const int64_t rows = shape_numel(lead) * T;
+  const int64_t rows = shape_numel(lead) * Tq;
   Tensor term = Tensor::empty(want, pd), gates = Tensor::empty(want, pd), pos = Tensor::empty(want, pd);
   if (pd == DType::f64)
     forward_rows(lg.data<double>(), zc.data<double>(), term.data<double>(), gates.data<double>(), pos.data<double>(),
-                 rows, T, npos);
+                 rows, Tq, Tk, t0, npos);
   else
     forward_rows(lg.data<float>(), zc.data<float>(), term.data<float>(), gates.data<float>(), pos.data<float>(), rows,
-                 T, npos);
+                 Tq, Tk, t0, npos);
   record_op("cope", term, {lg, zc},
-            [zs = zc.detach(), gates, pos, want, zshape = zc.shape(), rows, T, npos, pd](const Tensor& g) {
+            [zs = zc.detach(), gates, pos, want, zshape = zc.shape(), rows, Tq, Tk, t0, npos, pd](const Tensor& g) {
               Tensor dt = g.to(pd).contiguous();
               Tensor dl = Tensor::empty(want, pd), dz = Tensor::empty(zshape, pd);
               if (pd == DType::f64)
                 backward_rows(dt.data<double>(), zs.data<double>(), gates.data<double>(), pos.data<double>(),
-                              dl.data<double>(), dz.data<double>(), rows, T, npos);
+                              dl.data<double>(), dz.data<double>(), rows, Tq, Tk, t0, npos);
               else
                 backward_rows(dt.data<float>(), zs.data<float>(), gates.data<float>(), pos.data<float>(),
-                              dl.data<float>(), dz.data<float>(), rows, T, npos);
+                              dl.data<float>(), dz.data<float>(), rows, Tq, Tk, t0, npos);
               return std::vector<Tensor>{dl, dz};
             });
   CopeTerm r;

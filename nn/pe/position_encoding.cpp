@@ -81,16 +81,16 @@ class CombinedPE : public PositionEncoding {
     for (auto& [n, p] : parts) parts_.push_back(register_module(n, p));
   }
   std::string name() const override { return name_; }
-  Tensor embedding_term(int64_t T, DType dtype) const override {
+  Tensor embedding_term(int64_t t0, int64_t T, DType dtype) override {
     Tensor sum;
     for (auto& p : parts_) {
-      Tensor t = p->embedding_term(T, dtype);
+      Tensor t = p->embedding_term(t0, T, dtype);
       if (t.defined()) sum = sum.defined() ? sum + t : t;
     }
     return sum;
   }
-  void transform_qk(Tensor& q, Tensor& k) const override {
-    for (auto& p : parts_) p->transform_qk(q, k);
+  void transform_qk(Tensor& q, Tensor& k, int64_t q_offset, int64_t k_offset) override {
+    for (auto& p : parts_) p->transform_qk(q, k, q_offset, k_offset);
   }
   void add_logit_terms(const AttentionContext& ctx, LogitTerms& out) override {
     for (auto& p : parts_) p->add_logit_terms(ctx, out);
@@ -98,6 +98,11 @@ class CombinedPE : public PositionEncoding {
   Tensor last_gates() const override {
     for (auto& p : parts_)
       if (Tensor g = p->last_gates(); g.defined()) return g;
+    return Tensor();
+  }
+  Tensor last_term() const override {
+    for (auto& p : parts_)
+      if (Tensor z = p->last_term(); z.defined()) return z;
     return Tensor();
   }
 

@@ -6,6 +6,13 @@
 //   (b) transform_qk:   how to change q and k before their product   (rope)
 //   (c) add_logit_terms: what to add to the attention logits, given q and k
 //                        — before or after the 1/sqrt(d_head) scale  (rel, alibi, cope)
+//
+// Rectangles. Every question is asked for tokens at absolute positions, not only 0..T-1:
+// with a KV cache (nn/kv_cache.h) the Tq new queries sit at positions [t0, t0 + Tq) and see
+// the Tk = t0 + Tq keys [0, Tk). So embedding_term takes the offset t0, transform_qk takes
+// one offset for q and one for k, and AttentionContext carries the query offset; the logit
+// terms are (Tq, Tk) blocks in which query row r is position i = q_offset + r and key j
+// is visible when j <= i. Without a cache t0 = 0 and Tq = Tk = T: the square of before.
 // The model builds one encoding for the embeddings (Scope::Embedding) and one per attention
 // layer (Scope::Layer). A factory returns nullptr when its encoding has nothing to do at a
 // scope (abs at a layer, rope at the embeddings, cope on a layer skipped by cope_every), so
@@ -16,6 +23,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,14 +55,25 @@ struct PEConfig {
   int64_t d_head() const { return d_model / n_heads; }
 };
 
-// What attention hands to add_logit_terms. Shapes for B sequences, H heads, T tokens.
+// State an encoding keeps per layer across the calls of one KV cache, under names of its
+// choosing (CoPE's separate gate keys: "cope.gate_k"). Owned by KVCache::Layer.
+using PECacheState = std::map<std::string, Tensor>;
+
+// What attention hands to add_logit_terms: B sequences, H heads, Tq queries at absolute
+// positions [q_offset, q_offset + Tq), Tk keys at positions [0, Tk), Tk >= q_offset + Tq
+// (attention itself always has Tk = q_offset + Tq).
 struct AttentionContext {
-  Tensor x;              // (B, T, D) the layer's input (for encodings with their own projections)
-  Tensor q, k;           // (B, H, T, Dh) after transform_qk
-  Tensor scaled_logits;  // (B, H, T, T) q·kᵀ / sqrt(Dh), not masked (attention masks future keys after the terms)
+  Tensor x;                        // (B, Tq, D) the layer's input for the queries (encodings with their own projections)
+  Tensor q, k;                     // q: (B, H, Tq, Dh), k: (B, H, Tk, Dh), after transform_qk
+  Tensor scaled_logits;            // (B, H, Tq, Tk) q·kᵀ / sqrt(Dh), not masked (attention masks future keys after the terms)
+  int64_t q_offset = 0;            // absolute position of query row 0
+  PECacheState* cache = nullptr;   // this layer's encoding state in the KV cache; null without a cache
+
+  int64_t tq() const { return q.size(-2); }
+  int64_t tk() const { return k.size(-2); }
 };
 
-// Terms to add to the logits, each broadcastable to (B, H, T, T). The logits become
+// Terms to add to the logits, each broadcastable to (B, H, Tq, Tk). The logits become
 //   (q·kᵀ + before_scale) / sqrt(Dh) + after_scale
 struct LogitTerms {
   Tensor before_scale, after_scale;
@@ -67,16 +86,22 @@ class PositionEncoding : public Module {
   std::string type_name() const override { return "PositionEncoding(" + name() + ")"; }
   virtual std::string name() const = 0;
 
-  // (a) (T, D) added to the token embeddings of positions 0..T-1, or undefined.
-  virtual Tensor embedding_term(int64_t /*T*/, DType /*dtype*/) const { return Tensor(); }
-  // (b) q, k (B, H, T, Dh) replaced by their transformed versions.
-  virtual void transform_qk(Tensor& /*q*/, Tensor& /*k*/) const {}
-  // (c) adds this encoding's logit terms to `out`.
+  // (a) (T, D) added to the token embeddings of positions t0..t0+T-1, or undefined.
+  //     Not const: an encoding may cache its table in a buffer.
+  virtual Tensor embedding_term(int64_t /*t0*/, int64_t /*T*/, DType /*dtype*/) { return Tensor(); }
+  // (b) q (B, H, Tq, Dh) at positions q_offset.., k (B, H, Tk, Dh) at positions k_offset..,
+  //     replaced by their transformed versions. Attention passes the new tokens' q and k,
+  //     both at the cache length; the cache keeps k transformed.
+  virtual void transform_qk(Tensor& /*q*/, Tensor& /*k*/, int64_t /*q_offset*/, int64_t /*k_offset*/) {}
+  // (c) adds this encoding's logit terms, broadcastable to (B, H, Tq, Tk), to `out`.
   virtual void add_logit_terms(const AttentionContext& /*ctx*/, LogitTerms& /*out*/) {}
 
-  // Inspection: CoPE's gates of the last forward (B, H, T, T), recorded without grad;
+  // Inspection: CoPE's gates of the last forward (B, H, Tq, Tk), recorded without grad;
   // undefined for encodings without gates.
   virtual Tensor last_gates() const { return Tensor(); }
+  // Inspection: CoPE's position logit term z of the last forward (B, H, Tq, Tk), without
+  // grad; undefined for other encodings.
+  virtual Tensor last_term() const { return Tensor(); }
 };
 
 using PEFactory = std::function<std::shared_ptr<PositionEncoding>(const PEConfig&)>;

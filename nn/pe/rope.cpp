@@ -1,6 +1,7 @@
 // rope.cpp — rotary position embedding (see rope.h).
 #include "nn/pe/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -8,19 +9,33 @@
 
 namespace copper::nn {
 
-Tensor rope_rotate(const Tensor& x, double base) {
-  const int64_t T = x.size(-2), Dh = x.size(-1), P = Dh / 2;
+namespace {
+void check_even(int64_t Dh) {
   COPPER_CHECK(Dh % 2 == 0, "rope", "head dim {} is odd: rope turns pairs of features. HINT: pick d_model / n_heads "
                "even", Dh);
-  // cos, sin: (T, P), angle(t, m) = t * base^(-2m/Dh)
-  std::vector<double> c(size_t(T * P)), s(size_t(T * P));
-  for (int64_t t = 0; t < T; ++t)
+}
+}  // namespace
+
+std::pair<Tensor, Tensor> rope_tables(int64_t offset, int64_t n, int64_t Dh, double base, DType dtype) {
+  check_even(Dh);
+  COPPER_CHECK(offset >= 0 && n >= 0, "rope", "bad position range [{}, {})", offset, offset + n);
+  const int64_t P = Dh / 2;
+  // cos, sin: (n, P), angle(t, m) = t * base^(-2m/Dh)
+  std::vector<double> c(size_t(n * P)), s(size_t(n * P));
+  for (int64_t r = 0; r < n; ++r)
     for (int64_t m = 0; m < P; ++m) {
-      const double a = double(t) * std::pow(base, -2.0 * double(m) / double(Dh));
-      c[size_t(t * P + m)] = std::cos(a);
-      s[size_t(t * P + m)] = std::sin(a);
+      const double a = double(offset + r) * std::pow(base, -2.0 * double(m) / double(Dh));
+      c[size_t(r * P + m)] = std::cos(a);
+      s[size_t(r * P + m)] = std::sin(a);
     }
-  Tensor cs = from_vector(c, {T, P}).to(x.dtype()), sn = from_vector(s, {T, P}).to(x.dtype());
+  return {from_vector(c, {n, P}).to(dtype), from_vector(s, {n, P}).to(dtype)};
+}
+
+Tensor rope_apply(const Tensor& x, const Tensor& cs, const Tensor& sn) {
+  const int64_t T = x.size(-2), Dh = x.size(-1), P = Dh / 2;
+  check_even(Dh);
+  COPPER_CHECK(cs.shape() == (Shape{T, P}) && sn.shape() == (Shape{T, P}), "rope",
+               "tables {} and {} must be ({}, {}) for x {}", cs.repr_shape(), sn.repr_shape(), T, P, x.repr_shape());
   Shape pairs(x.shape().begin(), x.shape().end() - 1);
   pairs.push_back(P);
   pairs.push_back(2);
@@ -32,13 +47,34 @@ Tensor rope_rotate(const Tensor& x, double base) {
   return stack({r0, r1}, -1).reshape(x.shape());  // back to (..., T, Dh), pairs interleaved
 }
 
-RoPE::RoPE(const PEConfig& cfg) : base_(cfg.base) {
-  COPPER_CHECK(cfg.d_head() % 2 == 0, "rope", "head dim {} is odd. HINT: pick d_model / n_heads even", cfg.d_head());
+Tensor rope_rotate(const Tensor& x, double base, int64_t offset) {
+  auto [cs, sn] = rope_tables(offset, x.size(-2), x.size(-1), base, x.dtype());  // cs, sn: (T, Dh/2)
+  return rope_apply(x, cs, sn);
 }
 
-void RoPE::transform_qk(Tensor& q, Tensor& k) const {
-  q = rope_rotate(q, base_);
-  k = rope_rotate(k, base_);
+RoPE::RoPE(const PEConfig& cfg) : base_(cfg.base), context_(cfg.context) {
+  check_even(cfg.d_head());
+  register_buffer("cos", Tensor());
+  register_buffer("sin", Tensor());
+}
+
+Tensor RoPE::rotate(const Tensor& x, int64_t offset) {
+  const int64_t T = x.size(-2), Dh = x.size(-1);
+  COPPER_CHECK(offset >= 0, "rope", "negative position offset {}", offset);
+  const Tensor& cs = buffer("cos");  // cs: (N, Dh/2)
+  if (!cs.defined() || cs.size(0) < offset + T || cs.size(1) != Dh / 2 || cs.dtype() != x.dtype()) {
+    int64_t n = cs.defined() && cs.size(1) == Dh / 2 ? cs.size(0) : 0;
+    if (n < offset + T) n = std::max({offset + T, 2 * n, context_});
+    auto [c, s] = rope_tables(0, n, Dh, base_, x.dtype());  // row t depends on t alone, not on n
+    set_buffer("cos", c);
+    set_buffer("sin", s);
+  }
+  return rope_apply(x, buffer("cos").narrow(0, offset, T), buffer("sin").narrow(0, offset, T));
+}
+
+void RoPE::transform_qk(Tensor& q, Tensor& k, int64_t q_offset, int64_t k_offset) {
+  q = rotate(q, q_offset);
+  k = rotate(k, k_offset);
 }
 
 std::shared_ptr<PositionEncoding> make_rope_pe(const PEConfig& cfg) {

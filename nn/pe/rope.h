@@ -2,21 +2,35 @@
 // angle proportional to their position, so q_i·k_j depends on i - j only through the angles.
 // Pairs are interleaved: (x[2m], x[2m+1]) turns by pos · base^(-2m/Dh).
 #pragma once
+#include <utility>
+
 #include "nn/pe/position_encoding.h"
 
 namespace copper::nn {
 
-// x (..., T, Dh) with Dh even, position t = its index along dim -2.
-Tensor rope_rotate(const Tensor& x, double base = 10000);
+// cos and sin of the angles for positions offset..offset+n-1: two (n, Dh/2) tables,
+// angle(t, m) = t · base^(-2m/Dh), computed in f64 and cast to dtype.
+std::pair<Tensor, Tensor> rope_tables(int64_t offset, int64_t n, int64_t Dh, double base, DType dtype);
+// x (..., T, Dh) rotated by the tables cs, sn (T, Dh/2) (row t for x's row t).
+Tensor rope_apply(const Tensor& x, const Tensor& cs, const Tensor& sn);
+// The readable reference: x (..., T, Dh) with Dh even, row t at position offset + t.
+Tensor rope_rotate(const Tensor& x, double base = 10000, int64_t offset = 0);
 
 class RoPE : public PositionEncoding {
  public:
   explicit RoPE(const PEConfig& cfg);
   std::string name() const override { return "rope"; }
-  void transform_qk(Tensor& q, Tensor& k) const override;
+  // q rotated from position q_offset, k from k_offset; the same values as rope_rotate.
+  void transform_qk(Tensor& q, Tensor& k, int64_t q_offset, int64_t k_offset) override;
 
  private:
+  // x (..., T, Dh) at positions offset.., rotated with the cached tables.
+  Tensor rotate(const Tensor& x, int64_t offset);
+
   double base_;
+  int64_t context_;
+  // Buffers "cos", "sin": (N, Dh/2) for positions 0..N-1 in the last dtype used, N at least
+  // the context; grown (doubling) when a later position is asked, rebuilt for another dtype.
 };
 
 std::shared_ptr<PositionEncoding> make_rope_pe(const PEConfig& cfg);  // Layer scope only

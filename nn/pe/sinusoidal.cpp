@@ -1,6 +1,7 @@
 // sinusoidal.cpp — the sinusoidal encoding (see sinusoidal.h).
 #include "nn/pe/sinusoidal.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -20,9 +21,19 @@ Tensor sinusoidal_table(int64_t L, int64_t d, double n, DType dtype) {
   return from_vector(v, {L, d}).to(dtype);
 }
 
-Tensor SinusoidalPE::embedding_term(int64_t T, DType dtype) const {
-  if (!cache_.defined() || cache_.size(0) != T || cache_.dtype() != dtype) cache_ = sinusoidal_table(T, d_, base_, dtype);
-  return cache_;  // (T, D), no gradient
+SinusoidalPE::SinusoidalPE(const PEConfig& cfg) : d_(cfg.d_model), base_(cfg.base) {
+  register_buffer("table", Tensor());
+}
+
+Tensor SinusoidalPE::embedding_term(int64_t t0, int64_t T, DType dtype) {
+  COPPER_CHECK(t0 >= 0 && T >= 0, "sinusoidal", "bad position range [{}, {})", t0, t0 + T);
+  const Tensor& table = buffer("table");  // table: (N, D)
+  if (!table.defined() || table.size(0) < t0 + T || table.dtype() != dtype) {
+    int64_t n = table.defined() ? table.size(0) : 0;
+    if (n < t0 + T) n = std::max(t0 + T, 2 * n);  // doubling: decoding token by token rebuilds O(log n) times
+    set_buffer("table", sinusoidal_table(n, d_, base_, dtype));
+  }
+  return buffer("table").narrow(0, t0, T);  // (T, D), no gradient
 }
 
 std::shared_ptr<PositionEncoding> make_sinusoidal_pe(const PEConfig& cfg) {

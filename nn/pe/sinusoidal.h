@@ -10,14 +10,15 @@ Tensor sinusoidal_table(int64_t L, int64_t d, double n = 10000, DType dtype = DT
 
 class SinusoidalPE : public PositionEncoding {
  public:
-  explicit SinusoidalPE(const PEConfig& cfg) : d_(cfg.d_model), base_(cfg.base) {}
+  explicit SinusoidalPE(const PEConfig& cfg);
   std::string name() const override { return "sinusoidal"; }
-  Tensor embedding_term(int64_t T, DType dtype) const override;
+  Tensor embedding_term(int64_t t0, int64_t T, DType dtype) override;  // rows t0..t0+T-1, no grad
 
  private:
   int64_t d_;
   double base_;
-  mutable Tensor cache_;  // the last table made, reused while T and dtype stay the same
+  // Buffer "table" (N, D), N >= every t0 + T asked so far, in the last dtype asked; rebuilt
+  // (grown) when a longer range or another dtype is asked. Row t does not depend on N.
 };
 
 std::shared_ptr<PositionEncoding> make_sinusoidal_pe(const PEConfig& cfg);  // Embedding scope only
