@@ -139,7 +139,12 @@ nlohmann::json prepare(const std::string& train_path, const std::string& valid_p
   for (const auto& name : kSplits) {
     t0 = std::chrono::steady_clock::now();
     const std::string& text = texts[name];
-    std::vector<uint32_t> ids = tok->encode(text);
+    std::vector<uint32_t> ids;
+    try {
+      ids = tok->encode(text);
+    } catch (const Error& e) {
+      COPPER_THROW(op, "encoding the {} split ({}): {}", name, paths.at(name), e.what());
+    }
     std::string bin;
     if (u16) {
       std::vector<uint16_t> narrow(ids.begin(), ids.end());

@@ -225,3 +225,208 @@ TEST(LmTokenizer, ErrorsAreClear) {
   EXPECT_NE(error_of([&] { load_tokenizer(dir.string()); }).find("no tokenizer"), std::string::npos);
   fs::remove_all(dir);
 }
+
+// ---------------- prepared folders ----------------
+
+namespace {
+
+// Three small WikiText-layout splits in dir: train.txt, valid.txt.xz, test.txt.
+struct SmallCorpus {
+  fs::path dir;
+  std::string train, valid, test;
+  explicit SmallCorpus(const std::string& tag) : dir(testing_util::fresh_temp_dir(tag)) {
+    for (int i = 0; i < 300; ++i)
+      train += i % 7 == 0 ? " \n" : i % 11 == 0 ? " = Title = \n" : " the cat number " + std::to_string(i * 37) + " sat on the mat \n";
+    valid = " \n the mat sat on the cat \n";
+    test = " = Title = \n \n the cat number 37 \n";
+    write_bytes(dir / "train.txt", train);
+    write_bytes(dir / "valid.txt.xz", xz_compress(valid));
+    write_bytes(dir / "test.txt", test);
+  }
+  ~SmallCorpus() { fs::remove_all(dir); }
+  nlohmann::json prepare(const std::string& kind, int64_t vocab, const fs::path& out, bool force = false) const {
+    return lm::prepare((dir / "train.txt").string(), (dir / "valid.txt.xz").string(), (dir / "test.txt").string(),
+                       kind, vocab, out.string(), force);
+  }
+};
+
+}  // namespace
+
+TEST(LmPrepare, WordRoundTrip) {
+  SmallCorpus c("lm_prep_word");
+  const fs::path out = c.dir / "prepared";
+  nlohmann::json m = c.prepare("word", 0, out);
+  EXPECT_EQ(m["format"], 1);
+  EXPECT_EQ(m["tokenizer"]["kind"], "word");
+  EXPECT_EQ(m["tokenizer"]["file"], "tokenizer.vocab");
+  EXPECT_EQ(m["splits"]["test"]["tokens"], count_words(c.test));
+  EXPECT_EQ(m["splits"]["test"]["words"], count_words(c.test));
+  EXPECT_EQ(m["splits"]["valid"]["lines"], 2);
+  EXPECT_EQ(m["splits"]["valid"]["bytes"], int64_t(c.valid.size()));
+  EXPECT_EQ(m["splits"]["valid"]["source_sha256"], sha256_hex(c.valid));
+  EXPECT_EQ(m["splits"]["train"]["dtype"], "uint16");
+  EXPECT_TRUE(fs::exists(out / "manifest.json"));
+  // No staging folder is left next to it.
+  for (const auto& e : fs::directory_iterator(c.dir)) EXPECT_EQ(e.path().filename().string().find(".prepared"), std::string::npos);
+
+  PreparedData d = open_prepared(out.string());
+  EXPECT_EQ(d.tokenizer->kind(), "word");
+  for (const auto& [name, text] : {std::pair{"train", &c.train}, {"valid", &c.valid}, {"test", &c.test}}) {
+    const TokenFile& f = d.split(name);
+    EXPECT_EQ(f.size(), d.split_info(name)["tokens"].get<int64_t>());
+    EXPECT_EQ(fs::file_size(out / (std::string(name) + ".bin")), uint64_t(f.size()) * 2);
+    std::vector<uint32_t> ids(size_t(f.size()));
+    for (int64_t i = 0; i < f.size(); ++i) ids[size_t(i)] = f[i];
+    EXPECT_TRUE(d.tokenizer->decode(ids) == *text) << name;
+    std::vector<int64_t> window(3);
+    f.copy(1, 3, window.data());
+    EXPECT_EQ(window[2], int64_t(f[3]));
+  }
+  EXPECT_THROW(d.split("dev"), Error);
+}
+
+TEST(LmPrepare, SentencePieceRoundTripAndReuse) {
+  SmallCorpus c("lm_prep_bpe");
+  const fs::path out = c.dir / "prepared";
+  nlohmann::json m = c.prepare("bpe", 300, out);
+  EXPECT_EQ(m["tokenizer"]["file"], "tokenizer.model");
+  EXPECT_EQ(m["tokenizer"]["vocab"], 300);
+  PreparedData d = open_prepared(out.string());
+  EXPECT_EQ(d.tokenizer->kind(), "bpe");
+  const TokenFile& f = d.split("test");
+  std::vector<uint32_t> ids(size_t(f.size()));
+  for (int64_t i = 0; i < f.size(); ++i) ids[size_t(i)] = f[i];
+  EXPECT_TRUE(d.tokenizer->decode(ids) == c.test);
+
+  // The same request again does nothing; another one is refused without force.
+  EXPECT_EQ(c.prepare("bpe", 300, out), m);
+  std::string msg = error_of([&] { c.prepare("bpe", 320, out); });
+  EXPECT_NE(msg.find("--force"), std::string::npos) << msg;
+  EXPECT_EQ(open_prepared(out.string()).manifest, m);  // untouched
+  nlohmann::json m2 = c.prepare("unigram", 310, out, /*force=*/true);
+  EXPECT_EQ(m2["tokenizer"]["kind"], "unigram");
+  EXPECT_EQ(open_prepared(out.string()).tokenizer->kind(), "unigram");
+
+  // A folder that is not a prepared one is never replaced.
+  const fs::path other = c.dir / "mine";
+  fs::create_directories(other);
+  write_bytes(other / "notes.txt", "keep me\n");
+  msg = error_of([&] { c.prepare("word", 0, other, true); });
+  EXPECT_NE(msg.find("not a prepared data folder"), std::string::npos) << msg;
+  EXPECT_TRUE(fs::exists(other / "notes.txt"));
+}
+
+TEST(LmPrepare, RejectsTamperedFolders) {
+  SmallCorpus c("lm_prep_tamper");
+  const fs::path out = c.dir / "prepared";
+  c.prepare("word", 0, out);
+
+  // A tokenizer file changed after prepare.
+  const std::string vocab = read_binary_file((out / "tokenizer.vocab").string());
+  write_bytes(out / "tokenizer.vocab", "extra\n" + vocab);
+  std::string msg = error_of([&] { open_prepared(out.string()); });
+  EXPECT_NE(msg.find("do not match the tokenizer"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("HINT: re-run"), std::string::npos) << msg;
+  write_bytes(out / "tokenizer.vocab", vocab);
+  EXPECT_NO_THROW(open_prepared(out.string()));
+
+  // A truncated token file.
+  const std::string bin = read_binary_file((out / "valid.bin").string());
+  write_bytes(out / "valid.bin", std::string_view(bin).substr(0, bin.size() - 2));
+  msg = error_of([&] { open_prepared(out.string()); });
+  EXPECT_NE(msg.find("valid.bin"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+  // Same size, other content.
+  std::string swapped = bin;
+  std::swap(swapped[0], swapped[2]);
+  write_bytes(out / "valid.bin", swapped);
+  msg = error_of([&] { open_prepared(out.string()); });
+  EXPECT_NE(msg.find("sha256"), std::string::npos) << msg;
+
+  EXPECT_NE(error_of([&] { open_prepared(c.dir.string()); }).find("not a prepared data folder"), std::string::npos);
+}
+
+// ---------------- windows ----------------
+
+namespace {
+
+// A token file of ids 0..n-1 (uint16) in dir.
+TokenFile counting_file(const fs::path& dir, int64_t n) {
+  std::vector<uint16_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = uint16_t(i);
+  write_bytes(dir / "count.bin", std::string_view(reinterpret_cast<const char*>(ids.data()), ids.size() * 2));
+  return TokenFile((dir / "count.bin").string(), n, 2);
+}
+
+std::vector<int64_t> values(const Tensor& t) {
+  std::vector<int64_t> v;
+  for (int64_t i = 0; i < t.size(0); ++i)
+    for (int64_t j = 0; j < t.size(1); ++j) v.push_back(int64_t(t.at({i, j})));
+  return v;
+}
+
+}  // namespace
+
+TEST(LmWindows, WindowSourceShapesAndExactResume) {
+  auto dir = testing_util::fresh_temp_dir("lm_windows");
+  TokenFile f = counting_file(dir, 1000);
+  const int64_t B = 3, T = 16, k = 4, n = 10;
+  WindowSource a(f, B, T, /*seed=*/7);
+  std::vector<std::vector<int64_t>> ids, targets;
+  nlohmann::json state_at_k;
+  for (int64_t s = 0; s < n; ++s) {
+    if (s == k) state_at_k = a.state();
+    train::Batch b = a.batch(s);
+    ASSERT_EQ(b.ids.shape(), (Shape{B, T}));
+    ASSERT_EQ(b.targets.shape(), (Shape{B, T}));
+    EXPECT_EQ(b.ids.dtype(), DType::i64);
+    EXPECT_EQ(b.tokens, B * T);
+    ids.push_back(values(b.ids)), targets.push_back(values(b.targets));
+    for (int64_t i = 0; i < B * T; ++i) EXPECT_EQ(targets.back()[size_t(i)], ids.back()[size_t(i)] + 1);
+  }
+  EXPECT_NE(ids[0], ids[1]);
+
+  WindowSource resumed(f, B, T, /*seed=*/999);  // the state carries the generator, not the seed
+  resumed.restore(nlohmann::json::parse(state_at_k.dump()));
+  for (int64_t s = k; s < n; ++s) {
+    train::Batch b = resumed.batch(s);
+    EXPECT_EQ(values(b.ids), ids[size_t(s)]) << "step " << s;
+    EXPECT_EQ(values(b.targets), targets[size_t(s)]) << "step " << s;
+  }
+  EXPECT_THROW(resumed.batch(3), Error);  // out of order
+  EXPECT_THROW(WindowSource(f, 1, 1000, 0), Error);  // shorter than one window
+  fs::remove_all(dir);
+}
+
+TEST(LmWindows, EveryPositionScoredOnce) {
+  auto dir = testing_util::fresh_temp_dir("lm_eval_windows");
+  for (int64_t n : {2, 10, 17, 64, 100, 101}) {
+    TokenFile f = counting_file(dir, n);
+    for (auto [context, stride] : {std::pair<int64_t, int64_t>{16, 16}, {16, 4}, {16, 1}, {16, 5}, {1, 1}, {200, 50}}) {
+      std::vector<int> scored(size_t(n), 0);
+      int64_t windows = 0;
+      bool first = true;
+      for_each_window(f, context, stride, [&](const EvalWindow& w) {
+        ++windows;
+        ASSERT_EQ(int64_t(w.ids.size()), w.length);
+        ASSERT_EQ(int64_t(w.targets.size()), w.length);
+        EXPECT_EQ(w.length, std::min(context, n - 1));
+        if (first) EXPECT_EQ(w.score_from, 0);
+        if (!first && stride < context && w.start + w.length < n - 1) EXPECT_EQ(w.scored(), stride);
+        first = false;
+        for (int64_t i = 0; i < w.length; ++i) {
+          EXPECT_EQ(w.ids[size_t(i)], w.start + i);
+          EXPECT_EQ(w.targets[size_t(i)], w.start + i + 1);
+          if (i >= w.score_from) ++scored[size_t(w.targets[size_t(i)])];
+        }
+      });
+      EXPECT_EQ(windows, count_windows(n, context, stride)) << n << " " << context << " " << stride;
+      EXPECT_EQ(scored[0], 0);
+      for (int64_t p = 1; p < n; ++p)
+        EXPECT_EQ(scored[size_t(p)], 1) << "position " << p << " n " << n << " context " << context << " stride " << stride;
+    }
+  }
+  TokenFile f = counting_file(dir, 50);
+  EXPECT_THROW(for_each_window(f, 8, 9, [](const EvalWindow&) {}), Error);
+  fs::remove_all(dir);
+}
