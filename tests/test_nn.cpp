@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -162,6 +163,72 @@ TEST(Module, ToDtypeKeepsHandles) {
   EXPECT_EQ(w.dtype(), DType::f64);
   EXPECT_EQ(l.state_dict().at("w").dtype(), DType::f64);
   EXPECT_TRUE(w.requires_grad());
+}
+
+// A module with a persistent buffer (saved) and a non-persistent one (a cache).
+class WithBuffers : public Module {
+ public:
+  WithBuffers() {
+    w = register_parameter("w", ones({2}));
+    register_buffer("count", zeros({1}), /*persistent=*/true);
+    register_buffer("table", full({3}, 2.0));
+    child = register_module("child", std::make_shared<Leaf>());
+  }
+  Tensor w;
+  std::shared_ptr<Leaf> child;
+};
+
+TEST(Module, Buffers) {
+  WithBuffers m;
+  // not parameters: no optimizer sees them, no grad
+  EXPECT_EQ(names_of(m), (std::vector<std::string>{"w", "child.w", "child.b"}));
+  auto bufs = m.named_buffers();
+  ASSERT_EQ(bufs.size(), 2u);
+  EXPECT_EQ(bufs[0].first, "count");
+  EXPECT_EQ(bufs[1].first, "table");
+  EXPECT_FALSE(bufs[1].second.requires_grad());
+  // persistent ones are in the state dict (after the parameters), caches are not
+  auto sd = m.state_dict();
+  EXPECT_EQ(sd.keys(), (std::vector<std::string>{"w", "child.w", "child.b", "count"}));
+  // and load back
+  WithBuffers other;
+  std::map<std::string, Tensor> src;
+  for (auto& [n, t] : sd) src[n] = t.clone();
+  src["count"] = full({1}, 7.0);
+  other.load_state_dict(src);
+  EXPECT_EQ(other.buffer("count").at({0}), 7.0);
+  src.erase("count");
+  EXPECT_THROW(other.load_state_dict(src), Error);  // strict: a persistent buffer is missing
+  // replacing a cache; names are shared with parameters and children
+  m.set_buffer("table", zeros({5}));
+  EXPECT_EQ(m.buffer("table").shape(), (Shape{5}));
+  EXPECT_THROW(m.set_buffer("nope", zeros({1})), Error);
+  EXPECT_THROW(m.register_buffer("w", zeros({1})), Error);
+  EXPECT_THROW(m.buffer("nope"), Error);
+  // to(dtype) converts persistent floating buffers; caches are their owner's business
+  m.to(DType::f64);
+  EXPECT_EQ(m.buffer("count").dtype(), DType::f64);
+  EXPECT_EQ(m.buffer("table").dtype(), DType::f32);
+}
+
+// The position encodings' tables are non-persistent buffers: a model's state dict holds
+// parameters only, whatever it has run.
+TEST(Module, EncodingTablesAreUnsavedBuffers) {
+  for (const char* pe : {"rope", "alibi", "rel", "sinusoidal"}) {
+    TransformerConfig cfg;
+    cfg.vocab = 5;
+    cfg.d_model = 8;
+    cfg.n_heads = 2;
+    cfg.n_layers = 1;
+    cfg.context = 6;
+    cfg.pe = pe;
+    TransformerLM m(cfg);
+    const size_t before = m.state_dict().size();
+    m.forward(from_vector(std::vector<int64_t>{1, 2, 3}, {1, 3}));
+    EXPECT_FALSE(m.named_buffers().empty()) << pe;
+    EXPECT_EQ(m.state_dict().size(), before) << pe;
+    EXPECT_EQ(m.state_dict().size(), m.named_parameters().size()) << pe;
+  }
 }
 
 // ---------------------------------------------------------------- layers

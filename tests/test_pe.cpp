@@ -7,6 +7,8 @@
 #include <cmath>
 #include <functional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "autograd/grad_mode.h"
@@ -146,6 +148,79 @@ TEST(Cope, FusedGradcheckWithClamp) {
   }
 }
 
+// Rectangles: Tq queries at absolute positions [t0, t0 + Tq) over Tk keys [0, Tk).
+struct Rect {
+  int64_t tq, tk, t0;
+};
+const std::vector<Rect>& cope_rects() {
+  static const std::vector<Rect> r = {{3, 9, 6}, {4, 9, 2}, {1, 7, 6}, {1, 1, 0}, {5, 8, 0}};
+  return r;
+}
+CopeInputs cope_rect_inputs(DType dt, const Rect& r, int64_t npos, uint64_t seed) {
+  Generator g(seed);
+  CopeInputs c;
+  c.q = randn({2, 3, r.tq, 4}, DType::f64, &g).to(dt).requires_grad_();
+  c.gl = randn({2, 3, r.tq, r.tk}, DType::f64, &g, 0.5, 2.0).to(dt).requires_grad_();
+  c.e = randn({npos, 4}, DType::f64, &g).to(dt).requires_grad_();
+  return c;
+}
+
+TEST(Cope, FusedMatchesComposedReferenceOnRectangles) {
+  for (DType dt : {DType::f64, DType::f32})
+    for (int64_t npos : {3, 12})
+      for (const Rect& rc : cope_rects()) {
+        SCOPED_TRACE(fmt::format("{} npos {} Tq {} Tk {} t0 {}", dtype_name(dt), npos, rc.tq, rc.tk, rc.t0));
+        CopeInputs a = cope_rect_inputs(dt, rc, npos, 7), b = cope_rect_inputs(dt, rc, npos, 7);
+        CopeTerm fa = cope_logit_term(a.q, a.gl, a.e, rc.t0), rb = cope_logit_term_reference(b.q, b.gl, b.e, rc.t0);
+        const double tol = dt == DType::f64 ? 1e-12 : 1e-4;
+        EXPECT_LT(max_abs_diff(fa.term, rb.term), tol);
+        EXPECT_LT(max_abs_diff(fa.gates, rb.gates), tol);
+        EXPECT_LT(max_abs_diff(fa.positions, rb.positions), tol);
+        Generator g(3);
+        Tensor w = randn(fa.term.shape(), dt, &g);
+        sum(fa.term * w).backward();
+        sum(rb.term * w).backward();
+        EXPECT_LT(max_abs_diff(a.q.grad(), b.q.grad()), tol * 10);
+        EXPECT_LT(max_abs_diff(a.gl.grad(), b.gl.grad()), tol * 10);
+        EXPECT_LT(max_abs_diff(a.e.grad(), b.e.grad()), tol * 10);
+      }
+}
+
+TEST(Cope, FusedGradcheckOnRectangles) {
+  for (int64_t npos : {3, 9})
+    for (const Rect& rc : {Rect{3, 7, 4}, Rect{2, 6, 1}, Rect{1, 5, 4}}) {
+      SCOPED_TRACE(fmt::format("npos {} Tq {} Tk {} t0 {}", npos, rc.tq, rc.tk, rc.t0));
+      CopeInputs c = cope_rect_inputs(DType::f64, rc, npos, 11);
+      const int64_t t0 = rc.t0;
+      auto r = gradcheck(
+          [t0](const std::vector<Tensor>& in) { return cope_logit_term(in[0], in[1], in[2], t0).term; },
+          {c.q, c.gl, c.e});
+      EXPECT_TRUE(r.ok) << r.message;
+    }
+}
+
+// The rows t0.. of a square computation are the rectangle of those queries over the same
+// keys: bit for bit, since each row is computed alone. The default offset is Tk - Tq.
+TEST(Cope, RectangleIsTheSquaresRows) {
+  const int64_t T = 9;
+  CopeInputs c = cope_inputs(DType::f32, T, 5, 13);
+  CopeTerm full = cope_logit_term(c.q, c.gl, c.e);
+  EXPECT_EQ(max_abs_diff(full.term, cope_logit_term(c.q, c.gl, c.e, 0).term), 0.0);
+  for (int64_t t0 : {0, 3, 8})
+    for (int64_t tk : {t0 + 1, T}) {
+      const int64_t tq = std::min<int64_t>(2, tk - t0);
+      Tensor q = c.q.narrow(2, t0, tq), gl = c.gl.narrow(2, t0, tq).narrow(3, 0, tk);
+      CopeTerm r = cope_logit_term(q, gl, c.e, t0);
+      auto rows = [&](const Tensor& t) { return t.narrow(2, t0, tq).narrow(3, 0, tk); };
+      EXPECT_EQ(max_abs_diff(r.term, rows(full.term)), 0.0) << "t0 " << t0 << " tk " << tk;
+      EXPECT_EQ(max_abs_diff(r.gates, rows(full.gates)), 0.0);
+      EXPECT_EQ(max_abs_diff(r.positions, rows(full.positions)), 0.0);
+      if (tk == t0 + tq) EXPECT_EQ(max_abs_diff(cope_logit_term(q, gl, c.e).term, r.term), 0.0);  // default offset
+    }
+  EXPECT_THROW(cope_logit_term(c.q.narrow(2, 0, 3), c.gl.narrow(2, 0, 3).narrow(3, 0, 4), c.e, 2), Error);
+  EXPECT_THROW(cope_logit_term_reference(c.q, c.gl.narrow(3, 0, 8), c.e), Error);
+}
+
 TEST(Cope, GatesPositionsAndMask) {
   CopeInputs c = cope_inputs(DType::f32, 6, 4, 5);
   CopeTerm t = cope_logit_term(c.q, c.gl, c.e);
@@ -174,6 +249,14 @@ TEST(Cope, ScalingConventionsDiffer) {
 }
 
 // ---------------------------------------------------------------- single encodings
+
+PEConfig layer_pe_config_for_rects() {
+  PEConfig cfg;
+  cfg.d_model = 8;
+  cfg.n_heads = 2;
+  cfg.context = 6;
+  return cfg;
+}
 
 TEST(Sinusoidal, HandComputedTable) {
   // n = 10000, L = 6, d_model = 4: columns sin(p), cos(p), sin(p/100), cos(p/100).
@@ -248,6 +331,64 @@ TEST(Rel, DistancesBeyondTheTable) {
         EXPECT_NEAR(terms.before_scale.at({0, 0, i, j}), want, 1e-12) << "i " << i << " j " << j;
       }
   }
+}
+
+// transform_qk at offsets: q rotated from t0, k from 0, equal to rows of one rotation.
+TEST(RoPE, OffsetsMatchTheFullRotation) {
+  auto pe = make_position_encoding("rope", layer_pe_config_for_rects());
+  ASSERT_TRUE(pe);
+  Generator g(12);
+  Tensor q = randn({1, 2, 40, 4}, DType::f64, &g), k = randn({1, 2, 40, 4}, DType::f64, &g);  // past the context 6
+  Tensor qf = rope_rotate(q), kf = rope_rotate(k);
+  for (int64_t t0 : {0, 5, 37}) {
+    Tensor qr = q.narrow(2, t0, 3), kr = k;
+    pe->transform_qk(qr, kr, t0, 0);
+    EXPECT_EQ(max_abs_diff(qr, qf.narrow(2, t0, 3)), 0.0) << "t0 " << t0;
+    EXPECT_EQ(max_abs_diff(kr, kf), 0.0);
+    EXPECT_EQ(max_abs_diff(rope_rotate(q.narrow(2, t0, 3), 10000, t0), qf.narrow(2, t0, 3)), 0.0);
+  }
+  EXPECT_FALSE(pe->named_buffers().empty());   // the cos/sin tables are buffers...
+  EXPECT_TRUE(pe->state_dict().empty());       // ...that are not saved
+  EXPECT_EQ(pe->named_buffers()[0].second.size(0), 40);  // grown to the furthest position asked
+}
+
+// rel, alibi, cope and a combination: the terms for queries [t0, t0 + Tq) over keys [0, Tk)
+// are that block of the terms of the whole square.
+TEST(Rectangles, LogitTermsAreSubBlocksOfTheSquare) {
+  for (const char* name : {"rel", "alibi", "cope", "cope+rel"})
+    for (bool reuse : {true, false}) {
+      PEConfig pc = layer_pe_config_for_rects();
+      pc.rel_reuse_last = reuse;
+      pc.npos = 4;
+      auto pe = make_position_encoding(name, pc);
+      ASSERT_TRUE(pe);
+      pe->to(DType::f64);
+      randomize(*pe, 14);
+      Generator g(15);
+      const int64_t T = 9;  // > context 6: rel's distances run past its table
+      Tensor q = randn({2, 2, T, 4}, DType::f64, &g), k = randn({2, 2, T, 4}, DType::f64, &g);
+      Tensor scaled = matmul(q * 0.5, k.transpose(-2, -1));  // (2, 2, T, T)
+      LogitTerms full;
+      pe->add_logit_terms(AttentionContext{Tensor(), q, k, scaled, 0, nullptr}, full);
+      for (auto [t0, tq, tk] : {std::tuple<int64_t, int64_t, int64_t>{6, 3, 9}, {2, 3, 9}, {4, 1, 5}, {0, 9, 9}}) {
+        SCOPED_TRACE(fmt::format("{} reuse {} t0 {} Tq {} Tk {}", name, reuse, t0, tq, tk));
+        LogitTerms r;
+        Tensor qr = q.narrow(2, t0, tq), kr = k.narrow(2, 0, tk);
+        pe->add_logit_terms(AttentionContext{Tensor(), qr, kr, scaled.narrow(2, t0, tq).narrow(3, 0, tk), t0, nullptr},
+                            r);
+        for (auto [a, b] : {std::pair{&full.before_scale, &r.before_scale}, {&full.after_scale, &r.after_scale}}) {
+          ASSERT_EQ(a->defined(), b->defined());
+          if (!a->defined()) continue;
+          Tensor whole = a->expand({2, 2, T, T}), part = b->expand({2, 2, tq, tk});
+          Tensor block = whole.narrow(2, t0, tq).narrow(3, 0, tk);
+          // compare the visible keys only (future keys are masked by attention)
+          Tensor vis = causal_mask(tk, tk, DType::f64).narrow(0, t0, tq);  // 1 for j > i
+          EXPECT_LT(max_abs_diff(part * (1.0 - vis), block * (1.0 - vis)), 1e-12);
+        }
+        if (pe->last_gates().defined()) EXPECT_EQ(pe->last_gates().shape(), (Shape{2, 2, tq, tk}));
+      }
+      if (std::string(name) == "alibi" && !reuse) break;
+    }
 }
 
 // ---------------------------------------------------------------- registry
