@@ -31,7 +31,7 @@ budget spent (Schedule::lr_at_fraction), or over the steps with --steps N.
 Run with Debian's python3-torch (torch 1.13):
 
     /usr/bin/python3 bench/torch_ref/lm_ref.py --data data/wikitext-bpe8192 --pe cope --seconds 600 --seed 0
-    /usr/bin/python3 bench/torch_ref/lm_ref.py --data DIR --pe rope --steps 50 --context-eval 512 --stride 256
+    /usr/bin/python3 bench/torch_ref/lm_ref.py --data DIR --pe rel --steps 50 --context-eval 512 --stride 256 --rel-reuse-last false
     /usr/bin/python3 bench/torch_ref/lm_ref.py --self-test
 
 Prints one JSON line: {"ppl", "word_ppl", "bits_per_byte", "tokens", "context", "stride",
@@ -147,19 +147,21 @@ def rope(x, base=10000.0):
 
 
 class RelPE(nn.Module):
-    """Learned relative logits q_i . e[i - j] (added before the 1/sqrt(Dh) scale); a distance
+    """Learned relative logits q_i . e[i - j] (added before the 1/sqrt(Dh) scale). A distance
     past the table (only at an evaluation context longer than the training one) reuses the
-    last row, as copper's rel_reuse_last default."""
+    last row when reuse_last (copper's rel_reuse_last, its default), else adds nothing."""
 
     def __init__(self, context, d_head):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(context, d_head) * 0.02)
+        self.reuse_last = True
 
     def forward(self, q):  # q: (B, H, T, Dh) -> (B, H, T, T); future keys get distance 0 (masked later)
         T, R = q.shape[-2], self.weight.shape[0]
-        dist = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).clamp(0, R - 1)
+        dist = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).clamp(min=0)
         z = q @ self.weight.t()  # (B, H, T, R), z[.., i, d] = q_i . e[d]
-        return z.gather(-1, dist.expand(*q.shape[:-1], T))
+        term = z.gather(-1, dist.clamp(max=R - 1).expand(*q.shape[:-1], T))
+        return term if self.reuse_last or T <= R else term * (dist < R).to(term.dtype)
 
 
 class CoPE(nn.Module):
@@ -368,6 +370,16 @@ def self_test():
             z = [q[0, 0, i] @ cope.pos_emb[c] for c in range(npos)]
             want = (hi - p) * z[lo] + (p - lo) * z[hi] if hi != lo else z[lo]
             assert abs(term[i, j].item() - float(want)) < 1e-5, (i, j, term[i, j].item(), float(want))
+    # rel past its table: the last row (reuse_last) or nothing
+    rel = RelPE(4, Dh)
+    for reuse in [True, False]:
+        rel.reuse_last = reuse
+        term = rel(q)[0, 0]
+        for i in range(T):
+            for j in range(i + 1):
+                d = i - j
+                want = q[0, 0, i] @ rel.weight[min(d, 3)] if reuse or d < 4 else torch.tensor(0.0)
+                assert abs(term[i, j].item() - float(want)) < 1e-6, (reuse, i, j)
     # the encodings that run past the training context, and causality (later tokens change nothing)
     for pe in ENCODINGS:
         model = LM(50, pe, d_model=16, layers=2, heads=2, d_ff=32, context=8, npos=4, dropout=0.1).eval()
@@ -408,6 +420,8 @@ def main():
     ap.add_argument("--split", default="test", choices=["train", "valid", "test"])
     ap.add_argument("--context-eval", type=int, default=0, help="evaluation window (default: the training context)")
     ap.add_argument("--stride", type=int, default=0, help="evaluation stride (default: the evaluation window)")
+    ap.add_argument("--rel-reuse-last", choices=["true", "false"], default="true",
+                    help="rel at evaluation: distances past the table reuse its last row (true) or add nothing")
     ap.add_argument("--log-every", type=int, default=50, help="a progress line on stderr every this many steps")
     ap.add_argument("--self-test", action="store_true", help="check the window logic and the encodings, then exit")
     args = ap.parse_args()
@@ -429,6 +443,9 @@ def main():
     torch.manual_seed(args.seed)
     model = LM(vocab, args.pe, **cfg)
     steps, seconds = train(model, train_ids, args, cfg)
+    for b in model.blocks:  # training never reaches past the table; only a longer evaluation does
+        if b.attn.rel is not None:
+            b.attn.rel.reuse_last = args.rel_reuse_last == "true"
     nll, scored = evaluate(model, eval_ids, context_eval, stride)
     print(json.dumps({
         "ppl": math.exp(nll / scored),
