@@ -2,12 +2,14 @@
 #include "tasks/compare.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <map>
 
 #include "autograd/grad_mode.h"
 #include "tensor/ops.h"
+#include "train/trainer.h"
 
 namespace copper::tasks {
 
@@ -16,8 +18,13 @@ namespace fs = std::filesystem;
 nlohmann::json run_comparison(const CompareOptions& opt) {
   COPPER_CHECK(opt.seeds >= 1 && !opt.pes.empty(), "compare", "need at least one encoding and one seed");
   nlohmann::json out = {{"task", opt.task.task}, {"preset", opt.preset}, {"runs", nlohmann::json::array()}};
+  const int64_t total = int64_t(opt.pes.size()) * opt.seeds;
+  int64_t k = 0, trained = 0;  // runs started, runs that trained (a finished one is only read back)
+  double trained_s = 0;        // wall-clock seconds of the runs that trained
+  using clock = std::chrono::steady_clock;
   for (const auto& pe : opt.pes) {
     for (int s = 0; s < opt.seeds; ++s) {
+      ++k;
       TrainConfig cfg = preset_config(opt.preset, opt.task, pe);
       if (opt.steps) set_steps(cfg, *opt.steps);
       cfg.seed = uint64_t(s);
@@ -26,9 +33,22 @@ nlohmann::json run_comparison(const CompareOptions& opt) {
       to.quiet = opt.quiet;
       to.fresh = opt.fresh;
       to.progress = opt.progress;
-      to.label = fmt::format("[{} seed {}] ", pe, s);
+      to.label = fmt::format("[run {}/{} {} seed {}] ", k, total, pe, s);
       const std::string dir = (fs::path(opt.out_dir) / fmt::format("{}-seed{}", pe, s)).string();
+      // The overall ETA: the mean time of the runs trained so far times the runs left
+      // (encodings differ in speed, so it is a rough guide until every encoding has run once).
+      if (!opt.quiet)
+        fmt::print(opt.progress, "run {} of {}: {} seed {} in {}{}\n", k, total, pe, s, dir,
+                   trained > 0 ? fmt::format("  (overall ETA {})",
+                                             train::format_duration(trained_s / double(trained) * double(total - k + 1)))
+                               : "");
+      const auto t0 = clock::now();
+      const bool was_done = fs::exists(fs::path(dir) / "results.json") && !opt.fresh;
       out["runs"].push_back(train_run(cfg, dir, to));
+      if (!was_done) {
+        trained_s += std::chrono::duration<double>(clock::now() - t0).count();
+        ++trained;
+      }
     }
   }
   auto task = make_task(opt.task);

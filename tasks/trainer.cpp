@@ -1,38 +1,30 @@
-// trainer.cpp — presets, the training loop, checkpoints/resume and held-out evaluation.
+// trainer.cpp — the paper's tasks on the generic trainer (train/trainer.h): presets, the
+// task data source, the loss, and held-out evaluation of every split.
 #include "tasks/trainer.h"
 
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <limits>
 #include <numeric>
 
 #include "autograd/grad_mode.h"
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
+#include "train/trainer.h"
 
 namespace copper::tasks {
 
 namespace fs = std::filesystem;
 
 namespace {
-// Independent, reproducible random streams of one run (Generator seeds through splitmix64).
-enum Stream : uint64_t { kInit = 1, kData = 2, kTrainSet = 3, kEpoch = 4, kDropout = 5, kHeldout = 100 };
-uint64_t stream_seed(uint64_t seed, uint64_t stream) {
-  return seed * 0x9E3779B97F4A7C15ull ^ (stream + 1) * 0xBF58476D1CE4E5B9ull;
-}
-
-std::string fmt_duration(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  const int64_t t = int64_t(s + 0.5);
-  if (t >= 3600) return fmt::format("{}h{:02d}m", t / 3600, (t / 60) % 60);
-  if (t >= 60) return fmt::format("{}m{:02d}s", t / 60, t % 60);
-  return fmt::format("{}s", t);
-}
+// The random streams of a task run besides the trainer's dropout stream
+// (train::kDropoutStream): Generator(train::stream_seed(seed, stream)).
+enum Stream : uint64_t { kInit = 1, kData = 2, kTrainSet = 3, kEpoch = 4, kHeldout = 100 };
+static_assert(train::kDropoutStream != kInit && train::kDropoutStream != kData && train::kDropoutStream != kTrainSet &&
+              train::kDropoutStream != kEpoch);
+using train::stream_seed;
 
 nn::NamedTensors state_of(nn::TransformerLM& model) {
   nn::NamedTensors out;
@@ -143,6 +135,10 @@ TrainConfig preset_config(const std::string& preset, const TaskConfig& task_in, 
       c.task.symbols = 16;
       c.optim.lr = 1e-3;
       c.steps = 4000;
+      if (preset == "demo") {  // `copper demo`: abs, RoPE and CoPE in about 3 minutes on 2 cores
+        c.optim.lr = 3e-3;
+        c.steps = 800;
+      }
     } else if (t == "counting") {
       c.task.max_steps = 128;
       c.train_samples = 10000;
@@ -205,7 +201,8 @@ std::vector<Example> heldout_examples(const TaskConfig& split, uint64_t seed, in
   return generate(*make_task(split), n, g);
 }
 
-EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vector<Example>& data, int64_t batch) {
+EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vector<Example>& data, int64_t batch,
+                    const std::function<void(int64_t)>& on_batch) {
   COPPER_CHECK(!data.empty(), "evaluate", "no examples to evaluate");
   COPPER_CHECK(task.vocab_size() == model.config().vocab, "evaluate",
                "the model has a vocabulary of {} tokens but task '{}' has {}. HINT: evaluate on the task it was "
@@ -228,7 +225,7 @@ EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vecto
       bool bad = false;
       for (int64_t col = 0; col < T; ++col) {
         const size_t k = size_t(row * T + col);
-        if (t[k] == -100) continue;
+        if (t[k] == train::kIgnoreIndex) continue;
         ++r.tokens;
         if (p[k] != t[k]) {
           ++wrong_tokens;
@@ -238,6 +235,7 @@ EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vecto
       wrong_samples += bad;
     }
     r.trimmed += bt.trimmed;
+    if (on_batch) on_batch(int64_t(e));
   }
   model.train(was_training);
   r.samples = int64_t(data.size());
@@ -250,13 +248,24 @@ EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vecto
 // ---------------------------------------------------------------- training
 
 namespace {
-// The training examples of one step. With a fixed training set, sample k of the run is
-// set[perm_e[k % N]] with e = k / N and perm_e a Fisher-Yates shuffle seeded by (seed, e),
-// so the data position is a function of the step alone. A training file is read in order:
-// sample k is file[k % N].
-class DataStream {
+// Mean cross-entropy over the counted positions of one batch, with the autograd graph.
+// ids, targets: [B, T] i64.
+Tensor loss_of(nn::TransformerLM& model, const Tensor& ids, const Tensor& targets) {
+  const auto& mc = model.config();
+  Tensor logits = model.forward(ids);  // [B, T, V]
+  const int64_t B = ids.size(0), T = ids.size(1);
+  return cross_entropy(logits.reshape({B * T, mc.vocab}), targets.reshape({B * T}), train::kIgnoreIndex);
+}
+
+// The training batches of a task run. Generated data: cfg.batch fresh examples per step from
+// the data generator, whose state is the source's state. With a fixed training set, sample k
+// of the run is set[perm_e[k % N]] with e = k / N and perm_e a Fisher-Yates shuffle seeded by
+// (seed, e), so the data position is a function of the step alone. A training file is read
+// in order: sample k is file[k % N].
+class TaskData : public train::DataSource {
  public:
-  DataStream(const TrainConfig& cfg, const Task& task) : cfg_(cfg), task_(task), gen_(stream_seed(cfg.seed, kData)) {
+  TaskData(const TrainConfig& cfg, const Task& task, int64_t context)
+      : cfg_(cfg), task_(task), context_(context), gen_(stream_seed(cfg.seed, kData)) {
     if (!cfg.train_data.empty()) {
       set_ = read_examples(task, cfg.train_data);
     } else if (cfg.train_samples > 0) {
@@ -264,7 +273,17 @@ class DataStream {
       set_ = generate(task, cfg.train_samples, g);
     }
   }
-  std::vector<Example> batch(int64_t step) {
+
+  train::Batch batch(int64_t step) override {
+    auto ex = examples(step);
+    Batch b = make_batch(ex, 0, ex.size(), context_);
+    return {b.ids, b.targets, b.ids.size(0) * b.ids.size(1)};
+  }
+  nlohmann::json state() const override { return nn::generator_to_json(gen_); }
+  void restore(const nlohmann::json& state) override { nn::generator_from_json(gen_, state); }
+
+ private:
+  std::vector<Example> examples(int64_t step) {
     std::vector<Example> out;
     out.reserve(size_t(cfg_.batch));
     if (set_.empty()) {
@@ -290,42 +309,35 @@ class DataStream {
     }
     return out;
   }
-  Generator& generator() { return gen_; }
 
- private:
   const TrainConfig& cfg_;
   const Task& task_;
+  int64_t context_;
   Generator gen_;
   std::vector<Example> set_;
   std::vector<int64_t> perm_;
   int64_t perm_epoch_ = -1;
 };
 
-// Keep the log lines of steps <= `step` (the ones a resumed run will not write again).
-void truncate_log(const fs::path& log, int64_t step) {
-  if (!fs::exists(log)) return;
-  std::ifstream in(log);
-  std::string kept, line;
-  while (std::getline(in, line)) {
-    try {
-      auto js = nlohmann::json::parse(line);
-      if (js.value("step", int64_t(0)) <= step) kept += line + "\n";
-    } catch (const nlohmann::json::exception&) {
-      // a half-written last line from a killed run: dropped
-    }
-  }
-  nn::write_text_atomic(log.string(), kept);
+train::LoopConfig loop_config(const TrainConfig& cfg) {
+  train::LoopConfig l;
+  l.steps = cfg.steps;
+  l.seed = cfg.seed;
+  l.clip = cfg.clip;
+  l.log_every = cfg.log_every;
+  l.checkpoint_every = cfg.checkpoint_every;
+  l.eval_every = 0;  // the splits are evaluated once, after training
+  l.optim = cfg.optim;
+  l.schedule = cfg.schedule;
+  return l;
 }
 }  // namespace
 
 Tensor batch_loss(nn::TransformerLM& model, const std::vector<Example>& examples, size_t begin, size_t end,
                   int64_t* positions) {
-  const auto& mc = model.config();
-  Batch b = make_batch(examples, begin, end, mc.context);
-  Tensor logits = model.forward(b.ids);  // [B, T, V]
-  const int64_t B = b.ids.size(0), T = b.ids.size(1);
-  if (positions) *positions = B * T;
-  return cross_entropy(logits.reshape({B * T, mc.vocab}), b.targets.reshape({B * T}), -100);
+  Batch b = make_batch(examples, begin, end, model.config().context);
+  if (positions) *positions = b.ids.size(0) * b.ids.size(1);
+  return loss_of(model, b.ids, b.targets);
 }
 
 nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, const TrainOptions& opt) {
@@ -340,142 +352,58 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
   auto task = make_task(cfg.task);
   COPPER_CHECK(cfg.model.vocab == task->vocab_size(), "train", "model vocab {} but task '{}' has {} tokens",
                cfg.model.vocab, task->name(), task->vocab_size());
-  const fs::path dir(out_dir);
-  fs::create_directories(dir);
-  const nlohmann::json cfg_js = cfg.to_json();
-  const int threads = omp_get_max_threads();
+  nlohmann::json cfg_js = cfg.to_json();
+  cfg_js["vocab"] = task->vocab();
 
-  // Model, optimizer, data: everything seeded from cfg.seed.
+  // Model and data, seeded from cfg.seed (the trainer seeds dropout).
   Generator init_gen(stream_seed(cfg.seed, kInit));
   nn::TransformerLM model(cfg.model, &init_gen);
-  model.train(true);
-  auto params = model.named_parameters();
-  auto optim = nn::make_optimizer(cfg.optim, params);
-  DataStream data(cfg, *task);
-  manual_seed(stream_seed(cfg.seed, kDropout));
-
-  int64_t start = 0;
-  double prior_s = 0;  // training seconds before this process (a resumed time-budget run)
-  const fs::path ckpt_dir = dir / "checkpoints";
-  const fs::path log_path = dir / "log.jsonl";
-  if (opt.fresh) {
-    fs::remove_all(ckpt_dir);
-    fs::remove(log_path);
-  } else if (auto latest = nn::latest_checkpoint(ckpt_dir.string())) {
-    auto st = nn::load_training_checkpoint(*latest, state_of(model), cfg_js, *optim);
-    start = st.at("step").get<int64_t>();
-    prior_s = st.value("elapsed_s", 0.0);
-    nn::generator_from_json(data.generator(), st.at("data_rng"));
-    nn::generator_from_json(default_generator(), st.at("dropout_rng"));
-    const int saved_threads = st.value("threads", threads);
-    if (!opt.quiet)
-      fmt::print(opt.progress, "{}resuming from {} (step {}/{}){}\n", opt.label, *latest, start, cfg.steps,
-                 saved_threads != threads
-                     ? fmt::format("; note: saved with {} threads, now {}: not bit-identical", saved_threads, threads)
-                     : "");
-    truncate_log(log_path, start);
-  } else {
-    fs::remove(log_path);
-  }
-  if (start == 0 && !opt.init_weights.empty()) {  // a new run from given weights (a resumed one has its own)
-    nn::LoadedModel init = nn::load_model(opt.init_weights);
-    nn::copy_weights_into(opt.init_weights, init.weights, state_of(model), true);
-  }
-  nn::write_text_atomic((dir / "config.json").string(), [&] {
-    auto js = cfg_js;
-    js["vocab"] = task->vocab();
-    return js.dump(2) + "\n";
-  }());
-
-  using clock = std::chrono::steady_clock;
-  const auto t0 = clock::now();
-  auto seconds = [&] { return std::chrono::duration<double>(clock::now() - t0).count(); };
-  auto save_ckpt = [&](int64_t step) {
-    nlohmann::json st = {{"step", step},
-                         {"elapsed_s", prior_s + seconds()},
-                         {"data_rng", nn::generator_to_json(data.generator())},
-                         {"dropout_rng", nn::generator_to_json(default_generator())},
-                         {"threads", threads}};
-    nn::save_training_checkpoint(ckpt_dir.string(), step, state_of(model), cfg_js, *optim, st);
-  };
-
-  double loss_sum = 0, last_loss = NAN;
-  int64_t loss_n = 0, tokens = 0;
-  std::FILE* log = std::fopen(log_path.string().c_str(), "a");
-  COPPER_CHECK(log != nullptr, "train", "cannot open '{}' for appending", log_path.string());
-  // With a time budget the run ends when the budget is spent and the schedule follows the
-  // fraction of the budget used so far, so it always reaches its end whatever the speed.
-  const bool timed = opt.time_budget_s > 0;
-  int64_t steps = !timed ? cfg.steps : prior_s < opt.time_budget_s ? std::numeric_limits<int64_t>::max() : start;
-  try {
-    for (int64_t step = start; step < steps; ++step) {
-      optim->set_lr(timed ? cfg.schedule.lr_at_fraction((prior_s + seconds()) / opt.time_budget_s)
-                          : cfg.schedule.lr_at(step));
-      auto examples = data.batch(step);
-      int64_t positions = 0;
-      Tensor loss = batch_loss(model, examples, 0, examples.size(), &positions);
-      optim->zero_grad();
-      loss.backward();
-      if (cfg.clip > 0) nn::clip_grad_norm(params, cfg.clip);
-      optim->step();
-      const double lv = loss.item();
-      loss_sum += lv;
-      ++loss_n;
-      tokens += positions;
-      const int64_t done = step + 1;
-      if (timed && prior_s + seconds() >= opt.time_budget_s) steps = done;  // out of time: the last step
-      if (done % cfg.log_every == 0 || done == steps) {
-        const double el = seconds();
-        last_loss = loss_sum / double(loss_n);
-        const double tps = double(tokens) / std::max(el, 1e-9);
-        const double eta = timed ? std::max(0.0, opt.time_budget_s - prior_s - el)
-                                 : el / double(done - start) * double(steps - done);
-        fmt::print(log, "{}\n",
-                   nlohmann::json{{"step", done}, {"loss", last_loss}, {"lr", optim->lr()}, {"tokens_per_s", tps},
-                                  {"elapsed_s", el}}
-                       .dump());
-        std::fflush(log);
-        if (!opt.quiet)
-          fmt::print(opt.progress, "{}step {:>6}/{}  loss {:.4f}  lr {:.2e}  {:.0f} tok/s  {:.1f} ms/step  ETA {}\n",
-                     opt.label, done, timed ? fmt::format("{:.0f} s", opt.time_budget_s) : fmt::format("{}", steps),
-                     last_loss, optim->lr(), tps, 1000 * el / double(done - start),
-                     fmt_duration(eta));
-        loss_sum = 0;
-        loss_n = 0;
-      }
-      if (done % cfg.checkpoint_every == 0 || done == steps) save_ckpt(done);
-      if (done == opt.stop_after) {
-        std::fclose(log);
-        return {{"stopped_at", done}};
-      }
-    }
-  } catch (...) {
-    std::fclose(log);
-    throw;
-  }
-  std::fclose(log);
-  const double train_s = prior_s + seconds();
-
-  nn::save_model((dir / "model.safetensors").string(), state_of(model), cfg.model.to_json());
+  TaskData data(cfg, *task, cfg.model.context);
+  train::Hooks hooks;
+  hooks.loss = [&](const train::Batch& b) { return loss_of(model, b.ids, b.targets); };
+  train::RunOptions ro;
+  ro.fresh = opt.fresh;
+  ro.quiet = opt.quiet;
+  ro.progress = opt.progress;
+  ro.label = opt.label;
+  ro.stop_after = opt.stop_after;
+  ro.init_weights = opt.init_weights;
+  ro.time_budget_s = opt.time_budget_s;
+  ro.resume_command = opt.resume_command;
+  train::Trainer trainer(model, data, loop_config(cfg), std::move(hooks), cfg_js, cfg.model.to_json(), out_dir, ro);
+  train::RunResult run = trainer.run();
+  if (run.already_done) return run.results;
+  if (!run.completed) return {{"stopped_at", run.steps}};
 
   // Fresh held-out data for every split.
-  nlohmann::json res = {{"task", task->name()},   {"pe", cfg.model.pe}, {"preset", cfg.preset},
-                        {"seed", cfg.seed},       {"steps", steps},     {"train_seconds", train_s},
-                        {"threads", threads},     {"final_loss", last_loss}};
+  nlohmann::json res = {{"task", task->name()},
+                        {"pe", cfg.model.pe},
+                        {"preset", cfg.preset},
+                        {"seed", cfg.seed},
+                        {"steps", run.steps},
+                        {"train_seconds", run.train_seconds},
+                        {"threads", omp_get_max_threads()},
+                        {"final_loss", run.final_loss}};
   nlohmann::json errors = nlohmann::json::object(), detail = nlohmann::json::object();
   auto splits = task->splits();
+  train::Progress progress(opt.progress, opt.label + "evaluating ", int64_t(splits.size()) * cfg.eval_samples,
+                           opt.quiet, /*every=*/0);
   for (size_t i = 0; i < splits.size(); ++i) {
     auto split_task = make_task(splits[i].second);
     auto ex = heldout_examples(splits[i].second, cfg.seed, int64_t(i), cfg.eval_samples);
-    EvalResult r = evaluate(model, *split_task, ex, cfg.eval_batch);
+    const int64_t before = int64_t(i) * cfg.eval_samples;
+    EvalResult r = evaluate(model, *split_task, ex, cfg.eval_batch, [&](int64_t done) {
+      progress.update(before + done, fmt::format("samples (split '{}')", splits[i].first));
+    });
     errors[splits[i].first] = r.error;
     auto d = r.to_json();
     d["task"] = splits[i].second.to_json();
     detail[splits[i].first] = d;
   }
+  progress.finish("samples, all splits");
   res["error"] = errors;
   res["splits"] = detail;
-  nn::write_text_atomic((dir / "results.json").string(), res.dump(2) + "\n");
+  trainer.finish(res);
   return res;
 }
 

@@ -80,7 +80,9 @@ struct EvalResult {
 };
 // Greedy (argmax) predictions under teacher forcing. For selective copy a sample is right
 // exactly when greedy decoding would reproduce every output token.
-EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vector<Example>& data, int64_t batch);
+// on_batch, when given, is called after each batch with the number of examples done.
+EvalResult evaluate(nn::TransformerLM& model, const Task& task, const std::vector<Example>& data, int64_t batch,
+                    const std::function<void(int64_t)>& on_batch = {});
 // Held-out examples of one split, from a generator no training stream uses.
 std::vector<Example> heldout_examples(const TaskConfig& split, uint64_t seed, int64_t split_index, int64_t n);
 
@@ -90,8 +92,10 @@ std::vector<Example> heldout_examples(const TaskConfig& split, uint64_t seed, in
 Tensor batch_loss(nn::TransformerLM& model, const std::vector<Example>& examples, size_t begin, size_t end,
                   int64_t* positions = nullptr);
 
+// How a run treats its output folder (a finished run, --fresh, resume) and signals: see
+// train::Trainer (train/trainer.h).
 struct TrainOptions {
-  bool fresh = false;             // ignore (and replace) an existing checkpoint
+  bool fresh = false;             // start over; a finished run's outputs stay until the new one finishes
   bool quiet = false;             // no progress lines
   std::FILE* progress = stderr;   // where progress lines go
   std::string label;              // printed in front of progress lines
@@ -104,8 +108,11 @@ struct TrainOptions {
   // (Schedule::lr_at_fraction), as the PyTorch reference does, so it reaches its end however
   // fast the machine is. Not bit-reproducible; 0 = off.
   double time_budget_s = 0;
+  std::string resume_command;     // printed on SIGINT/SIGTERM; empty: this command without --fresh
 };
-// Train (or resume) into out_dir, evaluate every split, write the outputs; returns results.json.
+// Train (or resume) into out_dir, evaluate every split, write the outputs; returns results.json
+// (a finished run of the same config: its results, untouched; stopped by stop_after:
+// {"stopped_at": step}). Throws train::Interrupted after SIGINT/SIGTERM, with a checkpoint.
 nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, const TrainOptions& opt = {});
 
 // A trained model folder loaded back: config.json + model.safetensors.

@@ -41,8 +41,17 @@ namespace copper::train {
 // The targets value that the loss ignores (padding, the prompt part of a task example).
 inline constexpr int64_t kIgnoreIndex = -100;
 
+// Independent, reproducible random streams of one run: Generator(stream_seed(seed, stream)).
+// The trainer seeds the dropout generator (default_generator()) from kDropoutStream; callers
+// pick their own stream numbers for initialisation and data (tasks: 1-4 and 100+).
+inline constexpr uint64_t kDropoutStream = 5;
+inline uint64_t stream_seed(uint64_t seed, uint64_t stream) {
+  return seed * 0x9E3779B97F4A7C15ull ^ (stream + 1) * 0xBF58476D1CE4E5B9ull;
+}
+
 // One training batch: token ids and next-token targets, both (B, T) i64 (kIgnoreIndex where
-// no loss is counted). `tokens` is the number of positions that count (targets != ignore).
+// no loss is counted). `tokens` is the number of positions the step processes (B * T), the
+// throughput the log and the progress line report.
 struct Batch {
   Tensor ids, targets;
   int64_t tokens = 0;
@@ -82,18 +91,21 @@ struct RunOptions {
   bool quiet = false;             // no progress lines
   std::FILE* progress = stderr;   // where progress lines go (a terminal gets one line redrawn in place)
   std::string label;              // printed in front of progress lines ("run 2/9 ")
-  int64_t stop_after = -1;        // tests: return after this step as if killed (checkpoint only)
+  int64_t stop_after = -1;        // tests: return after this step as if killed there (no checkpoint of it)
   std::string init_weights;       // a new run starts from these weights (safetensors); ignored on resume
   double time_budget_s = 0;       // train for this many seconds (across resumes); schedule by fraction
-  std::string resume_command;     // printed on interruption: how to continue
+  // Printed on interruption: how to continue. Empty: this process's own command line
+  // (/proc/self/cmdline) without --fresh.
+  std::string resume_command;
 };
 
 // What the loop asks of its caller.
 struct Hooks {
   // Loss of a batch with its autograd graph (a scalar). Required.
   std::function<Tensor(const Batch&)> loss;
-  // Periodic evaluation (eval_every): metrics as JSON, with "loss" the value a lower of
-  // which is better (the best checkpoint follows it). Optional.
+  // Periodic evaluation (eval_every, and after the last step): metrics as JSON, with "loss"
+  // the value a lower of which is better (the best checkpoint follows it). Optional. It must
+  // not draw from default_generator() (the dropout stream), or a resumed run would differ.
   std::function<nlohmann::json()> evaluate;
 };
 
@@ -116,10 +128,16 @@ struct Interrupted : std::exception {
   const char* what() const noexcept override { return message.c_str(); }
 };
 
-// One run in one output folder. The folder is never left half old and half new: a run over
-// a finished one (--fresh, or another config) trains in a sibling staging folder and the two
-// are swapped only when the new run has finished; an interrupted run leaves the old outputs
-// untouched and resumes from its staging folder.
+// One run in one output folder DIR. The folder is never left half old and half new:
+//   - DIR holds a finished run (results.json) of the same config: run() changes nothing and
+//     returns already_done with its results.
+//   - DIR holds a finished run and --fresh: the new run trains in the sibling DIR.next; the
+//     old outputs stay untouched until finish() swaps the two (DIR -> DIR.old, DIR.next ->
+//     DIR, DIR.old removed; an interrupted swap is completed by the next run()). An
+//     interrupted DIR.next run resumes when the same command is given without --fresh.
+//   - DIR holds a finished run of another config, without --fresh: refused.
+//   - DIR holds an unfinished run (checkpoints only): resumed (its config must match), or
+//     with --fresh its checkpoints and log are cleared (nothing complete to protect).
 class Trainer {
  public:
   // `config` is the caller's whole run config (written as config.json, compared on resume);
@@ -143,21 +161,32 @@ class Trainer {
 };
 
 // Progress on a terminal: one line redrawn in place (\r); elsewhere a line every `every`
-// calls and at the end, so that logs stay short. Evaluations use it too.
+// calls (0: only the final line) and at the end, so that logs stay short. Evaluations use
+// it too. `first` is where counting starts (a resumed run): the ETA is measured from there.
+// total <= 0: unknown (no count after the slash; the ETA must be given to update()).
 class Progress {
  public:
-  Progress(std::FILE* out, std::string label, int64_t total, bool quiet = false);
-  void update(int64_t done, const std::string& detail = "");  // "label 12/40 detail ETA 1m02s"
+  Progress(std::FILE* out, std::string label, int64_t total, bool quiet = false, int64_t every = 1,
+           int64_t first = 0);
+  // "label 12/40  detail  ETA 1m02s"; eta_s < 0: estimated from the rate since `first`.
+  void update(int64_t done, const std::string& detail = "", double eta_s = -1);
+  // The last line, with the time taken instead of the ETA (on a terminal it ends the
+  // redrawn line; elsewhere it is printed unless the last update was). Empty detail: the
+  // last update's.
   void finish(const std::string& detail = "");
   static bool is_terminal(std::FILE* f);
 
  private:
+  std::string line(int64_t done, const std::string& detail, const std::string& tail) const;
   std::FILE* out_;
   std::string label_;
-  int64_t total_;
+  int64_t total_, every_, first_;
   bool quiet_, tty_;
   double start_;
   double last_print_ = -1;
+  int64_t calls_ = 0, last_done_ = 0;
+  bool last_printed_ = false, finished_ = false;
+  std::string last_detail_;
 };
 
 std::string format_duration(double seconds);  // "45s", "3m07s", "2h05m"

@@ -7,6 +7,7 @@
 #include "examples/cli/commands.h"
 #include "tensor/error.h"
 #include "tensor/runtime.h"
+#include "train/trainer.h"
 
 int main(int argc, char** argv) {
   copper::runtime_init(argc, argv);  // first: may re-exec with the right OpenBLAS kernel
@@ -22,6 +23,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? copper::cli::kExitOk : copper::cli::kExitUsage;
+  } catch (const copper::train::Interrupted& e) {  // SIGINT/SIGTERM: a checkpoint was written
+    fmt::print(stderr, "copper: {}\n", e.what());
+    return 128 + e.signal;
   } catch (const copper::cli::ExitError& e) {
     fmt::print(stderr, "copper: error: {}\n", e.what());
     return e.code();
