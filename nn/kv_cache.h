@@ -6,7 +6,7 @@
 //   NoGradGuard ng;                                      // a cache is for inference only
 //   nn::KVCache cache = model.make_cache();              // or make_cache(capacity)
 //   Tensor logits = model.forward(prompt, &cache);       // prompt (B, T0): positions [0, T0)
-//   Tensor next = argmax(logits.select(1, -1), -1);      // (B,)
+//   Tensor next = argmax(logits.select(1, T0 - 1), -1);  // (B,) greedy
 //   logits = model.forward(next.view({B, 1}), &cache);   // position T0, sees all T0 + 1 keys
 //   cache.reset();                                       // a new sequence
 //
