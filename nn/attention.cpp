@@ -33,11 +33,13 @@ Tensor CausalSelfAttention::forward(const Tensor& x, KVCache::Layer* cache) {
   Tensor v = heads.select(0, 2).contiguous();                                // v: (B, H, Tq, Dh)
   if (pe_) pe_->transform_qk(q, k, t0, t0);
   if (cache) std::tie(k, v) = cache->append(k, v);                           // k, v: (B, H, Tk, Dh), Tk = t0 + Tq
-  Tensor scaled = matmul(q * scale, k.transpose(-2, -1));                    // scaled: (B, H, Tq, Tk); scaling q is cheaper than Tq×Tk
+  // scaling q is cheaper than scaling the Tq×Tk product
+  Tensor scaled = matmul(q * scale, k.transpose(-2, -1));                    // scaled: (B, H, Tq, Tk)
   LogitTerms terms;
   if (pe_) pe_->add_logit_terms(AttentionContext{x, q, k, scaled, t0, cache ? &cache->pe_state : nullptr}, terms);
   Tensor probs;
-  Tensor y = attend(scaled, terms, scale, v, dropout_, is_training(), record_attention_ ? &probs : nullptr);  // y: (B, H, Tq, Dh)
+  Tensor y = attend(scaled, terms, scale, v, dropout_, is_training(),
+                    record_attention_ ? &probs : nullptr);                   // y: (B, H, Tq, Dh)
   last_attention_ = record_attention_ ? probs.detach() : Tensor();
   y = y.transpose(1, 2).reshape({B, Tq, d_model_});                         // y: (B, Tq, D), heads side by side
   return proj->forward(y);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "autograd/grad_mode.h"
+#include "nn/attention.h"
 #include "nn/kv_cache.h"
 #include "nn/pe/cope.h"
 #include "nn/transformer.h"
@@ -230,6 +231,33 @@ TEST(KVCache, NeedsNoGradAndAMatchingCache) {
   EXPECT_EQ(ok.length(), 0);
   EXPECT_EQ(m->forward(random_ids(1, 1, 11, 1), &ok).shape(), (Shape{1, 1, 11}));
   EXPECT_EQ(ok.layer(0).keys().shape(), (Shape{1, 4, 1, 8}));
+}
+
+// One attention layer on its own: chunks through a KVCache::Layer give the rows of the
+// full forward; recording is off by default.
+TEST(KVCache, SingleAttentionLayer) {
+  for (const char* pe : {"rope", "cope+rel", "alibi"}) {
+    PEConfig pc;
+    pc.d_model = 16;
+    pc.n_heads = 2;
+    pc.context = 8;
+    Generator g(2);
+    CausalSelfAttention att(16, 2, 0.0, make_position_encoding(pe, pc), &g);
+    {
+      NoGradGuard ng;
+      for (auto& [n, p] : att.named_parameters()) copy_(p, randn(p.shape(), p.dtype(), &g, 0.0, 0.3));
+    }
+    EXPECT_FALSE(att.record_attention());
+    Tensor x = randn({2, 9, 16}, DType::f32, &g);
+    NoGradGuard ng;
+    Tensor full = att.forward(x);
+    EXPECT_FALSE(att.last_attention().defined());
+    KVCache::Layer layer;
+    Tensor a = att.forward(x.narrow(1, 0, 5).contiguous(), &layer);
+    Tensor b = att.forward(x.narrow(1, 5, 4).contiguous(), &layer);
+    EXPECT_LT(max_abs_diff(cat({a, b}, 1), full), kLogitTol) << pe;
+    EXPECT_EQ(layer.length(), 9);
+  }
 }
 
 TEST(KVCache, LayerAppendConcatenatesAndPreallocates) {

@@ -63,9 +63,9 @@ using PECacheState = std::map<std::string, Tensor>;
 // positions [q_offset, q_offset + Tq), Tk keys at positions [0, Tk), Tk >= q_offset + Tq
 // (attention itself always has Tk = q_offset + Tq).
 struct AttentionContext {
-  Tensor x;                        // (B, Tq, D) the layer's input for the queries (encodings with their own projections)
+  Tensor x;                        // (B, Tq, D) the layer's input for the new tokens (for own projections)
   Tensor q, k;                     // q: (B, H, Tq, Dh), k: (B, H, Tk, Dh), after transform_qk
-  Tensor scaled_logits;            // (B, H, Tq, Tk) q·kᵀ / sqrt(Dh), not masked (attention masks future keys after the terms)
+  Tensor scaled_logits;            // (B, H, Tq, Tk) q·kᵀ / sqrt(Dh), unmasked (attention masks after the terms)
   int64_t q_offset = 0;            // absolute position of query row 0
   PECacheState* cache = nullptr;   // this layer's encoding state in the KV cache; null without a cache
 
