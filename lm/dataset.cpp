@@ -141,7 +141,7 @@ nlohmann::json prepare(const std::string& train_path, const std::string& valid_p
     const std::string& text = texts[name];
     std::vector<uint32_t> ids;
     try {
-      ids = tok->encode(text);
+      ids = encode_parallel(*tok, text);
     } catch (const Error& e) {
       COPPER_THROW(op, "encoding the {} split ({}): {}", name, paths.at(name), e.what());
     }

@@ -40,6 +40,14 @@ class Tokenizer {
   virtual std::string save(const std::string& dir) const = 0;
 };
 
+// The same ids as tok.encode(text), computed on `threads` threads (0: one per core, at most
+// kMaxEncodeThreads). Every tokenizer here encodes line by line, so cutting the text after a
+// newline into one chunk per thread and joining the results changes nothing. Texts under
+// kMinParallelBytes are encoded on the calling thread.
+inline constexpr int kMaxEncodeThreads = 8;
+inline constexpr size_t kMinParallelBytes = 1 << 20;
+std::vector<uint32_t> encode_parallel(const Tokenizer& tok, std::string_view text, int threads = 0);
+
 // The tokenizer saved in `dir` (tokenizer.model: SentencePiece, bpe or unigram as trained;
 // tokenizer.vocab: word). Throws copper::Error if neither file is there or it does not load.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir);

@@ -169,6 +169,7 @@ TEST(LmTokenizer, BpeRoundTripsCodeExactly) {
   std::vector<uint32_t> ids = tok->encode(test);
   EXPECT_LT(ids.size(), test.size() / 2);  // it does compress
   EXPECT_TRUE(tok->decode(ids) == test);
+  EXPECT_EQ(encode_parallel(*tok, train, 3), tok->encode(train));  // line-local: chunking changes nothing
   // Whitespace, newlines and the meta-space character survive; unseen characters fall back to bytes.
   for (std::string s : {std::string(" a\n\n  b\t\t c  \n"), std::string("\n"), std::string("  "),
                         std::string("x \xE2\x96\x81 y\xE2\x96\x81"), std::string("\xF0\x9F\x98\x80 \xE4\xB8\xAD\n ")}) {
@@ -210,8 +211,11 @@ TEST(LmTokenizer, WordLevelWikiText2) {
   auto again = load_tokenizer(dir.string());
   EXPECT_EQ(again->vocab_size(), 33278);
   EXPECT_EQ(again->encode(test), ids);
+  EXPECT_EQ(encode_parallel(*tok, test, 3), ids);
   std::string msg = error_of([&] { tok->encode(" fine words \n zzqqxx \n"); });
   EXPECT_NE(msg.find("'zzqqxx' (line 2)"), std::string::npos) << msg;
+  msg = error_of([&] { encode_parallel(*tok, test + " zzqqxx \n", 3); });  // in the last chunk
+  EXPECT_NE(msg.find("'zzqqxx' (line 4359)"), std::string::npos) << msg;
   msg = error_of([&] { train_tokenizer("word", train, 5000, ""); });
   EXPECT_NE(msg.find("33278"), std::string::npos) << msg;
   fs::remove_all(dir);
@@ -428,5 +432,29 @@ TEST(LmWindows, EveryPositionScoredOnce) {
   }
   TokenFile f = counting_file(dir, 50);
   EXPECT_THROW(for_each_window(f, 8, 9, [](const EvalWindow&) {}), Error);
+  fs::remove_all(dir);
+}
+
+// The full corpora through prepare() with BPE 8192 and word level, timed on stderr. Not part
+// of the suite (minutes on 2 cores): run with --gtest_also_run_disabled_tests
+// --gtest_filter='*PrepareFullCorpora*'.
+TEST(LmPrepare, DISABLED_PrepareFullCorpora) {
+  SKIP_WITHOUT_DATA();
+  auto dir = testing_util::fresh_temp_dir("lm_full");
+  for (auto [corpus, kind, vocab] : {std::tuple{"wikitext-2", "word", 0}, {"wikitext-2", "bpe", 8192},
+                                     {"code", "bpe", 8192}}) {
+    const std::string in = kDataDir + "/" + corpus;
+    const fs::path out = dir / fmt::format("{}-{}", corpus, kind);
+    nlohmann::json m = prepare(in + "/train.txt.xz", in + "/valid.txt.xz", in + "/test.txt.xz", kind, vocab,
+                               out.string());
+    PreparedData d = open_prepared(out.string());
+    for (const auto& name : kSplits) {
+      const TokenFile& f = d.split(name);
+      std::vector<uint32_t> ids(size_t(f.size()));
+      for (int64_t i = 0; i < f.size(); ++i) ids[size_t(i)] = f[i];
+      EXPECT_TRUE(d.tokenizer->decode(ids) == read_text_file(in + "/" + name + ".txt.xz")) << corpus << " " << name;
+    }
+    std::cerr << m.dump(1) << "\n";
+  }
   fs::remove_all(dir);
 }
