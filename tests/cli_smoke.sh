@@ -55,3 +55,55 @@ set -e
 grep -q "bad.txt:1" "$work/err" || fail "malformed data error does not name file:line: $(cat "$work/err")"
 [ "$(sha256sum "$work/run/model.safetensors")" = "$before" ] || fail "a failed command changed the model file"
 echo "cli smoke: all checks passed"
+
+# ---- the trainer (issue 13 §1): SIGINT/SIGTERM write a checkpoint at the current step and
+# name the resume command (exit 130/143); a finished run is left as it is; --fresh over it,
+# interrupted, leaves its outputs byte-identical ----
+wait_for_log() {  # wait_for_log FILE: until the run has logged a step (it is in its loop), at most 60 s
+  for _ in $(seq 1 600); do [ -s "$1" ] && return 0; sleep 0.1; done
+  fail "no log line in $1 after 60 s"
+}
+stop_run() {  # stop_run SIGNAL PID WANT_RC
+  kill "-$1" "$2"
+  set +e
+  wait "$2"; rc=$?
+  set -e
+  [ "$rc" -eq "$3" ] || fail "SIG$1 exited $rc, want $3: $(cat "$work/sig.err")"
+}
+trap 'kill $(jobs -p) 2> /dev/null; rm -rf "$work"' EXIT  # a failed check leaves no run behind
+sig="$work/sig"
+"$copper" task train --task flipflop --pe rope --preset demo --seed 3 --steps 100000 --out "$sig" > /dev/null \
+  2> "$work/sig.err" &
+wait_for_log "$sig/log.jsonl"
+sleep 1
+stop_run INT $! 130
+step=$(sed -n 's/.*interrupted by SIGINT at step \([0-9]*\).*/\1/p' "$work/sig.err")
+[ -n "$step" ] || fail "SIGINT: no 'interrupted ... at step' message: $(cat "$work/sig.err")"
+[ "$(cat "$sig/checkpoints/latest")" = "$(printf 'step-%08d' "$step")" ] || fail "SIGINT: no checkpoint at step $step"
+resume=$(sed -n 's/^resume with: //p' "$work/sig.err")
+echo "$resume" | grep -q -- "task train .*--steps 100000 .*--out $sig" || fail "SIGINT: resume command is '$resume'"
+# The printed command resumes from that step (stopped again, by SIGTERM).
+eval "exec $resume" > /dev/null 2> "$work/sig.err" &  # exec: $! is the program itself
+for _ in $(seq 1 600); do [ "$(wc -l < "$sig/log.jsonl")" -gt "$(( step / 25 ))" ] && break; sleep 0.1; done
+stop_run TERM $! 143
+grep -q "resuming from .*step-0*$step (step $step/100000)" "$work/sig.err" || fail "resume: $(cat "$work/sig.err")"
+grep -q "interrupted by SIGTERM" "$work/sig.err" || fail "SIGTERM: $(cat "$work/sig.err")"
+
+# A finished run: the identical command says so and changes no file.
+done_dir="$work/done"
+"$copper" task train --task flipflop --pe rope --preset demo --seed 1 --steps 3 --out "$done_dir" --quiet > /dev/null
+files() { (cd "$done_dir" && find . -type f -exec sha256sum {} + | sort); }
+before=$(files)
+"$copper" task train --task flipflop --pe rope --preset demo --seed 1 --steps 3 --out "$done_dir" > "$work/out" 2> "$work/err"
+grep -q "complete" "$work/err" && grep -qF "$done_dir" "$work/err" || fail "a finished run: $(cat "$work/err")"
+grep -q '"error"' "$work/out" || fail "a finished run prints no results: $(cat "$work/out")"
+[ "$(files)" = "$before" ] || fail "re-running a finished run changed its files"
+# --fresh with another step count over it, interrupted: the old outputs stay byte-identical.
+"$copper" task train --task flipflop --pe rope --preset demo --seed 1 --steps 100000 --out "$done_dir" --fresh \
+  > /dev/null 2> "$work/sig.err" &
+wait_for_log "$done_dir.next/log.jsonl"
+stop_run INT $! 130
+[ "$(files)" = "$before" ] || fail "an interrupted --fresh run changed the finished run's files"
+grep -q "^resume with: " "$work/sig.err" && ! grep -q "^resume with: .*--fresh" "$work/sig.err" ||
+  fail "an interrupted --fresh run should resume without --fresh: $(cat "$work/sig.err")"
+echo "cli smoke (trainer): all checks passed"

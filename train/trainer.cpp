@@ -300,6 +300,7 @@ RunResult Trainer::run() {
   const bool timed = budget > 0;
   int64_t steps = !timed ? L.steps : prior_s < budget ? std::numeric_limits<int64_t>::max() : start;
   Progress progress(s.opt.progress, s.opt.label + "step ", timed ? 0 : L.steps, s.opt.quiet, 1, start);
+  const bool live = !s.opt.quiet && Progress::is_terminal(s.opt.progress);
   double loss_sum = 0;
   int64_t loss_n = 0, tokens = 0;  // tokens: this process's, for the throughput
   int64_t saved_at = start;
@@ -318,10 +319,11 @@ RunResult Trainer::run() {
     tokens_total += batch.tokens;
     const int64_t done = step + 1;
     if (timed && prior_s + seconds() >= budget) steps = done;  // out of time: the last step
-    if (done % L.log_every == 0 || done == steps) {
-      const double el = seconds();
+    const bool log_now = done % L.log_every == 0 || done == steps;
+    const double el = seconds();
+    const double tps = double(tokens) / std::max(el, 1e-9);
+    if (log_now) {
       last_loss = loss_sum / double(loss_n);
-      const double tps = double(tokens) / std::max(el, 1e-9);
       fmt::print(log, "{}\n",
                  nlohmann::json{{"step", done},
                                 {"loss", last_loss},
@@ -331,10 +333,15 @@ RunResult Trainer::run() {
                                 {"elapsed_s", prior_s + el}}
                      .dump());
       std::fflush(log);
+    }
+    if (log_now || live) {  // a terminal's line follows every step (the mean loss since the last log line)
       progress.update(done,
-                      fmt::format("loss {:.4f}  lr {:.2e}  {:.0f} tok/s  {:.1f} ms/step", last_loss, optim->lr(), tps,
+                      fmt::format("loss {:.4f}  lr {:.2e}  {:.0f} tok/s  {:.1f} ms/step",
+                                  log_now ? last_loss : loss_sum / double(loss_n), optim->lr(), tps,
                                   1000 * el / double(done - start)),
                       timed ? std::max(0.0, budget - prior_s - el) : -1);
+    }
+    if (log_now) {
       loss_sum = 0;
       loss_n = 0;
     }
