@@ -14,7 +14,8 @@
 // once, at its own position) and v, both (B, H, length, Dh), plus whatever its encoding
 // keeps across calls (PECacheState: CoPE's separate gate keys). Storage either grows by
 // concatenation (capacity 0) or is preallocated to `capacity` tokens and written in place
-// (doubling if ever exceeded).
+// (doubling if ever exceeded). Caches move but do not copy: a copy would share the
+// preallocated storage that appends write in place.
 #pragma once
 #include <cstdint>
 #include <utility>
@@ -29,6 +30,10 @@ class KVCache {
   class Layer {
    public:
     explicit Layer(int64_t capacity = 0) : capacity_(capacity) {}
+    Layer(Layer&&) = default;
+    Layer& operator=(Layer&&) = default;
+    Layer(const Layer&) = delete;
+    Layer& operator=(const Layer&) = delete;
     // Appends k_new, v_new (B, H, T, Dh) and returns all keys and values (B, H, length, Dh),
     // the new ones last. Throws if B, H or Dh differ from what is cached.
     std::pair<Tensor, Tensor> append(const Tensor& k_new, const Tensor& v_new);
@@ -48,6 +53,10 @@ class KVCache {
 
   // n_layers empty layers; capacity > 0 preallocates that many tokens per layer on first use.
   explicit KVCache(int64_t n_layers = 0, int64_t capacity = 0);
+  KVCache(KVCache&&) = default;
+  KVCache& operator=(KVCache&&) = default;
+  KVCache(const KVCache&) = delete;
+  KVCache& operator=(const KVCache&) = delete;
 
   Layer& layer(size_t i);
   size_t size() const { return layers_.size(); }

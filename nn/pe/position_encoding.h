@@ -12,7 +12,8 @@
 // the Tk = t0 + Tq keys [0, Tk). So embedding_term takes the offset t0, transform_qk takes
 // one offset for q and one for k, and AttentionContext carries the query offset; the logit
 // terms are (Tq, Tk) blocks in which query row r is position i = q_offset + r and key j
-// is visible when j <= i. Without a cache t0 = 0 and Tq = Tk = T: the square of before.
+// is visible when j <= i. Without a cache t0 = 0 and Tq = Tk = T (the square).
+//
 // The model builds one encoding for the embeddings (Scope::Embedding) and one per attention
 // layer (Scope::Layer). A factory returns nullptr when its encoding has nothing to do at a
 // scope (abs at a layer, rope at the embeddings, cope on a layer skipped by cope_every), so
