@@ -2,6 +2,7 @@
 #include "lm/dataset.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <bit>
 #include <chrono>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -115,8 +117,17 @@ nlohmann::json prepare(const std::string& train_path, const std::string& valid_p
     }
   }
 
-  // Everything is written into a staging sibling, then renamed into place.
-  const fs::path stage = out.parent_path() / fmt::format(".{}.tmp-{}", out.filename().string(), ::getpid());
+  // Everything is written into a staging sibling, then renamed into place. Staging folders
+  // of earlier runs that were killed (their process is gone) are removed first.
+  const std::string stage_prefix = fmt::format(".{}.tmp-", out.filename().string());
+  if (fs::exists(out.parent_path(), ec))
+    for (const auto& e : fs::directory_iterator(out.parent_path(), ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind(stage_prefix, 0) != 0) continue;
+      const long pid = std::strtol(name.c_str() + stage_prefix.size(), nullptr, 10);
+      if (pid > 0 && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
+    }
+  const fs::path stage = out.parent_path() / fmt::format("{}{}", stage_prefix, ::getpid());
   fs::remove_all(stage, ec);
   fs::create_directories(stage);
   RemoveOnExit stage_guard{stage};

@@ -417,18 +417,21 @@ std::vector<uint32_t> encode_parallel(const Tokenizer& tok, std::string_view tex
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir) {
   constexpr char op[] = "load_tokenizer";
-  const fs::path sp = fs::path(dir) / kSpFile, word = fs::path(dir) / kWordFile;
   std::error_code ec;
-  if (fs::exists(sp, ec)) {
-    std::string proto = read_binary_file(sp.string());
-    return std::make_unique<SpTokenizer>(std::move(proto), sp.string());
-  }
-  if (fs::exists(word, ec)) {
-    std::string body = read_text_file(word.string());
+  if (fs::is_regular_file(dir, ec)) {  // a model file itself, by its extension
+    if (fs::path(dir).extension() == ".model") return std::make_unique<SpTokenizer>(read_binary_file(dir), dir);
+    COPPER_CHECK(fs::path(dir).extension() == ".vocab", op, "{} is neither a .model (SentencePiece) nor a .vocab "
+                 "(word) file. HINT: give the prepared folder", dir);
+    std::string body = read_text_file(dir);
     std::vector<std::string> words;
     for_each_line(body, [&](std::string_view line, int64_t) { words.emplace_back(line); });
-    return std::make_unique<WordTokenizer>(std::move(words), word.string());
+    return std::make_unique<WordTokenizer>(std::move(words), dir);
   }
+  const fs::path sp = fs::path(dir) / kSpFile, word = fs::path(dir) / kWordFile;
+  if (fs::exists(sp, ec)) {
+    return load_tokenizer(sp.string());
+  }
+  if (fs::exists(word, ec)) return load_tokenizer(word.string());
   COPPER_THROW(op, "no tokenizer in {} (neither {} nor {}). HINT: run `copper lm prepare` to make one", dir, kSpFile,
                kWordFile);
 }

@@ -49,7 +49,8 @@ inline constexpr size_t kMinParallelBytes = 1 << 20;
 std::vector<uint32_t> encode_parallel(const Tokenizer& tok, std::string_view text, int threads = 0);
 
 // The tokenizer saved in `dir` (tokenizer.model: SentencePiece, bpe or unigram as trained;
-// tokenizer.vocab: word). Throws copper::Error if neither file is there or it does not load.
+// tokenizer.vocab: word), or in the file `dir` names (by its extension, .model or .vocab).
+// Throws copper::Error if neither file is there or it does not load.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir);
 
 // Trains a tokenizer of `kind` on `train_text` and saves it into out_dir (if not empty).

@@ -172,12 +172,13 @@ TEST(LmTokenizer, BpeRoundTripsCodeExactly) {
   EXPECT_EQ(encode_parallel(*tok, train, 3), tok->encode(train));  // line-local: chunking changes nothing
   // Whitespace, newlines and the meta-space character survive; unseen characters fall back to bytes.
   for (std::string s : {std::string(" a\n\n  b\t\t c  \n"), std::string("\n"), std::string("  "),
-                        std::string("x \xE2\x96\x81 y\xE2\x96\x81"), std::string("\xF0\x9F\x98\x80 \xE4\xB8\xAD\n ")}) {
+                        std::string("x \xE2\x96\x81 y\xE2\x96\x81"), std::string("crlf\r\nline\r\n"), std::string("\xF0\x9F\x98\x80 \xE4\xB8\xAD\n ")}) {
     EXPECT_EQ(tok->decode(tok->encode(s)), s) << s;
   }
   // The saved model loads to the same tokenizer.
   auto again = load_tokenizer(dir.string());
   EXPECT_EQ(again->kind(), "bpe");
+  EXPECT_EQ(load_tokenizer((dir / "tokenizer.model").string())->vocab_size(), 1000);
   EXPECT_EQ(again->encode(test), ids);
   fs::remove_all(dir);
 }
@@ -442,7 +443,7 @@ TEST(LmPrepare, DISABLED_PrepareFullCorpora) {
   SKIP_WITHOUT_DATA();
   auto dir = testing_util::fresh_temp_dir("lm_full");
   for (auto [corpus, kind, vocab] : {std::tuple{"wikitext-2", "word", 0}, {"wikitext-2", "bpe", 8192},
-                                     {"code", "bpe", 8192}}) {
+                                     {"code", "bpe", 8192}, {"code", "unigram", 8192}}) {
     const std::string in = kDataDir + "/" + corpus;
     const fs::path out = dir / fmt::format("{}-{}", corpus, kind);
     nlohmann::json m = prepare(in + "/train.txt.xz", in + "/valid.txt.xz", in + "/test.txt.xz", kind, vocab,
