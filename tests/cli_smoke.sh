@@ -107,3 +107,28 @@ stop_run INT $! 130
 grep -q "^resume with: " "$work/sig.err" && ! grep -q "^resume with: .*--fresh" "$work/sig.err" ||
   fail "an interrupted --fresh run should resume without --fresh: $(cat "$work/sig.err")"
 echo "cli smoke (trainer): all checks passed"
+
+# ---- copper plot (viz/): loss curves from hand-written logs; bad input exits 3, writes nothing ----
+mkdir -p "$work/plot/run-a" "$work/plot/run-b"
+printf '%s\n' '{"step":0,"loss":3.1,"lr":0.001,"tokens":0}' '{"step":25,"loss":2.4,"lr":0.001,"tokens":3200}' \
+  '{"step":50,"loss":1.9,"lr":0.001,"tokens":6400}' '{"step":50,"eval":{"loss":2.0,"error":0.4}}' \
+  > "$work/plot/run-a/log.jsonl"
+printf '%s\n' '{"step":0,"loss":3.0}' '{"step":25,"loss":2.6}' '{"step":50,"loss":2.2}' > "$work/plot/run-b/log.jsonl"
+plotted=$("$copper" plot --log "$work/plot/run-a/log.jsonl" --log "$work/plot/run-b/log.jsonl" \
+  --out "$work/plot/curves.png" --title "smoke")
+echo "$plotted" | grep -q '"runs":2' || fail "copper plot printed: $plotted"
+[ "$(head -c 8 "$work/plot/curves.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] ||
+  fail "copper plot did not write a PNG"
+set +e
+"$copper" plot --log "$work/plot/missing/log.jsonl" --out "$work/plot/none.png" 2> "$work/err"; rc=$?
+set -e
+[ "$rc" -eq 3 ] || fail "copper plot of a missing log exited $rc, want 3: $(cat "$work/err")"
+[ ! -e "$work/plot/none.png" ] || fail "copper plot wrote a picture from a missing log"
+printf '%s\n' '{"step":0,"loss":3.0}' '{"step":25,"loss":' > "$work/plot/bad.jsonl"
+before=$(sha256sum < "$work/plot/curves.png")
+set +e
+"$copper" plot --log "$work/plot/bad.jsonl" --out "$work/plot/curves.png" 2> "$work/err"; rc=$?
+set -e
+[ "$rc" -eq 3 ] && grep -q "bad.jsonl:2" "$work/err" || fail "a malformed log exited $rc: $(cat "$work/err")"
+[ "$(sha256sum < "$work/plot/curves.png")" = "$before" ] || fail "a failed copper plot changed --out"
+echo "cli smoke (plot): all checks passed"
