@@ -207,6 +207,7 @@ ImageSize heatmap_png(const std::string& path, const HeatmapSpec& spec) {
       text(cr, gx0 - tick_len - 2, y, s, 1.0);
     }
   }
+  double col_label_px = 0;  // how far the rotated column labels reach below the grid
   {
     bool labels = !spec.col_labels.empty();
     int64_t step = labels ? nice_step(px_per_index, kTickSpacingPx) : nice_step(px_per_index, kNumberSpacingPx);
@@ -220,18 +221,22 @@ ImageSize heatmap_png(const std::string& path, const HeatmapSpec& spec) {
         cairo_save(cr);
         cairo_translate(cr, x, gy1 + tick_len + 2);
         cairo_rotate(cr, -M_PI / 2);
-        text(cr, 0, 0, detail::truncate_chars(detail::printable(spec.col_labels[size_t(c)]), kMaxTickChars), 1.0);
+        std::string s = detail::truncate_chars(detail::printable(spec.col_labels[size_t(c)]), kMaxTickChars);
+        cairo_text_extents_t e;
+        cairo_text_extents(cr, s.c_str(), &e);
+        col_label_px = std::max(col_label_px, e.x_advance + tick_len + 2);
+        text(cr, 0, 0, s, 1.0);
         cairo_restore(cr);
       } else {
         text(cr, x, gy1 + tick_len + 8, std::to_string(c), 0.5);
       }
     }
   }
-  const double below_ticks = gy0 + L.area_h + (spec.col_labels.empty() ? 0 : kTickLabelPx);
+  const double xlabel_y = gy0 + L.area_h + std::min(col_label_px, double(kTickLabelPx)) + 34;
 
   // Axis labels.
   font(cr, kAxisFontPx);
-  text(cr, gx0 + L.grid_w / 2.0, below_ticks + 34, spec.xlabel, 0.5);
+  text(cr, gx0 + L.grid_w / 2.0, xlabel_y, spec.xlabel, 0.5);
   cairo_save(cr);
   cairo_translate(cr, 18, gy0 + L.grid_h / 2.0);
   cairo_rotate(cr, -M_PI / 2);
@@ -275,7 +280,9 @@ ImageSize heatmap_png(const std::string& path, const HeatmapSpec& spec) {
     std::string s = detail::truncate_chars(detail::printable(mk.label), 40);
     cairo_text_extents_t e;
     cairo_text_extents(cr, s.c_str(), &e);
+    // Above the line, or below it when that would leave the grid (a mark on the first rows).
     double y = gy0 + centre(mk.index) - 3;
+    if (y - kTickFontPx < gy0) y += kTickFontPx + 6;
     cairo_set_source_rgba(cr, 1, 1, 1, 0.75);
     cairo_rectangle(cr, gx0 + 2, y - kTickFontPx, e.x_advance + 4, kTickFontPx + 2);
     cairo_fill(cr);
@@ -313,7 +320,7 @@ ImageSize heatmap_png(const std::string& path, const HeatmapSpec& spec) {
 
   // Legend of the mark kinds present, then the pooling note.
   font(cr, kNoteFontPx);
-  double lx = gx0, ly = below_ticks + 62;
+  double lx = gx0, ly = xlabel_y + 28;
   const std::pair<const char*, const Rgb*> kinds[2] = {{"paragraph break", &kParagraphColour},
                                                        {"section heading", &kSectionColour}};
   for (int k = 0; k < 2; ++k) {
