@@ -14,6 +14,7 @@
 
 #include "tensor/error.h"
 #include "tests/test_util.h"
+#include "viz/detail.h"
 #include "viz/heatmap.h"
 #include "viz/plot.h"
 #include "viz/tokens.h"
@@ -272,4 +273,15 @@ TEST(Viz, LinePlotErrorsLeaveNoFile) {
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(content, "old");
   EXPECT_EQ(files_in(dir), 1u);
+}
+
+TEST(Viz, UnprintableBytesAreEscaped) {
+  using viz::detail::printable;
+  EXPECT_EQ(printable("caf\xc3\xa9 \xe2\x96\x81x"), "caf\xc3\xa9 \xe2\x96\x81x");  // UTF-8 passes through
+  EXPECT_EQ(printable("a\tb\r\n"), "a\\tb\\r\\n");
+  EXPECT_EQ(printable(std::string("\x01\x7f", 2)), "\\x01\\x7F");
+  EXPECT_EQ(printable("\xff\xc3"), "\\xFF\\xC3");  // not UTF-8, and a cut sequence
+  EXPECT_EQ(printable("\xc2\x85"), "\\u{85}");     // a C1 control
+  EXPECT_EQ(viz::detail::truncate_chars("abcdef", 4), "abc\xe2\x80\xa6");
+  EXPECT_EQ(viz::detail::truncate_chars("abcd", 4), "abcd");
 }
