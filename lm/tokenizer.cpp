@@ -36,9 +36,11 @@ constexpr char kEos[] = "<eos>";
 constexpr char kMetaSpace[] = "\xE2\x96\x81";  // U+2581, SentencePiece's visible space
 constexpr int64_t kMinSpVocab = 300;           // 256 byte pieces + <unk> + a few characters
 // Lines sampled for training at most (SentencePiece's input_sentence_size, a random sample
-// when the text has more). Both corpora fit whole: measured wall time for BPE, vocab 8192, on
-// 2 cores shared with other jobs (load about 4): WikiText-2 train (36,718 lines, 10.8 MB)
-// 14-18 s, the code train split (230,368 lines, 8.2 MB) 53-61 s — slow but once per prepare.
+// when the text has more). Both corpora fit whole, uncapped: measured wall times, vocab 8192,
+// on 2 cores shared with other jobs (load 4-10): BPE on WikiText-2 train (36,718 lines,
+// 10.8 MB) 14-20 s, BPE on the code train split (230,368 lines, 8.2 MB) 53-65 s, unigram on
+// the code train split 176 s. Slow, but once per prepared folder; lower this to trade
+// tokenizer quality for time.
 constexpr int64_t kMaxTrainLines = 1000000;
 // Longest line used in training, in bytes (WikiText paragraphs run to several KB; longer
 // lines are left out of training only, never out of encoding).
