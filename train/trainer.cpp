@@ -220,6 +220,10 @@ RunResult Trainer::run() {
   nlohmann::json best_eval = nullptr;
   if (auto latest = nn::latest_checkpoint(ckpt_dir.string())) {
     auto st = nn::load_training_checkpoint(*latest, state_of(model), s.config, *optim);
+    COPPER_CHECK(st.is_object() && st.contains("step") && st.contains("data") && st.contains("dropout_rng"), "train",
+                 "checkpoint '{}' lacks the step, data position or dropout generator state. HINT: start over with "
+                 "--fresh",
+                 *latest);
     start = st.at("step").get<int64_t>();
     prior_s = st.value("elapsed_s", 0.0);
     tokens_total = st.value("tokens", int64_t(0));

@@ -15,9 +15,12 @@
 //
 // Output folder (RunDir) of a run:
 //   config.json          what the caller passed as `config` (the whole run, JSON)
-//   log.jsonl            one line per logged step: step, loss, lr, tokens, tokens_per_s, elapsed_s
-//                        (and one line per evaluation: step, "eval": {...})
-//   checkpoints/         the latest training checkpoint (nn/checkpoint.h), and best/ when evaluating
+//   log.jsonl            one line per logged step: step, loss (mean since the last line), lr,
+//                        tokens (all so far), tokens_per_s, elapsed_s (across resumes); and one
+//                        line per evaluation: step, "eval": {...}
+//   checkpoints/         the latest training checkpoint (nn/checkpoint.h), and with evaluation
+//                        best/: model.safetensors and eval.json (its metrics and step) of the
+//                        lowest evaluation "loss" so far
 //   model.safetensors    the final weights, written by finish() with the model config in its metadata
 //   results.json         written by the caller through finish(); its presence marks the run complete
 #pragma once
