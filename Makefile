@@ -1,5 +1,5 @@
 # copper — the two commands of the README, and a few more.
-#   make demo   install what is missing, build (Release), run the main demonstration
+#   make demo   install what is missing, build the copper program (Release), run the main demonstration
 #   make test   install what is missing, build (Release), run the whole test suite
 BUILD    ?= build
 JOBS     ?= $(shell nproc)
@@ -18,7 +18,12 @@ configure: setup
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-demo: build
+# The demo builds only the program it runs (not the test suite), quietly: the compiler's
+# output goes to $(BUILD).demo-build.log and is shown only if the build fails.
+demo: configure
+	@echo "building copper (first time: a few minutes; log in $(BUILD).demo-build.log)..."
+	@cmake --build $(BUILD) -j $(JOBS) --target copper > $(BUILD).demo-build.log 2>&1 || \
+		(tail -n 40 $(BUILD).demo-build.log; echo "make demo: the build failed; the whole log is $(BUILD).demo-build.log" >&2; exit 1)
 	@$(BUILD)/bin/copper demo
 
 test: build
@@ -34,4 +39,4 @@ bench: build
 	@$(BUILD)/bin/copper bench ops
 
 clean:
-	rm -rf $(BUILD) build-asan *.configure.log
+	rm -rf $(BUILD) build-asan *.configure.log *.demo-build.log

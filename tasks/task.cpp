@@ -9,6 +9,11 @@
 
 namespace copper::tasks {
 
+namespace {
+// The most symbols (selective copy) and variables (counting) a task allows: the letters a..z.
+constexpr int64_t kMaxSymbols = 26;
+}  // namespace
+
 // defined in flipflop.cpp, selective_copy.cpp, counting.cpp
 std::unique_ptr<Task> make_flipflop(const TaskConfig& cfg);
 std::unique_ptr<Task> make_selective_copy(const TaskConfig& cfg);
@@ -81,9 +86,58 @@ std::vector<Example> read_examples(const Task& task, const std::string& path) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     const std::string where = fmt::format("{}:{}", path, lineno);
     COPPER_CHECK(!line.empty(), "data", "{}: empty line. HINT: every line must hold one {} example", where, task.name());
-    out.push_back(task.parse_line(line, where));
+    try {
+      out.push_back(task.parse_line(line, where));
+    } catch (const Error& e) {
+      const std::string other = other_task_of_line(task, line);
+      COPPER_CHECK(other.empty(), "data",
+                   "{}: task mismatch: this is a {} example, but the model's task is {}. HINT: give a data file of "
+                   "the model's task (copper task data --task {} ...), or a model trained on {}",
+                   where, other, task.name(), task.name(), other);
+      throw Error(escape_bytes(e.what()));
+    }
   }
   COPPER_CHECK(!out.empty(), "data", "'{}' holds no examples", path);
+  return out;
+}
+
+std::string other_task_of_line(const Task& task, const std::string& line) {
+  for (const auto& name : task_names()) {
+    if (name == task.name()) continue;
+    TaskConfig widest;  // the largest vocabularies, so that any file of that task parses
+    widest.task = name;
+    widest.symbols = kMaxSymbols;
+    widest.vars = kMaxSymbols;
+    try {
+      make_task(widest)->parse_line(line, "");
+      return name;
+    } catch (const Error&) {
+      // not this task either
+    }
+  }
+  return {};
+}
+
+std::string escape_bytes(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = byte(i);
+    // Length of a well-formed UTF-8 sequence starting here (0: not one).
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n > 1 && c < 0xC2) n = 0;  // overlong two-byte forms
+    for (size_t k = 1; k < n; ++k)
+      if (i + k >= s.size() || (byte(i + k) >> 6) != 0x2) n = 0;
+    if (n == 1 && (c < 0x20 || c == 0x7F)) n = 0;  // control characters
+    if (n == 0) {
+      out += fmt::format("\\x{:02x}", c);
+      ++i;
+    } else {
+      out.append(s, i, n);
+      i += n;
+    }
+  }
   return out;
 }
 

