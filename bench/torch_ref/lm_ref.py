@@ -33,6 +33,10 @@ Run with Debian's python3-torch (torch 1.13):
     /usr/bin/python3 bench/torch_ref/lm_ref.py --data data/wikitext-bpe8192 --pe cope --seconds 600 --seed 0
     /usr/bin/python3 bench/torch_ref/lm_ref.py --data DIR --pe rel --steps 50 --context-eval 512 --stride 256 --rel-reuse-last false
     /usr/bin/python3 bench/torch_ref/lm_ref.py --self-test
+    /usr/bin/python3 bench/torch_ref/lm_ref.py --data DIR --eval-run runs/lm_torch/copper-cope-s0
+
+--eval-run trains nothing: it evaluates a copper run's final weights with this file's forward,
+a parity check of the two model definitions (its ppl should equal `copper lm eval`'s).
 
 Prints one JSON line: {"ppl", "word_ppl", "bits_per_byte", "tokens", "context", "stride",
 "steps", "train_seconds", "pe", "seed"}; progress goes to stderr.
@@ -54,13 +58,16 @@ from tasks_ref import lr_at_fraction, lr_at_step  # noqa: E402
 
 # ----------------------------------------------------------------------------- the preset
 
-# copper lm's "cpu-small" preset. `nominal_steps` is the preset's step count: with a time
-# budget it only sets the warmup's granularity (warmup = nominal // 20 steps' worth of the
-# budget; the first rate is lr / warmup). scripts/lm_vs_torch.sh passes copper's own value.
+# copper lm's "cpu-small" preset (lm/config.cpp). `nominal_steps` is the preset's step count
+# (schedule.total): with a time budget it only sets the warmup's granularity (warmup =
+# nominal // 20 steps' worth of the budget; the first rate is lr / warmup). `valid_every` is
+# its eval_every: a timed copper run scores the whole valid split every that many steps inside
+# its budget, so the reference does the same (--valid-every) to spend its time alike.
+# scripts/lm_vs_torch.sh passes both from copper's own config.json.
 PRESET = {
     "d_model": 256, "layers": 4, "heads": 4, "d_ff": 1024, "context": 256, "npos": 64, "dropout": 0.1,
     "batch": 16, "lr": 1e-3, "betas": (0.9, 0.99), "eps": 1e-8, "weight_decay": 0.1, "clip": 1.0,
-    "nominal_steps": 2000,
+    "nominal_steps": 1600, "valid_every": 400,
 }
 ENCODINGS = ["abs", "rel", "rope", "cope", "cope+rel", "cope+rope"]
 
@@ -298,9 +305,11 @@ def evaluate(model, tokens, context, stride, batch=8):
     return total, scored
 
 
-def train(model, tokens, args, cfg):
+def train(model, tokens, args, cfg, valid=None):
     """Trains in place for args.seconds (schedule by the fraction of the budget spent) or
-    exactly args.steps steps (schedule over the steps). Returns (steps, seconds)."""
+    exactly args.steps steps (schedule over the steps). With `valid` tokens, a timed run
+    scores them every args.valid_every steps within its budget (as copper's periodic
+    validation; the score only goes to stderr). Returns (steps, seconds)."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=cfg["betas"], eps=cfg["eps"],
                             weight_decay=cfg["weight_decay"])  # decay on every parameter, as copper
     gen = torch.Generator().manual_seed(args.seed)  # data windows; dropout draws from the global generator
@@ -331,7 +340,67 @@ def train(model, tokens, args, cfg):
             loss_sum, loss_n = 0.0, 0
         if not args.steps and elapsed >= args.seconds:  # out of time: that was the last step
             break
+        if valid is not None and not args.steps and step % args.valid_every == 0:
+            nll, scored = evaluate(model, valid, cfg["context"], cfg["context"])
+            print(f"[lm_ref {args.pe} s{args.seed}] step {step} valid ppl {math.exp(nll / scored):.2f} "
+                  f"({time.time() - t0 - elapsed:.0f} s)", file=sys.stderr, flush=True)
     return step, time.time() - t0
+
+
+# ----------------------------------------------------------------------------- copper's weights
+
+
+def read_safetensors(path):
+    """Tensors and metadata of a safetensors file (nn/safetensors.h): a little-endian u64
+    header length, the JSON header, the data. F32 only (what copper's models hold)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    tensors = {}
+    for name, h in header.items():
+        if h["dtype"] != "F32":
+            raise SystemExit(f"lm_ref: {path}: {name} is {h['dtype']}; only F32 is read")
+        begin, end = h["data_offsets"]
+        buf = bytearray(raw[8 + n + begin:8 + n + end])
+        tensors[name] = torch.frombuffer(buf, dtype=torch.float32).reshape(h["shape"]) if buf else \
+            torch.zeros(h["shape"])
+    return tensors, meta
+
+
+def load_copper_run(run_dir):
+    """The final model of a `copper lm train` run folder as this file's LM: the model config
+    from the weights' metadata ("config", TransformerConfig::to_json), refused unless it is a
+    variant this reference implements; the weights renamed (copper's attn.pe.* tables are
+    attn.rel / attn.cope here) and loaded strictly. Returns (model, config)."""
+    tensors, meta = read_safetensors(os.path.join(run_dir, "model.safetensors"))
+    if "config" in meta:
+        mc = json.loads(meta["config"])
+    else:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            mc = json.load(f)["model"]
+    expect = {"mlp": "gelu", "norm": "layernorm", "pre_norm": True, "tie_embeddings": False,
+              "cope_scale": "appendix", "cope_sep_key": False, "cope_every": 1}
+    bad = {k: mc.get(k) for k, v in expect.items() if mc.get(k, v) != v}
+    if bad or mc["pe"] not in ENCODINGS:
+        raise SystemExit(f"lm_ref: {run_dir} is a model this reference does not implement ({bad or mc['pe']})")
+    model = LM(mc["vocab"], mc["pe"], d_model=mc["d_model"], layers=mc["n_layers"], heads=mc["n_heads"],
+               d_ff=mc.get("d_ff") or 4 * mc["d_model"], context=mc["context"],
+               npos=mc.get("npos") or mc["context"] + 1, dropout=mc.get("dropout", 0.0))
+    for b in model.blocks:
+        if b.attn.rel is not None:
+            b.attn.rel.reuse_last = mc.get("rel_reuse_last", True)
+    renamed = {}
+    for name, t in tensors.items():
+        for old, new in [(".attn.pe.cope.pos_emb", ".attn.cope.pos_emb"), (".attn.pe.rel.weight", ".attn.rel.weight"),
+                         (".attn.pe.pos_emb", ".attn.cope.pos_emb"), (".attn.pe.weight", ".attn.rel.weight")]:
+            name = name.replace(old, new)
+        renamed[name] = t
+    missing, unexpected = model.load_state_dict(renamed, strict=False)
+    if missing or unexpected:
+        raise SystemExit(f"lm_ref: {run_dir}: weights missing {missing}, not in this model {unexpected}")
+    return model, mc
 
 
 # ----------------------------------------------------------------------------- self-test
@@ -415,13 +484,20 @@ def main():
                          "instead of a time budget")
     ap.add_argument("--nominal-steps", type=int, default=PRESET["nominal_steps"],
                     help="the preset's step count, which sets the warmup of a timed run (copper's schedule.total)")
+    ap.add_argument("--valid-every", type=int, default=PRESET["valid_every"],
+                    help="timed runs: score the valid split every this many steps within the budget, as copper "
+                         "(its loop.eval_every); 0: never")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--split", default="test", choices=["train", "valid", "test"])
     ap.add_argument("--context-eval", type=int, default=0, help="evaluation window (default: the training context)")
     ap.add_argument("--stride", type=int, default=0, help="evaluation stride (default: the evaluation window)")
-    ap.add_argument("--rel-reuse-last", choices=["true", "false"], default="true",
-                    help="rel at evaluation: distances past the table reuse its last row (true) or add nothing")
+    ap.add_argument("--rel-reuse-last", choices=["true", "false"],
+                    help="rel at evaluation: distances past the table reuse its last row (true, the default) or "
+                         "add nothing")
+    ap.add_argument("--eval-run", metavar="DIR",
+                    help="no training: evaluate the final weights of this `copper lm train` run with this file's "
+                         "forward (a forward-parity check: the ppl should equal `copper lm eval`'s)")
     ap.add_argument("--log-every", type=int, default=50, help="a progress line on stderr every this many steps")
     ap.add_argument("--self-test", action="store_true", help="check the window logic and the encodings, then exit")
     args = ap.parse_args()
@@ -432,20 +508,33 @@ def main():
     if not args.data:
         ap.error("--data is required")
     cfg = dict(PRESET)
-    train_ids, _, vocab = load_split(args.data, "train")
-    eval_ids, eval_info, _ = load_split(args.data, args.split)
+    eval_ids, eval_info, vocab = load_split(args.data, args.split)
+    steps, seconds, seed = 0, 0.0, args.seed
+    if args.eval_run:  # copper's model: its own context and encoding
+        model, mc = load_copper_run(args.eval_run)
+        cfg["context"], args.pe = mc["context"], mc["pe"]
+        try:
+            with open(os.path.join(args.eval_run, "results.json")) as f:
+                res = json.load(f)
+            steps, seconds, seed = res.get("steps", 0), res.get("train_seconds", 0.0), res.get("seed", seed)
+        except OSError:
+            pass
     context_eval = args.context_eval or cfg["context"]
     stride = args.stride or context_eval
     next(eval_windows(eval_ids.numel(), context_eval, stride))  # refuses bad settings before training, not after
     if args.pe == "abs" and context_eval > cfg["context"]:
         ap.error(f"abs has {cfg['context']} positions; --context-eval {context_eval} needs an encoding that extrapolates")
 
-    torch.manual_seed(args.seed)
-    model = LM(vocab, args.pe, **cfg)
-    steps, seconds = train(model, train_ids, args, cfg)
-    for b in model.blocks:  # training never reaches past the table; only a longer evaluation does
-        if b.attn.rel is not None:
-            b.attn.rel.reuse_last = args.rel_reuse_last == "true"
+    if not args.eval_run:
+        train_ids = load_split(args.data, "train")[0]
+        torch.manual_seed(args.seed)
+        model = LM(vocab, args.pe, **cfg)
+        valid_ids = load_split(args.data, "valid")[0] if args.valid_every > 0 and not args.steps else None
+        steps, seconds = train(model, train_ids, args, cfg, valid_ids)
+    if args.rel_reuse_last:  # training never reaches past the table; only a longer evaluation does
+        for b in model.blocks:
+            if b.attn.rel is not None:
+                b.attn.rel.reuse_last = args.rel_reuse_last == "true"
     nll, scored = evaluate(model, eval_ids, context_eval, stride)
     print(json.dumps({
         "ppl": math.exp(nll / scored),
@@ -457,7 +546,7 @@ def main():
         "steps": steps,
         "train_seconds": round(seconds, 1),
         "pe": args.pe,
-        "seed": args.seed,
+        "seed": seed,
     }))
 
 
