@@ -17,7 +17,8 @@ The model (nn/transformer.cpp and the files it uses), float32:
   - attention logits (nn/attend.cpp): q.k/sqrt(Dh) + before/sqrt(Dh) + after, causal softmax
       rope: q and k rotated in interleaved pairs (2m, 2m+1) by angle t * 10000^(-2m/Dh)
       rel:  before += q_i . e[min(i - j, context - 1)], one (context x Dh) table per layer
-            shared by the heads, ~ N(0, 0.02^2); longer distances reuse its last row
+            shared by the heads, ~ N(0, 0.02^2); longer distances (a longer evaluation
+            context) reuse its last row, or add nothing with --rel-reuse-last false
       cope: after += CoPE term (the paper's appendix scaling), gates sigmoid(q.k/sqrt(Dh)) of
             the rotated q, k when combined with rope, never including the rel term; one
             (npos x Dh) table per layer, zeros at init, positions clamped at npos - 1
@@ -26,7 +27,8 @@ Training (train/trainer.cpp): AdamW lr 1e-3, betas (0.9, 0.99), eps 1e-8, weight
 every parameter, gradients clipped at global norm 1; batch 16 random windows of 257 tokens of
 train.bin (ids the first 256, targets the next 256), mean cross-entropy over all positions;
 cosine schedule, 5 % linear warmup, down to 0.1 x lr, following the fraction of the time
-budget spent (Schedule::lr_at_fraction), or over the steps with --steps N.
+budget spent (Schedule::lr_at_fraction), or over the steps with --steps N. A timed run also
+scores the whole valid split every 400 steps inside its budget, as copper's trainer does.
 
 Run with Debian's python3-torch (torch 1.13):
 
