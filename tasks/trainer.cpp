@@ -396,6 +396,7 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
     auto ex = heldout_examples(splits[i].second, cfg.seed, int64_t(i), cfg.eval_samples);
     const int64_t before = int64_t(i) * cfg.eval_samples;
     EvalResult r = evaluate(model, *split_task, ex, cfg.eval_batch, [&](int64_t done) {
+      trainer.check_interrupted();
       progress.update(before + done, fmt::format("samples (split '{}')", splits[i].first));
     });
     errors[splits[i].first] = r.error;

@@ -84,8 +84,9 @@ struct ToyRun {
 };
 
 // One toy run into `dir`; finish() with a small results.json when it completes.
+// before_finish: what the caller does between run() and finish() (its evaluation).
 ToyRun toy_run(const fs::path& dir, int64_t steps, train::RunOptions opt, int64_t eval_every = 0,
-               int64_t raise_at_step = -1) {
+               int64_t raise_at_step = -1, const std::function<void(train::Trainer&)>& before_finish = {}) {
   Generator init(train::stream_seed(3, 1));
   nn::TransformerLM model(toy_model(), &init);
   ToyData data(train::stream_seed(3, 2));
@@ -110,6 +111,7 @@ ToyRun toy_run(const fs::path& dir, int64_t steps, train::RunOptions opt, int64_
   train::Trainer trainer(model, data, loop, hooks, config, toy_model().to_json(), dir.string(), opt);
   ToyRun r;
   r.result = trainer.run();
+  if (r.result.completed && !r.result.already_done && before_finish) before_finish(trainer);
   if (r.result.completed && !r.result.already_done)
     trainer.finish({{"steps", r.result.steps}, {"final_loss", r.result.final_loss}});
   for (auto& [name, t] : model.state_dict()) r.weights.push_back(t.contiguous().to_vector<float>());
@@ -290,4 +292,31 @@ TEST(Trainer, LoopConfigRoundTripsAndValidates) {
   EXPECT_EQ(train::LoopConfig::from_json(l.to_json()).to_json(), l.to_json());
   l.log_every = 0;
   EXPECT_NE(error_of([&] { l.validate(); }).find("log_every"), std::string::npos);
+}
+
+// A signal during the caller's evaluation (after the loop, before finish): Interrupted from
+// check_interrupted; the final checkpoint stays and the same command then only evaluates.
+TEST(Trainer, SignalDuringTheCallersEvaluation) {
+  auto d = temp_dir("evalsig");
+  int sig = 0;
+  std::string message;
+  try {
+    toy_run(d / "run", 6, {}, 0, -1, [](train::Trainer& t) {
+      t.check_interrupted();  // nothing yet
+      std::raise(SIGTERM);
+      t.check_interrupted();
+    });
+  } catch (const train::Interrupted& e) {
+    sig = e.signal;
+    message = e.message;
+  }
+  EXPECT_EQ(sig, SIGTERM);
+  EXPECT_NE(message.find("after training, at step 6"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(d / "run" / "results.json"));
+  const ToyRun again = toy_run(d / "run", 6, {});
+  EXPECT_TRUE(again.result.completed);
+  EXPECT_EQ(again.result.steps, 6);
+  EXPECT_TRUE(fs::exists(d / "run" / "results.json"));
+  EXPECT_EQ(again.weights, toy_run(d / "straight", 6, {}).weights);
+  fs::remove_all(d);
 }

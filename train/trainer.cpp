@@ -102,13 +102,21 @@ std::string own_command_without_fresh() {
     if (arg == "--fresh") continue;
     const bool plain = !arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                                              "0123456789_-+=./:,@%") == std::string::npos;
-    std::string q = arg;
-    if (!plain) {
-      q = "'";
-      for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-      q += "'";
+    std::string q;
+    if (plain) {
+      q = arg;
+    } else {
+      q.push_back('\'');
+      for (char c : arg) {
+        if (c == '\'')
+          q.append("'\\''");
+        else
+          q.push_back(c);
+      }
+      q.push_back('\'');
     }
-    out += (out.empty() ? "" : " ") + q;
+    if (!out.empty()) out.push_back(' ');
+    out.append(q);
   }
   return out.empty() ? "the same command without --fresh" : out;
 }
@@ -143,6 +151,17 @@ double number_or_nan(const nlohmann::json& js, const char* key) {
 // ---------------------------------------------------------------- Trainer
 
 struct Trainer::Impl {
+  Impl(nn::Module& m, DataSource& d, LoopConfig l, Hooks h, nlohmann::json c, nlohmann::json mc, std::string o,
+       RunOptions op)
+      : model(m),
+        data(d),
+        loop(std::move(l)),
+        hooks(std::move(h)),
+        config(std::move(c)),
+        model_config(std::move(mc)),
+        out(std::move(o)),
+        work(out),
+        opt(std::move(op)) {}
   nn::Module& model;
   DataSource& data;
   LoopConfig loop;
@@ -151,19 +170,37 @@ struct Trainer::Impl {
   std::string out, work;
   RunOptions opt;
   bool staging = false, ran = false, finished = false;
+  int64_t steps_done = 0;
+  // Installed by run(); kept after a completed run until finish(), so that the caller's
+  // evaluation can be interrupted cleanly too (check_interrupted).
+  std::unique_ptr<SignalGuard> signals;
+
+  // The Interrupted exception for signal `sig` after step `step`, naming the checkpoint.
+  Interrupted interrupted(int sig, int64_t step, const std::string& what) const {
+    const std::string ckpt_dir = (fs::path(work) / "checkpoints").string();
+    const std::string where = nn::latest_checkpoint(ckpt_dir).value_or(ckpt_dir);
+    std::string text = fmt::format("interrupted by {} {} step {}: checkpoint in {}", signal_name(sig), what, step, where);
+    if (staging) text += fmt::format("\nthe finished run in '{}' is untouched until this one finishes", out);
+    text += "\nresume with: " + (opt.resume_command.empty() ? own_command_without_fresh() : opt.resume_command);
+    return Interrupted(sig, text);
+  }
 };
 
 Trainer::Trainer(nn::Module& model, DataSource& data, const LoopConfig& loop, Hooks hooks, nlohmann::json config,
                  nlohmann::json model_config, std::string out_dir, RunOptions opt)
-    : impl_(std::make_unique<Impl>(Impl{model, data, loop, std::move(hooks), std::move(config), std::move(model_config),
-                                        detail::normalize_dir(out_dir), "", std::move(opt)})) {
+    : impl_(std::make_unique<Impl>(model, data, loop, std::move(hooks), std::move(config), std::move(model_config),
+                                   detail::normalize_dir(out_dir), std::move(opt))) {
   COPPER_CHECK(!impl_->out.empty(), "train", "no output folder given. HINT: pass --out DIR");
   COPPER_CHECK(static_cast<bool>(impl_->hooks.loss), "train", "Hooks::loss is required");
   impl_->loop.validate();
-  impl_->work = impl_->out;
 }
 
 Trainer::~Trainer() = default;
+
+void Trainer::check_interrupted() const {
+  const Impl& s = *impl_;
+  if (s.signals && g_signal != 0) throw s.interrupted(g_signal, s.steps_done, "after training, at");
+}
 
 const std::string& Trainer::work_dir() const { return impl_->work; }
 
@@ -308,7 +345,7 @@ RunResult Trainer::run() {
   double loss_sum = 0;
   int64_t loss_n = 0, tokens = 0;  // tokens: this process's, for the throughput
   int64_t saved_at = start;
-  SignalGuard signals;
+  s.signals = std::make_unique<SignalGuard>();
   for (int64_t step = start; step < steps; ++step) {
     optim->set_lr(timed ? L.schedule.lr_at_fraction((prior_s + seconds()) / budget) : L.schedule.lr_at(step));
     Batch batch = s.data.batch(step);
@@ -359,20 +396,20 @@ RunResult Trainer::run() {
       result.train_seconds = prior_s + seconds();
       result.final_loss = last_loss;
       result.best_eval = best_eval;
+      s.signals.reset();
       return result;  // as if killed here: completed stays false
     }
     if (g_signal != 0) {
       const int sig = g_signal;
       if (saved_at != done) save_ckpt(done);
       progress.finish();
-      const std::string where = nn::latest_checkpoint(ckpt_dir.string()).value_or(ckpt_dir.string());
-      std::string text = fmt::format("interrupted by {} at step {}: checkpoint in {}", signal_name(sig), done, where);
-      if (s.staging) text += fmt::format("\nthe finished run in '{}' is untouched until this one finishes", s.out);
-      text += "\nresume with: " + (s.opt.resume_command.empty() ? own_command_without_fresh() : s.opt.resume_command);
-      throw Interrupted(sig, text);
+      Interrupted e = s.interrupted(sig, done, "at");
+      s.signals.reset();
+      throw e;
     }
   }
   progress.finish();
+  s.steps_done = steps;
   result.completed = true;
   result.steps = steps;
   result.train_seconds = prior_s + seconds();
@@ -385,6 +422,7 @@ void Trainer::finish(const nlohmann::json& results) {
   Impl& s = *impl_;
   COPPER_CHECK(s.ran && !s.finished, "train", "Trainer::finish() must follow one completed run()");
   s.finished = true;
+  s.signals.reset();
   const fs::path dir(s.work);
   nn::save_model((dir / "model.safetensors").string(), state_of(s.model), s.model_config);
   nn::write_text_atomic((dir / "results.json").string(), results.dump(2) + "\n");

@@ -150,7 +150,12 @@ class Trainer {
   ~Trainer();
 
   // Train (or resume, or find the run already finished). Throws Interrupted on a signal.
+  // SIGINT/SIGTERM stay caught after a completed run until finish() (or the Trainer's end):
+  // the caller's evaluation calls check_interrupted() between its batches.
   RunResult run();
+  // After a completed run(): throws Interrupted if a signal came since (the final
+  // checkpoint holds the trained model; running the command again only evaluates).
+  void check_interrupted() const;
   // Write results.json (plus model.safetensors) and publish the folder: what makes a run
   // complete. Call once after run() returned completed and the caller evaluated.
   void finish(const nlohmann::json& results);
