@@ -72,6 +72,7 @@ void Progress::update(int64_t done, const std::string& detail, double eta_s) {
 void Progress::finish(const std::string& detail) {
   if (quiet_ || finished_) return;
   finished_ = true;
+  if (calls_ == 0 && detail.empty()) return;  // nothing was shown and nothing to say
   const std::string text = line(last_done_, detail.empty() ? last_detail_ : detail,
                                 "in " + format_duration(now_s() - start_));
   if (tty_) {

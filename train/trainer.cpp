@@ -169,7 +169,7 @@ struct Trainer::Impl {
   nlohmann::json config, model_config;
   std::string out, work;
   RunOptions opt;
-  bool staging = false, ran = false, finished = false;
+  bool staging = false, ran = false, completed = false, finished = false;
   int64_t steps_done = 0;
   // Installed by run(); kept after a completed run until finish(), so that the caller's
   // evaluation can be interrupted cleanly too (check_interrupted).
@@ -408,8 +408,9 @@ RunResult Trainer::run() {
       throw e;
     }
   }
-  progress.finish();
+  if (steps > start) progress.finish();
   s.steps_done = steps;
+  s.completed = true;
   result.completed = true;
   result.steps = steps;
   result.train_seconds = prior_s + seconds();
@@ -420,7 +421,8 @@ RunResult Trainer::run() {
 
 void Trainer::finish(const nlohmann::json& results) {
   Impl& s = *impl_;
-  COPPER_CHECK(s.ran && !s.finished, "train", "Trainer::finish() must follow one completed run()");
+  COPPER_CHECK(s.completed && !s.finished, "train",
+               "Trainer::finish() must follow a run() that trained to the end (not stopped, not already done), once");
   s.finished = true;
   s.signals.reset();
   const fs::path dir(s.work);

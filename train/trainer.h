@@ -180,7 +180,7 @@ class Progress {
   void update(int64_t done, const std::string& detail = "", double eta_s = -1);
   // The last line, with the time taken instead of the ETA (on a terminal it ends the
   // redrawn line; elsewhere it is printed unless the last update was). Empty detail: the
-  // last update's.
+  // last update's; nothing when there was no update and no detail.
   void finish(const std::string& detail = "");
   static bool is_terminal(std::FILE* f);
 
