@@ -13,6 +13,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "tensor/ops.h"
+#include "tensor/profile.h"
 
 namespace copper {
 
@@ -98,6 +99,7 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
   COPPER_CHECK(seed.shape() == shape(), op, "gradient shape {} does not match the output {}", shape_str(seed.shape()),
                shape_str(shape()));
   NoGradGuard no_grad;  // the backward pass itself records nothing
+  profile::PhaseScope phase(profile::Phase::backward);  // what the profiler counts below is backward time
 
   if (!grad_fn()) {  // backward on a leaf: its gradient is the seed
     accumulate_leaf(impl(), seed);
@@ -137,10 +139,15 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     COPPER_CHECK(node->backward != nullptr, op,
                  "the graph through '{}' was already freed by an earlier backward(). HINT: pass retain_graph=true to the first backward() to call it twice",
                  node->op);
-    std::vector<Tensor> grads = node->backward(g);
+    std::vector<Tensor> grads;
+    {
+      profile::Scope timed(node->op.c_str());  // one profile row per node name (when profiling)
+      grads = node->backward(g);
+    }
     if (!retain_graph) node->backward = nullptr;  // release the saved tensors now
     COPPER_CHECK(grads.size() == node->inputs.size(), op, "backward of '{}' returned {} gradients for {} inputs",
                  node->op, grads.size(), node->inputs.size());
+    profile::Scope timed("(sum of gradients)");  // accumulate_leaf and the pending sums
     for (size_t i = 0; i < grads.size(); ++i) {
       const Edge& e = node->inputs[i];
       if (e.active() && grads[i].defined()) {

@@ -26,6 +26,17 @@ struct Options {
 // `copper bench ops`: matmul, elementwise, softmax, layer_norm, cumsum, ... as JSON lines.
 void run_ops(const Options& opt, std::FILE* out);
 
+struct TrainOptions {
+  std::string config;            // a benchmark model file, e.g. ../shared/bench/lm-small.json
+  std::vector<std::string> pes;  // position encodings, one JSON line each
+  int steps = 8;                 // in all, the first 2 untimed (warm-up)
+  int threads = 0;               // 0: as the environment says (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS)
+  bool profile = false;          // print a per-op table (tensor/profile.h) of the timed steps to stderr
+};
+
+// `copper bench train`: steps of the benchmark model (bench/train.cpp), one JSON line per encoding.
+void run_train(const TrainOptions& opt, std::FILE* out);
+
 // ---- timing helpers (bench/timing.cpp) ----
 
 // Seconds for one call of f: `warmup` calls untimed, then repetitions until about

@@ -2,6 +2,7 @@
 #include "tensor/backend.h"
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/profile.h"
 
 namespace copper {
 
@@ -15,7 +16,9 @@ Backend*& cuda_backend_slot() {
 Backend& backend_for(Device d) {
   if (d.type == DeviceType::cpu) {
     static auto* cpu = new CpuBackend;  // never destroyed, like the allocator
-    return *cpu;
+    // While profiling, the same kernels behind a decorator that times each call (tensor/profile.h).
+    static Backend* timed = profile::timing_backend(cpu);
+    return profile::enabled() ? *timed : *cpu;
   }
   Backend* b = cuda_backend_slot();
   COPPER_CHECK(b != nullptr, "backend", "no kernels for device {} in this build. HINT: build with CUDA (cmake -DCOPPER_CUDA=ON) on a machine with a GPU",
