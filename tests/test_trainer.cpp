@@ -172,6 +172,22 @@ TEST(Trainer, KilledAndResumedRunIsBitIdentical) {
     entries.push_back(fmt::format("{}{}", js.contains("eval") ? "e" : "", js["step"].get<int64_t>()));
   }
   EXPECT_EQ(entries, (std::vector<std::string>{"2", "e3", "4", "6", "e6", "8", "e9", "10", "12", "e12"}));
+  // Interrupted by a signal between two log lines (step 3; logs every 2): the resumed run logs
+  // the same losses as the straight one.
+  EXPECT_THROW(toy_run(d / "c", 12, {}, 3, /*raise_at_step=*/3), train::Interrupted);
+  EXPECT_EQ(toy_run(d / "c", 12, {}, 3).weights, straight.weights);
+  auto losses = [](const fs::path& log_path) {
+    std::ifstream in(log_path);
+    std::vector<nlohmann::json> out;
+    for (std::string line; std::getline(in, line);) {
+      auto js = nlohmann::json::parse(line);
+      js.erase("elapsed_s");
+      js.erase("tokens_per_s");
+      out.push_back(js);
+    }
+    return out;
+  };
+  EXPECT_EQ(losses(d / "a" / "log.jsonl"), losses(d / "c" / "log.jsonl"));
   fs::remove_all(d);
 }
 

@@ -254,6 +254,10 @@ RunResult Trainer::run() {
   int64_t start = 0, tokens_total = 0;
   double prior_s = 0;  // training seconds before this process (a resumed time-budget run)
   double last_loss = NAN;
+  // The losses since the last log line: saved too, so that a run resumed between two log
+  // lines logs the same means (and final loss) as an uninterrupted one.
+  double loss_sum = 0;
+  int64_t loss_n = 0;
   nlohmann::json best_eval = nullptr;
   if (auto latest = nn::latest_checkpoint(ckpt_dir.string())) {
     auto st = nn::load_training_checkpoint(*latest, state_of(model), s.config, *optim);
@@ -265,6 +269,8 @@ RunResult Trainer::run() {
     prior_s = st.value("elapsed_s", 0.0);
     tokens_total = st.value("tokens", int64_t(0));
     last_loss = number_or_nan(st, "last_loss");
+    loss_sum = st.value("loss_sum", 0.0);
+    loss_n = st.value("loss_n", int64_t(0));
     best_eval = st.value("best_eval", nlohmann::json());
     s.data.restore(st.at("data"));
     nn::generator_from_json(default_generator(), st.at("dropout_rng"));
@@ -293,6 +299,8 @@ RunResult Trainer::run() {
                          {"elapsed_s", prior_s + seconds()},
                          {"tokens", tokens_total},
                          {"last_loss", last_loss},
+                         {"loss_sum", loss_sum},
+                         {"loss_n", loss_n},
                          {"best_eval", best_eval},
                          {"data", s.data.state()},
                          {"dropout_rng", nn::generator_to_json(default_generator())},
@@ -342,8 +350,7 @@ RunResult Trainer::run() {
   int64_t steps = !timed ? L.steps : prior_s < budget ? std::numeric_limits<int64_t>::max() : start;
   Progress progress(s.opt.progress, s.opt.label + "step ", timed ? 0 : L.steps, s.opt.quiet, 1, start);
   const bool live = !s.opt.quiet && Progress::is_terminal(s.opt.progress);
-  double loss_sum = 0;
-  int64_t loss_n = 0, tokens = 0;  // tokens: this process's, for the throughput
+  int64_t tokens = 0;  // this process's, for the throughput
   int64_t saved_at = start;
   s.signals = std::make_unique<SignalGuard>();
   for (int64_t step = start; step < steps; ++step) {
