@@ -14,6 +14,8 @@
 //   results.json        error on fresh held-out data, in-distribution and each OOD split
 //   log.jsonl           one line per logged step: step, loss, lr, tokens/s, elapsed
 //   checkpoints/        the latest training checkpoint (see nn/checkpoint.h)
+// The loop, checkpoints, resume and the rules for a folder that already holds a run (a
+// finished run is never overwritten in place) are train::Trainer's (train/trainer.h).
 #pragma once
 #include <cstdint>
 #include <cstdio>
