@@ -360,35 +360,35 @@ double wall_seconds() {
 
 void report(std::FILE* out, double total_s, int64_t steps) {
   const std::vector<Row> rs = rows();
-  if (total_s <= 0) total_s = wall_seconds();
+  const bool whole_run = total_s <= 0;  // no step time given: shares of the wall time since enable()/reset()
+  if (whole_run) total_s = wall_seconds();
   if (steps < 1) steps = 1;
   constexpr double kMs = 1e3;
-  std::fprintf(out, "\ncopper profile: %.1f ms in all, %lld step(s), %.2f ms per step\n", total_s * kMs,
-               (long long)steps, total_s * kMs / double(steps));
+  if (whole_run)
+    std::fprintf(out, "\ncopper profile: %.1f ms of wall time since profiling began\n", total_s * kMs);
+  else
+    std::fprintf(out, "\ncopper profile: %lld step(s), %.2f ms per step\n", (long long)steps,
+                 total_s * kMs / double(steps));
   std::fprintf(out, "%-9s %-26s %8s %11s %10s %7s  %s\n", "phase", "op", "calls", "total ms", "ms/step", "share",
-               "rate");
-  double all_s = 0;
-  auto subtotal = [&](Phase p, double s) {
-    if (s > 0)
-      std::fprintf(out, "%-9s %-26s %8s %11.2f %10.3f %6.1f%%\n", phase_name(p), "= subtotal", "", s * kMs,
-                   s * kMs / double(steps), 100.0 * s / total_s);
+               "GFLOP/s or GB/s");
+  auto line = [&](const char* phase, const char* name, const std::string& calls, double s, const std::string& rate) {
+    std::fprintf(out, "%-9s %-26s %8s %11.2f %10.3f %6.1f%%  %s\n", phase, name, calls.c_str(), s * kMs,
+                 s * kMs / double(steps), 100.0 * s / total_s, rate.c_str());
   };
-  double phase_s = 0;
+  double all_s = 0, phase_s = 0;
   for (size_t i = 0; i < rs.size(); ++i) {
     const Row& r = rs[i];
-    std::fprintf(out, "%-9s %-26s %8lld %11.2f %10.3f %6.1f%%  %s\n", phase_name(r.phase), r.name.c_str(),
-                 (long long)r.calls, r.seconds * kMs, r.seconds * kMs / double(steps), 100.0 * r.seconds / total_s,
-                 rate_str(r).c_str());
+    line(phase_name(r.phase), r.name.c_str(), std::to_string(r.calls), r.seconds, rate_str(r));
     phase_s += r.seconds;
     all_s += r.seconds;
     if (i + 1 == rs.size() || rs[i + 1].phase != r.phase) {
-      subtotal(r.phase, phase_s);
+      line(phase_name(r.phase), "= subtotal", "", phase_s, "");
       phase_s = 0;
     }
   }
-  const double rest = total_s - all_s;
-  std::fprintf(out, "%-9s %-26s %8s %11.2f %10.3f %6.1f%%  (ops' own bookkeeping, fused loops outside the Backend)\n",
-               "", "not in any row", "", rest * kMs, rest * kMs / double(steps), 100.0 * rest / total_s);
+  line("", "not in any row", "", total_s - all_s,
+       whole_run ? "(everything outside kernels and backward nodes: start-up, data, bookkeeping, fused loops)"
+                 : "(ops' checks and allocations, views, fused loops that bypass the Backend)");
   std::fflush(out);
 }
 
