@@ -86,7 +86,11 @@ nlohmann::json train_lm(LMConfig cfg, const std::string& data_dir, const std::st
                         {"train_seconds", rr.train_seconds},
                         {"final_loss", rr.final_loss},
                         {"best_valid", rr.best_eval}};
-  for (const char* split : {"valid", "test"}) res[split] = split_perplexity(model, data, split, 0).to_json();
+  // The loop's evaluation after the last step already scored the whole validation split
+  // when eval_tokens is 0.
+  const bool have_valid = cfg.eval_tokens == 0 && rr.last_eval.is_object();
+  res["valid"] = have_valid ? rr.last_eval : split_perplexity(model, data, "valid", 0).to_json();
+  res["test"] = split_perplexity(model, data, "test", 0).to_json();
   trainer.finish(res);
   return res;
 }

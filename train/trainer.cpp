@@ -318,7 +318,7 @@ RunResult Trainer::run() {
 
   // Evaluation: the caller's metrics in the log, and the best model (lowest "loss") kept in
   // checkpoints/best/, replaced whole: written beside it, then renamed into place.
-  auto evaluate = [&](int64_t step) {
+  auto evaluate = [&](int64_t step) -> nlohmann::json {
     nlohmann::json ev = s.hooks.evaluate();
     model.train(true);  // the hook may have switched the model to evaluation mode
     fmt::print(log, "{}\n", nlohmann::json{{"step", step}, {"eval", ev}}.dump());
@@ -341,6 +341,7 @@ RunResult Trainer::run() {
     if (msg)
       fmt::print(msg, "{}{}eval at step {}: {}\n", Progress::is_terminal(msg) ? "\r\033[K" : "", s.opt.label, step,
                  ev.dump());
+    return ev;
   };
 
   // With a time budget the run ends when the budget is spent and the schedule follows the
@@ -393,7 +394,10 @@ RunResult Trainer::run() {
       loss_sum = 0;
       loss_n = 0;
     }
-    if (s.hooks.evaluate && L.eval_every > 0 && (done % L.eval_every == 0 || done == steps)) evaluate(done);
+    if (s.hooks.evaluate && L.eval_every > 0 && (done % L.eval_every == 0 || done == steps)) {
+      const nlohmann::json ev = evaluate(done);
+      if (done == steps) result.last_eval = ev;
+    }
     if (done % L.checkpoint_every == 0 || done == steps) {
       save_ckpt(done);
       saved_at = done;

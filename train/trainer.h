@@ -119,6 +119,7 @@ struct RunResult {
   double train_seconds = 0;    // across resumes
   double final_loss = NAN;     // mean loss of the last logged interval
   nlohmann::json best_eval;    // the best evaluation seen (null without evaluation)
+  nlohmann::json last_eval;    // the evaluation after the last step, when this process made it (else null)
   nlohmann::json results;      // results.json of an already finished run
 };
 
