@@ -32,11 +32,6 @@ namespace copper::cli {
 namespace {
 namespace fs = std::filesystem;
 
-[[noreturn]] void fail(int code, const std::string& msg) {
-  std::fflush(stdout);
-  throw ExitError(code, msg);
-}
-
 struct Point {
   int64_t step;
   double tokens;  // NaN when the line has none

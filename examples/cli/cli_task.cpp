@@ -27,27 +27,6 @@
 namespace copper::cli {
 
 namespace {
-// End the command with `code`: main() prints the message and returns the code. The
-// library throws copper::Error; only this command-line front end decides on exit codes.
-[[noreturn]] void fail(int code, const std::string& msg) {
-  std::fflush(stdout);
-  throw ExitError(code, msg);
-}
-
-// Run f; a copper::Error becomes `code`.
-template <class F>
-auto or_fail(int code, F&& f) {
-  try {
-    return f();
-  } catch (const Error& e) {
-    fail(code, e.what());
-  } catch (const std::filesystem::filesystem_error& e) {
-    // e.g. a folder that cannot be created: say which path and why, not the library's wording
-    fail(code, fmt::format("[files] cannot write '{}': {}. HINT: check that the path names a folder you can write to",
-                           e.path1().string(), e.code().message()));
-  }
-}
-
 // Ends with a usage error when `problem` (from out_dir_problem / out_file_problem) is set.
 void check_out(const std::string& problem) {
   if (!problem.empty()) fail(kExitUsage, problem);

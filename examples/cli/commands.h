@@ -2,10 +2,15 @@
 // (cli_<name>.cpp) and adds itself to the app; main.cpp only calls these.
 // A subcommand is an example a user can read: it uses the public API only.
 #pragma once
+#include <cstdio>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "tensor/error.h"
 
 namespace copper::cli {
 
@@ -32,5 +37,26 @@ class ExitError : public std::runtime_error {
  private:
   int code_;
 };
+
+// End the command with `code`: main() prints the message and returns the code. The
+// library throws copper::Error; only the command-line front end decides on exit codes.
+[[noreturn]] inline void fail(int code, const std::string& msg) {
+  std::fflush(stdout);
+  throw ExitError(code, msg);
+}
+
+// Run f; a copper::Error becomes exit code `code`, and so does a filesystem error (named
+// by its path rather than in the library's wording).
+template <class F>
+auto or_fail(int code, F&& f) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    fail(code, e.what());
+  } catch (const std::filesystem::filesystem_error& e) {
+    fail(code, fmt::format("[files] cannot write '{}': {}. HINT: check that the path names a folder you can write to",
+                           e.path1().string(), e.code().message()));
+  }
+}
 
 }  // namespace copper::cli
