@@ -12,7 +12,8 @@
 # script started again resumes every run from its checkpoint and skips finished ones. Then,
 # for each run: `copper lm eval --split test` at the training context and, for WikiText, at
 # 512 and 1024 with stride 256 (rel both as trained, capped, and with --rel-reuse-last false).
-# Everything is printed as JSON lines and collected in runs/lm-CORPUS*/eval.jsonl.
+# Everything is printed as JSON lines and collected in runs/lm-CORPUS*/eval.jsonl. LONG=0 skips
+# the longer-context evaluations; COPPER= names another copper binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-2}
@@ -22,7 +23,7 @@ jobs=${JOBS:-2}
 threads=$((2 / jobs > 0 ? 2 / jobs : 1))
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
 data_root=${DATA_ROOT:-../shared/data}
-copper=build/bin/copper
+copper=${COPPER:-build/bin/copper}
 case "$corpus" in
   wikitext) src=$data_root/wikitext-2; preset=cpu-small; pes=${PES:-abs rel rope cope cope+rel} ;;
   code)     src=$data_root/code;       preset=code-small; pes=${PES:-abs rope cope cope+rope} ;;
@@ -46,7 +47,7 @@ for pe in $pes; do
   for s in $(seq 0 $((seeds - 1))); do
     dir=$root/$pe-seed$s
     evals=("")
-    if [ "$corpus" = wikitext ] && [ "$pe" != abs ]; then
+    if [ "$corpus" = wikitext ] && [ "$pe" != abs ] && [ "${LONG:-1}" = 1 ]; then
       evals+=("--context 512 --stride 256" "--context 1024 --stride 256")
     fi
     for e in "${evals[@]}"; do
