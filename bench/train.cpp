@@ -28,6 +28,7 @@
 #include "tensor/profile.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
+#include "tensor/storage.h"
 
 namespace copper::bench {
 
@@ -162,6 +163,9 @@ void run_train(const TrainOptions& opt, std::FILE* out) {
 
   for (const std::string& pe : opt.pes) {
     const nn::TransformerConfig cfg = model_config(m, pe);
+    // Each encoding's own peak: the previous one's tensors, freed into the allocator's cache,
+    // go back to the OS first (one process per encoding, as bench_vs_torch.sh runs, is cleaner still).
+    allocator_for(kCPU).empty_cache();
     reset_peak_rss();
     // The same data every run and every encoding: inputs and targets uniform in [0, vocab).
     Generator data_gen(kDataSeed);
