@@ -19,11 +19,11 @@ build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # The demo builds only the program it runs (not the test suite), quietly: the compiler's
-# output goes to $(BUILD).demo-build.log and is shown only if the build fails.
+# output goes to $(BUILD)/demo-build.log and is shown only if the build fails.
 demo: configure
-	@echo "building copper (first time: a few minutes; log in $(BUILD).demo-build.log)..."
-	@cmake --build $(BUILD) -j $(JOBS) --target copper > $(BUILD).demo-build.log 2>&1 || \
-		(tail -n 40 $(BUILD).demo-build.log; echo "make demo: the build failed; the whole log is $(BUILD).demo-build.log" >&2; exit 1)
+	@echo "building copper (first time: a few minutes; log in $(BUILD)/demo-build.log)..."
+	@cmake --build $(BUILD) -j $(JOBS) --target copper > $(BUILD)/demo-build.log 2>&1 || \
+		(tail -n 40 $(BUILD)/demo-build.log; echo "make demo: the build failed; the whole log is $(BUILD)/demo-build.log" >&2; exit 1)
 	@$(BUILD)/bin/copper demo
 
 test: build
@@ -39,4 +39,4 @@ bench: build
 	@$(BUILD)/bin/copper bench ops
 
 clean:
-	rm -rf $(BUILD) build-asan *.configure.log *.demo-build.log
+	rm -rf $(BUILD) build-asan *.configure.log
