@@ -3,33 +3,21 @@
 
 #include <algorithm>
 
+#include "nn/config.h"
 #include "tensor/error.h"
 
 namespace copper::lm {
 
-nlohmann::json LMConfig::to_json() const {
-  return {{"preset", preset},
-          {"model", model.to_json()},
-          {"loop", loop.to_json()},
-          {"batch", batch},
-          {"eval_tokens", eval_tokens},
-          {"tokenizer_sha256", tokenizer_sha256}};
-}
+nlohmann::json LMConfig::to_json() const { return config::to_json(*this); }
 
 LMConfig LMConfig::from_json(const nlohmann::json& js) {
   COPPER_CHECK(js.is_object() && js.contains("model") && js.contains("loop"), "lm",
                "an LM config needs 'model' and 'loop' objects. HINT: use the config.json a `copper lm train` run wrote");
+  COPPER_CHECK(js.at("model").contains("vocab"), "lm", "the model config has no 'vocab'");
   LMConfig c;
-  try {
-    c.preset = js.value("preset", c.preset);
-    c.model = nn::TransformerConfig::from_json(js.at("model"));
-    c.loop = train::LoopConfig::from_json(js.at("loop"));
-    c.batch = js.value("batch", c.batch);
-    c.eval_tokens = js.value("eval_tokens", c.eval_tokens);
-    c.tokenizer_sha256 = js.value("tokenizer_sha256", c.tokenizer_sha256);
-  } catch (const nlohmann::json::exception& e) {
-    COPPER_THROW("lm", "config has a field of the wrong type: {}", e.what());
-  }
+  nlohmann::json own = js;
+  own.erase("data");  // a run's config.json also names the data folder it was trained on
+  config::from_json(c, own, "LMConfig");
   return c;
 }
 

@@ -26,6 +26,16 @@ struct LMConfig {
   int64_t eval_tokens = 0;        // validation tokens scored per periodic evaluation (0: the whole split)
   std::string tokenizer_sha256;   // of the tokenizer the run was trained with (checked against data folders)
 
+  template <class Self, class Visit>
+  static void fields(Self& c, Visit&& visit) {  // the one list of fields (nn/config.h)
+    visit("preset", c.preset, "where the values came from");
+    visit("model", c.model, "");
+    visit("loop", c.loop, "");
+    visit("batch", c.batch, "sequences per step");
+    visit("eval_tokens", c.eval_tokens, "validation tokens per periodic evaluation (0: all)");
+    visit("tokenizer_sha256", c.tokenizer_sha256, "the tokenizer the run was trained with");
+  }
+
   nlohmann::json to_json() const;
   static LMConfig from_json(const nlohmann::json& js);
   void validate() const;  // throws copper::Error naming the bad field

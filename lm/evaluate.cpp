@@ -65,14 +65,14 @@ Perplexity perplexity(nn::TransformerLM& model, const TokenFile& tokens, int64_t
   };
   // With max_tokens the windows past the limit are skipped (building them costs next to nothing).
   for_each_window(tokens, ctx, stride, [&](const EvalWindow& w) {
-      if (opt.max_tokens > 0 && r.scored + count >= opt.max_tokens) return;
-      if (rows == opt.batch || (rows > 0 && w.length != length)) flush();
-      length = w.length;
-      ids.insert(ids.end(), w.ids.begin(), w.ids.end());
-      for (int64_t t = 0; t < w.length; ++t)
-        targets.push_back(t >= w.score_from ? w.targets[size_t(t)] : train::kIgnoreIndex);
-      count += w.scored();
-      ++rows;
+    if (opt.max_tokens > 0 && r.scored + count >= opt.max_tokens) return;
+    if (rows == opt.batch || (rows > 0 && w.length != length)) flush();
+    length = w.length;
+    ids.insert(ids.end(), w.ids.begin(), w.ids.end());
+    for (int64_t t = 0; t < w.length; ++t)
+      targets.push_back(t >= w.score_from ? w.targets[size_t(t)] : train::kIgnoreIndex);
+    count += w.scored();
+    ++rows;
   });
   flush();
   if (r.scored == total) {  // the whole split: word- and byte-level scales apply

@@ -18,12 +18,6 @@ namespace {
 // Random streams of an LM run (train::stream_seed); the trainer owns kDropoutStream.
 enum Stream : uint64_t { kInitStream = 1, kWindowStream = 2 };
 
-nn::NamedTensors weights_of(nn::TransformerLM& model) {
-  nn::NamedTensors out;
-  for (auto& [name, t] : model.state_dict()) out.emplace_back(name, t);
-  return out;
-}
-
 // The mean next-token cross-entropy of a batch: logits (B, T, V) against targets (B, T).
 Tensor lm_loss(nn::TransformerLM& model, const train::Batch& b) {
   const int64_t B = b.ids.size(0), T = b.ids.size(1), V = model.config().vocab;
@@ -116,14 +110,8 @@ LoadedRun load_run(const std::string& dir, bool best) {
   COPPER_CHECK(r.tokenizer->vocab_size() == r.cfg.model.vocab, "lm",
                "the tokenizer in '{}' has {} tokens but the model was built for {}. HINT: the folder was changed by "
                "hand; train again or restore its tokenizer file", dir, r.tokenizer->vocab_size(), r.cfg.model.vocab);
-  nn::LoadedModel lm = nn::load_model(model_path.string());
-  if (!lm.config.is_null()) {
-    auto diff = nn::config_differences(lm.config, r.cfg.model.to_json());
-    COPPER_CHECK(diff.empty(), "lm", "'{}' holds a model of another config than '{}' ({}...)", model_path.string(),
-                 cfg_path.string(), diff[0]);
-  }
   r.model = std::make_unique<nn::TransformerLM>(r.cfg.model);
-  nn::copy_weights_into(model_path.string(), lm.weights, weights_of(*r.model), true);
+  nn::load_model_checked(model_path.string(), r.model->named_state(), r.cfg.model.to_json(), cfg_path.string());
   r.model->eval();
   return r;
 }

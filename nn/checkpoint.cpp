@@ -60,6 +60,17 @@ void copy_weights_into(const std::string& path, const std::map<std::string, Tens
   for (auto& [name, t] : dst) copy_(t, loaded.at(name));
 }
 
+void load_model_checked(const std::string& path, const NamedTensors& weights, const nlohmann::json& config,
+                        const std::string& config_source) {
+  LoadedModel lm = load_model(path);
+  if (!lm.config.is_null()) {
+    auto diff = config_differences(lm.config, config);
+    COPPER_CHECK(diff.empty(), "checkpoint", "'{}' holds a model of another config than '{}' ({}{})", path,
+                 config_source, diff[0], diff.size() > 1 ? fmt::format(" and {} more", diff.size() - 1) : "");
+  }
+  copy_weights_into(path, lm.weights, weights, true);
+}
+
 std::vector<std::string> config_differences(const nlohmann::json& a, const nlohmann::json& b) {
   std::vector<std::string> out;
   if (!a.is_object() || !b.is_object()) {

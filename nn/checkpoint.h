@@ -42,6 +42,12 @@ LoadedModel load_model(const std::string& path);
 void copy_weights_into(const std::string& path, const std::map<std::string, Tensor>& loaded, const NamedTensors& dst,
                        bool strict = true);
 
+// Load the model file `path` into `weights` in place (copy_weights_into, strict), after
+// checking that the model config in its metadata, when it has one, equals `config`; else
+// copper::Error naming the first difference and `config_source` (where `config` came from).
+void load_model_checked(const std::string& path, const NamedTensors& weights, const nlohmann::json& config,
+                        const std::string& config_source);
+
 // Keys whose values differ between two config objects, as "key: a vs b" (empty if equal).
 std::vector<std::string> config_differences(const nlohmann::json& a, const nlohmann::json& b);
 

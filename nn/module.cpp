@@ -176,6 +176,12 @@ StateDict Module::state_dict() const {
   return sd;
 }
 
+std::vector<std::pair<std::string, Tensor>> Module::named_state() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [name, t] : state_dict()) out.emplace_back(name, t);
+  return out;
+}
+
 void Module::load_state_dict(const StateDict& sd, bool strict) {
   const auto params = state_tensors();
   // Check everything first, so that a failed load leaves the model untouched.

@@ -102,6 +102,9 @@ class Module {
   void zero_grad();  // drops every parameter's accumulated gradient
   // The parameters and persistent buffers themselves (shared handles, not copies).
   StateDict state_dict() const;
+  // The same entries as a list of (name, tensor), in state_dict order: what checkpoint
+  // files read and write (nn/checkpoint.h).
+  std::vector<std::pair<std::string, Tensor>> named_state() const;
   // Copies the values of `sd` into the parameters and persistent buffers (cast to their
   // dtype). On a shape mismatch throws "[load_state_dict] name: checkpoint [..] vs model [..]". With strict,
   // missing and unexpected keys are errors too (all of them listed); without, they are skipped.

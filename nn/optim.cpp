@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "autograd/grad_mode.h"
+#include "nn/config.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 
@@ -194,20 +195,11 @@ void Adam::load_state(const std::map<std::string, Tensor>& tensors, const nlohma
 
 // ---------------------------------------------------------------- factory, clipping
 
-nlohmann::json OptimConfig::to_json() const {
-  return {{"name", name}, {"lr", lr},   {"beta1", beta1}, {"beta2", beta2}, {"eps", eps}, {"weight_decay", weight_decay},
-          {"momentum", momentum}};
-}
+nlohmann::json OptimConfig::to_json() const { return config::to_json(*this); }
 
 OptimConfig OptimConfig::from_json(const nlohmann::json& js) {
   OptimConfig c;
-  c.name = js.value("name", c.name);
-  c.lr = js.value("lr", c.lr);
-  c.beta1 = js.value("beta1", c.beta1);
-  c.beta2 = js.value("beta2", c.beta2);
-  c.eps = js.value("eps", c.eps);
-  c.weight_decay = js.value("weight_decay", c.weight_decay);
-  c.momentum = js.value("momentum", c.momentum);
+  config::from_json(c, js, "OptimConfig");
   return c;
 }
 

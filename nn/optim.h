@@ -126,6 +126,17 @@ struct OptimConfig {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double weight_decay = 0;
   double momentum = 0.9;  // sgd only
+
+  template <class Self, class Visit>
+  static void fields(Self& c, Visit&& visit) {  // the one list of fields (nn/config.h)
+    visit("name", c.name, "optimizer: sgd, adam or adamw");
+    visit("lr", c.lr, "learning rate");
+    visit("beta1", c.beta1, "Adam's first-moment decay");
+    visit("beta2", c.beta2, "Adam's second-moment decay");
+    visit("eps", c.eps, "Adam's epsilon");
+    visit("weight_decay", c.weight_decay, "weight decay (decoupled for adamw)");
+    visit("momentum", c.momentum, "SGD momentum");
+  }
   nlohmann::json to_json() const;
   static OptimConfig from_json(const nlohmann::json& js);
 };

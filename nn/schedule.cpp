@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "nn/config.h"
 #include "tensor/error.h"
 
 namespace copper::nn {
@@ -35,17 +36,11 @@ double Schedule::lr_at(int64_t step) const { return rate(*this, double(step)); }
 
 double Schedule::lr_at_fraction(double f) const { return rate(*this, std::clamp(f, 0.0, 1.0) * double(total)); }
 
-nlohmann::json Schedule::to_json() const {
-  return {{"kind", kind}, {"lr", lr}, {"warmup", warmup}, {"total", total}, {"min_lr_ratio", min_lr_ratio}};
-}
+nlohmann::json Schedule::to_json() const { return config::to_json(*this); }
 
 Schedule Schedule::from_json(const nlohmann::json& js) {
   Schedule s;
-  s.kind = js.value("kind", s.kind);
-  s.lr = js.value("lr", s.lr);
-  s.warmup = js.value("warmup", s.warmup);
-  s.total = js.value("total", s.total);
-  s.min_lr_ratio = js.value("min_lr_ratio", s.min_lr_ratio);
+  config::from_json(s, js, "Schedule");
   s.validate();
   return s;
 }

@@ -17,6 +17,15 @@ struct Schedule {
   int64_t total = 0;              // steps of the whole run (decay ends here)
   double min_lr_ratio = 0;        // the decay ends at lr * min_lr_ratio
 
+  template <class Self, class Visit>
+  static void fields(Self& s, Visit&& visit) {  // the one list of fields (nn/config.h)
+    visit("kind", s.kind, "constant, cosine or linear (after the warmup)");
+    visit("lr", s.lr, "peak learning rate");
+    visit("warmup", s.warmup, "steps of linear warmup");
+    visit("total", s.total, "steps of the whole schedule");
+    visit("min_lr_ratio", s.min_lr_ratio, "the decay ends at lr times this");
+  }
+
   // Rate for 0-based step `step`: during warmup lr * (step+1)/warmup; then
   // constant: lr; cosine: lo + (lr-lo) (1 + cos(pi f))/2; linear: lo + (lr-lo)(1-f),
   // with f = (step - warmup) / (total - warmup) clamped to [0, 1] and lo = lr * min_lr_ratio.

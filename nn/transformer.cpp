@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "nn/config.h"
 #include "nn/pe/cope.h"
 #include "tensor/ops.h"
 
@@ -11,63 +12,13 @@ namespace copper::nn {
 
 // ---------------------------------------------------------------- config
 
-nlohmann::json TransformerConfig::to_json() const {
-  return {{"vocab", vocab},
-          {"d_model", d_model},
-          {"n_layers", n_layers},
-          {"n_heads", n_heads},
-          {"context", context},
-          {"d_ff", d_ff},
-          {"mlp", mlp},
-          {"pre_norm", pre_norm},
-          {"tie_embeddings", tie_embeddings},
-          {"dropout", dropout},
-          {"pe", pe},
-          {"npos", npos},
-          {"cope_scale", cope_scale},
-          {"cope_sep_key", cope_sep_key},
-          {"cope_every", cope_every},
-          {"rel_reuse_last", rel_reuse_last},
-          {"norm", norm}};
-}
+nlohmann::json TransformerConfig::to_json() const { return config::to_json(*this); }
 
 TransformerConfig TransformerConfig::from_json(const nlohmann::json& js) {
   COPPER_CHECK(js.is_object(), "TransformerConfig", "expected a JSON object, got {}", js.dump());
-  TransformerConfig c;
-  const nlohmann::json known = c.to_json();
-  for (auto& [key, value] : js.items()) {
-    if (!known.contains(key)) {
-      std::string names;
-      for (auto& [k, v] : known.items()) names += (names.empty() ? "" : ", ") + k;
-      COPPER_THROW("TransformerConfig", "unknown key '{}'. HINT: valid keys are {}", key, names);
-    }
-  }
   COPPER_CHECK(js.contains("vocab"), "TransformerConfig", "missing 'vocab'. HINT: the vocabulary size is required");
-  try {
-    auto get = [&](const char* key, auto& field) {
-      if (js.contains(key)) field = js.at(key).get<std::remove_reference_t<decltype(field)>>();
-    };
-    get("vocab", c.vocab);
-    get("d_model", c.d_model);
-    get("n_layers", c.n_layers);
-    get("n_heads", c.n_heads);
-    get("context", c.context);
-    get("d_ff", c.d_ff);
-    get("mlp", c.mlp);
-    get("pre_norm", c.pre_norm);
-    get("tie_embeddings", c.tie_embeddings);
-    get("dropout", c.dropout);
-    get("pe", c.pe);
-    get("npos", c.npos);
-    get("cope_scale", c.cope_scale);
-    get("cope_sep_key", c.cope_sep_key);
-    get("cope_every", c.cope_every);
-    get("rel_reuse_last", c.rel_reuse_last);
-    get("norm", c.norm);
-  } catch (const nlohmann::json::exception& e) {
-    COPPER_THROW("TransformerConfig", "a field has the wrong type: {}. HINT: see TransformerConfig::to_json for the types",
-                 e.what());
-  }
+  TransformerConfig c;
+  config::from_json(c, js, "TransformerConfig");
   return c;
 }
 

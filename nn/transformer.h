@@ -41,6 +41,27 @@ struct TransformerConfig {
   bool rel_reuse_last = true;
   std::string norm = "layernorm";      // | rmsnorm
 
+  template <class Self, class Visit>
+  static void fields(Self& c, Visit&& visit) {  // the one list of fields (nn/config.h)
+    visit("vocab", c.vocab, "vocabulary size (required)");
+    visit("d_model", c.d_model, "model width");
+    visit("n_layers", c.n_layers, "transformer blocks");
+    visit("n_heads", c.n_heads, "attention heads (dividing d_model)");
+    visit("context", c.context, "the longest sequence the model is built for");
+    visit("d_ff", c.d_ff, "MLP width (0: 4 * d_model)");
+    visit("mlp", c.mlp, "relu, gelu or swiglu");
+    visit("pre_norm", c.pre_norm, "normalise before each sublayer (else after)");
+    visit("tie_embeddings", c.tie_embeddings, "the head reuses the token embedding");
+    visit("dropout", c.dropout, "dropout probability");
+    visit("pe", c.pe, "position encoding (none, sinusoidal, abs, rel, rope, alibi, cope, or a+b)");
+    visit("npos", c.npos, "CoPE positions (0: context + 1)");
+    visit("cope_scale", c.cope_scale, "appendix or official");
+    visit("cope_sep_key", c.cope_sep_key, "CoPE gates from a separate key projection");
+    visit("cope_every", c.cope_every, "CoPE on layers 0, k, 2k, ...");
+    visit("rel_reuse_last", c.rel_reuse_last, "rel: distances past the table reuse its last row");
+    visit("norm", c.norm, "layernorm or rmsnorm");
+  }
+
   nlohmann::json to_json() const;
   // Missing keys keep their defaults except vocab (required); unknown keys are errors.
   static TransformerConfig from_json(const nlohmann::json& js);

@@ -206,29 +206,4 @@ std::string gate_summary(nn::TransformerLM& model, const Task& task, const std::
   return out;
 }
 
-void run_flipflop_demo(const std::string& out_dir, std::FILE* out) {
-  CompareOptions opt;
-  opt.task.task = "flipflop";
-  opt.preset = "demo";
-  opt.seeds = 1;
-  opt.out_dir = out_dir;
-  opt.progress = out;
-  opt.fresh = true;
-  TrainConfig probe = preset_config("demo", opt.task, "cope");
-  fmt::print(out,
-             "copper demo: Flip-Flop language modelling (Liu et al. 2023) with {} instruction/bit pairs, p(ignore) = "
-             "{}; a {}-layer, width-{} transformer trained {} steps with each position encoding, then tested on "
-             "fresh sequences in-distribution (p = 0.8) and out of distribution (sparse p = 0.98, dense p = 0.1).\n\n",
-             probe.task.pairs, probe.task.p, probe.model.n_layers, probe.model.d_model, probe.steps);
-  std::fflush(out);
-  auto cmp = run_comparison(opt);
-  fmt::print(out, "\n{}\n", comparison_table(cmp));
-  TrainedModel m = load_trained((fs::path(out_dir) / "cope-seed0").string());
-  auto ex = heldout_examples(m.cfg.task, 7, 0, 50);
-  fmt::print(out, "{}\n", gate_summary(*m.model, *m.task, ex));
-  fmt::print(out, "Try: copper task gates --model {}/cope-seed0 --data FILE  (write FILE with copper task data --task "
-                  "flipflop --n 5 --seed 1 --out FILE)\n",
-             out_dir);
-}
-
 }  // namespace copper::tasks

@@ -37,7 +37,4 @@ std::string gates_text(nn::TransformerLM& model, const Task& task, const Example
 // For the head whose gates vary most across token types: which tokens it counts.
 std::string gate_summary(nn::TransformerLM& model, const Task& task, const std::vector<Example>& examples);
 
-// `copper demo`: Flip-Flop, abs vs rope vs cope, short preset; table and a CoPE head.
-void run_flipflop_demo(const std::string& out_dir, std::FILE* out);
-
 }  // namespace copper::tasks

@@ -26,11 +26,6 @@ static_assert(train::kDropoutStream != kInit && train::kDropoutStream != kData &
               train::kDropoutStream != kEpoch);
 using train::stream_seed;
 
-nn::NamedTensors state_of(nn::TransformerLM& model) {
-  nn::NamedTensors out;
-  for (auto& [name, t] : model.state_dict()) out.emplace_back(name, t);
-  return out;
-}
 }  // namespace
 
 // ---------------------------------------------------------------- configs and presets
@@ -427,14 +422,8 @@ TrainedModel load_trained(const std::string& dir) {
   TrainedModel t;
   t.cfg = TrainConfig::from_json(js);
   t.task = make_task(t.cfg.task);
-  nn::LoadedModel lm = nn::load_model(model_path.string());
-  if (!lm.config.is_null()) {
-    auto diff = nn::config_differences(lm.config, t.cfg.model.to_json());
-    COPPER_CHECK(diff.empty(), "task", "'{}' holds a model of another config than '{}' ({}...)", model_path.string(),
-                 cfg_path.string(), diff[0]);
-  }
   t.model = std::make_unique<nn::TransformerLM>(t.cfg.model);
-  nn::copy_weights_into(model_path.string(), lm.weights, state_of(*t.model), true);
+  nn::load_model_checked(model_path.string(), t.model->named_state(), t.cfg.model.to_json(), cfg_path.string());
   t.model->eval();
   return t;
 }

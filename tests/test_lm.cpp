@@ -13,6 +13,7 @@
 #include "lm/evaluate.h"
 #include "lm/generate.h"
 #include "lm/run.h"
+#include "nn/config.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 #include "tests/test_util.h"
@@ -246,4 +247,34 @@ TEST(LMRun, ATokenizerMismatchIsNamed) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("another tokenizer"), std::string::npos) << e.what();
   }
+}
+
+TEST(LMConfig, OneListOfFieldsGivesJsonErrorsAndSetters) {
+  lm::LMConfig c = lm::preset_config("cpu-small", "cope", 8192);
+  config::set_field(c, "model.npos=128", "test");
+  config::set_field(c, "loop.optim.lr=0.002", "test");
+  config::set_field(c, "loop.schedule.kind=linear", "test");
+  config::set_field(c, "model.pre_norm=false", "test");
+  EXPECT_EQ(c.model.npos, 128);
+  EXPECT_DOUBLE_EQ(c.loop.optim.lr, 0.002);
+  EXPECT_EQ(c.loop.schedule.kind, "linear");
+  EXPECT_FALSE(c.model.pre_norm);
+  EXPECT_EQ(lm::LMConfig::from_json(c.to_json()).to_json(), c.to_json());
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string unknown = message([&] { config::set_field(c, "model.npso=3", "lm train"); });
+  EXPECT_NE(unknown.find("unknown key 'npso'"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("npos"), std::string::npos) << unknown;  // the valid keys are listed
+  const std::string type = message([&] { config::set_field(c, "model.n_layers=four", "lm train"); });
+  EXPECT_NE(type.find("'n_layers' has the wrong type"), std::string::npos) << type;
+  EXPECT_NE(message([&] { config::set_field(c, "batch", "lm train"); }).find("KEY=VALUE"), std::string::npos);
+  bool listed = false;
+  for (auto& [key, help] : config::describe(c)) listed |= key == "loop.schedule.warmup";
+  EXPECT_TRUE(listed);
 }

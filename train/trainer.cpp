@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "nn/checkpoint.h"
+#include "nn/config.h"
 #include "tensor/error.h"
 #include "train/run_dir.h"
 
@@ -22,32 +23,11 @@ namespace fs = std::filesystem;
 
 // ---------------------------------------------------------------- LoopConfig
 
-nlohmann::json LoopConfig::to_json() const {
-  return {{"steps", steps},
-          {"seed", seed},
-          {"clip", clip},
-          {"log_every", log_every},
-          {"checkpoint_every", checkpoint_every},
-          {"eval_every", eval_every},
-          {"optim", optim.to_json()},
-          {"schedule", schedule.to_json()}};
-}
+nlohmann::json LoopConfig::to_json() const { return config::to_json(*this); }
 
 LoopConfig LoopConfig::from_json(const nlohmann::json& js) {
-  COPPER_CHECK(js.is_object(), "train", "a loop config must be a JSON object, got {}", js.dump().substr(0, 200));
   LoopConfig c;
-  try {
-    c.steps = js.value("steps", c.steps);
-    c.seed = js.value("seed", c.seed);
-    c.clip = js.value("clip", c.clip);
-    c.log_every = js.value("log_every", c.log_every);
-    c.checkpoint_every = js.value("checkpoint_every", c.checkpoint_every);
-    c.eval_every = js.value("eval_every", c.eval_every);
-    c.optim = nn::OptimConfig::from_json(js.value("optim", nlohmann::json::object()));
-    c.schedule = nn::Schedule::from_json(js.value("schedule", nlohmann::json::object()));
-  } catch (const nlohmann::json::exception& e) {
-    COPPER_THROW("train", "loop config has a field of the wrong type: {}", e.what());
-  }
+  config::from_json(c, js, "LoopConfig");
   return c;
 }
 
@@ -119,12 +99,6 @@ std::string own_command_without_fresh() {
     out.append(q);
   }
   return out.empty() ? "the same command without --fresh" : out;
-}
-
-nn::NamedTensors state_of(const nn::Module& model) {
-  nn::NamedTensors out;
-  for (auto& [name, t] : model.state_dict()) out.emplace_back(name, t);
-  return out;
 }
 
 // Keep the log lines of steps <= `step` (the ones a resumed run will not write again).
@@ -260,7 +234,7 @@ RunResult Trainer::run() {
   int64_t loss_n = 0;
   nlohmann::json best_eval = nullptr;
   if (auto latest = nn::latest_checkpoint(ckpt_dir.string())) {
-    auto st = nn::load_training_checkpoint(*latest, state_of(model), s.config, *optim);
+    auto st = nn::load_training_checkpoint(*latest, model.named_state(), s.config, *optim);
     COPPER_CHECK(st.is_object() && st.contains("step") && st.contains("data") && st.contains("dropout_rng"), "train",
                  "checkpoint '{}' lacks the step, data position or dropout generator state. HINT: start over with "
                  "--fresh",
@@ -287,7 +261,7 @@ RunResult Trainer::run() {
   }
   if (start == 0 && !s.opt.init_weights.empty()) {  // a new run from given weights (a resumed one has its own)
     nn::LoadedModel init = nn::load_model(s.opt.init_weights);
-    nn::copy_weights_into(s.opt.init_weights, init.weights, state_of(model), true);
+    nn::copy_weights_into(s.opt.init_weights, init.weights, model.named_state(), true);
   }
   nn::write_text_atomic((dir / "config.json").string(), s.config.dump(2) + "\n");
 
@@ -305,7 +279,7 @@ RunResult Trainer::run() {
                          {"data", s.data.state()},
                          {"dropout_rng", nn::generator_to_json(default_generator())},
                          {"threads", threads}};
-    nn::save_training_checkpoint(ckpt_dir.string(), step, state_of(model), s.config, *optim, st);
+    nn::save_training_checkpoint(ckpt_dir.string(), step, model.named_state(), s.config, *optim, st);
   };
 
   std::FILE* log = std::fopen(log_path.string().c_str(), "a");
@@ -331,7 +305,7 @@ RunResult Trainer::run() {
       const fs::path tmp = ckpt_dir / "best.tmp", old = ckpt_dir / "best.old";
       fs::remove_all(tmp);
       fs::create_directories(tmp);
-      nn::save_model((tmp / "model.safetensors").string(), state_of(model), s.model_config);
+      nn::save_model((tmp / "model.safetensors").string(), model.named_state(), s.model_config);
       nn::write_text_atomic((tmp / "eval.json").string(), best_eval.dump(2) + "\n");
       fs::remove_all(old);
       if (fs::exists(best_dir)) fs::rename(best_dir, old);
@@ -437,7 +411,7 @@ void Trainer::finish(const nlohmann::json& results) {
   s.finished = true;
   s.signals.reset();
   const fs::path dir(s.work);
-  nn::save_model((dir / "model.safetensors").string(), state_of(s.model), s.model_config);
+  nn::save_model((dir / "model.safetensors").string(), s.model.named_state(), s.model_config);
   nn::write_text_atomic((dir / "results.json").string(), results.dump(2) + "\n");
   if (s.staging) {
     detail::publish_staging(s.out);

@@ -84,6 +84,17 @@ struct LoopConfig {
   nn::OptimConfig optim;
   nn::Schedule schedule;
 
+  template <class Self, class Visit>
+  static void fields(Self& c, Visit&& visit) {  // the one list of fields (nn/config.h)
+    visit("steps", c.steps, "training steps");
+    visit("seed", c.seed, "seed of the run's random streams");
+    visit("clip", c.clip, "max global gradient norm (0: off)");
+    visit("log_every", c.log_every, "steps between log lines");
+    visit("checkpoint_every", c.checkpoint_every, "steps between checkpoints");
+    visit("eval_every", c.eval_every, "steps between evaluations (0: none)");
+    visit("optim", c.optim, "");
+    visit("schedule", c.schedule, "");
+  }
   nlohmann::json to_json() const;
   static LoopConfig from_json(const nlohmann::json& js);
   void validate() const;  // throws copper::Error naming the bad field

@@ -29,6 +29,7 @@
 #include "lm/generate.h"
 #include "lm/run.h"
 #include "lm/text.h"
+#include "nn/config.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 #include "viz/heatmap.h"
@@ -46,6 +47,14 @@ std::string preset_help() {
   std::string s = "preset:";
   for (auto& p : lm::presets()) s += fmt::format("\n  {:<11} {} ({} on 2 CPU cores)", p.name, p.description, p.expected_time);
   return s;
+}
+
+// The keys --set accepts, from the config's one list of fields.
+std::string settable_keys() {
+  std::string keys;
+  for (auto& [key, help] : config::describe(lm::preset_config("cpu-small", "cope", kDefaultSubwordVocab)))
+    keys += (keys.empty() ? "" : ", ") + key;
+  return keys;
 }
 
 std::vector<std::string> preset_names() {
@@ -98,6 +107,7 @@ void add_train(CLI::App& lm) {
     bool fresh = false, quiet = false;
     double time_budget = 0;
     Overrides ov;
+    std::vector<std::string> set;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--data", o->data, "a folder written by `copper lm prepare`")->required();
@@ -115,6 +125,9 @@ void add_train(CLI::App& lm) {
                                                    "fraction spent (not bit-reproducible)")
       ->check(CLI::Range(0.0, 1e8));
   add_override_flags(cmd, o->ov);
+  cmd->add_option("--set", o->set, "KEY=VALUE for any field of the run's config.json, after the flags above; "
+                                    "e.g. --set model.npos=128 --set loop.clip=0.5. Keys: " + settable_keys())
+      ->group("Overrides");
   cmd->callback([o, cmd] {
     if (auto p = out_dir_problem("--out", o->out); !p.empty()) fail(kExitUsage, p);
     auto data = or_fail(kExitData, [&] { return lm::open_prepared(o->data); });
@@ -130,6 +143,7 @@ void add_train(CLI::App& lm) {
       apply_overrides(o->ov, c.model, c.loop.optim, c.loop.schedule, batch);
       c.batch = batch;
       c.loop.seed = o->seed;
+      for (const auto& kv : o->set) config::set_field(c, kv, "lm train");
       c.validate();
       nn::TransformerLM probe(c.model);  // checks the encoding name and the shapes
       return c;

@@ -19,6 +19,7 @@
 #include "autograd/node.h"
 #include "nn/pe/cope.h"
 #include "tensor/ops.h"
+#include "tensor/profile.h"
 
 namespace copper::nn {
 
@@ -125,6 +126,10 @@ CopeTerm cope_logit_term(const Tensor& q, const Tensor& gate_logits, const Tenso
   Tensor zc = z.contiguous();
   const int64_t rows = shape_numel(lead) * Tq;
   Tensor term = Tensor::empty(want, pd), gates = Tensor::empty(want, pd), pos = Tensor::empty(want, pd);
+  // The profiler's row for these loops (they bypass the Backend): the logits read, the
+  // term, gates and positions written, about 10 flops per visible (query, key) pair.
+  profile::Scope prof("cope", 10.0 * double(rows) * double(Tk) / 2,
+                      double(rows) * double(Tk) * double(dtype_size(pd)) * 4);
   if (pd == DType::f64)
     forward_rows(lg.data<double>(), zc.data<double>(), term.data<double>(), gates.data<double>(), pos.data<double>(),
                  rows, Tq, Tk, t0, npos);
