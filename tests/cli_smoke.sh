@@ -4,7 +4,7 @@
 # codes of bad input.
 # Usage: cli_smoke.sh path/to/copper
 set -euo pipefail
-copper=$1
+copper=$(realpath "$1")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -157,7 +157,7 @@ stop_run() {  # stop_run SIGNAL PID WANT_RC
   set -e
   [ "$rc" -eq "$3" ] || fail "SIG$1 exited $rc, want $3: $(cat "$work/sig.err")"
 }
-trap 'kill $(jobs -p) 2> /dev/null; rm -rf "$work"' EXIT  # a failed check leaves no run behind
+trap 'kill $(jobs -p) 2> /dev/null || true; rm -rf "$work"' EXIT  # a failed check leaves no run behind
 sig="$work/sig"
 "$copper" task train --task flipflop --pe rope --preset demo --seed 3 --steps 100000 --out "$sig" > /dev/null \
   2> "$work/sig.err" &
