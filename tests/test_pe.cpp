@@ -119,23 +119,28 @@ CopeInputs cope_inputs(DType dt, int64_t T, int64_t npos, uint64_t seed) {
   return c;
 }
 
+// The fused op against the composed reference on two identical copies of the inputs, queries
+// at offset t0: term, gates and positions, then the gradients of a random projection.
+void expect_fused_matches_reference(CopeInputs a, CopeInputs b, DType dt, int64_t t0) {
+  CopeTerm fa = cope_logit_term(a.q, a.gl, a.e, t0), rb = cope_logit_term_reference(b.q, b.gl, b.e, t0);
+  const double tol = dt == DType::f64 ? 1e-12 : 1e-4;
+  EXPECT_LT(max_abs_diff(fa.term, rb.term), tol);
+  EXPECT_LT(max_abs_diff(fa.gates, rb.gates), tol);
+  EXPECT_LT(max_abs_diff(fa.positions, rb.positions), tol);
+  Generator g(3);
+  Tensor w = randn(fa.term.shape(), dt, &g);
+  sum(fa.term * w).backward();
+  sum(rb.term * w).backward();
+  EXPECT_LT(max_abs_diff(a.q.grad(), b.q.grad()), tol * 10);
+  EXPECT_LT(max_abs_diff(a.gl.grad(), b.gl.grad()), tol * 10);
+  EXPECT_LT(max_abs_diff(a.e.grad(), b.e.grad()), tol * 10);
+}
+
 TEST(Cope, FusedMatchesComposedReference) {
   for (DType dt : {DType::f64, DType::f32})
     for (int64_t npos : {3, 12}) {  // 3: many positions clamped; 12: none (T = 9)
       SCOPED_TRACE(fmt::format("{} npos {}", dtype_name(dt), npos));
-      CopeInputs a = cope_inputs(dt, 9, npos, 7), b = cope_inputs(dt, 9, npos, 7);
-      CopeTerm fa = cope_logit_term(a.q, a.gl, a.e), rb = cope_logit_term_reference(b.q, b.gl, b.e);
-      const double tol = dt == DType::f64 ? 1e-12 : 1e-4;
-      EXPECT_LT(max_abs_diff(fa.term, rb.term), tol);
-      EXPECT_LT(max_abs_diff(fa.gates, rb.gates), tol);
-      EXPECT_LT(max_abs_diff(fa.positions, rb.positions), tol);
-      Generator g(3);
-      Tensor w = randn(fa.term.shape(), dt, &g);
-      sum(fa.term * w).backward();
-      sum(rb.term * w).backward();
-      EXPECT_LT(max_abs_diff(a.q.grad(), b.q.grad()), tol * 10);
-      EXPECT_LT(max_abs_diff(a.gl.grad(), b.gl.grad()), tol * 10);
-      EXPECT_LT(max_abs_diff(a.e.grad(), b.e.grad()), tol * 10);
+      expect_fused_matches_reference(cope_inputs(dt, 9, npos, 7), cope_inputs(dt, 9, npos, 7), dt, 0);
     }
 }
 
@@ -170,19 +175,7 @@ TEST(Cope, FusedMatchesComposedReferenceOnRectangles) {
     for (int64_t npos : {3, 12})
       for (const Rect& rc : cope_rects()) {
         SCOPED_TRACE(fmt::format("{} npos {} Tq {} Tk {} t0 {}", dtype_name(dt), npos, rc.tq, rc.tk, rc.t0));
-        CopeInputs a = cope_rect_inputs(dt, rc, npos, 7), b = cope_rect_inputs(dt, rc, npos, 7);
-        CopeTerm fa = cope_logit_term(a.q, a.gl, a.e, rc.t0), rb = cope_logit_term_reference(b.q, b.gl, b.e, rc.t0);
-        const double tol = dt == DType::f64 ? 1e-12 : 1e-4;
-        EXPECT_LT(max_abs_diff(fa.term, rb.term), tol);
-        EXPECT_LT(max_abs_diff(fa.gates, rb.gates), tol);
-        EXPECT_LT(max_abs_diff(fa.positions, rb.positions), tol);
-        Generator g(3);
-        Tensor w = randn(fa.term.shape(), dt, &g);
-        sum(fa.term * w).backward();
-        sum(rb.term * w).backward();
-        EXPECT_LT(max_abs_diff(a.q.grad(), b.q.grad()), tol * 10);
-        EXPECT_LT(max_abs_diff(a.gl.grad(), b.gl.grad()), tol * 10);
-        EXPECT_LT(max_abs_diff(a.e.grad(), b.e.grad()), tol * 10);
+        expect_fused_matches_reference(cope_rect_inputs(dt, rc, npos, 7), cope_rect_inputs(dt, rc, npos, 7), dt, rc.t0);
       }
 }
 
