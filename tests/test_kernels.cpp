@@ -2,8 +2,9 @@
 //
 // tests/test_ops.cpp checks every op's f32 forward against a double reference on small
 // shapes; this file adds what it does not reach: exp_fast and the GELU/sigmoid/SiLU fast
-// forms over wide ranges, the f32 backwards (the harness gradchecks in f64, which takes the
-// reference path), and causal_softmax against the masked softmax it replaces.
+// forms over wide ranges, cross-entropy over a wide vocabulary, the f32 backwards (the
+// harness gradchecks in f64, which takes the reference path), and causal_softmax against
+// the masked softmax it replaces.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -79,6 +80,18 @@ TEST(FastKernels, SoftmaxBackwardF32MatchesF64) {
     sum(mul(y32, r.to(DType::f32))).backward();
     EXPECT_LT(max_rel_diff(x32.grad(), x64.grad()), 1e-5) << (log ? "log_softmax" : "softmax");
   }
+}
+
+TEST(FastKernels, CrossEntropyF32MatchesF64) {
+  Generator g(11);
+  Tensor x64 = mul(randn({9, 5000}, DType::f64, &g), 4.0).requires_grad_();  // a wide vocabulary
+  Tensor x32 = x64.detach().to(DType::f32).requires_grad_();
+  Tensor targets = from_vector(std::vector<int64_t>{0, 4999, 17, -100, 2500, 3, 3, 4000, 1});
+  Tensor l64 = cross_entropy(x64, targets), l32 = cross_entropy(x32, targets);
+  EXPECT_LT(max_rel_diff(l32, l64), 2e-6);
+  l64.backward();
+  l32.backward();
+  EXPECT_LT(max_rel_diff(x32.grad(), x64.grad()), 1e-6);
 }
 
 TEST(FastKernels, LayerNormF32MatchesF64) {

@@ -72,6 +72,30 @@ double row_logsumexp(const T* x, int64_t n) {
   return mx + std::log(s);
 }
 
+// f32 form of row_logsumexp, picked by overload resolution: the max and the sum as `omp simd`
+// reductions, exp_fast for each term, the sum in double as in softmax_row_f32.
+double row_logsumexp(const float* __restrict x, int64_t n) {
+  float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+  for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  if (std::isinf(mx)) return double(mx);
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += double(exp_fast(x[i] - mx));
+  return double(mx) + std::log(s);
+}
+
+// d = exp(x - lse) * scale: the softmax of a cross-entropy row, scaled. The reference, and
+// the f32 overload with exp_fast.
+template <class T>
+void scaled_softmax_from_lse(const T* x, T lse, T scale, T* d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = std::exp(x[i] - lse) * scale;
+}
+void scaled_softmax_from_lse(const float* __restrict x, float lse, float scale, float* __restrict d, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) d[i] = exp_fast(x[i] - lse) * scale;
+}
+
 // The reference row loops (and the f64 path). The float overloads softmax_row_f32 /
 // softmax_backward_row_f32 above are picked for f32 by overload resolution.
 template <class T>
@@ -193,8 +217,8 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
         for (int64_t i = 0; i < n; ++i) dr[i] = T(0);
         return;
       }
-      const T l = sp[r], s = T(scale);
-      for (int64_t i = 0; i < n; ++i) dr[i] = std::exp(xr[i] - l) * s;
+      const T s = T(scale);
+      scaled_softmax_from_lse(xr, sp[r], s, dr, n);
       dr[tp[r]] -= s;
     });
   });
