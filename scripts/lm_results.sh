@@ -9,11 +9,14 @@
 #
 # Runs go to runs/lm-CORPUS/PE-seedS (STEPS, when given, is part of the folder name:
 # runs/lm-CORPUS-sSTEPS/...), JOBS (default 2) at a time with 2/JOBS threads each; a killed
-# script started again resumes every run from its checkpoint and skips finished ones. Then,
-# for each run: `copper lm eval --split test` at the training context and, for WikiText, at
-# 512 and 1024 with stride 256 (rel both as trained, capped, and with --rel-reuse-last false).
-# Everything is printed as JSON lines and collected in runs/lm-CORPUS*/eval.jsonl. LONG=0 skips
-# the longer-context evaluations; COPPER= names another copper binary.
+# script started again resumes every run from its checkpoint and skips finished ones. Each
+# run's results.json holds its valid and test scores at the training context
+# (scripts/summarize_lm.py makes the table). On WikiText the same job then evaluates the
+# test split at contexts 512 and 1024 with stride 256 (rel both capped, its default, and with
+# --rel-reuse-last false), for the encodings in LONG_PES (default "rel cope") and the first
+# LONG_SEEDS seeds (default all); LONG=0 skips them. These are JSON lines in
+# RUN.eval.jsonl, gathered into runs/lm-CORPUS*/eval.jsonl at the end. COPPER= names another
+# copper binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-2}
@@ -36,28 +39,39 @@ if [ ! -f "$data/manifest.json" ]; then
 fi
 root=runs/lm-$corpus${steps:+-s$steps}
 mkdir -p "$root"
-for pe in $pes; do for s in $(seq 0 $((seeds - 1))); do echo "$pe $s"; done; done |
-  xargs -P "$jobs" -L 1 sh -c '
-    pe=$0 s=$1 dir='"$root"'/$0-seed$1
-    '"$copper"' lm train --data '"$data"' --pe "$pe" --preset '"$preset"' --seed "$s" '"${steps:+--steps $steps}"' \
+long_pes=" ${LONG_PES:-rel cope} "
+long_seeds=${LONG_SEEDS:-$seeds}
+[ "$corpus" = wikitext ] && [ "${LONG:-1}" = 1 ] || long_pes=" "
+export copper data preset root steps long_pes long_seeds
+for s in $(seq 0 $((seeds - 1))); do for pe in $pes; do echo "$pe $s"; done; done |  # seed 0 of every encoding first
+  xargs -P "$jobs" -L 1 bash -c '
+    set -euo pipefail
+    pe=$0 s=$1 dir=$root/$0-seed$1
+    $copper lm train --data "$data" --pe "$pe" --preset "$preset" --seed "$s" ${steps:+--steps $steps} \
       --out "$dir" --quiet > "$dir.log" 2>&1 || { echo "FAILED: $pe seed $s (see $dir.log)" >&2; exit 255; }
-    echo "trained $(date +%H:%M:%S): $pe seed $s"'
+    echo "trained $(date +%H:%M:%S): $pe seed $s"
+    case "$long_pes" in *" $pe "*) [ "$s" -lt "$long_seeds" ] || exit 0 ;; *) exit 0 ;; esac
+    [ ! -s "$dir.eval.jsonl" ] || exit 0  # evaluated by an earlier call
+    : > "$dir.eval.jsonl.tmp"
+    for ctx in 512 1024; do
+      variants=("")
+      case "$pe" in rel|*+rel|rel+*) variants+=("--rel-reuse-last false") ;; esac
+      for v in "${variants[@]}"; do
+        # shellcheck disable=SC2086  # $v is empty or one flag and its value
+        line=$($copper lm eval --model "$dir" --data "$data" --split test --context $ctx --stride 256 $v --quiet) ||
+          { echo "FAILED: eval of $pe seed $s at $ctx $v" >&2; exit 255; }
+        echo "{\"pe\":\"$pe\",\"seed\":$s,\"flags\":\"--context $ctx --stride 256 $v\",\"eval\":$line}" >> "$dir.eval.jsonl.tmp"
+      done
+    done
+    mv "$dir.eval.jsonl.tmp" "$dir.eval.jsonl"
+    echo "evaluated $(date +%H:%M:%S): $pe seed $s at 512 and 1024"'
 : > "$root/eval.jsonl"
 for pe in $pes; do
   for s in $(seq 0 $((seeds - 1))); do
-    dir=$root/$pe-seed$s
-    evals=("")
-    if [ "$corpus" = wikitext ] && [ "$pe" != abs ] && [ "${LONG:-1}" = 1 ]; then
-      evals+=("--context 512 --stride 256" "--context 1024 --stride 256")
-    fi
-    for e in "${evals[@]}"; do
-      variants=("")
-      case "$pe" in rel|*+rel|rel+*) [ -n "$e" ] && variants+=("--rel-reuse-last false") ;; esac
-      for v in "${variants[@]}"; do
-        # shellcheck disable=SC2086
-        line=$($copper lm eval --model "$dir" --data "$data" --split test $e $v --quiet)
-        echo "{\"pe\":\"$pe\",\"seed\":$s,\"flags\":\"$e $v\",\"eval\":$line}" | tee -a "$root/eval.jsonl"
-      done
-    done
+    f=$root/$pe-seed$s.eval.jsonl
+    [ -f "$f" ] && cat "$f" >> "$root/eval.jsonl"
   done
 done
+python3 scripts/summarize_lm.py "$root"
+[ -s "$root/eval.jsonl" ] && cat "$root/eval.jsonl"
+exit 0

@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""summarize_lm.py — the language-model table of docs/RESULTS.md from a folder of runs.
+"""summarize_lm.py — the language-model tables of docs/RESULTS.md from a folder of runs.
 
-    python3 scripts/summarize_lm.py runs/lm-wikitext-s150
+    python3 scripts/summarize_lm.py runs/lm-wikitext-s200
 
 Reads every RUN/results.json under the folder (written by `copper lm train`; runs named
 PE-seedS by scripts/lm_results.sh) and prints one Markdown row per encoding: the mean over
 seeds of valid and test perplexity (per BPE token), test word-level perplexity and bits per
 byte, with the per-seed values beside them.
+
+When the folder also holds RUN.eval.jsonl files (lm_results.sh's longer-context evaluations),
+a second table gives test perplexity against the evaluation context: the training context
+from results.json, then each context evaluated, one row per encoding and variant (rel capped,
+rel with --rel-reuse-last false), averaged over the seeds that have every column.
 """
 import json
 import pathlib
@@ -29,6 +34,37 @@ def main(root):
         per_seed = ", ".join(f"{r['test']['ppl']:.1f} (seed {r['seed']})" for r in sorted(rs, key=lambda r: r["seed"]))
         print(f"| {pe} | {len(rs)} | {rs[0]['steps']} | {mean('valid', 'ppl'):.1f} | {mean('test', 'ppl'):.1f} | "
               f"{mean('test', 'word_ppl'):.0f} | {mean('test', 'bits_per_byte'):.3f} | {per_seed} |")
+    context_table(root, rows)
+
+
+def context_table(root, rows):
+    # (pe, variant) -> seed -> context -> ppl
+    table = defaultdict(lambda: defaultdict(dict))
+    contexts = set()
+    for f in sorted(pathlib.Path(root).glob("*.eval.jsonl")):
+        for line in f.read_text().splitlines():
+            e = json.loads(line)
+            variant = "uncapped" if "--rel-reuse-last false" in e["flags"] else ""
+            table[(e["pe"], variant)][e["seed"]][e["eval"]["context"]] = e["eval"]["ppl"]
+            contexts.add(e["eval"]["context"])
+    if not table:
+        return
+    for (pe, variant), seeds in table.items():  # the training context, from results.json
+        for r in rows.get(pe, []):
+            if r["seed"] in seeds:
+                seeds[r["seed"]][r["test"]["context"]] = r["test"]["ppl"]
+                contexts.add(r["test"]["context"])
+    cols = sorted(contexts)
+    print()
+    print("| encoding | seeds | " + " | ".join(f"test ppl at {c}" for c in cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for (pe, variant), seeds in sorted(table.items()):
+        full = [s for s in seeds.values() if all(c in s for c in cols)]
+        if not full:
+            continue
+        name = pe + (" (rel uncapped: --rel-reuse-last false)" if variant else " (rel capped)" if "rel" in pe else "")
+        cells = " | ".join(f"{statistics.mean(s[c] for s in full):.1f}" for c in cols)
+        print(f"| {name} | {len(full)} | {cells} |")
 
 
 if __name__ == "__main__":
