@@ -7,6 +7,7 @@
 #   scripts/lm_vs_torch.sh 600 0 "abs cope"       (a subset; commas work too)
 #   DATA=data/code-bpe8192 scripts/lm_vs_torch.sh 600 1 abs,rope,cope,cope+rope
 #   FRESH=1 scripts/lm_vs_torch.sh 600 0          (retrain runs that are already there)
+#   COPPER=path/to/copper scripts/lm_vs_torch.sh ...   (another copper binary)
 #
 # DATA (default data/wikitext-bpe8192) is a folder written by `copper lm prepare`. For each
 # encoding copper trains into runs/lm_torch/copper-PE-sSEED (then `copper lm eval --split test`
@@ -29,7 +30,7 @@ pes=${3:-abs rel rope cope cope+rel cope+rope}
 pes=${pes//,/ }
 data=${DATA:-data/wikitext-bpe8192}
 out=runs/lm_torch
-copper=build/bin/copper
+copper=${COPPER:-build/bin/copper}
 py=/usr/bin/python3  # Debian's python3-torch
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 [ -x "$copper" ] || { echo "lm_vs_torch: $copper is missing. HINT: make (or cmake --build build)" >&2; exit 2; }
