@@ -168,7 +168,7 @@ void add_eval(CLI::App& lm) {
                                         "\"bits_per_byte\", \"tokens\", \"context\", \"stride\"}");
   struct Opts {
     std::string model, data, split = "test";
-    int64_t context = 0, stride = 0, batch = 16;
+    int64_t context = 0, stride = 0, batch = 16, tokens = 0;
     bool best = false, quiet = false;
     std::optional<bool> rel_reuse_last;
   };
@@ -182,6 +182,10 @@ void add_eval(CLI::App& lm) {
   cmd->add_option("--stride", o->stride, "tokens between window starts (default: the context, i.e. no overlap)")
       ->check(kPositive);
   cmd->add_option("--batch", o->batch, "windows per forward")->capture_default_str()->check(kPositive);
+  cmd->add_option("--tokens", o->tokens,
+                  "score only about the first N targets of the split, whole windows (default: all; word_ppl and "
+                  "bits_per_byte need the whole split)")
+      ->check(kPositive);
   cmd->add_flag("--best", o->best, "the best validation checkpoint instead of the final model");
   cmd->add_option("--rel-reuse-last", o->rel_reuse_last,
                   "rel: distances past the training context reuse the last learned one (true, 'capped') or add "
@@ -209,11 +213,13 @@ void add_eval(CLI::App& lm) {
                                    ctx, lm::max_sequence(*run.model), run.cfg.model.pe, lm::max_sequence(*run.model)));
     const auto& tokens = data.split(o->split);
     const auto& info = data.split_info(o->split);
-    train::Progress prog(stderr, fmt::format("eval {} ", o->split), tokens.size() - 1, o->quiet);
+    const int64_t targets = o->tokens > 0 ? std::min<int64_t>(o->tokens, tokens.size() - 1) : tokens.size() - 1;
+    train::Progress prog(stderr, fmt::format("eval {} ", o->split), targets, o->quiet);
     lm::EvalOptions eo;
     eo.context = ctx;
     eo.stride = o->stride;
     eo.batch = o->batch;
+    eo.max_tokens = o->tokens;
     eo.progress = [&](int64_t done, int64_t) { prog.update(done); };
     auto p = or_fail(kExitData, [&] { return lm::perplexity(*run.model, tokens, info.value("words", int64_t(0)), info.value("bytes", int64_t(0)), eo);
     });
