@@ -8,10 +8,13 @@ PE-seedS by scripts/lm_results.sh) and prints one Markdown row per encoding: the
 seeds of valid and test perplexity (per BPE token), test word-level perplexity and bits per
 byte, with the per-seed values beside them.
 
-When the folder also holds RUN.eval.jsonl files (lm_results.sh's longer-context evaluations),
-a second table gives test perplexity against the evaluation context: the training context
-from results.json, then each context evaluated, one row per encoding and variant (rel capped,
-rel with --rel-reuse-last false), averaged over the seeds that have every column.
+When the folder also holds RUN.eval.jsonl files (lm_results.sh's context-length
+evaluations), a second table gives test perplexity against the evaluation context, one row
+per encoding and variant (rel capped, rel with --rel-reuse-last false), averaged over the
+seeds that have every column, with the number of test targets scored. A context missing from
+a run's evaluations (the training one, when lm_results.sh did not evaluate it) is taken from
+results.json, and an uncapped rel row takes the capped row's values at contexts where the two
+are the same model.
 """
 import json
 import pathlib
@@ -38,23 +41,28 @@ def main(root):
 
 
 def context_table(root, rows):
-    # (pe, variant) -> seed -> context -> ppl
+    # (pe, variant) -> seed -> context -> ppl; variant "" or "uncapped"
     table = defaultdict(lambda: defaultdict(dict))
-    contexts = set()
+    scored = set()
     for f in sorted(pathlib.Path(root).glob("*.eval.jsonl")):
         for line in f.read_text().splitlines():
             e = json.loads(line)
             variant = "uncapped" if "--rel-reuse-last false" in e["flags"] else ""
             table[(e["pe"], variant)][e["seed"]][e["eval"]["context"]] = e["eval"]["ppl"]
-            contexts.add(e["eval"]["context"])
+            scored.add(e["eval"]["tokens"])
     if not table:
         return
-    for (pe, variant), seeds in table.items():  # the training context, from results.json
-        for r in rows.get(pe, []):
-            if r["seed"] in seeds:
-                seeds[r["seed"]][r["test"]["context"]] = r["test"]["ppl"]
-                contexts.add(r["test"]["context"])
-    cols = sorted(contexts)
+    for (pe, variant), seeds in table.items():
+        for seed, by_ctx in seeds.items():
+            if variant:  # the capped row's contexts that the uncapped one did not need
+                for c, v in table[(pe, "")].get(seed, {}).items():
+                    by_ctx.setdefault(c, v)
+            for r in rows.get(pe, []):  # the training context, if it was not evaluated
+                if r["seed"] == seed:
+                    by_ctx.setdefault(r["test"]["context"], r["test"]["ppl"])
+    cols = sorted({c for seeds in table.values() for by_ctx in seeds.values() for c in by_ctx})
+    print()
+    print(f"test targets scored per evaluation: {', '.join(str(n) for n in sorted(scored))}")
     print()
     print("| encoding | seeds | " + " | ".join(f"test ppl at {c}" for c in cols) + " |")
     print("|---|---|" + "---|" * len(cols))
@@ -62,7 +70,7 @@ def context_table(root, rows):
         full = [s for s in seeds.values() if all(c in s for c in cols)]
         if not full:
             continue
-        name = pe + (" (rel uncapped: --rel-reuse-last false)" if variant else " (rel capped)" if "rel" in pe else "")
+        name = pe + (" (uncapped: --rel-reuse-last false)" if variant else " (capped)" if "rel" in pe else "")
         cells = " | ".join(f"{statistics.mean(s[c] for s in full):.1f}" for c in cols)
         print(f"| {name} | {len(full)} | {cells} |")
 
