@@ -31,8 +31,8 @@ void LMConfig::validate() const {
 const std::vector<PresetInfo>& presets() {
   static const std::vector<PresetInfo> p{
       {"cpu-small", "4 layers, width 256, 4 heads, context 256, batch 16 (shared/bench/lm-small.json); WikiText-2",
-       "about 30 min"},
-      {"code-small", "the cpu-small shape for the code corpus", "about 30 min"},
+       "25-35 min"},
+      {"code-small", "the cpu-small shape for the code corpus", "25-35 min"},
       {"gpt2-small", "12 layers, width 768, 12 heads, context 1024, batch 8 (the paper's WikiText-103 model); for GPUs",
        "days on a CPU"}};
   return p;
@@ -79,10 +79,10 @@ LMConfig preset_config(const std::string& name, const std::string& pe, int64_t v
     m.dropout = 0.1;
     c.batch = 16;
     o.lr = 1e-3;
-    // 1600 steps of 16 x 256 tokens = 6.6 M tokens, about 2.3 epochs of WikiText-2's 2.79 M
-    // BPE-8192 training tokens; at the 3,500-4,000 tokens/s issue 14 reports for this model
-    // on 2 cores, about 30 minutes (an estimate, not yet timed end to end).
-    steps = 1600;
+    // 800 steps of 16 x 256 tokens = 3.3 M tokens, 1.2 epochs of WikiText-2's 2.79 M BPE-8192
+    // training tokens. Steps take 1.9 s (abs) to 2.6 s (cope) on 2 cores of an AMD EPYC with
+    // AVX2 (docs/PERF.md), so 25-35 minutes there, plus about a minute per validation pass.
+    steps = 800;
     c.eval_tokens = 0;
   } else if (name == "gpt2-small") {
     m.d_model = 768;

@@ -4,8 +4,8 @@
 # perplexity per run and the context-length evaluations.
 #
 #   scripts/lm_results.sh [SEEDS] [STEPS] [CORPUS]        defaults: 2, the preset's, wikitext
-#   PES="abs rel rope cope cope+rel" scripts/lm_results.sh 2 1600 wikitext
-#   PES="abs rope cope cope+rope"    scripts/lm_results.sh 2 1600 code
+#   PES="abs rel rope cope cope+rel" scripts/lm_results.sh 2 800 wikitext
+#   PES="abs rope cope cope+rope"    scripts/lm_results.sh 2 800 code
 #
 # Runs go to runs/lm-CORPUS/PE-seedS (STEPS, when given, is part of the folder name:
 # runs/lm-CORPUS-sSTEPS/...), JOBS (default 2) at a time with 2/JOBS threads each; a killed

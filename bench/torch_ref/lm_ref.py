@@ -69,7 +69,7 @@ from tasks_ref import lr_at_fraction, lr_at_step  # noqa: E402
 PRESET = {
     "d_model": 256, "layers": 4, "heads": 4, "d_ff": 1024, "context": 256, "npos": 64, "dropout": 0.1,
     "batch": 16, "lr": 1e-3, "betas": (0.9, 0.99), "eps": 1e-8, "weight_decay": 0.1, "clip": 1.0,
-    "nominal_steps": 1600, "valid_every": 400,
+    "nominal_steps": 800, "valid_every": 200,
 }
 ENCODINGS = ["abs", "rel", "rope", "cope", "cope+rel", "cope+rope"]
 
