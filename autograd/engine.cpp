@@ -6,10 +6,13 @@
 //  3. take a node whose count is zero, run its closure, add each input gradient into
 //     that input's pending sum (or into a leaf's .grad), decrement counts, repeat.
 // Gradients are summed with `+`, which is what makes a tensor used twice work.
+// With a LeafGradHook installed, step 1 also counts the edges into each leaf, and step 3
+// calls the hook when a leaf's last edge has been processed (its gradient is final).
 #include <atomic>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "autograd/grad_hook.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "tensor/ops.h"
@@ -19,8 +22,13 @@ namespace copper {
 
 namespace {
 thread_local bool t_grad_enabled = true;
+thread_local const LeafGradHook::Fn* t_leaf_hook = nullptr;
 std::atomic<int64_t> g_node_seq{0};
 }  // namespace
+
+LeafGradHook::LeafGradHook(Fn fn) : fn_(std::move(fn)), previous_(t_leaf_hook) { t_leaf_hook = &fn_; }
+LeafGradHook::~LeafGradHook() { t_leaf_hook = previous_; }
+const LeafGradHook::Fn* LeafGradHook::current() { return t_leaf_hook; }
 
 bool grad_enabled() { return t_grad_enabled; }
 void set_grad_enabled(bool on) { t_grad_enabled = on; }
@@ -101,19 +109,23 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
   NoGradGuard no_grad;  // the backward pass itself records nothing
   profile::PhaseScope phase(profile::Phase::backward);  // what the profiler counts below is backward time
 
+  const LeafGradHook::Fn* hook = LeafGradHook::current();
   if (!grad_fn()) {  // backward on a leaf: its gradient is the seed
     accumulate_leaf(impl(), seed);
+    if (hook) (*hook)(impl());
     return;
   }
 
-  // 1. dependency counts over the reachable graph
+  // 1. dependency counts over the reachable graph (and, for the hook, edges into leaves)
   std::unordered_map<Node*, int> deps;
+  std::unordered_map<TensorImpl*, int> leaf_edges;
   std::vector<Node*> stack{grad_fn().get()};
   std::unordered_set<Node*> seen{grad_fn().get()};
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
     for (const Edge& e : n->inputs) {
+      if (hook && e.leaf) leaf_edges[e.leaf.get()]++;
       if (!e.node) continue;
       deps[e.node.get()]++;
       if (seen.insert(e.node.get()).second) stack.push_back(e.node.get());
@@ -126,12 +138,18 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
   auto consumed = [&](const std::shared_ptr<Node>& input) {
     if (input && --deps[input.get()] == 0) ready.push_back(input);
   };
+  auto leaf_consumed = [&](const std::shared_ptr<TensorImpl>& leaf) {
+    if (hook && leaf && --leaf_edges[leaf.get()] == 0) (*hook)(leaf.get());
+  };
   while (!ready.empty()) {
     std::shared_ptr<Node> node = std::move(ready.back());
     ready.pop_back();
     auto pit = pending.find(node.get());
     if (pit == pending.end()) {  // no gradient reached this node: pass the news upstream
-      for (const Edge& e : node->inputs) consumed(e.node);
+      for (const Edge& e : node->inputs) {
+        consumed(e.node);
+        leaf_consumed(e.leaf);
+      }
       continue;
     }
     Tensor g = std::move(pit->second);
@@ -165,6 +183,7 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
         }
       }
       consumed(e.node);
+      leaf_consumed(e.leaf);
     }
   }
 }

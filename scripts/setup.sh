@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # setup.sh — install the Debian packages copper builds with, if any are missing.
 # ccache is optional for the build (CMake uses it when present); it is installed to make rebuilds fast.
+# Open MPI (libopenmpi-dev, openmpi-bin) is optional too (CMake's COPPER_MPI=AUTO builds data-parallel
+# training when it is present); it is installed so that `make test` runs the MPI tests.
 # Run as root on Debian 12 (make demo / make test call it). Installs nothing when all are present.
 set -euo pipefail
 packages=(cmake make g++ pkg-config libopenblas-dev libfmt-dev libgtest-dev nlohmann-json3-dev libcli11-dev xz-utils
-          liblzma-dev libsentencepiece-dev libcairo2-dev libplplot-dev plplot-driver-cairo fonts-dejavu-core ccache)
+          liblzma-dev libsentencepiece-dev libcairo2-dev libplplot-dev plplot-driver-cairo fonts-dejavu-core ccache
+          libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
