@@ -26,6 +26,8 @@ Backend& backend_for(Device d) {
   return *b;
 }
 
+bool has_backend(DeviceType t) { return t == DeviceType::cpu || cuda_backend_slot() != nullptr; }
+
 void register_backend(DeviceType t, Backend* b) {
   if (t == DeviceType::cuda) cuda_backend_slot() = b;
 }

@@ -13,21 +13,24 @@
 #pragma once
 #include <cstdint>
 
+#include "tensor/backend_ops.h"  // UnaryOp, BinaryOp, ReduceOp
 #include "tensor/tensor.h"
 
 namespace copper {
-
-enum class UnaryOp {
-  neg, exp, log, sqrt, rsqrt, pow, square, sin, cos, tanh, sigmoid, relu,
-  gelu_erf, gelu_tanh, silu, abs, clamp, floor, ceil,
-};
-enum class BinaryOp { add, sub, mul, div, maximum, minimum, eq, ne, lt, le, gt, ge };
-enum class ReduceOp { sum, max, min, argmax };
 
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+
+  // ---- between devices ----
+  // dst = src across devices (host <-> device, or device i <-> device j): same dtype and element
+  // count, both contiguous. Tensor::to(Device) calls it on the backend of the non-CPU side. It
+  // returns once src may be reused, and, when dst is on the host, once dst holds the values.
+  virtual void transfer(const Tensor& src, const Tensor& dst) = 0;
+  // Wait until every kernel queued on device d has finished. Kernels on a GPU run
+  // asynchronously in one stream per device; CPU kernels have finished when they return.
+  virtual void synchronize(Device d) = 0;
 
   // dst = cast(src). Same shape; both may have any strides (broadcast or negative); any dtypes.
   virtual void copy(const Tensor& src, const Tensor& dst) = 0;
@@ -110,7 +113,11 @@ class Backend {
 
 Backend& backend_for(Device d);
 inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
+// Whether this build has kernels for devices of type t (always for the CPU).
+bool has_backend(DeviceType t);
 // Called once by a device backend at start-up (the CPU backend is built in).
 void register_backend(DeviceType t, Backend* b);
+// Wait for every kernel queued on d (see Backend::synchronize).
+inline void synchronize(Device d) { backend_for(d).synchronize(d); }
 
 }  // namespace copper

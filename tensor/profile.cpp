@@ -132,6 +132,11 @@ class TimingBackend final : public Backend {
   explicit TimingBackend(Backend* inner) : in_(*inner) {}
   const char* name() const override { return in_.name(); }
 
+  void transfer(const Tensor& src, const Tensor& dst) override {
+    Scope s("transfer", 0, bytes_of(src, dst));
+    in_.transfer(src, dst);
+  }
+  void synchronize(Device d) override { in_.synchronize(d); }
   void copy(const Tensor& src, const Tensor& dst) override {
     Scope s("copy", 0, bytes_of(src, dst));
     in_.copy(src, dst);

@@ -65,6 +65,7 @@ class CachingCpuAllocator final : public Allocator {
         p = std::aligned_alloc(64, want);
       }
       COPPER_CHECK(p != nullptr, "alloc", "out of memory allocating {} bytes on cpu", want);
+      stats_.reserved_bytes += int64_t(want);
     }
     block_size_[p] = got;
     stats_.allocated_bytes += int64_t(round64(nbytes));
@@ -81,6 +82,7 @@ class CachingCpuAllocator final : public Allocator {
     stats_.allocated_bytes -= int64_t(round64(nbytes));
     if (stats_.cached_bytes + int64_t(n) > kMaxCached) {
       std::free(p);
+      stats_.reserved_bytes -= int64_t(n);
       return;
     }
     free_[n].push_back(p);
@@ -113,6 +115,7 @@ class CachingCpuAllocator final : public Allocator {
     for (auto& [size, blocks] : free_)
       for (void* p : blocks) std::free(p);
     free_.clear();
+    stats_.reserved_bytes -= stats_.cached_bytes;
     stats_.cached_bytes = 0;
   }
 
@@ -122,9 +125,9 @@ class CachingCpuAllocator final : public Allocator {
   AllocatorStats stats_;
 };
 
-Allocator*& cuda_allocator_slot() {
-  static Allocator* a = nullptr;
-  return a;
+AllocatorLookup& cuda_allocator_slot() {
+  static AllocatorLookup lookup = nullptr;
+  return lookup;
 }
 
 }  // namespace
@@ -137,13 +140,13 @@ Allocator& allocator_for(Device d) {
     static auto* cpu = new CachingCpuAllocator;
     return *cpu;
   }
-  Allocator* a = cuda_allocator_slot();
-  COPPER_CHECK(a != nullptr, "alloc", "device {} is not available in this build. HINT: build with CUDA (cmake -DCOPPER_CUDA=ON) on a machine with a GPU", d.str());
-  return *a;
+  AllocatorLookup lookup = cuda_allocator_slot();
+  COPPER_CHECK(lookup != nullptr, "alloc", "device {} is not available in this build. HINT: build with CUDA (cmake -DCOPPER_CUDA=ON) on a machine with a GPU", d.str());
+  return lookup(d.index);
 }
 
-void register_allocator(DeviceType t, Allocator* a) {
-  if (t == DeviceType::cuda) cuda_allocator_slot() = a;
+void register_allocator(DeviceType t, AllocatorLookup for_index) {
+  if (t == DeviceType::cuda) cuda_allocator_slot() = for_index;
 }
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {

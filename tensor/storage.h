@@ -29,14 +29,15 @@ struct AllocatorStats {
   int64_t allocated_bytes = 0;   // bytes currently handed out to tensors (as asked, 64-byte rounded)
   int64_t peak_bytes = 0;        // the most ever handed out at once
   int64_t cached_bytes = 0;      // bytes of whole blocks held in free lists for reuse
+  int64_t reserved_bytes = 0;    // bytes taken from the OS or the device and not yet returned (in use + cached)
   int64_t num_allocs = 0;        // allocations served
   int64_t num_cache_hits = 0;    // of which served from the cache
 };
 
 // One allocator per device. The CPU one caches freed blocks by size class, because a
 // training step allocates the same shapes (or, with varying sequence lengths, similar
-// ones) every step and fresh pages from the OS cost a page fault each; the CUDA backend
-// will plug in its own behind the same interface.
+// ones) every step and fresh pages from the OS cost a page fault each. The CUDA backend
+// (cuda/allocator.cpp) plugs in one per GPU behind the same interface.
 class Allocator {
  public:
   virtual ~Allocator() = default;
@@ -48,8 +49,10 @@ class Allocator {
 Allocator& allocator_for(Device d);
 // The block size the CPU allocator uses for a request of nbytes (exposed for tests).
 size_t cpu_size_class(size_t nbytes);
-// Register the allocator of a non-CPU device (called by the CUDA backend at start-up).
-void register_allocator(DeviceType t, Allocator* a);
+// Register the allocators of a non-CPU device type (called by the CUDA backend at start-up):
+// `for_index(i)` returns the allocator of device i (cuda:i), or throws copper::Error.
+using AllocatorLookup = Allocator& (*)(int index);
+void register_allocator(DeviceType t, AllocatorLookup for_index);
 
 class Storage {
  public:

@@ -195,10 +195,20 @@ Tensor Tensor::to(DType t) const {
   return out;
 }
 
+// The one place that copies between devices. The backend of the non-CPU side does the copy
+// (Backend::transfer) on contiguous memory; the gradient goes back the same way.
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
-  COPPER_THROW("to", "copy from {} to {} is not available in this build. HINT: build with CUDA (cmake -DCOPPER_CUDA=ON)",
+  const Device side = d.is_cpu() ? device() : d;
+  COPPER_CHECK(has_backend(side.type), "to",
+               "copy from {} to {} is not available in this build. HINT: build with CUDA (cmake -DCOPPER_CUDA=ON)",
                device().str(), d.str());
+  Tensor src = contiguous();
+  Tensor out = Tensor::empty(shape(), dtype(), d);
+  backend_for(side).transfer(src, out);
+  const Device from = device();
+  record_op("to", out, {*this}, [from](const Tensor& g) { return std::vector<Tensor>{g.to(from)}; });
+  return out;
 }
 
 Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }

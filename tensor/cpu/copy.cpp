@@ -1,4 +1,4 @@
-// copy.cpp — strided copy with dtype conversion, and fill.
+// copy.cpp — strided copy with dtype conversion, fill, and the host side of transfer.
 #include <cstring>
 
 #include "tensor/cpu/cpu_backend.h"
@@ -32,6 +32,15 @@ void CpuBackend::copy(const Tensor& src, const Tensor& dst) {
       });
     });
   });
+}
+
+// Host to host: both contiguous with one dtype (Tensor::to never calls it for cpu -> cpu,
+// but a device-neutral caller may).
+void CpuBackend::transfer(const Tensor& src, const Tensor& dst) {
+  COPPER_CHECK(src.dtype() == dst.dtype() && src.numel() == dst.numel() && src.is_contiguous() && dst.is_contiguous(),
+               "transfer", "needs contiguous tensors of one dtype and size, got {} and {}", src.repr_shape(),
+               dst.repr_shape());
+  if (src.numel() > 0) std::memcpy(dst.raw_data(), src.raw_data(), size_t(src.numel()) * dtype_size(src.dtype()));
 }
 
 void CpuBackend::fill(const Tensor& dst, double value) {

@@ -1,5 +1,6 @@
 // cpu_backend.h — the CPU implementation of Backend, one file per kernel family:
 //   copy.cpp (copy, fill), elementwise.cpp (unary, binary, where), reduce.cpp,
+// copy.cpp also holds transfer and synchronize, which are trivial on the host;
 //   gemm.cpp (OpenBLAS), softmax.cpp (softmax, cross-entropy), scan.cpp, index.cpp,
 //   norm.cpp, optim.cpp.
 // Kernels run multi-threaded with OpenMP above a size threshold and keep their inner
@@ -12,6 +13,8 @@ namespace copper {
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
+  void transfer(const Tensor& src, const Tensor& dst) override;
+  void synchronize(Device) override {}
   void copy(const Tensor& src, const Tensor& dst) override;
   void fill(const Tensor& dst, double value) override;
   void unary(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) override;

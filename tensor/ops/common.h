@@ -11,14 +11,21 @@ inline void check_defined(const char* op, const Tensor& t, const char* what = "i
   if (!t.defined()) COPPER_THROW(op, "{} is an undefined tensor", what);
 }
 
+// Every tensor an op reads or writes lives on one device; `t` must be on `ref`'s:
+//   [add] tensors on cpu and cuda:0: f32[2,3] vs f32[2,3]. HINT: ...
+inline void check_device(const char* op, const Tensor& ref, const Tensor& t) {
+  COPPER_CHECK(ref.device() == t.device(), op,
+               "tensors on {} and {}: {} vs {}. HINT: move one with .to(Device) (e.g. .to(device_from_name(\"{}\"))) first",
+               ref.device().str(), t.device().str(), ref.repr_shape(), t.repr_shape(), ref.device().str());
+}
+
 // Two operands must share dtype and device; the message names both.
 inline void check_same(const char* op, const Tensor& a, const Tensor& b) {
   check_defined(op, a);
   check_defined(op, b);
+  check_device(op, a, b);
   COPPER_CHECK(a.dtype() == b.dtype(), op, "dtypes differ: {} vs {}. HINT: convert one with .to(DType::...)",
                a.repr_shape(), b.repr_shape());
-  COPPER_CHECK(a.device() == b.device(), op, "devices differ: {} on {} vs {} on {}", a.repr_shape(), a.device().str(),
-               b.repr_shape(), b.device().str());
 }
 
 // Float compute types only (f32/f64); half types are storage and must be converted.
@@ -28,17 +35,21 @@ inline void check_float(const char* op, const Tensor& t) {
                "needs an f32 or f64 tensor, got {}. HINT: convert with .to(DType::f32)", t.repr_shape());
 }
 
-// Index tensors as contiguous i64 (i32 is accepted and widened).
-inline Tensor as_index(const char* op, const Tensor& idx) {
+// Index tensors as contiguous i64 (i32 is accepted and widened), on the device of `like`
+// (the tensor they index).
+inline Tensor as_index(const char* op, const Tensor& idx, const Tensor& like) {
   check_defined(op, idx, "index");
+  check_device(op, like, idx);
   COPPER_CHECK(is_integer(idx.dtype()), op, "index must be i32 or i64, got {}", idx.repr_shape());
   NoGradGuard ng;
   return idx.to(DType::i64).contiguous();
 }
 
-// Check every index lies in [0, n).
+// Check every index lies in [0, n). The check reads the indices on the host (a device
+// tensor is copied there first, which waits for the device).
 inline void check_index_range(const char* op, const Tensor& idx64, int64_t n, const Shape& of) {
-  const int64_t* p = idx64.data<int64_t>();
+  const Tensor host = idx64.device().is_cpu() ? idx64 : idx64.to(kCPU);
+  const int64_t* p = host.data<int64_t>();
   for (int64_t i = 0, e = idx64.numel(); i < e; ++i)
     COPPER_CHECK(p[i] >= 0 && p[i] < n, op, "index {} out of range [0, {}) for a dim of {}", p[i], n, shape_str(of));
 }

@@ -22,7 +22,7 @@ Tensor index_add_into_zeros(const Shape& shape, int64_t d, const Tensor& idx64, 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   check_defined("index_select", x);
   const int64_t d = wrap_dim(dim, x.dim(), "index_select");
-  Tensor idx = as_index("index_select", index);
+  Tensor idx = as_index("index_select", index, x);
   COPPER_CHECK(idx.dim() == 1, "index_select", "index must be 1-d, got {}", shape_str(idx.shape()));
   check_index_range("index_select", idx, x.size(d), x.shape());
   Tensor xc = x.contiguous();
@@ -47,7 +47,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   check_defined("gather", x);
   const int64_t d = wrap_dim(dim, x.dim(), "gather");
-  Tensor idx = as_index("gather", index);
+  Tensor idx = as_index("gather", index, x);
   COPPER_CHECK(idx.dim() == x.dim(), "gather", "index {} must have the rank of the input {}", shape_str(idx.shape()),
                shape_str(x.shape()));
   for (int64_t k = 0; k < x.dim(); ++k)
@@ -72,7 +72,7 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
   check_same("scatter_add", x, src);
   check_float("scatter_add", x);
   const int64_t d = wrap_dim(dim, x.dim(), "scatter_add");
-  Tensor idx = as_index("scatter_add", index);
+  Tensor idx = as_index("scatter_add", index, x);
   COPPER_CHECK(idx.shape() == src.shape(), "scatter_add", "index {} and src {} must have the same shape",
                shape_str(idx.shape()), shape_str(src.shape()));
   COPPER_CHECK(idx.dim() == x.dim(), "scatter_add", "index {} must have the rank of the input {}",

@@ -65,12 +65,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   check_float("cross_entropy", logits);
   COPPER_CHECK(logits.dim() >= 1, "cross_entropy", "logits must be [..., classes], got {}", shape_str(logits.shape()));
   const int64_t c = logits.size(-1);
-  Tensor t = as_index("cross_entropy", targets).reshape({-1});
+  Tensor t = as_index("cross_entropy", targets, logits).reshape({-1});
   Tensor x = logits.reshape({-1, c}).contiguous();
   COPPER_CHECK(t.numel() == x.size(0), "cross_entropy",
                "{} targets for {} rows of logits {}. HINT: targets have the logits' shape without the class dim",
                t.numel(), x.size(0), shape_str(logits.shape()));
-  const int64_t* tp = t.data<int64_t>();
+  const Tensor t_host = t.device().is_cpu() ? t : t.to(kCPU);  // counted and range-checked on the host
+  const int64_t* tp = t_host.data<int64_t>();
   int64_t count = 0;
   for (int64_t i = 0; i < t.numel(); ++i) {
     if (tp[i] == ignore_index) continue;

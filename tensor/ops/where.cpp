@@ -8,6 +8,7 @@ using namespace detail;
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_defined("where", cond, "cond");
   check_same("where", a, b);
+  check_device("where", a, cond);
   check_float("where", a);
   Shape s = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   Tensor out = Tensor::empty(s, a.dtype(), a.device());
