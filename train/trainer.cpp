@@ -1,9 +1,11 @@
 // trainer.cpp — the training loop, its checkpoints and exact resume, the log, evaluation
-// with a best model, and SIGINT/SIGTERM handling.
+// with a best model, SIGINT/SIGTERM handling, and data-parallel training over several ranks.
 #include "train/trainer.h"
 
 #include <omp.h>
+#include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -13,8 +15,12 @@
 #include <fmt/format.h>
 
 #include "nn/checkpoint.h"
+#include "dist/comm.h"
 #include "nn/config.h"
 #include "tensor/error.h"
+#include "tensor/ops.h"
+#include "train/data_parallel.h"
+#include "train/grad_sync.h"
 #include "train/run_dir.h"
 
 namespace copper::train {
@@ -144,6 +150,8 @@ struct Trainer::Impl {
   std::string out, work;
   RunOptions opt;
   bool staging = false, ran = false, completed = false, finished = false;
+  bool lead = true;   // rank 0 (or the only process): the one that writes the run folder
+  fs::path scratch;   // another rank's work_dir() (data_parallel: it writes nothing into the run folder)
   int64_t steps_done = 0;
   // Installed by run(); kept after a completed run until finish(), so that the caller's
   // evaluation can be interrupted cleanly too (check_interrupted).
@@ -169,7 +177,12 @@ Trainer::Trainer(nn::Module& model, DataSource& data, const LoopConfig& loop, Ho
   impl_->loop.validate();
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  if (!impl_->scratch.empty()) {
+    std::error_code ec;  // best effort: a leftover scratch folder is harmless
+    fs::remove_all(impl_->scratch, ec);
+  }
+}
 
 void Trainer::check_interrupted() const {
   const Impl& s = *impl_;
@@ -183,48 +196,126 @@ RunResult Trainer::run() {
   COPPER_CHECK(!s.ran, "train", "Trainer::run() called twice. HINT: make a new Trainer for another run");
   s.ran = true;
   const LoopConfig& L = s.loop;
-  std::FILE* msg = s.opt.quiet ? nullptr : s.opt.progress;
+  // Data parallel (docs/08-data-parallel.md): with several ranks, rank 0 alone owns the
+  // output folder (plan, checkpoints, log, results) and prints; every rank trains.
+  dist::Communicator& comm = dist::world();
+  const int rank = comm.rank(), ranks = comm.size();
+  const bool dp = ranks > 1, lead = rank == 0;
+  s.lead = lead;
+  std::FILE* msg = s.opt.quiet || !lead ? nullptr : s.opt.progress;
 
-  detail::recover_swap(s.out);
-  detail::RunDirPlan plan = detail::plan_run_dir(s.out, s.config, s.opt.fresh);
-  s.work = plan.work;
-  s.staging = plan.staging;
+  nn::Module& model = s.model;
+  model.train(true);
+  auto params = model.named_parameters();
+  auto optim = nn::make_optimizer(L.optim, params);
+  if (dp) {  // before anything touches the folder: do all ranks run the same thing?
+    nlohmann::json shapes = nlohmann::json::object();
+    for (const auto& [name, t] : model.named_state()) shapes[name] = t.shape();
+    dp::check_same(comm,
+                   {{"config", s.config},
+                    {"loop", L.to_json()},
+                    {"tensors", shapes},
+                    {"options",
+                     {{"fresh", s.opt.fresh},
+                      {"stop_after", s.opt.stop_after},
+                      {"time_budget_s", s.opt.time_budget_s},
+                      {"init_weights", s.opt.init_weights}}}},
+                   "settings");
+  }
+
+  // The folder, on rank 0: plan it, clear or resume, load the checkpoint into the model and
+  // optimizer. `start` says what every rank needs: the checkpoint's training state (null for
+  // a new run), or that the run is already done, or rank 0's error.
+  nlohmann::json start_js;
+  auto prepare = [&]() -> nlohmann::json {
+    detail::recover_swap(s.out);
+    detail::RunDirPlan plan = detail::plan_run_dir(s.out, s.config, s.opt.fresh);
+    s.work = plan.work;
+    s.staging = plan.staging;
+    if (plan.already_done) return {{"already_done", true}, {"results", plan.results}};
+    const fs::path work(s.work), ckpt = work / "checkpoints", log = work / "log.jsonl";
+    if (plan.clear) {
+      if (s.staging) {
+        fs::remove_all(work);
+      } else {
+        fs::remove_all(ckpt);
+        fs::remove(log);
+        fs::remove(work / "model.safetensors");
+      }
+    }
+    fs::create_directories(work);
+    if (s.staging && msg)
+      fmt::print(msg, "{}'{}' holds a finished run; this one trains in '{}' and replaces it when it finishes\n",
+                 s.opt.label, s.out, s.work);
+    nlohmann::json st = nullptr, from = nullptr;
+    if (auto latest = nn::latest_checkpoint(ckpt.string())) {
+      st = nn::load_training_checkpoint(*latest, model.named_state(), s.config, *optim);
+      COPPER_CHECK(st.is_object() && st.contains("step") && st.contains("data") && st.contains("dropout_rng"),
+                   "train",
+                   "checkpoint '{}' lacks the step, data position or dropout generator state. HINT: start over with "
+                   "--fresh",
+                   *latest);
+      from = *latest;
+      truncate_log(log, st.at("step").get<int64_t>());
+    } else {
+      fs::remove(log);
+      fs::remove_all(ckpt / "best");
+      if (!s.opt.init_weights.empty()) {  // a new run from given weights (a resumed one has its own)
+        nn::LoadedModel init = nn::load_model(s.opt.init_weights);
+        nn::copy_weights_into(s.opt.init_weights, init.weights, model.named_state(), true);
+      }
+    }
+    nn::write_text_atomic((work / "config.json").string(), s.config.dump(2) + "\n");
+    return {{"already_done", false}, {"state", st}, {"from", from}};
+  };
+  if (!dp) {
+    start_js = prepare();
+  } else {
+    std::string error;
+    if (lead) {
+      try {
+        start_js = prepare();
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    }
+    // rank 0's outcome on every rank; an error stops all of them with rank 0's message
+    const nlohmann::json got = nlohmann::json::parse(
+        comm.broadcast_string(error.empty() ? start_js.dump() : nlohmann::json{{"error", error}}.dump(), 0));
+    if (got.contains("error")) {
+      if (lead) throw Error(error);
+      COPPER_THROW("train", "rank 0 could not start the run: {}", got.at("error").get<std::string>());
+    }
+    start_js = got;
+  }
+
   RunResult result;
-  if (plan.already_done) {
+  if (start_js.at("already_done").get<bool>()) {
+    const nlohmann::json& res = start_js.at("results");
     if (msg)
       fmt::print(msg, "{}'{}' holds this run, complete (results.json); nothing to do. HINT: --fresh retrains it\n",
                  s.opt.label, s.out);
     result.completed = true;
     result.already_done = true;
-    result.results = plan.results;
-    result.steps = plan.results.value("steps", int64_t(0));
-    result.train_seconds = plan.results.value("train_seconds", 0.0);
-    result.final_loss = number_or_nan(plan.results, "final_loss");
+    result.results = res;
+    result.steps = res.value("steps", int64_t(0));
+    result.train_seconds = res.value("train_seconds", 0.0);
+    result.final_loss = number_or_nan(res, "final_loss");
     return result;
   }
-
-  const fs::path dir(s.work), ckpt_dir = dir / "checkpoints", best_dir = ckpt_dir / "best", log_path = dir / "log.jsonl";
-  if (plan.clear) {
-    if (s.staging) {
-      fs::remove_all(dir);
-    } else {
-      fs::remove_all(ckpt_dir);
-      fs::remove(log_path);
-      fs::remove(dir / "model.safetensors");
-    }
+  if (dp) dp::broadcast_weights_and_optimizer(comm, model.named_state(), *optim);
+  if (!lead) {
+    // Ranks other than 0 write nothing into the run folder. What a caller saves into
+    // work_dir() after training (the LM's tokenizer) goes to a scratch folder of this rank,
+    // removed with the Trainer.
+    s.scratch = fs::temp_directory_path() / fmt::format("copper-rank{}-{}", rank, ::getpid());
+    fs::create_directories(s.scratch);
+    s.work = s.scratch.string();
   }
-  fs::create_directories(dir);
-  if (s.staging && msg)
-    fmt::print(msg, "{}'{}' holds a finished run; this one trains in '{}' and replaces it when it finishes\n",
-               s.opt.label, s.out, s.work);
+  const fs::path dir(s.work), ckpt_dir = dir / "checkpoints", best_dir = ckpt_dir / "best", log_path = dir / "log.jsonl";
 
   const int threads = omp_get_max_threads();
-  nn::Module& model = s.model;
-  model.train(true);
-  auto params = model.named_parameters();
-  auto optim = nn::make_optimizer(L.optim, params);
   manual_seed(stream_seed(L.seed, kDropoutStream));
-
   int64_t start = 0, tokens_total = 0;
   double prior_s = 0;  // training seconds before this process (a resumed time-budget run)
   double last_loss = NAN;
@@ -233,12 +324,7 @@ RunResult Trainer::run() {
   double loss_sum = 0;
   int64_t loss_n = 0;
   nlohmann::json best_eval = nullptr;
-  if (auto latest = nn::latest_checkpoint(ckpt_dir.string())) {
-    auto st = nn::load_training_checkpoint(*latest, model.named_state(), s.config, *optim);
-    COPPER_CHECK(st.is_object() && st.contains("step") && st.contains("data") && st.contains("dropout_rng"), "train",
-                 "checkpoint '{}' lacks the step, data position or dropout generator state. HINT: start over with "
-                 "--fresh",
-                 *latest);
+  if (const nlohmann::json& st = start_js.at("state"); st.is_object()) {
     start = st.at("step").get<int64_t>();
     prior_s = st.value("elapsed_s", 0.0);
     tokens_total = st.value("tokens", int64_t(0));
@@ -249,26 +335,41 @@ RunResult Trainer::run() {
     s.data.restore(st.at("data"));
     nn::generator_from_json(default_generator(), st.at("dropout_rng"));
     const int saved_threads = st.value("threads", threads);
+    const int saved_ranks = st.value("ranks", 1);
+    std::string note;
+    if (saved_ranks != ranks)
+      note = fmt::format("; note: saved with {} ranks, now {}: equal up to the order of the gradient sums",
+                         saved_ranks, ranks);
+    else if (saved_threads != threads)
+      note = fmt::format("; note: saved with {} threads, now {}: not bit-identical", saved_threads, threads);
     if (msg)
-      fmt::print(msg, "{}resuming from {} (step {}/{}){}\n", s.opt.label, *latest, start, L.steps,
-                 saved_threads != threads
-                     ? fmt::format("; note: saved with {} threads, now {}: not bit-identical", saved_threads, threads)
-                     : "");
-    truncate_log(log_path, start);
-  } else {
-    fs::remove(log_path);
-    fs::remove_all(best_dir);
+      fmt::print(msg, "{}resuming from {} (step {}/{}){}\n", s.opt.label, start_js.at("from").get<std::string>(), start,
+                 L.steps, note);
   }
-  if (start == 0 && !s.opt.init_weights.empty()) {  // a new run from given weights (a resumed one has its own)
-    nn::LoadedModel init = nn::load_model(s.opt.init_weights);
-    nn::copy_weights_into(s.opt.init_weights, init.weights, model.named_state(), true);
+
+  // Gradient averaging over ranks (train/grad_sync.h), overlapped with backward() unless
+  // COPPER_DP_OVERLAP=0.
+  std::unique_ptr<GradSync> sync;
+  if (dp) {
+    const char* ov = std::getenv("COPPER_DP_OVERLAP");
+    sync = std::make_unique<GradSync>(comm, params, !(ov && std::string(ov) == "0"));
+    if (msg)
+      fmt::print(msg,
+                 "{}data parallel: {} ranks ({}), {} on this machine, {} threads each; gradients averaged in {} "
+                 "buckets{}\n",
+                 s.opt.label, ranks, comm.backend(), comm.local_size(), threads, sync->buckets(),
+                 ov && std::string(ov) == "0" ? " after the backward pass" : ", overlapped with the backward pass");
   }
-  nn::write_text_atomic((dir / "config.json").string(), s.config.dump(2) + "\n");
 
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(clock::now() - t0).count(); };
   auto save_ckpt = [&](int64_t step) {
+    if (dp) {  // the ranks' weights must still be the same bits (each applies the same update)
+      const uint64_t h = dp::hash_tensors(model.named_state());
+      dp::check_same(comm, {{"weights_hash", std::to_string(h)}}, fmt::format("weights after step {}", step));
+    }
+    if (!lead) return;
     nlohmann::json st = {{"step", step},
                          {"elapsed_s", prior_s + seconds()},
                          {"tokens", tokens_total},
@@ -278,20 +379,26 @@ RunResult Trainer::run() {
                          {"best_eval", best_eval},
                          {"data", s.data.state()},
                          {"dropout_rng", nn::generator_to_json(default_generator())},
-                         {"threads", threads}};
+                         {"threads", threads},
+                         {"ranks", ranks}};
     nn::save_training_checkpoint(ckpt_dir.string(), step, model.named_state(), s.config, *optim, st);
   };
 
-  std::FILE* log = std::fopen(log_path.string().c_str(), "a");
-  COPPER_CHECK(log != nullptr, "train", "cannot open '{}' for appending. HINT: is the folder writable?",
-               log_path.string());
+  std::FILE* log = nullptr;
+  if (lead) {
+    log = std::fopen(log_path.string().c_str(), "a");
+    COPPER_CHECK(log != nullptr, "train", "cannot open '{}' for appending. HINT: is the folder writable?",
+                 log_path.string());
+  }
   struct LogCloser {
     std::FILE* f;
-    ~LogCloser() { std::fclose(f); }
+    ~LogCloser() {
+      if (f) std::fclose(f);
+    }
   } log_closer{log};
 
-  // Evaluation: the caller's metrics in the log, and the best model (lowest "loss") kept in
-  // checkpoints/best/, replaced whole: written beside it, then renamed into place.
+  // Evaluation (rank 0 only): the caller's metrics in the log, and the best model (lowest
+  // "loss") kept in checkpoints/best/, replaced whole: written beside it, then renamed into place.
   auto evaluate = [&](int64_t step) -> nlohmann::json {
     nlohmann::json ev = s.hooks.evaluate();
     model.train(true);  // the hook may have switched the model to evaluation mode
@@ -320,55 +427,107 @@ RunResult Trainer::run() {
 
   // With a time budget the run ends when the budget is spent and the schedule follows the
   // fraction of the budget used so far, so it always reaches its end whatever the speed.
+  // With several ranks, rank 0's clock decides for all (they must agree on the lr and the end).
   const double budget = s.opt.time_budget_s;
   const bool timed = budget > 0;
   int64_t steps = !timed ? L.steps : prior_s < budget ? std::numeric_limits<int64_t>::max() : start;
-  Progress progress(s.opt.progress, s.opt.label + "step ", timed ? 0 : L.steps, s.opt.quiet, 1, start);
-  const bool live = !s.opt.quiet && Progress::is_terminal(s.opt.progress);
-  int64_t tokens = 0;  // this process's, for the throughput
+  Progress progress(s.opt.progress, s.opt.label + "step ", timed ? 0 : L.steps, s.opt.quiet || !lead, 1, start);
+  const bool live = msg && Progress::is_terminal(s.opt.progress);
+  int64_t tokens = 0;  // this process's (all ranks' with several), for the throughput
   int64_t saved_at = start;
+  int64_t dp_steps = 0;  // steps since the last log line, for the all-reduce times per step
   s.signals = std::make_unique<SignalGuard>();
   for (int64_t step = start; step < steps; ++step) {
-    optim->set_lr(timed ? L.schedule.lr_at_fraction((prior_s + seconds()) / budget) : L.schedule.lr_at(step));
-    Batch batch = s.data.batch(step);
-    Tensor loss = s.hooks.loss(batch);
+    Batch batch = s.data.batch(step);  // the global batch, the same on every rank
+    Batch mine = batch;
+    double now_s = seconds(), weight = 1;
+    std::array<uint64_t, 6> dropout_state{};
+    if (dp) {
+      mine = dp::shard(batch, rank, ranks);
+      if (step == start)  // the same data on every rank? (same files, tokenizer, seed)
+        dp::check_same(comm, {{"first_batch_hash", std::to_string(dp::hash_tensors({{"ids", batch.ids}, {"targets", batch.targets}}))}},
+                       fmt::format("training data (the batch of step {})", step));
+      // Each rank's loss is a mean over its own counted targets; weighting its gradient by
+      // its share of all counted targets makes the mean over ranks the global batch's mean.
+      const double local = double(dp::counted_targets(mine.targets));
+      double agree[2] = {local, lead ? now_s : 0.0};
+      comm.all_reduce(agree, 2, dist::Reduce::sum);
+      COPPER_CHECK(local > 0, "train", "rank {}'s rows of the batch of step {} have no targets the loss counts. HINT: "
+                   "use fewer ranks or a larger batch", rank, step);
+      weight = local * ranks / agree[0];
+      now_s = agree[1];
+      // Dropout: rank r draws its masks from its own stream, forked from the run's dropout
+      // generator, which moves by one draw per step on every rank (so that the checkpoint's
+      // generator state does not depend on the number of ranks).
+      const uint64_t fork = default_generator().next_u64();
+      dropout_state = default_generator().state();
+      default_generator().seed_(stream_seed(fork, uint64_t(rank)));
+    }
+    optim->set_lr(timed ? L.schedule.lr_at_fraction((prior_s + now_s) / budget) : L.schedule.lr_at(step));
+    Tensor loss = s.hooks.loss(mine);
     optim->zero_grad();
-    loss.backward();
+    if (dp) {
+      sync->begin();
+      loss.backward(full(loss.shape(), weight, loss.dtype()));
+      sync->finish();
+      default_generator().set_state(dropout_state);
+      ++dp_steps;
+    } else {
+      loss.backward();
+    }
     if (L.clip > 0) nn::clip_grad_norm(params, L.clip);
     optim->step();
-    loss_sum += loss.item();
+    double step_loss = loss.item() * weight;
+    int sig = g_signal;
+    double el = seconds();
+    if (dp) {  // the global loss, and whether any rank was signalled or rank 0 is out of time
+      double agree[3] = {step_loss, sig != 0 ? 1.0 : 0.0, lead ? el : 0.0};
+      comm.all_reduce(agree, 3, dist::Reduce::sum);
+      step_loss = agree[0] / ranks;
+      if (sig == 0 && agree[1] > 0) sig = SIGTERM;  // what mpirun and srun forward
+      el = agree[2];
+    }
+    loss_sum += step_loss;
     ++loss_n;
     tokens += batch.tokens;
     tokens_total += batch.tokens;
     const int64_t done = step + 1;
-    if (timed && prior_s + seconds() >= budget) steps = done;  // out of time: the last step
+    if (timed && prior_s + el >= budget) steps = done;  // out of time: the last step
     const bool log_now = done % L.log_every == 0 || done == steps;
-    const double el = seconds();
     const double tps = double(tokens) / std::max(el, 1e-9);
     if (log_now) {
       last_loss = loss_sum / double(loss_n);
-      fmt::print(log, "{}\n",
-                 nlohmann::json{{"step", done},
-                                {"loss", last_loss},
-                                {"lr", optim->lr()},
-                                {"tokens", tokens_total},
-                                {"tokens_per_s", tps},
-                                {"elapsed_s", prior_s + el}}
-                     .dump());
-      std::fflush(log);
+      nlohmann::json line = {{"step", done},        {"loss", last_loss},  {"lr", optim->lr()},
+                             {"tokens", tokens_total}, {"tokens_per_s", tps}, {"elapsed_s", prior_s + el}};
+      if (dp) {  // rank 0's time in the gradient all-reduce, per step
+        const GradSyncStats st = sync->take_stats();
+        const double n = double(std::max<int64_t>(dp_steps, 1));
+        line["ranks"] = ranks;
+        line["allreduce_wait_ms"] = 1000 * st.finish_s / n;
+        line["allreduce_hook_ms"] = 1000 * st.hook_s / n;
+        line["allreduce_overlapped"] = st.buckets ? double(st.overlapped) / double(st.buckets) : 0.0;
+        dp_steps = 0;
+      }
+      if (log) {
+        fmt::print(log, "{}\n", line.dump());
+        std::fflush(log);
+      }
     }
     if (log_now || live) {  // a terminal's line follows every step (the mean loss since the last log line)
+      const int64_t rows = batch.ids.size(0);
       progress.update(done,
-                      fmt::format("loss {:.4f}  lr {:.2e}  {:.0f} tok/s  {:.1f} ms/step",
+                      fmt::format("loss {:.4f}  lr {:.2e}  {:.0f} tok/s  {:.1f} ms/step{}",
                                   log_now ? last_loss : loss_sum / double(loss_n), optim->lr(), tps,
-                                  1000 * el / double(done - start)),
+                                  1000 * el / double(done - start),
+                                  dp ? fmt::format("  {} ranks x {} rows = batch {}", ranks, mine.ids.size(0), rows)
+                                     : ""),
                       timed ? std::max(0.0, budget - prior_s - el) : -1);
     }
     if (log_now) {
       loss_sum = 0;
       loss_n = 0;
     }
-    if (s.hooks.evaluate && L.eval_every > 0 && (done % L.eval_every == 0 || done == steps)) {
+    if (lead && s.hooks.evaluate && L.eval_every > 0 && (done % L.eval_every == 0 || done == steps)) {
       const nlohmann::json ev = evaluate(done);
       if (done == steps) result.last_eval = ev;
     }
@@ -384,8 +543,7 @@ RunResult Trainer::run() {
       s.signals.reset();
       return result;  // as if killed here: completed stays false
     }
-    if (g_signal != 0) {
-      const int sig = g_signal;
+    if (sig != 0) {
       if (saved_at != done) save_ckpt(done);
       progress.finish();
       Interrupted e = s.interrupted(sig, done, "at");
@@ -410,6 +568,7 @@ void Trainer::finish(const nlohmann::json& results) {
                "Trainer::finish() must follow a run() that trained to the end (not stopped, not already done), once");
   s.finished = true;
   s.signals.reset();
+  if (!s.lead) return;  // rank 0 writes the results
   const fs::path dir(s.work);
   nn::save_model((dir / "model.safetensors").string(), s.model.named_state(), s.model_config);
   nn::write_text_atomic((dir / "results.json").string(), results.dump(2) + "\n");

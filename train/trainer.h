@@ -13,6 +13,13 @@
 // same command ends with the same parameters as an uninterrupted one (at the same thread
 // count: reductions split differently over 1 and 2 threads round differently).
 //
+// Data parallel: started by mpirun or srun with N ranks (dist/comm.h), every rank draws the
+// same global batch and trains on its rows [r*B/N, (r+1)*B/N); the gradients are averaged
+// over ranks during the backward pass (train/grad_sync.h), so each rank takes the same
+// optimizer step and N ranks of B/N rows equal one process of B rows up to the order of the
+// sums. Rank 0 owns the output folder (log, checkpoints, results, progress); the checkpoint
+// does not depend on N, so a run saved with N ranks resumes with M. docs/08-data-parallel.md.
+//
 // Output folder (RunDir) of a run:
 //   config.json          what the caller passed as `config` (the whole run, JSON)
 //   log.jsonl            one line per logged step: step, loss (mean since the last line), lr,
@@ -115,7 +122,10 @@ struct RunOptions {
 
 // What the loop asks of its caller.
 struct Hooks {
-  // Loss of a batch with its autograd graph (a scalar). Required.
+  // Loss of a batch with its autograd graph (a scalar). Required. With several ranks each
+  // rank passes its own rows of the batch; the loss must then be the mean over the rows'
+  // counted targets (targets != kIgnoreIndex), as cross_entropy with that ignore index is,
+  // for the ranks' average to equal the whole batch's loss and gradient.
   std::function<Tensor(const Batch&)> loss;
   // Periodic evaluation (eval_every, and after the last step): metrics as JSON, with "loss"
   // the value a lower of which is better (the best checkpoint follows it). Optional. It must
