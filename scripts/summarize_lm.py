@@ -23,6 +23,14 @@ import sys
 from collections import defaultdict
 
 
+# The order of the paper's tables, then any other encoding by name.
+ORDER = ["abs", "rel", "rope", "alibi", "cope", "cope+rel", "cope+rope"]
+
+
+def order(pe):
+    return (ORDER.index(pe), "") if pe in ORDER else (len(ORDER), pe)
+
+
 def main(root):
     rows = defaultdict(list)
     for res in sorted(pathlib.Path(root).glob("*/results.json")):
@@ -32,7 +40,7 @@ def main(root):
         sys.exit(f"summarize_lm: no */results.json under {root}")
     print("| encoding | seeds | steps | valid ppl | test ppl | test word ppl | test bits/byte | per seed (test ppl) |")
     print("|---|---|---|---|---|---|---|---|")
-    for pe, rs in rows.items():
+    for pe, rs in sorted(rows.items(), key=lambda kv: order(kv[0])):
         mean = lambda split, key: statistics.mean(r[split][key] for r in rs)
         per_seed = ", ".join(f"{r['test']['ppl']:.1f} (seed {r['seed']})" for r in sorted(rs, key=lambda r: r["seed"]))
         print(f"| {pe} | {len(rs)} | {rs[0]['steps']} | {mean('valid', 'ppl'):.1f} | {mean('test', 'ppl'):.1f} | "
@@ -66,7 +74,7 @@ def context_table(root, rows):
     print()
     print("| encoding | seeds | " + " | ".join(f"test ppl at {c}" for c in cols) + " |")
     print("|---|---|" + "---|" * len(cols))
-    for (pe, variant), seeds in sorted(table.items()):
+    for (pe, variant), seeds in sorted(table.items(), key=lambda kv: (order(kv[0][0]), kv[0][1])):
         full = [s for s in seeds.values() if all(c in s for c in cols)]
         if not full:
             continue
