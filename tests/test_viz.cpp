@@ -249,6 +249,24 @@ TEST(Viz, LinePlotOfTwoSeries) {
   EXPECT_EQ(files_in(dir), 2u);
 }
 
+TEST(Viz, LinePlotLegendOfLongNamesFitsThePage) {
+  auto dir = testing_util::fresh_temp_dir("viz_plot_legend");
+  std::vector<viz::Series> runs;
+  for (const char* name : {"abs-seed0 train", "cope+rel-seed0 train", "cope+rope-seed12 valid"}) {
+    viz::Series s{name, {}, {}};
+    for (int i = 0; i <= 10; ++i) s.x.push_back(i), s.y.push_back(5.0 - 0.1 * i + 0.01 * double(runs.size()));
+    runs.push_back(s);
+  }
+  auto path = dir / "legend.png";
+  viz::line_plot_png(path.string(), runs, "tokens seen", "loss", "legend");
+  Png png = decode(path);
+  ASSERT_EQ(png.width, viz::kPlotWidthPx);
+  // The legend's frame ends before the page does: the last columns are background on every row.
+  for (int x = png.width - 4; x < png.width; ++x)
+    for (int y = 0; y < png.height; ++y)
+      ASSERT_TRUE(Png::near(png.at(x, y), {255, 255, 255}, 8)) << "column " << x << " row " << y;
+}
+
 TEST(Viz, LinePlotErrorsLeaveNoFile) {
   auto dir = testing_util::fresh_temp_dir("viz_plot_err");
   viz::Series s{"s", {0, 1, 2}, {1, 2, 3}};

@@ -39,8 +39,13 @@ constexpr PLINT kSolid = 1, kDashed = 3;  // PLplot line styles (plsty)
 constexpr const char* kMarker = "#(840)"; // Hershey filled circle
 constexpr double kLineWidth = 2.0, kMarkerScale = 0.6;
 constexpr double kCharScale = 0.9;
-// The axes' viewport in normalized device coordinates; the legend goes right of it.
-constexpr double kVpLeft = 0.08, kVpRight = 0.72, kVpBottom = 0.11, kVpTop = 0.92;
+// The axes' viewport in normalized device coordinates; the legend goes right of it. The
+// right edge moves left for long legend labels, so that the legend fits inside the page.
+constexpr double kVpLeft = 0.08, kVpRightMax = 0.72, kVpBottom = 0.11, kVpTop = 0.92;
+// The legend's width as a fraction of the page: the line sample and padding, plus one
+// character's advance per label character (measured on the 1000-px pngcairo page at
+// kCharScale), and the gap from the axes (kLegendGap, in viewport units) plus a margin.
+constexpr double kLegendFixed = 0.085, kLegendPerChar = 0.0112, kLegendGap = 0.02, kPageMargin = 0.015;
 constexpr double kPadFraction = 0.04;  // room around the data range
 
 std::mutex plplot_mutex;
@@ -65,6 +70,16 @@ bool has_device(plstream& pls, const char* name) {
   for (int i = 0; i < n; ++i)
     if (names[size_t(i)] && std::string(names[size_t(i)]) == name) return true;
   return false;
+}
+
+// The right edge of the axes that leaves room for the legend of these series.
+double viewport_right(const std::vector<Series>& series) {
+  size_t chars = 0;
+  for (const Series& s : series) chars = std::max(chars, s.name.size());
+  const double legend = kLegendFixed + kLegendPerChar * double(chars);
+  // The gap is in viewport units: about the viewport's width times kLegendGap of the page.
+  const double right = 1.0 - kPageMargin - legend - kLegendGap * (kVpRightMax - kVpLeft);
+  return std::clamp(right, kVpLeft + 0.3, kVpRightMax);
 }
 
 struct Range {
@@ -144,7 +159,7 @@ void line_plot_png(const std::string& path, const std::vector<Series>& series, c
     pls.init();
     pls.schr(0, kCharScale);
     pls.adv(0);
-    pls.vpor(kVpLeft, kVpRight, kVpBottom, kVpTop);
+    pls.vpor(kVpLeft, viewport_right(series), kVpBottom, kVpTop);
     pls.wind(xr.lo, xr.hi, yr.lo, yr.hi);
     pls.col0(kInk);
     pls.width(1.0);
@@ -193,7 +208,7 @@ void line_plot_png(const std::string& path, const std::vector<Series>& series, c
     for (const auto& n : names) texts.push_back(n.c_str()), symbols.push_back(kMarker);
     PLFLT lw = 0, lh = 0;
     pls.legend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
-               PL_POSITION_OUTSIDE | PL_POSITION_RIGHT, 0.02, 0.0, 0.06, kBackground, kInk, 1, 0,
+               PL_POSITION_OUTSIDE | PL_POSITION_RIGHT, kLegendGap, 0.0, 0.06, kBackground, kInk, 1, 0,
                0, PLINT(names.size()), opts.data(), 1.0, 0.9, 2.0, 0.0, text_colors.data(), texts.data(), nullptr,
                nullptr, nullptr, nullptr, colors.data(), styles.data(), widths.data(), colors.data(),
                symbol_scales.data(), symbol_numbers.data(), symbols.data());
