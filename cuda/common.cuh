@@ -1,0 +1,150 @@
+// common.cuh — what the kernels share: launch sizes, dtype dispatch, value conversion,
+// strided offsets and block-wide reductions.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "cuda/check.h"
+#include "cuda/kernels.h"
+
+namespace copper::cuda {
+
+// Threads per block for every kernel: one warp multiple, enough to hide memory latency.
+inline constexpr int kBlock = 256;
+// Grid-stride loops cap the grid here; more blocks would only wait for a free multiprocessor.
+inline constexpr int64_t kMaxBlocks = 65536;
+
+inline unsigned grid_for(int64_t n) {
+  const int64_t b = (n + kBlock - 1) / kBlock;
+  return unsigned(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
+}
+// One block per row, as many rows as the grid allows; kernels loop over the rest.
+inline unsigned grid_rows(int64_t rows) { return unsigned(rows < 1 ? 1 : (rows > kMaxBlocks ? kMaxBlocks : rows)); }
+
+#define COPPER_CUDA_GRID_STRIDE(i, n) \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+// Run `body` with T bound to the C++ type of a float dtype (f32 or f64).
+#define COPPER_CUDA_DISPATCH_FLOAT(dtype, op, ...)                     \
+  [&] {                                                                \
+    switch (dtype) {                                                   \
+      case ::copper::DType::f32: { using T = float; return __VA_ARGS__(); }  \
+      case ::copper::DType::f64: { using T = double; return __VA_ARGS__(); } \
+      default: ::copper::cuda::fail_unsupported(op, ::copper::dtype_name(dtype)); \
+    }                                                                  \
+  }()
+
+#define COPPER_CUDA_DISPATCH_NUMERIC(dtype, op, ...)                     \
+  [&] {                                                                  \
+    switch (dtype) {                                                     \
+      case ::copper::DType::f32: { using T = float; return __VA_ARGS__(); }   \
+      case ::copper::DType::f64: { using T = double; return __VA_ARGS__(); }  \
+      case ::copper::DType::i32: { using T = int32_t; return __VA_ARGS__(); } \
+      case ::copper::DType::i64: { using T = int64_t; return __VA_ARGS__(); } \
+      default: ::copper::cuda::fail_unsupported(op, ::copper::dtype_name(dtype)); \
+    }                                                                    \
+  }()
+
+#define COPPER_CUDA_DISPATCH_ALL(dtype, op, ...)                                       \
+  [&] {                                                                                \
+    switch (dtype) {                                                                   \
+      case ::copper::DType::f32: { using T = float; return __VA_ARGS__(); }            \
+      case ::copper::DType::f64: { using T = double; return __VA_ARGS__(); }           \
+      case ::copper::DType::i32: { using T = int32_t; return __VA_ARGS__(); }          \
+      case ::copper::DType::i64: { using T = int64_t; return __VA_ARGS__(); }          \
+      case ::copper::DType::bf16: { using T = ::copper::bf16; return __VA_ARGS__(); }  \
+      case ::copper::DType::f16: { using T = ::copper::f16; return __VA_ARGS__(); }    \
+    }                                                                                  \
+    ::copper::cuda::fail_unsupported(op, "this dtype");                                \
+  }()
+
+// By element size only, for kernels that move elements without looking at them (U is an
+// unsigned integer of that size).
+#define COPPER_CUDA_DISPATCH_BYTES(dtype, op, ...)                        \
+  [&] {                                                                   \
+    switch (::copper::dtype_size(dtype)) {                                \
+      case 2: { using U = uint16_t; return __VA_ARGS__(); }               \
+      case 4: { using U = uint32_t; return __VA_ARGS__(); }               \
+      case 8: { using U = uint64_t; return __VA_ARGS__(); }               \
+    }                                                                     \
+    ::copper::cuda::fail_unsupported(op, "this element size");            \
+  }()
+
+// ---- values of any dtype, as the CPU converts them (tensor/cpu/loops.h) ----
+template <class T>
+__device__ __forceinline__ double to_double(T v) {
+  if constexpr (std::is_same_v<T, bf16>) return double(__uint_as_float(uint32_t(v.bits) << 16));
+  else if constexpr (std::is_same_v<T, f16>) {
+    __half_raw r;
+    r.x = v.bits;
+    return double(__half2float(__half(r)));
+  } else return double(v);
+}
+template <class T>
+__device__ __forceinline__ T from_double(double v) {
+  if constexpr (std::is_same_v<T, bf16>) {
+    const uint32_t u = __float_as_uint(float(v));
+    if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{uint16_t((u >> 16) | 0x40)};  // keep NaN a NaN
+    const uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);                          // round half to even
+    return bf16{uint16_t((u + rounding) >> 16)};
+  } else if constexpr (std::is_same_v<T, f16>) {
+    const __half_raw r = __half_raw(__float2half_rn(float(v)));
+    return f16{r.x};
+  } else return T(v);
+}
+template <class To, class From>
+__device__ __forceinline__ To convert(From v) {
+  if constexpr (std::is_same_v<To, From>) return v;
+  else if constexpr (std::is_arithmetic_v<To> && std::is_arithmetic_v<From>) return To(v);
+  else if constexpr (std::is_arithmetic_v<From>) return from_double<To>(double(v));
+  else return from_double<To>(to_double(v));
+}
+
+// ---- strided elementwise problems ----
+// K operands' offsets (in elements) of the element with row-major linear index i.
+template <int K>
+struct Operands {
+  Operand op[K];
+};
+template <int K>
+__device__ __forceinline__ void offsets_of(int64_t i, const Layout& l, const Operands<K>& ops, int64_t* off) {
+  for (int k = 0; k < K; ++k) off[k] = 0;
+  for (int d = l.nd - 1; d >= 0; --d) {
+    const int64_t idx = i % l.size[d];
+    i /= l.size[d];
+    for (int k = 0; k < K; ++k) off[k] += idx * ops.op[k].stride[d];
+  }
+}
+
+// ---- block-wide reductions (blockDim.x a multiple of 32, every thread of the block calls) ----
+template <class T>
+struct SumOp {
+  __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+template <class T>
+struct MaxOp {
+  __device__ __forceinline__ T operator()(T a, T b) const { return a > b ? a : b; }
+};
+
+// Every thread gets op over all threads' v.
+template <class T, class Op>
+__device__ T block_reduce(T v, Op op) {
+  __shared__ T warp_vals[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = int(blockDim.x + 31) >> 5;
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __syncthreads();  // a previous call may still be reading warp_vals
+  if (lane == 0) warp_vals[warp] = v;
+  __syncthreads();
+  v = warp_vals[0];
+  for (int w = 1; w < nwarps; ++w) v = op(v, warp_vals[w]);
+  return v;
+}
+template <class T>
+__device__ __forceinline__ T block_sum(T v) { return block_reduce(v, SumOp<T>{}); }
+template <class T>
+__device__ __forceinline__ T block_max(T v) { return block_reduce(v, MaxOp<T>{}); }
+
+}  // namespace copper::cuda

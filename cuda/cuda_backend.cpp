@@ -1,0 +1,290 @@
+// cuda_backend.cpp — CudaBackend: from Tensors to the launchers of cuda/kernels.h, on the
+// tensors' GPU and its stream; transfer between host and devices; synchronize.
+#include "cuda/cuda_backend.h"
+
+#include <array>
+
+#include "cuda/check.h"
+#include "cuda/device.h"
+#include "cuda/kernels.h"
+
+namespace copper::cuda {
+
+namespace {
+
+int index_of(const Tensor& t, const char* op) {
+  COPPER_CHECK(t.device().type == DeviceType::cuda, op, "the CUDA backend got a tensor on {}: {}", t.device().str(),
+               t.repr_shape());
+  return t.device().index;
+}
+
+void* ptr(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+
+// The common layout of K tensors that share `shape`, each with its own strides: size-1 dims
+// dropped, neighbouring dims merged where every operand is contiguous across them (the same
+// collapse as the CPU's for_each_row, tensor/cpu/loops.h), so a contiguous tensor is one dim.
+template <size_t K>
+Layout make_layout(const char* op, const Shape& shape, const std::array<const Tensor*, K>& ts,
+                   std::array<Operand, K>& ops) {
+  Layout l;
+  l.numel = shape_numel(shape);
+  for (size_t k = 0; k < K; ++k) {
+    ops[k].data = ts[k]->raw_data();
+    ops[k].dtype = ts[k]->dtype();
+  }
+  if (l.numel == 0) return l;
+  std::vector<int64_t> sz;
+  std::array<std::vector<int64_t>, K> st;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    bool merge = !sz.empty();
+    for (size_t k = 0; k < K && merge; ++k) merge = st[k].back() == ts[k]->strides()[d] * shape[d];
+    if (merge) {
+      sz.back() *= shape[d];
+      for (size_t k = 0; k < K; ++k) st[k].back() = ts[k]->strides()[d];
+    } else {
+      sz.push_back(shape[d]);
+      for (size_t k = 0; k < K; ++k) st[k].push_back(ts[k]->strides()[d]);
+    }
+  }
+  if (sz.empty()) {  // one element
+    sz.push_back(1);
+    for (size_t k = 0; k < K; ++k) st[k].push_back(0);
+  }
+  COPPER_CHECK(int(sz.size()) <= kMaxDims, op,
+               "the CUDA kernel takes at most {} dims after merging contiguous ones; {} with strides {} has {}. HINT: "
+               "call .contiguous() first",
+               kMaxDims, shape_str(shape), shape_str(ts[0]->strides()), sz.size());
+  l.nd = int(sz.size());
+  for (int d = 0; d < l.nd; ++d) {
+    l.size[d] = sz[size_t(d)];
+    for (size_t k = 0; k < K; ++k) ops[k].stride[d] = st[k][size_t(d)];
+  }
+  return l;
+}
+
+}  // namespace
+
+CudaBackend& backend() {
+  static auto* b = new CudaBackend;  // never destroyed, like the CPU backend
+  return *b;
+}
+
+// ---------------- between devices ----------------
+
+void CudaBackend::transfer(const Tensor& src, const Tensor& dst) {
+  COPPER_CHECK(src.dtype() == dst.dtype() && src.numel() == dst.numel() && src.is_contiguous() && dst.is_contiguous(),
+               "transfer", "needs contiguous tensors of one dtype and size, got {} on {} and {} on {}",
+               src.repr_shape(), src.device().str(), dst.repr_shape(), dst.device().str());
+  const size_t bytes = size_t(src.numel()) * dtype_size(src.dtype());
+  if (bytes == 0) return;
+  const Device s = src.device(), d = dst.device();
+  if (s.is_cpu() || d.is_cpu()) {
+    // Host <-> device in the device's stream, after the kernels queued before it. It waits for
+    // the copy either way: the host tensor may be freed (or read) as soon as this returns.
+    const int dev = s.is_cpu() ? d.index : s.index;
+    DeviceGuard g(dev);
+    cudaStream_t st = stream(dev);
+    COPPER_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), bytes,
+                                      s.is_cpu() ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost, st));
+    COPPER_CUDA_CHECK(cudaStreamSynchronize(st));
+  } else if (s.index == d.index) {
+    DeviceGuard g(d.index);
+    COPPER_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyDeviceToDevice, stream(d.index)));
+  } else {
+    // Two GPUs, two streams: both are drained first, so that no kernel queued on either side
+    // still reads or writes these blocks, and the copy is waited for.
+    synchronize(s);
+    synchronize(d);
+    DeviceGuard g(d.index);
+    COPPER_CUDA_CHECK(cudaMemcpyPeerAsync(dst.raw_data(), d.index, src.raw_data(), s.index, bytes, stream(d.index)));
+    COPPER_CUDA_CHECK(cudaStreamSynchronize(stream(d.index)));
+  }
+}
+
+void CudaBackend::synchronize(Device d) {
+  COPPER_CHECK(d.type == DeviceType::cuda, "synchronize", "the CUDA backend asked to wait for {}", d.str());
+  DeviceGuard g(d.index);
+  COPPER_CUDA_CHECK(cudaStreamSynchronize(stream(d.index)));
+}
+
+// ---------------- elementwise ----------------
+
+void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
+  const int dev = index_of(dst, "copy");
+  DeviceGuard g(dev);
+  std::array<Operand, 2> ops;
+  const Layout l = make_layout<2>("copy", dst.shape(), {&src, &dst}, ops);
+  launch_copy(l, ops[0], ops[1], stream(dev));
+}
+
+void CudaBackend::fill(const Tensor& dst, double value) {
+  const int dev = index_of(dst, "fill");
+  DeviceGuard g(dev);
+  std::array<Operand, 1> ops;
+  const Layout l = make_layout<1>("fill", dst.shape(), {&dst}, ops);
+  launch_fill(l, ops[0], value, stream(dev));
+}
+
+void CudaBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
+  const int dev = index_of(out, "unary");
+  DeviceGuard g(dev);
+  std::array<Operand, 2> ops;
+  const Layout l = make_layout<2>("unary", out.shape(), {&x, &out}, ops);
+  launch_unary(op, l, ops[0], ops[1], a, b, stream(dev));
+}
+
+void CudaBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& grad, const Tensor& out,
+                                 double a, double b) {
+  const int dev = index_of(out, "unary_backward");
+  DeviceGuard g(dev);
+  launch_unary_backward(op, x.dtype(), out.numel(), ptr(x), ptr(y), ptr(grad), ptr(out), a, b, stream(dev));
+}
+
+void CudaBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  const int dev = index_of(out, "binary");
+  DeviceGuard g(dev);
+  std::array<Operand, 3> ops;
+  const Layout l = make_layout<3>("binary", out.shape(), {&a, &b, &out}, ops);
+  launch_binary(op, l, ops[0], ops[1], ops[2], stream(dev));
+}
+
+void CudaBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
+  const int dev = index_of(out, "where");
+  DeviceGuard g(dev);
+  std::array<Operand, 4> ops;
+  const Layout l = make_layout<4>("where", out.shape(), {&cond, &a, &b, &out}, ops);
+  launch_where(l, ops[0], ops[1], ops[2], ops[3], stream(dev));
+}
+
+// ---------------- reductions, rows, scans ----------------
+
+void CudaBackend::reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& out) {
+  const int dev = index_of(x, "reduce");
+  DeviceGuard g(dev);
+  launch_reduce(op, x.dtype(), ptr(x), outer, n, inner, ptr(out), stream(dev));
+}
+
+void CudaBackend::softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t n, bool log) {
+  const int dev = index_of(x, "softmax");
+  DeviceGuard g(dev);
+  launch_softmax(x.dtype(), ptr(x), ptr(y), rows, n, log, stream(dev));
+}
+
+void CudaBackend::softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t n,
+                                   bool log) {
+  const int dev = index_of(y, "softmax_backward");
+  DeviceGuard g(dev);
+  launch_softmax_backward(y.dtype(), ptr(y), ptr(dy), ptr(dx), rows, n, log, stream(dev));
+}
+
+void CudaBackend::causal_softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t t, int64_t n) {
+  const int dev = index_of(x, "causal_softmax");
+  DeviceGuard g(dev);
+  launch_causal_softmax(x.dtype(), ptr(x), ptr(y), rows, t, n, stream(dev));
+}
+
+void CudaBackend::causal_softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t t,
+                                          int64_t n) {
+  const int dev = index_of(y, "causal_softmax_backward");
+  DeviceGuard g(dev);
+  launch_causal_softmax_backward(y.dtype(), ptr(y), ptr(dy), ptr(dx), rows, t, n, stream(dev));
+}
+
+void CudaBackend::cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,
+                                int64_t ignore_index) {
+  const int dev = index_of(logits, "cross_entropy");
+  DeviceGuard g(dev);
+  launch_cross_entropy(logits.dtype(), ptr(logits), targets.data<int64_t>(), ptr(loss), ptr(lse), logits.size(0),
+                       logits.size(1), ignore_index, stream(dev));
+}
+
+void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                         const Tensor& dlogits, double scale, int64_t ignore_index) {
+  const int dev = index_of(logits, "cross_entropy_backward");
+  DeviceGuard g(dev);
+  launch_cross_entropy_backward(logits.dtype(), ptr(logits), targets.data<int64_t>(), ptr(lse), ptr(dlogits),
+                                logits.size(0), logits.size(1), scale, ignore_index, stream(dev));
+}
+
+void CudaBackend::cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) {
+  const int dev = index_of(x, "cumsum");
+  DeviceGuard g(dev);
+  launch_cumsum(x.dtype(), ptr(x), ptr(out), outer, n, inner, reverse, stream(dev));
+}
+
+// ---------------- indexing ----------------
+
+void CudaBackend::index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
+                               int64_t inner) {
+  const int dev = index_of(x, "index_select");
+  DeviceGuard g(dev);
+  launch_index_select(x.dtype(), ptr(x), index.data<int64_t>(), index.numel(), ptr(out), outer, n, inner,
+                      stream(dev));
+}
+
+void CudaBackend::index_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t outer, int64_t n,
+                            int64_t inner) {
+  const int dev = index_of(out, "index_add");
+  DeviceGuard g(dev);
+  launch_index_add(out.dtype(), ptr(out), index.data<int64_t>(), index.numel(), ptr(src), outer, n, inner,
+                   stream(dev));
+}
+
+void CudaBackend::gather(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n, int64_t k,
+                         int64_t inner) {
+  const int dev = index_of(x, "gather");
+  DeviceGuard g(dev);
+  launch_gather(x.dtype(), ptr(x), index.data<int64_t>(), ptr(out), outer, n, k, inner, stream(dev));
+}
+
+void CudaBackend::scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t outer, int64_t n,
+                              int64_t k, int64_t inner) {
+  const int dev = index_of(out, "scatter_add");
+  DeviceGuard g(dev);
+  launch_scatter_add(out.dtype(), ptr(out), index.data<int64_t>(), ptr(src), outer, n, k, inner, stream(dev));
+}
+
+// ---------------- norms, optimizer ----------------
+
+void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y,
+                             const Tensor& mean, const Tensor& rstd, int64_t rows, int64_t n, double eps) {
+  const int dev = index_of(x, "layer_norm");
+  DeviceGuard g(dev);
+  launch_layer_norm(x.dtype(), ptr(x), ptr(weight), ptr(bias), ptr(y), ptr(mean), ptr(rstd), rows, n, eps,
+                    stream(dev));
+}
+
+void CudaBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                                      const Tensor& dy, const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
+                                      int64_t rows, int64_t n) {
+  const int dev = index_of(x, "layer_norm_backward");
+  DeviceGuard g(dev);
+  launch_layer_norm_backward(x.dtype(), ptr(x), ptr(weight), ptr(mean), ptr(rstd), ptr(dy), ptr(dx), ptr(dweight),
+                             ptr(dbias), rows, n, stream(dev));
+}
+
+void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, const Tensor& y, const Tensor& rstd, int64_t rows,
+                           int64_t n, double eps) {
+  const int dev = index_of(x, "rms_norm");
+  DeviceGuard g(dev);
+  launch_rms_norm(x.dtype(), ptr(x), ptr(weight), ptr(y), ptr(rstd), rows, n, eps, stream(dev));
+}
+
+void CudaBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd, const Tensor& dy,
+                                    const Tensor& dx, const Tensor& dweight, int64_t rows, int64_t n) {
+  const int dev = index_of(x, "rms_norm_backward");
+  DeviceGuard g(dev);
+  launch_rms_norm_backward(x.dtype(), ptr(x), ptr(weight), ptr(rstd), ptr(dy), ptr(dx), ptr(dweight), rows, n,
+                           stream(dev));
+}
+
+void CudaBackend::adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double b1,
+                             double b2, double eps, double wd, double bc1, double bc2) {
+  const int dev = index_of(p, "adamw_step");
+  DeviceGuard guard(dev);
+  launch_adamw(p.dtype(), ptr(p), ptr(g), ptr(m), ptr(v), p.numel(), lr, b1, b2, eps, wd, 1.0 / bc1, 1.0 / bc2,
+               stream(dev));
+}
+
+}  // namespace copper::cuda

@@ -1,0 +1,63 @@
+// cuda_backend.h — the CUDA implementation of Backend (tensor/backend.h).
+//
+// Each method makes the tensors' GPU current (DeviceGuard), unpacks the tensors into pointers,
+// sizes and strides, and queues the kernel on that GPU's stream through a launcher of
+// cuda/kernels.h, whose kernels live one family per file as on the CPU: copy.cu (copy, fill),
+// elementwise.cu (unary, binary, where), reduce.cu, softmax.cu (softmax, causal softmax,
+// cross-entropy), scan.cu, index.cu, norm.cu, optim.cu; gemm.cpp calls cuBLAS. The methods
+// return before the GPU has finished; transfer to the host and synchronize wait.
+#pragma once
+#include "tensor/backend.h"
+
+namespace copper::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  const char* name() const override { return "cuda"; }
+  void transfer(const Tensor& src, const Tensor& dst) override;
+  void synchronize(Device d) override;
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void fill(const Tensor& dst, double value) override;
+  void unary(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) override;
+  void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& grad, const Tensor& out, double a,
+                      double b) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& out) override;
+  void gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) override;
+  void softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t n, bool log) override;
+  void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t n,
+                        bool log) override;
+  void causal_softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t t, int64_t n) override;
+  void causal_softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t t,
+                               int64_t n) override;
+  void cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,
+                     int64_t ignore_index) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlogits,
+                              double scale, int64_t ignore_index) override;
+  void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override;
+  void index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
+                    int64_t inner) override;
+  void index_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t outer, int64_t n,
+                 int64_t inner) override;
+  void gather(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n, int64_t k,
+              int64_t inner) override;
+  void scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t outer, int64_t n, int64_t k,
+                   int64_t inner) override;
+  void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y, const Tensor& mean,
+                  const Tensor& rstd, int64_t rows, int64_t n, double eps) override;
+  void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                           const Tensor& dy, const Tensor& dx, const Tensor& dweight, const Tensor& dbias, int64_t rows,
+                           int64_t n) override;
+  void rms_norm(const Tensor& x, const Tensor& weight, const Tensor& y, const Tensor& rstd, int64_t rows, int64_t n,
+                double eps) override;
+  void rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd, const Tensor& dy, const Tensor& dx,
+                         const Tensor& dweight, int64_t rows, int64_t n) override;
+  void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double b1, double b2,
+                  double eps, double wd, double bc1, double bc2) override;
+};
+
+// The one CudaBackend, registered for DeviceType::cuda by cuda/register.cpp.
+CudaBackend& backend();
+
+}  // namespace copper::cuda

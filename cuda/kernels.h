@@ -1,0 +1,97 @@
+// kernels.h — the CUDA kernels' launchers, one block per file (copy.cu, elementwise.cu, ...).
+//
+// They take raw pointers, dtypes and sizes, never Tensors: cuda_backend.cpp unpacks the tensors,
+// makes the device current and passes its stream. Every launcher queues its kernel(s) on
+// `stream` and returns without waiting. Shapes follow the Backend method of the same name
+// (tensor/backend.h); float kernels take f32 and f64.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "tensor/backend_ops.h"
+#include "tensor/dtype.h"
+
+namespace copper::cuda {
+
+// An elementwise problem has at most this many dims once size-1 dims are dropped and dims that
+// are contiguous in every operand merged (cuda_backend.cpp, make_layout).
+inline constexpr int kMaxDims = 8;
+
+// The common shape of an elementwise kernel's operands, row-major.
+struct Layout {
+  int nd = 0;
+  int64_t numel = 0;
+  int64_t size[kMaxDims] = {};
+};
+// One operand: element 0, its dtype, and its stride (in elements, any sign, 0 where broadcast)
+// along each dim of the Layout.
+struct Operand {
+  void* data = nullptr;
+  DType dtype = DType::f32;
+  int64_t stride[kMaxDims] = {};
+};
+
+// copy.cu
+void launch_copy(const Layout& l, const Operand& src, const Operand& dst, cudaStream_t stream);  // any dtypes
+void launch_fill(const Layout& l, const Operand& dst, double value, cudaStream_t stream);
+
+// elementwise.cu
+void launch_unary(UnaryOp op, const Layout& l, const Operand& x, const Operand& out, double a, double b,
+                  cudaStream_t stream);
+// x, y, grad, out contiguous with n elements
+void launch_unary_backward(UnaryOp op, DType dtype, int64_t n, const void* x, const void* y, const void* grad,
+                           void* out, double a, double b, cudaStream_t stream);
+void launch_binary(BinaryOp op, const Layout& l, const Operand& a, const Operand& b, const Operand& out,
+                   cudaStream_t stream);  // f32, f64, i32, i64 (out has a's dtype)
+void launch_where(const Layout& l, const Operand& cond, const Operand& a, const Operand& b, const Operand& out,
+                  cudaStream_t stream);
+
+// reduce.cu: x [outer, n, inner] -> out [outer, inner] (i64 for argmax)
+void launch_reduce(ReduceOp op, DType dtype, const void* x, int64_t outer, int64_t n, int64_t inner, void* out,
+                   cudaStream_t stream);
+
+// softmax.cu: rows of length n (causal: blocks of t rows, row r sees keys j <= r % t + n - t)
+void launch_softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t n, bool log, cudaStream_t stream);
+void launch_softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows, int64_t n, bool log,
+                             cudaStream_t stream);
+void launch_causal_softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t t, int64_t n,
+                           cudaStream_t stream);
+void launch_causal_softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows, int64_t t,
+                                    int64_t n, cudaStream_t stream);
+void launch_cross_entropy(DType dtype, const void* logits, const int64_t* targets, void* loss, void* lse, int64_t rows,
+                          int64_t n, int64_t ignore_index, cudaStream_t stream);
+void launch_cross_entropy_backward(DType dtype, const void* logits, const int64_t* targets, const void* lse,
+                                   void* dlogits, int64_t rows, int64_t n, double scale, int64_t ignore_index,
+                                   cudaStream_t stream);
+
+// scan.cu: x [outer, n, inner], prefix (or suffix) sums along n
+void launch_cumsum(DType dtype, const void* x, void* out, int64_t outer, int64_t n, int64_t inner, bool reverse,
+                   cudaStream_t stream);
+
+// index.cu (index: i64, every entry already checked to lie in [0, n))
+void launch_index_select(DType dtype, const void* x, const int64_t* index, int64_t k, void* out, int64_t outer,
+                         int64_t n, int64_t inner, cudaStream_t stream);  // any dtype
+void launch_index_add(DType dtype, void* out, const int64_t* index, int64_t k, const void* src, int64_t outer,
+                      int64_t n, int64_t inner, cudaStream_t stream);
+void launch_gather(DType dtype, const void* x, const int64_t* index, void* out, int64_t outer, int64_t n, int64_t k,
+                   int64_t inner, cudaStream_t stream);  // any dtype
+void launch_scatter_add(DType dtype, void* out, const int64_t* index, const void* src, int64_t outer, int64_t n,
+                        int64_t k, int64_t inner, cudaStream_t stream);
+
+// norm.cu: rows of length n; weight/bias/dx/dweight/dbias may be null
+void launch_layer_norm(DType dtype, const void* x, const void* weight, const void* bias, void* y, void* mean,
+                       void* rstd, int64_t rows, int64_t n, double eps, cudaStream_t stream);
+void launch_layer_norm_backward(DType dtype, const void* x, const void* weight, const void* mean, const void* rstd,
+                                const void* dy, void* dx, void* dweight, void* dbias, int64_t rows, int64_t n,
+                                cudaStream_t stream);
+void launch_rms_norm(DType dtype, const void* x, const void* weight, void* y, void* rstd, int64_t rows, int64_t n,
+                     double eps, cudaStream_t stream);
+void launch_rms_norm_backward(DType dtype, const void* x, const void* weight, const void* rstd, const void* dy,
+                              void* dx, void* dweight, int64_t rows, int64_t n, cudaStream_t stream);
+
+// optim.cu: one AdamW step over n contiguous elements (inv_bc1 = 1 / bias correction 1, ...)
+void launch_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t n, double lr, double b1, double b2,
+                  double eps, double wd, double inv_bc1, double inv_bc2, cudaStream_t stream);
+
+}  // namespace copper::cuda

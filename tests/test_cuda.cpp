@@ -1,0 +1,601 @@
+// test_cuda.cpp — the CUDA backend against the CPU, kernel by kernel.
+//
+// Each test runs one Backend kernel on the CPU and on cuda:0 on the same random inputs (never
+// zeros) and compares the results by relative error: at most 1e-5 of the largest reference
+// value for f32, 1e-12 for f64, exact for integers and moves. Every GPU output is filled with
+// NaN (integers: a sentinel) before the kernel runs, so an element the kernel forgot to write
+// fails, and a NaN passes only where the CPU has a NaN too.
+//
+// Without a GPU (or in a build without CUDA, where COPPER_HAS_CUDA is undefined) every GPU test
+// prints one line "no CUDA device: <reason>" and skips; NoDevice checks that asking for a GPU
+// then fails with a copper::Error instead of crashing.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "tensor/backend.h"
+#include "tensor/ops.h"
+#include "tensor/random.h"
+
+#ifdef COPPER_HAS_CUDA
+#include "cuda/cuda.h"
+#endif
+
+namespace copper {
+namespace {
+
+const Device kGPU{DeviceType::cuda, 0};
+constexpr double kRelF32 = 1e-5;
+constexpr double kRelF64 = 1e-12;
+constexpr int64_t kIntPoison = -777777;
+
+// Why GPU tests cannot run here, or "" when they can.
+std::string no_gpu_reason() {
+#ifdef COPPER_HAS_CUDA
+  return cuda::no_device_reason();
+#else
+  return "this build has no CUDA backend (COPPER_CUDA=OFF or no toolkit)";
+#endif
+}
+
+// The reason, printed once per test binary (ctest runs one test per process, so one line each).
+std::string no_gpu_reason_printed_once() {
+  static bool printed = false;
+  const std::string reason = no_gpu_reason();
+  if (!reason.empty() && !printed) fmt::print("no CUDA device: {}\n", reason);
+  printed = true;
+  return reason;
+}
+
+#define SKIP_WITHOUT_GPU()                                          \
+  do {                                                              \
+    const std::string reason_ = no_gpu_reason_printed_once();       \
+    if (!reason_.empty()) GTEST_SKIP() << "no CUDA device: " << reason_; \
+  } while (0)
+
+Generator& gen() {
+  static Generator g(1234);
+  return g;
+}
+
+// Random normal values times `scale` (positive and away from 0 where `positive`, for log,
+// sqrt, pow, ...), made in f64 and then converted.
+Tensor rnd(const Shape& s, DType t = DType::f32, double scale = 1, bool positive = false) {
+  Tensor x = randn(s, DType::f64, &gen());
+  if (positive) x = add(abs(x), 0.25);
+  return mul(x, scale).to(t);
+}
+
+Backend& cpu() { return backend_for(kCPU); }
+Backend& gpu() { return backend_for(kGPU); }
+Tensor on_gpu(const Tensor& t) { return t.to(kGPU); }
+
+// An uninitialised-looking output: NaN for floats, a sentinel for integers.
+Tensor poisoned(const Shape& s, DType t, Device d) {
+  Tensor out = Tensor::empty(s, t, d);
+  backend_for(d).fill(out, is_integer(t) ? double(kIntPoison) : std::nan(""));
+  return out;
+}
+
+double tolerance(DType t) { return t == DType::f64 ? kRelF64 : kRelF32; }
+
+// GPU result `got` (any device) against the CPU's `want`: same shape, and every element
+// within rel * max|want| (exact when rel == 0); NaN only where want is NaN.
+void expect_close(const Tensor& want, const Tensor& got, double rel, const std::string& what) {
+  ASSERT_EQ(want.shape(), got.shape()) << what;
+  const std::vector<double> w = want.to_vector<double>(), g = got.to(kCPU).to_vector<double>();
+  double scale = 0;
+  for (double v : w)
+    if (std::isfinite(v)) scale = std::max(scale, std::abs(v));
+  const double tol = rel * std::max(scale, 1e-30);
+  int bad = 0;
+  for (size_t i = 0; i < w.size() && bad < 5; ++i) {
+    const bool ok = std::isnan(w[i]) ? std::isnan(g[i]) : (w[i] == g[i] || std::abs(w[i] - g[i]) <= tol);
+    if (!ok) {
+      ADD_FAILURE() << what << ": element " << i << " cpu " << w[i] << " cuda " << g[i] << " (tolerance " << tol << ")";
+      ++bad;
+    }
+  }
+}
+
+// ---------------- what the backend sees ----------------
+
+// Prints the GPUs as `copper info` does (so that a bare GPU machine, where only this test binary
+// runs, reports them too).
+TEST(Cuda, PrintDevices) {
+#ifdef COPPER_HAS_CUDA
+  const cuda::SystemInfo s = cuda::system_info();
+  fmt::print("cuda runtime {}, driver {}, code for {}\n", cuda::version_string(s.runtime_version),
+             s.driver_version ? cuda::version_string(s.driver_version) : "none", s.built_architectures);
+  for (const cuda::DeviceProperties& d : s.devices)
+    fmt::print("cuda:{} {}, compute {}.{}, {} SMs, {:.1f} GiB ({:.1f} GiB free)\n", d.index, d.name, d.major, d.minor,
+               d.multiprocessors, double(d.total_bytes) / double(1 << 30), double(d.free_bytes) / double(1 << 30));
+#endif
+  SKIP_WITHOUT_GPU();
+}
+
+// ---------------- without a GPU ----------------
+
+TEST(Cuda, NoDevice) {
+  if (!no_gpu_reason().empty()) {
+    // asking for a GPU fails with a message, never a crash
+    try {
+      Tensor t = zeros({2}).to(kGPU);
+      ADD_FAILURE() << "a cuda:0 tensor was made without a GPU";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("HINT"), std::string::npos) << e.what();
+    }
+    SKIP_WITHOUT_GPU();
+  }
+  EXPECT_NO_THROW(synchronize(kGPU));
+}
+
+// ---------------- devices, transfers, the allocator ----------------
+
+TEST(Cuda, TransferRoundTripEveryDtype) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::bf16, DType::f16}) {
+    Tensor x = rnd({3, 5, 7}, DType::f32, 10).to(t);
+    Tensor back = on_gpu(x).to(kCPU);
+    expect_close(x.to(DType::f64), back.to(DType::f64), 0, std::string("round trip ") + dtype_name(t));
+  }
+  Tensor x = rnd({4, 4});
+  expect_close(x, on_gpu(x).clone(), 0, "device-to-device clone");
+  expect_close(x.t(), on_gpu(x.t()), 0, "transposed view to the GPU (contiguous copy first)");
+}
+
+TEST(Cuda, TransferIsDifferentiable) {
+  SKIP_WITHOUT_GPU();
+  Tensor x = rnd({3, 4}).requires_grad_();
+  Tensor loss = sum(mul(on_gpu(x), 2.0));
+  loss.backward();
+  ASSERT_TRUE(x.grad().defined());
+  EXPECT_TRUE(x.grad().device().is_cpu());
+  expect_close(full({3, 4}, 2.0), x.grad(), 0, "gradient back through to()");
+}
+
+TEST(Cuda, DeviceMismatchNamesBothDevices) {
+  SKIP_WITHOUT_GPU();
+  Tensor a = rnd({2, 3}), b = on_gpu(rnd({2, 3}));
+  try {
+    add(a, b);
+    ADD_FAILURE() << "add of a cpu and a cuda tensor did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[add] tensors on cpu and cuda:0"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(matmul(b, a.t()), Error);
+  EXPECT_THROW(index_select(b, 0, from_vector(std::vector<int64_t>{0})), Error);
+}
+
+TEST(Cuda, BadDeviceIndexIsAnError) {
+  SKIP_WITHOUT_GPU();
+  try {
+    zeros({2}).to(Device{DeviceType::cuda, 1000});
+    ADD_FAILURE() << "cuda:1000 did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cuda:1000"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Cuda, AllocatorCachesAndEmpties) {
+  SKIP_WITHOUT_GPU();
+  Allocator& a = allocator_for(kGPU);
+  { Tensor warm = Tensor::empty({1 << 20}, DType::f32, kGPU); }
+  const AllocatorStats before = a.stats();
+  EXPECT_GT(before.cached_bytes, 0);
+  { Tensor again = Tensor::empty({1 << 20}, DType::f32, kGPU); }
+  const AllocatorStats after = a.stats();
+  EXPECT_EQ(after.reserved_bytes, before.reserved_bytes) << "the second block came from cudaMalloc, not the cache";
+  EXPECT_EQ(after.num_cache_hits, before.num_cache_hits + 1);
+  EXPECT_GE(after.peak_bytes, int64_t(4) << 20);
+  a.empty_cache();
+  EXPECT_EQ(a.stats().cached_bytes, 0);
+  EXPECT_EQ(a.stats().reserved_bytes, a.stats().allocated_bytes) << "after empty_cache only blocks in use stay reserved";
+}
+
+TEST(Cuda, OutOfMemoryIsAnErrorWithStatistics) {
+  SKIP_WITHOUT_GPU();
+  try {
+    Tensor huge = Tensor::empty({int64_t(1) << 46}, DType::f32, kGPU);  // 256 TiB
+    ADD_FAILURE() << "a 256 TiB tensor was allocated";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("out of memory"), std::string::npos) << m;
+    EXPECT_NE(m.find("peak"), std::string::npos) << m;
+  }
+  Tensor ok = rnd({4}).to(kGPU);  // the device still works after the failed allocation
+  expect_close(ok.to(kCPU), ok, 0, "after OOM");
+}
+
+// ---------------- kernels ----------------
+
+TEST(Cuda, CopyStridedWithCasts) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<DType> types = {DType::f32, DType::f64, DType::i32, DType::i64, DType::bf16, DType::f16};
+  Tensor base = rnd({4, 6}, DType::f32, 8);
+  for (DType from : types)
+    for (DType to : types) {
+      Tensor src = base.to(from);
+      // a transposed and flipped view: negative and non-unit strides
+      Tensor view_cpu = src.t().flip({0});
+      Tensor view_gpu = on_gpu(src).t().flip({0});
+      Tensor want = Tensor::empty(view_cpu.shape(), to);
+      cpu().copy(view_cpu, want);
+      Tensor got = poisoned(view_cpu.shape(), to, kGPU);
+      gpu().copy(view_gpu, got);
+      expect_close(want.to(DType::f64), got.to(kCPU).to(DType::f64), 0,
+                   fmt::format("copy {} -> {}", dtype_name(from), dtype_name(to)));
+    }
+  // broadcast source (stride 0)
+  Tensor row = rnd({1, 5});
+  Tensor want = Tensor::empty({3, 5});
+  cpu().copy(row.expand({3, 5}), want);
+  Tensor got = poisoned({3, 5}, DType::f32, kGPU);
+  gpu().copy(on_gpu(row).expand({3, 5}), got);
+  expect_close(want, got, 0, "copy of a broadcast row");
+}
+
+TEST(Cuda, Fill) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::bf16, DType::f16}) {
+    Tensor got = poisoned({3, 4}, t, kGPU);
+    gpu().fill(got.slice(1, 0, 4, 2), 2.5);  // every other column: strided
+    gpu().fill(got.slice(1, 1, 4, 2), -1.0);
+    Tensor want = Tensor::empty({3, 4}, t);
+    cpu().fill(want.slice(1, 0, 4, 2), 2.5);
+    cpu().fill(want.slice(1, 1, 4, 2), -1.0);
+    expect_close(want.to(DType::f64), got.to(kCPU).to(DType::f64), 0, std::string("fill ") + dtype_name(t));
+  }
+}
+
+const std::vector<UnaryOp> kUnaryOps = {
+    UnaryOp::neg, UnaryOp::exp, UnaryOp::log, UnaryOp::sqrt, UnaryOp::rsqrt, UnaryOp::pow, UnaryOp::square,
+    UnaryOp::sin, UnaryOp::cos, UnaryOp::tanh, UnaryOp::sigmoid, UnaryOp::relu, UnaryOp::gelu_erf,
+    UnaryOp::gelu_tanh, UnaryOp::silu, UnaryOp::abs, UnaryOp::clamp, UnaryOp::floor, UnaryOp::ceil,
+};
+bool needs_positive(UnaryOp op) {
+  return op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt || op == UnaryOp::pow;
+}
+// pow: exponent a; clamp: [a, b]
+constexpr double kUnaryA = -0.5, kUnaryB = 0.7, kPowExponent = 1.5;
+
+TEST(Cuda, UnaryAndBackward) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : {DType::f32, DType::f64})
+    for (UnaryOp op : kUnaryOps) {
+      const double a = op == UnaryOp::pow ? kPowExponent : kUnaryA;
+      const std::string name = fmt::format("unary {} {}", int(op), dtype_name(t));
+      Tensor x = rnd({5, 7}, t, 1, needs_positive(op));
+      // forward on a transposed view
+      Tensor want = Tensor::empty({7, 5}, t);
+      cpu().unary(op, x.t(), want, a, kUnaryB);
+      Tensor got = poisoned({7, 5}, t, kGPU);
+      gpu().unary(op, on_gpu(x).t(), got, a, kUnaryB);
+      expect_close(want, got, tolerance(t), name);
+      // backward on contiguous x, y, grad
+      Tensor y = Tensor::empty({5, 7}, t);
+      cpu().unary(op, x, y, a, kUnaryB);
+      Tensor g = rnd({5, 7}, t);
+      Tensor dwant = Tensor::empty({5, 7}, t);
+      cpu().unary_backward(op, x, y, g, dwant, a, kUnaryB);
+      Tensor dgot = poisoned({5, 7}, t, kGPU);
+      gpu().unary_backward(op, on_gpu(x), on_gpu(y), on_gpu(g), dgot, a, kUnaryB);
+      expect_close(dwant, dgot, tolerance(t), name + " backward");
+    }
+}
+
+TEST(Cuda, BinaryBroadcast) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<BinaryOp> ops = {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div,
+                                     BinaryOp::maximum, BinaryOp::minimum, BinaryOp::eq, BinaryOp::ne,
+                                     BinaryOp::lt, BinaryOp::le, BinaryOp::gt, BinaryOp::ge};
+  const Shape out_shape = {4, 3, 5};
+  for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64})
+    for (BinaryOp op : ops) {
+      if (is_integer(t) && op == BinaryOp::div) continue;  // the ops divide floats only
+      Tensor a = rnd({4, 1, 5}, DType::f64, 4).to(t), b = rnd({3, 5}, DType::f64, 4, true).to(t);
+      if (op == BinaryOp::eq || op == BinaryOp::ne) b = a.select(0, 1).expand({3, 5}).contiguous();  // some equal
+      Tensor want = Tensor::empty(out_shape, t);
+      cpu().binary(op, a.expand(out_shape), b.expand(out_shape), want);
+      Tensor got = poisoned(out_shape, t, kGPU);
+      gpu().binary(op, on_gpu(a).expand(out_shape), on_gpu(b).expand(out_shape), got);
+      expect_close(want.to(DType::f64), got.to(kCPU).to(DType::f64), is_integer(t) ? 0 : tolerance(t),
+                   fmt::format("binary {} {}", int(op), dtype_name(t)));
+    }
+}
+
+TEST(Cuda, Where) {
+  SKIP_WITHOUT_GPU();
+  for (DType ct : {DType::f32, DType::i64, DType::bf16})
+    for (DType t : {DType::f32, DType::f64}) {
+      Tensor cond = gt(rnd({3, 1, 4}), zeros({3, 1, 4})).to(ct), a = rnd({2, 4}, t), b = rnd({3, 2, 1}, t);
+      const Shape s = {3, 2, 4};
+      Tensor want = Tensor::empty(s, t);
+      cpu().where(cond.expand(s), a.expand(s), b.expand(s), want);
+      Tensor got = poisoned(s, t, kGPU);
+      gpu().where(on_gpu(cond).expand(s), on_gpu(a).expand(s), on_gpu(b).expand(s), got);
+      expect_close(want, got, 0, fmt::format("where cond {} values {}", dtype_name(ct), dtype_name(t)));
+    }
+}
+
+TEST(Cuda, Reduce) {
+  SKIP_WITHOUT_GPU();
+  struct Case { int64_t outer, n, inner; };
+  for (DType t : {DType::f32, DType::f64})
+    for (Case c : {Case{3, 1000, 1}, Case{2, 7, 33}, Case{1, 5, 1}, Case{4, 300, 3}})
+      for (ReduceOp op : {ReduceOp::sum, ReduceOp::max, ReduceOp::min, ReduceOp::argmax}) {
+        Tensor x = rnd({c.outer, c.n, c.inner}, t);
+        const DType ot = op == ReduceOp::argmax ? DType::i64 : t;
+        Tensor want = Tensor::empty({c.outer, c.inner}, ot);
+        cpu().reduce(op, x, c.outer, c.n, c.inner, want);
+        Tensor got = poisoned({c.outer, c.inner}, ot, kGPU);
+        gpu().reduce(op, on_gpu(x), c.outer, c.n, c.inner, got);
+        expect_close(want.to(DType::f64), got.to(kCPU).to(DType::f64), op == ReduceOp::sum ? tolerance(t) : 0,
+                     fmt::format("reduce {} {} [{},{},{}]", int(op), dtype_name(t), c.outer, c.n, c.inner));
+      }
+}
+
+TEST(Cuda, Gemm) {
+  SKIP_WITHOUT_GPU();
+  const int64_t batch = 3, n = 17, k = 33, m = 9;
+  for (DType t : {DType::f32, DType::f64})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (bool broadcast_b : {false, true})
+          for (bool accumulate : {false, true}) {
+            // a: [batch, n, k] row-major, or the transpose of a [batch, k, n] tensor (column-major)
+            Tensor a = ta ? rnd({batch, k, n}, t).transpose(1, 2) : rnd({batch, n, k}, t);
+            Tensor b1 = tb ? rnd({1, m, k}, t).transpose(1, 2) : rnd({1, k, m}, t);
+            Tensor b = broadcast_b ? b1.expand({batch, k, m}) : (tb ? rnd({batch, m, k}, t).transpose(1, 2)
+                                                                    : rnd({batch, k, m}, t));
+            Tensor c0 = rnd({batch, n, m}, t);
+            Tensor want = c0.clone();
+            cpu().gemm(a, b, want, accumulate);
+            Tensor got = accumulate ? on_gpu(c0) : poisoned({batch, n, m}, t, kGPU);
+            Tensor ag = ta ? on_gpu(a.transpose(1, 2).contiguous()).transpose(1, 2) : on_gpu(a);
+            Tensor bg = broadcast_b ? (tb ? on_gpu(b1.transpose(1, 2).contiguous()).transpose(1, 2) : on_gpu(b1))
+                                          .expand({batch, k, m})
+                                    : (tb ? on_gpu(b.transpose(1, 2).contiguous()).transpose(1, 2) : on_gpu(b));
+            gpu().gemm(ag, bg, got, accumulate);
+            expect_close(want, got, tolerance(t),
+                         fmt::format("gemm {} ta={} tb={} broadcast_b={} accumulate={}", dtype_name(t), ta, tb,
+                                     broadcast_b, accumulate));
+          }
+}
+
+TEST(Cuda, SoftmaxAndBackward) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : {DType::f32, DType::f64})
+    for (int64_t n : {1, 7, 300, 1000})
+      for (bool log : {false, true}) {
+        const int64_t rows = 6;
+        Tensor x = rnd({rows, n}, t, 3);
+        Tensor want = Tensor::empty({rows, n}, t);
+        cpu().softmax(x, want, rows, n, log);
+        Tensor got = poisoned({rows, n}, t, kGPU);
+        gpu().softmax(on_gpu(x), got, rows, n, log);
+        const std::string name = fmt::format("{} {} n={}", log ? "log_softmax" : "softmax", dtype_name(t), n);
+        expect_close(want, got, tolerance(t), name);
+        Tensor dy = rnd({rows, n}, t);
+        Tensor dwant = Tensor::empty({rows, n}, t);
+        cpu().softmax_backward(want, dy, dwant, rows, n, log);
+        Tensor dgot = poisoned({rows, n}, t, kGPU);
+        gpu().softmax_backward(on_gpu(want), on_gpu(dy), dgot, rows, n, log);
+        expect_close(dwant, dgot, tolerance(t), name + " backward");
+      }
+}
+
+TEST(Cuda, CausalSoftmaxAndBackward) {
+  SKIP_WITHOUT_GPU();
+  struct Case { int64_t t, n; };
+  for (DType dt : {DType::f32, DType::f64})
+    for (Case c : {Case{5, 5}, Case{5, 9}, Case{64, 300}}) {
+      const int64_t rows = 3 * c.t;
+      Tensor x = rnd({rows, c.n}, dt, 3);
+      Tensor want = Tensor::empty({rows, c.n}, dt);
+      cpu().causal_softmax(x, want, rows, c.t, c.n);
+      Tensor got = poisoned({rows, c.n}, dt, kGPU);
+      gpu().causal_softmax(on_gpu(x), got, rows, c.t, c.n);
+      const std::string name = fmt::format("causal_softmax {} t={} n={}", dtype_name(dt), c.t, c.n);
+      expect_close(want, got, tolerance(dt), name);
+      Tensor dy = rnd({rows, c.n}, dt);
+      Tensor dwant = Tensor::empty({rows, c.n}, dt);
+      cpu().causal_softmax_backward(want, dy, dwant, rows, c.t, c.n);
+      Tensor dgot = poisoned({rows, c.n}, dt, kGPU);
+      gpu().causal_softmax_backward(on_gpu(want), on_gpu(dy), dgot, rows, c.t, c.n);
+      expect_close(dwant, dgot, tolerance(dt), name + " backward");
+    }
+}
+
+TEST(Cuda, CrossEntropyAndBackward) {
+  SKIP_WITHOUT_GPU();
+  const int64_t ignore = -100, rows = 9;
+  for (DType t : {DType::f32, DType::f64})
+    for (int64_t n : {3, 1000}) {
+      Tensor x = rnd({rows, n}, t, 2);
+      std::vector<int64_t> tv = randint(0, n, {rows}, DType::i64, &gen()).to_vector<int64_t>();
+      tv[4] = ignore;  // row 4 is ignored
+      Tensor targets = from_vector(tv);
+      Tensor loss_w = Tensor::empty({rows}, t), lse_w = Tensor::empty({rows}, t);
+      cpu().cross_entropy(x, targets, loss_w, lse_w, ignore);
+      Tensor loss_g = poisoned({rows}, t, kGPU), lse_g = poisoned({rows}, t, kGPU);
+      gpu().cross_entropy(on_gpu(x), on_gpu(targets), loss_g, lse_g, ignore);
+      const std::string name = fmt::format("cross_entropy {} n={}", dtype_name(t), n);
+      expect_close(loss_w, loss_g, tolerance(t), name + " loss");
+      expect_close(lse_w, lse_g, tolerance(t), name + " lse");
+      const double scale = 1.0 / 8;
+      Tensor dwant = Tensor::empty({rows, n}, t);
+      cpu().cross_entropy_backward(x, targets, lse_w, dwant, scale, ignore);
+      Tensor dgot = poisoned({rows, n}, t, kGPU);
+      gpu().cross_entropy_backward(on_gpu(x), on_gpu(targets), on_gpu(lse_w), dgot, scale, ignore);
+      expect_close(dwant, dgot, tolerance(t), name + " backward");
+    }
+}
+
+TEST(Cuda, Cumsum) {
+  SKIP_WITHOUT_GPU();
+  struct Case { int64_t outer, n, inner; };
+  for (DType t : {DType::f32, DType::f64})
+    for (Case c : {Case{3, 50, 1}, Case{2, 9, 17}})
+      for (bool reverse : {false, true}) {
+        Tensor x = rnd({c.outer, c.n, c.inner}, t);
+        Tensor want = Tensor::empty(x.shape(), t);
+        cpu().cumsum(x, want, c.outer, c.n, c.inner, reverse);
+        Tensor got = poisoned(x.shape(), t, kGPU);
+        gpu().cumsum(on_gpu(x), got, c.outer, c.n, c.inner, reverse);
+        expect_close(want, got, tolerance(t), fmt::format("cumsum {} reverse={}", dtype_name(t), reverse));
+      }
+}
+
+TEST(Cuda, IndexSelectAndAdd) {
+  SKIP_WITHOUT_GPU();
+  const int64_t outer = 3, n = 6, inner = 5;
+  Tensor index = from_vector(std::vector<int64_t>{5, 0, 2, 2, 5, 1, 0});  // repeats add up
+  const int64_t k = index.numel();
+  for (DType t : {DType::f32, DType::f64, DType::i64, DType::bf16}) {
+    Tensor x = rnd({outer, n, inner}, DType::f64, 9).to(t);
+    Tensor want = Tensor::empty({outer, k, inner}, t);
+    cpu().index_select(x, index, want, outer, n, inner);
+    Tensor got = poisoned({outer, k, inner}, t, kGPU);
+    gpu().index_select(on_gpu(x), on_gpu(index), got, outer, n, inner);
+    expect_close(want.to(DType::f64), got.to(kCPU).to(DType::f64), 0, std::string("index_select ") + dtype_name(t));
+  }
+  for (DType t : {DType::f32, DType::f64}) {
+    Tensor base = rnd({outer, n, inner}, t), src = rnd({outer, k, inner}, t);
+    Tensor want = base.clone();
+    cpu().index_add(want, index, src, outer, n, inner);
+    Tensor got = on_gpu(base);
+    gpu().index_add(got, on_gpu(index), on_gpu(src), outer, n, inner);
+    expect_close(want, got, tolerance(t), std::string("index_add ") + dtype_name(t));
+  }
+}
+
+TEST(Cuda, GatherAndScatterAdd) {
+  SKIP_WITHOUT_GPU();
+  const int64_t outer = 4, n = 7, k = 5, inner = 3;
+  Tensor index = randint(0, n, {outer, k, inner}, DType::i64, &gen());
+  for (DType t : {DType::f32, DType::f64, DType::i32}) {
+    Tensor x = rnd({outer, n, inner}, DType::f64, 9).to(t);
+    Tensor want = Tensor::empty({outer, k, inner}, t);
+    cpu().gather(x, index, want, outer, n, k, inner);
+    Tensor got = poisoned({outer, k, inner}, t, kGPU);
+    gpu().gather(on_gpu(x), on_gpu(index), got, outer, n, k, inner);
+    expect_close(want.to(DType::f64), got.to(kCPU).to(DType::f64), 0, std::string("gather ") + dtype_name(t));
+  }
+  for (DType t : {DType::f32, DType::f64}) {
+    Tensor base = rnd({outer, n, inner}, t), src = rnd({outer, k, inner}, t);
+    Tensor want = base.clone();
+    cpu().scatter_add(want, index, src, outer, n, k, inner);
+    Tensor got = on_gpu(base);
+    gpu().scatter_add(got, on_gpu(index), on_gpu(src), outer, n, k, inner);
+    expect_close(want, got, tolerance(t), std::string("scatter_add ") + dtype_name(t));
+  }
+}
+
+TEST(Cuda, LayerNormAndBackward) {
+  SKIP_WITHOUT_GPU();
+  const double eps = 1e-5;
+  for (DType t : {DType::f32, DType::f64})
+    for (int64_t n : {8, 700})
+      for (bool affine : {false, true}) {
+        const int64_t rows = 10;
+        Tensor x = add(rnd({rows, n}, t, 2), 0.5);
+        Tensor w = affine ? rnd({n}, t) : Tensor(), b = affine ? rnd({n}, t) : Tensor();
+        Tensor wg = affine ? on_gpu(w) : Tensor(), bg = affine ? on_gpu(b) : Tensor();
+        Tensor y = Tensor::empty({rows, n}, t), mean = Tensor::empty({rows}, t), rstd = Tensor::empty({rows}, t);
+        cpu().layer_norm(x, w, b, y, mean, rstd, rows, n, eps);
+        Tensor yg = poisoned({rows, n}, t, kGPU), mg = poisoned({rows}, t, kGPU), rg = poisoned({rows}, t, kGPU);
+        gpu().layer_norm(on_gpu(x), wg, bg, yg, mg, rg, rows, n, eps);
+        const std::string name = fmt::format("layer_norm {} n={} affine={}", dtype_name(t), n, affine);
+        expect_close(y, yg, tolerance(t), name);
+        expect_close(mean, mg, tolerance(t), name + " mean");
+        expect_close(rstd, rg, tolerance(t), name + " rstd");
+        Tensor dy = rnd({rows, n}, t);
+        Tensor dx = Tensor::empty({rows, n}, t);
+        Tensor dw = affine ? Tensor::empty({n}, t) : Tensor(), db = affine ? Tensor::empty({n}, t) : Tensor();
+        cpu().layer_norm_backward(x, w, mean, rstd, dy, dx, dw, db, rows, n);
+        Tensor dxg = poisoned({rows, n}, t, kGPU);
+        Tensor dwg = affine ? poisoned({n}, t, kGPU) : Tensor(), dbg = affine ? poisoned({n}, t, kGPU) : Tensor();
+        gpu().layer_norm_backward(on_gpu(x), wg, on_gpu(mean), on_gpu(rstd), on_gpu(dy), dxg, dwg, dbg, rows, n);
+        expect_close(dx, dxg, tolerance(t), name + " dx");
+        if (affine) {
+          expect_close(dw, dwg, tolerance(t), name + " dweight");
+          expect_close(db, dbg, tolerance(t), name + " dbias");
+        }
+      }
+}
+
+TEST(Cuda, RmsNormAndBackward) {
+  SKIP_WITHOUT_GPU();
+  const double eps = 1e-6;
+  for (DType t : {DType::f32, DType::f64})
+    for (int64_t n : {8, 700})
+      for (bool affine : {false, true}) {
+        const int64_t rows = 10;
+        Tensor x = rnd({rows, n}, t);
+        Tensor w = affine ? rnd({n}, t) : Tensor();
+        Tensor wg = affine ? on_gpu(w) : Tensor();
+        Tensor y = Tensor::empty({rows, n}, t), rstd = Tensor::empty({rows}, t);
+        cpu().rms_norm(x, w, y, rstd, rows, n, eps);
+        Tensor yg = poisoned({rows, n}, t, kGPU), rg = poisoned({rows}, t, kGPU);
+        gpu().rms_norm(on_gpu(x), wg, yg, rg, rows, n, eps);
+        const std::string name = fmt::format("rms_norm {} n={} affine={}", dtype_name(t), n, affine);
+        expect_close(y, yg, tolerance(t), name);
+        expect_close(rstd, rg, tolerance(t), name + " rstd");
+        Tensor dy = rnd({rows, n}, t);
+        Tensor dx = Tensor::empty({rows, n}, t), dw = affine ? Tensor::empty({n}, t) : Tensor();
+        cpu().rms_norm_backward(x, w, rstd, dy, dx, dw, rows, n);
+        Tensor dxg = poisoned({rows, n}, t, kGPU), dwg = affine ? poisoned({n}, t, kGPU) : Tensor();
+        gpu().rms_norm_backward(on_gpu(x), wg, on_gpu(rstd), on_gpu(dy), dxg, dwg, rows, n);
+        expect_close(dx, dxg, tolerance(t), name + " dx");
+        if (affine) expect_close(dw, dwg, tolerance(t), name + " dweight");
+      }
+}
+
+TEST(Cuda, AdamW) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : {DType::f32, DType::f64}) {
+    const Shape s = {1000};
+    Tensor p = rnd(s, t), g = rnd(s, t), m = rnd(s, t, 0.1), v = rnd(s, t, 0.01, true);
+    Tensor pg = on_gpu(p), gg = on_gpu(g), mg = on_gpu(m), vg = on_gpu(v);
+    const double lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1, bc1 = 1 - std::pow(b1, 3),
+                 bc2 = 1 - std::pow(b2, 3);
+    cpu().adamw_step(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
+    gpu().adamw_step(pg, gg, mg, vg, lr, b1, b2, eps, wd, bc1, bc2);
+    const std::string name = std::string("adamw ") + dtype_name(t);
+    expect_close(p, pg, tolerance(t), name + " p");
+    expect_close(m, mg, tolerance(t), name + " m");
+    expect_close(v, vg, tolerance(t), name + " v");
+  }
+}
+
+// ---------------- ops end to end ----------------
+
+// A small two-layer network, forward and backward, through the ops (not the kernels): the
+// same loss and gradients on cuda:0 as on the CPU.
+TEST(Cuda, OpsForwardBackwardMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  const int64_t batch = 8, d_in = 16, d_hidden = 32, classes = 5;
+  Tensor x = rnd({batch, d_in}), w1 = rnd({d_in, d_hidden}, DType::f32, 0.3), w2 = rnd({d_hidden, classes}, DType::f32, 0.3);
+  Tensor gamma = add(rnd({d_hidden}, DType::f32, 0.1), 1.0);
+  Tensor targets = randint(0, classes, {batch}, DType::i64, &gen());
+  auto run = [&](Device d) {
+    Tensor a = w1.to(d).detach().requires_grad_(), b = w2.to(d).detach().requires_grad_();
+    Tensor gm = gamma.to(d).detach().requires_grad_();
+    Tensor h = gelu(layer_norm(matmul(x.to(d), a), gm, Tensor()));
+    Tensor loss = cross_entropy(matmul(softmax(h, -1), b), targets.to(d));
+    loss.backward();
+    return std::vector<Tensor>{loss.detach(), a.grad(), b.grad(), gm.grad()};
+  };
+  const std::vector<Tensor> want = run(kCPU), got = run(kGPU);
+  const char* names[] = {"loss", "dw1", "dw2", "dgamma"};
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_TRUE(got[i].device() == kGPU) << names[i];
+    expect_close(want[i], got[i], 1e-4, names[i]);  // a chain of f32 kernels, each within ~1e-6
+  }
+}
+
+}  // namespace
+}  // namespace copper
