@@ -2,7 +2,9 @@
 //
 // Prints the compiler and build type, the OpenBLAS kernel ("core") and where that choice
 // came from (see tensor/runtime.h), the BLAS and OpenMP thread counts, the OpenMP wait
-// policy and the CPU's vector features. `--json` prints the same as one JSON object, for scripts and bug reports.
+// policy and the CPU's vector features, and, in a CUDA build, the GPUs it sees (name, compute
+// capability, memory), the driver and runtime versions and the GPU architectures the binary
+// has code for. `--json` prints the same as one JSON object, for scripts and bug reports.
 #include <fmt/format.h>
 
 #include <fstream>
@@ -11,6 +13,10 @@
 
 #include "examples/cli/commands.h"
 #include "tensor/runtime.h"
+
+#ifdef COPPER_HAS_CUDA
+#include "cuda/cuda.h"
+#endif
 
 #ifndef COPPER_BUILD_TYPE
 #define COPPER_BUILD_TYPE "unknown"
@@ -43,6 +49,55 @@ std::string cpu_model() {
   return "unknown";
 }
 
+std::string gib(int64_t bytes) { return fmt::format("{:.1f} GiB", double(bytes) / double(int64_t(1) << 30)); }
+
+// {"built": false} without the CUDA backend; else versions, architectures and one entry per GPU
+// (an empty list and "error" when none is usable).
+nlohmann::ordered_json cuda_json() {
+  nlohmann::ordered_json j;
+#ifdef COPPER_HAS_CUDA
+  const cuda::SystemInfo s = cuda::system_info();
+  j["built"] = true;
+  j["runtime"] = cuda::version_string(s.runtime_version);
+  j["driver"] = s.driver_version ? cuda::version_string(s.driver_version) : "none";
+  j["architectures"] = s.built_architectures;
+  j["error"] = s.error;
+  j["devices"] = nlohmann::ordered_json::array();
+  for (const cuda::DeviceProperties& d : s.devices) {
+    nlohmann::ordered_json e;
+    e["index"] = d.index;
+    e["name"] = d.name;
+    e["compute_capability"] = fmt::format("{}.{}", d.major, d.minor);
+    e["multiprocessors"] = d.multiprocessors;
+    e["total_bytes"] = d.total_bytes;
+    e["free_bytes"] = d.free_bytes;
+    j["devices"].push_back(e);
+  }
+#else
+  j["built"] = false;
+#endif
+  return j;
+}
+
+void print_cuda(const nlohmann::ordered_json& c) {
+  if (!c["built"].get<bool>()) {
+    fmt::print("  cuda          not built (cmake -DCOPPER_CUDA=ON with the CUDA toolkit installed)\n");
+    return;
+  }
+  const std::string versions =
+      fmt::format("runtime {}, driver {}, code for {}", c["runtime"].get<std::string>(), c["driver"].get<std::string>(),
+                  c["architectures"].get<std::string>());
+  if (c["devices"].empty()) {
+    fmt::print("  cuda          no GPU: {} ({})\n", c["error"].get<std::string>(), versions);
+    return;
+  }
+  fmt::print("  cuda          {}\n", versions);
+  for (const auto& d : c["devices"])
+    fmt::print("  cuda:{:<8} {}, compute {}, {} SMs, {} ({} free)\n", d["index"].get<int>(), d["name"].get<std::string>(),
+               d["compute_capability"].get<std::string>(), d["multiprocessors"].get<int>(),
+               gib(d["total_bytes"].get<int64_t>()), gib(d["free_bytes"].get<int64_t>()));
+}
+
 nlohmann::ordered_json info_json() {
   const RuntimeInfo r = runtime_info();
   nlohmann::ordered_json j;
@@ -71,6 +126,7 @@ nlohmann::ordered_json info_json() {
   j["omp_threads"] = r.omp_threads;
   j["omp_wait_policy"] = r.omp_wait_policy;
   j["omp_wait_policy_source"] = r.omp_wait_src;
+  j["cuda"] = cuda_json();
   return j;
 }
 
@@ -98,12 +154,13 @@ void print_info(bool json) {
   std::string wait_src = s("omp_wait_policy_source");
   if (wait_src == "auto") wait_src = "copper set it and re-executed; OMP_WAIT_POLICY or COPPER_NO_REEXEC=1 overrides";
   fmt::print("  omp wait      {} — {}\n", wait, wait_src);
+  print_cuda(j["cuda"]);
 }
 
 }  // namespace
 
 void add_info(CLI::App& app) {
-  auto* cmd = app.add_subcommand("info", "Show the build, the OpenBLAS kernel in use, threads and CPU features");
+  auto* cmd = app.add_subcommand("info", "Show the build, the OpenBLAS kernel in use, threads, CPU features and GPUs");
   auto json = std::make_shared<bool>(false);
   cmd->add_flag("--json", *json, "Print one JSON object instead of text");
   cmd->callback([json] { print_info(*json); });
