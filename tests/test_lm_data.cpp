@@ -416,8 +416,12 @@ TEST(LmWindows, EveryPositionScoredOnce) {
         ASSERT_EQ(int64_t(w.ids.size()), w.length);
         ASSERT_EQ(int64_t(w.targets.size()), w.length);
         EXPECT_EQ(w.length, std::min(context, n - 1));
-        if (first) EXPECT_EQ(w.score_from, 0);
-        if (!first && stride < context && w.start + w.length < n - 1) EXPECT_EQ(w.scored(), stride);
+        if (first) {
+          EXPECT_EQ(w.score_from, 0);
+        }
+        if (!first && stride < context && w.start + w.length < n - 1) {
+          EXPECT_EQ(w.scored(), stride);
+        }
         first = false;
         for (int64_t i = 0; i < w.length; ++i) {
           EXPECT_EQ(w.ids[size_t(i)], w.start + i);

@@ -208,7 +208,9 @@ TEST(Cope, RectangleIsTheSquaresRows) {
       EXPECT_EQ(max_abs_diff(r.term, rows(full.term)), 0.0) << "t0 " << t0 << " tk " << tk;
       EXPECT_EQ(max_abs_diff(r.gates, rows(full.gates)), 0.0);
       EXPECT_EQ(max_abs_diff(r.positions, rows(full.positions)), 0.0);
-      if (tk == t0 + tq) EXPECT_EQ(max_abs_diff(cope_logit_term(q, gl, c.e).term, r.term), 0.0);  // default offset
+      if (tk == t0 + tq) {  // the default offset
+        EXPECT_EQ(max_abs_diff(cope_logit_term(q, gl, c.e).term, r.term), 0.0);
+      }
     }
   EXPECT_THROW(cope_logit_term(c.q.narrow(2, 0, 3), c.gl.narrow(2, 0, 3).narrow(3, 0, 4), c.e, 2), Error);
   EXPECT_THROW(cope_logit_term_reference(c.q, c.gl.narrow(3, 0, 8), c.e), Error);
@@ -378,7 +380,9 @@ TEST(Rectangles, LogitTermsAreSubBlocksOfTheSquare) {
           Tensor vis = causal_mask(tk, tk, DType::f64).narrow(0, t0, tq);  // 1 for j > i
           EXPECT_LT(max_abs_diff(part * (1.0 - vis), block * (1.0 - vis)), 1e-12);
         }
-        if (pe->last_gates().defined()) EXPECT_EQ(pe->last_gates().shape(), (Shape{2, 2, tq, tk}));
+        if (pe->last_gates().defined()) {
+          EXPECT_EQ(pe->last_gates().shape(), (Shape{2, 2, tq, tk}));
+        }
       }
       if (std::string(name) == "alibi" && !reuse) break;
     }
