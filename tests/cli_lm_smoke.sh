@@ -78,10 +78,10 @@ cmp -s "$work/straight/model.safetensors" "$work/killed/model.safetensors" ||
 # ---- eval
 line=$("$copper" lm eval --model "$work/run" --data "$work/data" --split test --quiet)
 for k in ppl word_ppl bits_per_byte tokens context stride; do
-  echo "$line" | grep -q "\"$k\"" || fail "lm eval printed no $k: $line"
+  grep -q "\"$k\"" <<< "$line" || fail "lm eval printed no $k: $line"
 done
 line=$("$copper" lm eval --model "$work/run" --data "$work/data" --split valid --context 64 --stride 16 --quiet)
-echo "$line" | grep -q '"context":64' && echo "$line" | grep -q '"stride":16' || fail "longer-context eval: $line"
+grep -q '"context":64' <<< "$line" && grep -q '"stride":16' <<< "$line" || fail "longer-context eval: $line"
 
 # ---- generate: greedy with the cache equals greedy without it
 a=$("$copper" lm generate --model "$work/run" --prompt " = = Section = = " --tokens 12 --temperature 0 2> /dev/null)
@@ -98,7 +98,7 @@ is_png "$work/map.png"
 is_png "$work/pos.png"
 gates=$("$copper" lm gates --model "$work/run" --text "$work/valid.txt" --layer 0 --out "$work/gates.png" 2> /dev/null)
 is_png "$work/gates.png"
-echo "$gates" | grep -q "L0H3" || fail "lm gates listed no heads: $gates"
+grep -q "L0H3" <<< "$gates" || fail "lm gates listed no heads: $gates"
 "$copper" plot --log "$work/run/log.jsonl" --log "$work/straight/log.jsonl" --out "$work/curves.png" > /dev/null
 is_png "$work/curves.png"
 

@@ -9,10 +9,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# (outputs are captured before grep reads them: `cmd | grep -q` under pipefail fails when
-# grep stops reading early and the command gets SIGPIPE)
+# Outputs are captured, then searched with `grep <<< "$text"`. Neither `cmd | grep -q` nor
+# `echo "$text" | grep -q` is safe under pipefail: grep -q stops reading at its first match, and
+# a writer with more than one pipe buffer (4 KiB) left to write then dies of SIGPIPE.
 info=$("$copper" info)
-echo "$info" | grep -q "OpenBLAS" || fail "copper info does not name OpenBLAS"
+grep -q "OpenBLAS" <<< "$info" || fail "copper info does not name OpenBLAS"
 
 "$copper" task data --task flipflop --n 20 --seed 3 --out "$work/ff.txt" > /dev/null
 [ "$(wc -l < "$work/ff.txt")" -eq 20 ] || fail "task data wrote the wrong number of lines"
@@ -21,13 +22,13 @@ echo "$info" | grep -q "OpenBLAS" || fail "copper info does not name OpenBLAS"
 for f in model.safetensors config.json results.json; do [ -s "$work/run/$f" ] || fail "train did not write $f"; done
 
 line=$("$copper" task eval --model "$work/run" --data "$work/ff.txt")
-echo "$line" | grep -q '"task"' && echo "$line" | grep -q '"error"' && echo "$line" | grep -q '"samples":20' ||
+grep -q '"task"' <<< "$line" && grep -q '"error"' <<< "$line" && grep -q '"samples":20' <<< "$line" ||
   fail "eval printed: $line"
 gates=$("$copper" task gates --model "$work/run" --data "$work/ff.txt" --sample 2)
-echo "$gates" | grep -q "L0H0" || fail "gates printed no heads"
+grep -q "L0H0" <<< "$gates" || fail "gates printed no heads"
 grads=$("$copper" task grads --model "$work/run" --data "$work/ff.txt" --n 4 --out "$work/grads.safetensors")
-echo "$grads" | grep -q '"loss"' && echo "$grads" | grep -q '"examples":4' || fail "grads printed: $grads"
-head -c 4000 "$work/grads.safetensors" | grep -q "blocks.0.attn.pe.pos_emb" || fail "grads wrote no CoPE table gradient"
+grep -q '"loss"' <<< "$grads" && grep -q '"examples":4' <<< "$grads" || fail "grads printed: $grads"
+grep -qa "blocks.0.attn.pe.pos_emb" <(head -c 4000 "$work/grads.safetensors") || fail "grads wrote no CoPE table gradient"
 set +e
 "$copper" task grads --model "$work/run" --data "$work/ff.txt" --n 21 --out "$work/g2.safetensors" 2> "$work/err"; rc=$?
 set -e
@@ -73,7 +74,7 @@ expect_fail() {  # expect_fail CODE PATTERN WHAT -- command...: exit code CODE a
   --quiet > /dev/null
 cfgjs=$(tr -d ' \n' < "$work/fromcfg/config.json")
 for want in '"seed":5' '"lr":0.002' '"batch":4' '"steps":2' '"preset":"demo"' '"pairs":32' '"pe":"cope"'; do
-  echo "$cfgjs" | grep -qF "$want" || fail "--config + overrides: config.json lacks $want"
+  grep -qF "$want" <<< "$cfgjs" || fail "--config + overrides: config.json lacks $want"
 done
 expect_fail 2 "--preset" "--config with --preset" -- "$copper" task train --config "$work/run/config.json" --preset paper \
   --out "$work/x"
@@ -84,7 +85,7 @@ expect_fail 2 "--heads" "--heads that do not divide the width" -- "$copper" task
 help=$("$copper" task train --help)
 for want in "=cpu-small" "--d-model" "--layers" "--heads" "--context" "--dropout" "--weight-decay" "--warmup" \
   "--lr" "--batch" "--config" "time"; do
-  echo "$help" | grep -qF -- "$want" || fail "task train --help does not show $want"
+  grep -qF -- "$want" <<< "$help" || fail "task train --help does not show $want"
 done
 for p in cpu-small paper demo; do
   [ "$(echo "$help" | grep -cE "^  $p +(flipflop|selective-copy|counting) .* (s|min|h)$")" -eq 3 ] ||
@@ -118,14 +119,14 @@ expect_fail 3 "NaN" "eval of NaN weights" -- "$copper" task eval --model "$work/
 
 # the demo: selective copy (tiny here), a table, the gates, and a "Try" line whose program path works
 demo=$(cd "$work" && "$copper" demo --steps 2 --out demo)
-echo "$demo" | grep -q "selective copy" || fail "the demo is not on selective copy"
-echo "$demo" | grep -q "ood_sparse" || fail "the demo prints no out-of-distribution table"
-echo "$demo" | grep -q "What CoPE counts" || fail "the demo shows no CoPE gates"
+grep -q "selective copy" <<< "$demo" || fail "the demo is not on selective copy"
+grep -q "ood_sparse" <<< "$demo" || fail "the demo prints no out-of-distribution table"
+grep -q "What CoPE counts" <<< "$demo" || fail "the demo shows no CoPE gates"
 try=$(echo "$demo" | grep "^Try: " | sed -e 's/^Try: //' -e 's/   (.*$//')
 [ -n "$try" ] || fail "the demo prints no Try line"
 (cd "$work" && eval "$try" > /dev/null) || fail "the demo's Try line does not run: $try"
 plan=$(make -s -n -C "$root" demo BUILD=build-smoke-demo)  # what make demo would run, without running it
-echo "$plan" | grep -qF -- "--target copper" || fail "make demo builds more than copper"
+grep -qF -- "--target copper" <<< "$plan" || fail "make demo builds more than copper"
 
 # the docs: what a run writes (every results.json field), exit codes, threads; docs/03's build advice
 outputs="$root/docs/outputs.md"
@@ -168,7 +169,7 @@ step=$(sed -n 's/.*interrupted by SIGINT at step \([0-9]*\).*/\1/p' "$work/sig.e
 [ -n "$step" ] || fail "SIGINT: no 'interrupted ... at step' message: $(cat "$work/sig.err")"
 [ "$(cat "$sig/checkpoints/latest")" = "$(printf 'step-%08d' "$step")" ] || fail "SIGINT: no checkpoint at step $step"
 resume=$(sed -n 's/^resume with: //p' "$work/sig.err")
-echo "$resume" | grep -q -- "task train .*--steps 100000 .*--out $sig" || fail "SIGINT: resume command is '$resume'"
+grep -q -- "task train .*--steps 100000 .*--out $sig" <<< "$resume" || fail "SIGINT: resume command is '$resume'"
 # The printed command resumes from that step (stopped again, by SIGTERM).
 eval "exec $resume" > /dev/null 2> "$work/sig.err" &  # exec: $! is the program itself
 for _ in $(seq 1 600); do [ "$(wc -l < "$sig/log.jsonl")" -gt "$(( step / 25 ))" ] && break; sleep 0.1; done
@@ -203,7 +204,7 @@ printf '%s\n' '{"step":0,"loss":3.1,"lr":0.001,"tokens":0}' '{"step":25,"loss":2
 printf '%s\n' '{"step":0,"loss":3.0}' '{"step":25,"loss":2.6}' '{"step":50,"loss":2.2}' > "$work/plot/run-b/log.jsonl"
 plotted=$("$copper" plot --log "$work/plot/run-a/log.jsonl" --log "$work/plot/run-b/log.jsonl" \
   --out "$work/plot/curves.png" --title "smoke")
-echo "$plotted" | grep -q '"runs":2' || fail "copper plot printed: $plotted"
+grep -q '"runs":2' <<< "$plotted" || fail "copper plot printed: $plotted"
 [ "$(head -c 8 "$work/plot/curves.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] ||
   fail "copper plot did not write a PNG"
 set +e
