@@ -4,6 +4,15 @@
 BUILD    ?= build
 JOBS     ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# Unity build: CMake compiles each library's sources in batches of 8 as one translation unit,
+# so that the heavy headers (CLI11, nlohmann/json, fmt, the standard library) are parsed once
+# per batch instead of once per file: a fresh build takes well under half the time. UNITY=OFF
+# compiles file by file, which suits edit-rebuild cycles (a change rebuilds one file, not its
+# batch).
+UNITY ?= ON
+# Ninja when the build folder is new (it overlaps the libraries' compiles with their users'; a
+# folder configured before keeps its generator).
+GENERATOR := $(if $(wildcard $(BUILD)/CMakeCache.txt),,-G Ninja)
 
 .PHONY: all setup configure build demo test sanitize bench clean
 
@@ -13,7 +22,7 @@ setup:
 	@bash scripts/setup.sh
 
 configure: setup
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) > $(BUILD).configure.log 2>&1 || (cat $(BUILD).configure.log; exit 1)
+	@cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DCMAKE_UNITY_BUILD=$(UNITY) $(CMAKE_FLAGS) > $(BUILD).configure.log 2>&1 || (cat $(BUILD).configure.log; exit 1)
 
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)

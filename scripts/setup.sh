@@ -5,7 +5,7 @@
 # training when it is present); it is installed so that `make test` runs the MPI tests.
 # Run as root on Debian 12 (make demo / make test call it). Installs nothing when all are present.
 set -euo pipefail
-packages=(cmake make g++ pkg-config libopenblas-dev libfmt-dev libgtest-dev nlohmann-json3-dev libcli11-dev xz-utils
+packages=(cmake make ninja-build g++ pkg-config libopenblas-dev libfmt-dev libgtest-dev nlohmann-json3-dev libcli11-dev xz-utils
           liblzma-dev libsentencepiece-dev libcairo2-dev libplplot-dev plplot-driver-cairo fonts-dejavu-core ccache
           libopenmpi-dev openmpi-bin)
 missing=()
