@@ -9,6 +9,8 @@
 #include <string>
 #include <utility>
 
+#include <fmt/format.h>
+
 #include "tensor/backend.h"
 
 namespace copper::profile {
@@ -39,6 +41,7 @@ struct Table {
   std::mutex mu;
   std::map<std::pair<int, std::string>, Row> rows;
   int64_t start_ns = now_ns();
+  int64_t steps = 0;
 };
 Table& table() {
   static auto* t = new Table;
@@ -295,6 +298,20 @@ void reset() {
   std::lock_guard<std::mutex> lock(t.mu);
   t.rows.clear();
   t.start_ns = now_ns();
+  t.steps = 0;
+}
+
+void count_step() {
+  if (!enabled()) return;
+  Table& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  ++t.steps;
+}
+
+int64_t counted_steps() {
+  Table& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  return t.steps;
 }
 
 const char* phase_name(Phase p) {
@@ -367,18 +384,24 @@ void report(std::FILE* out, double total_s, int64_t steps) {
   const std::vector<Row> rs = rows();
   const bool whole_run = total_s <= 0;  // no step time given: shares of the wall time since enable()/reset()
   if (whole_run) total_s = wall_seconds();
-  if (steps < 1) steps = 1;
+  if (steps < 1) steps = counted_steps();
+  const bool per_step = steps > 0;
   constexpr double kMs = 1e3;
-  if (whole_run)
-    std::fprintf(out, "\ncopper profile: %.1f ms of wall time since profiling began\n", total_s * kMs);
+  if (whole_run && per_step)
+    std::fprintf(out, "\ncopper profile: %.1f ms of wall time since profiling began, %lld training step(s)\n",
+                 total_s * kMs, (long long)steps);
+  else if (whole_run)
+    std::fprintf(out, "\ncopper profile: %.1f ms of wall time since profiling began (no training steps)\n",
+                 total_s * kMs);
   else
     std::fprintf(out, "\ncopper profile: %lld step(s), %.2f ms per step\n", (long long)steps,
                  total_s * kMs / double(steps));
   std::fprintf(out, "%-9s %-26s %8s %11s %10s %7s  %s\n", "phase", "op", "calls", "total ms", "ms/step", "share",
                "GFLOP/s or GB/s");
   auto line = [&](const char* phase, const char* name, const std::string& calls, double s, const std::string& rate) {
-    std::fprintf(out, "%-9s %-26s %8s %11.2f %10.3f %6.1f%%  %s\n", phase, name, calls.c_str(), s * kMs,
-                 s * kMs / double(steps), 100.0 * s / total_s, rate.c_str());
+    const std::string ms_per_step = per_step ? fmt::format("{:.3f}", s * kMs / double(steps)) : "-";
+    std::fprintf(out, "%-9s %-26s %8s %11.2f %10s %6.1f%%  %s\n", phase, name, calls.c_str(), s * kMs,
+                 ms_per_step.c_str(), 100.0 * s / total_s, rate.c_str());
   };
   double all_s = 0, phase_s = 0;
   for (size_t i = 0; i < rs.size(); ++i) {

@@ -95,10 +95,17 @@ std::vector<Row> rows();
 // Wall seconds since enable() or the last reset().
 double wall_seconds();
 
+// A training loop calls this once per optimizer step, so that the table printed at exit can
+// divide by the steps taken. Counts from enable()/reset(); a no-op while profiling is off.
+void count_step();
+// The steps counted since enable() or the last reset().
+int64_t counted_steps();
+
 // Prints the table: calls, total ms, ms per step, share, GFLOP/s or GB/s; a subtotal per phase
 // and a "not in any row" remainder. `total_s` is the time shares are taken of (0: the wall
-// time since enable()/reset()); `steps` divides the per-step column.
-void report(std::FILE* out, double total_s = 0, int64_t steps = 1);
+// time since enable()/reset()); `steps` divides the per-step column (0: the steps counted by
+// count_step(); with none counted, the column is left empty).
+void report(std::FILE* out, double total_s = 0, int64_t steps = 0);
 
 // A Backend that times every kernel of `inner` (as a Scope named after the kernel's op) and
 // forwards the call. backend_for() hands it out while the profiler is on. Never freed.

@@ -129,6 +129,36 @@ TEST(Profile, TotalsAreConsistent) {
   EXPECT_NE(text.find("subtotal"), std::string::npos);
 }
 
+// The table printed at exit (report with no step count) divides by the steps the training
+// loop counted, and leaves the per-step column empty when there were none.
+std::string report_text(double total_s, int64_t steps) {
+  std::FILE* f = std::tmpfile();
+  if (f == nullptr) return {};
+  profile::report(f, total_s, steps);
+  std::rewind(f);
+  std::string text;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, f)) text += buf;
+  std::fclose(f);
+  return text;
+}
+
+TEST(Profile, PerStepColumnUsesTheCountedSteps) {
+  ProfileOn on;
+  { profile::Scope s("work"); }
+  const std::string none = report_text(0, 0);
+  EXPECT_NE(none.find("(no training steps)"), std::string::npos) << none;
+  for (int i = 0; i < 3; ++i) profile::count_step();
+  EXPECT_EQ(profile::counted_steps(), 3);
+  const std::string three = report_text(0, 0);
+  EXPECT_NE(three.find("3 training step(s)"), std::string::npos) << three;
+  profile::reset();
+  EXPECT_EQ(profile::counted_steps(), 0);
+  profile::enable(false);
+  profile::count_step();
+  EXPECT_EQ(profile::counted_steps(), 0) << "steps are counted only while the profiler is on";
+}
+
 TEST(Profile, NestedScopesCountOnceInTheOuterRow) {
   ProfileOn on;
   {

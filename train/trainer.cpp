@@ -19,6 +19,7 @@
 #include "nn/config.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
+#include "tensor/profile.h"
 #include "train/data_parallel.h"
 #include "train/grad_sync.h"
 #include "train/run_dir.h"
@@ -53,9 +54,12 @@ namespace {
 volatile std::sig_atomic_t g_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_signal = sig; }
 
+}  // namespace
+
 // SIGINT and SIGTERM set g_signal while a run is in its loop; the previous handlers come
 // back when it ends. A second signal gets the default action (SA_RESETHAND): a user who
-// presses Ctrl-C twice does not wait for the checkpoint.
+// presses Ctrl-C twice does not wait for the checkpoint. (Outside the anonymous namespace:
+// Trainer::Impl, a class of the header's namespace, holds one.)
 class SignalGuard {
  public:
   SignalGuard() {
@@ -77,6 +81,8 @@ class SignalGuard {
  private:
   struct sigaction old_int_ {}, old_term_ {};
 };
+
+namespace {
 
 const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
 
@@ -477,6 +483,7 @@ RunResult Trainer::run() {
     }
     if (L.clip > 0) nn::clip_grad_norm(params, L.clip);
     optim->step();
+    profile::count_step();
     double step_loss = loss.item() * weight;
     int sig = g_signal;
     double el = seconds();
