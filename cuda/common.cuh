@@ -27,38 +27,48 @@ inline unsigned grid_rows(int64_t rows) { return unsigned(rows < 1 ? 1 : (rows >
 #define COPPER_CUDA_GRID_STRIDE(i, n) \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
-// Run `body` with T bound to the C++ type of a float dtype (f32 or f64).
-#define COPPER_CUDA_DISPATCH_FLOAT(dtype, op, ...)                     \
-  [&] {                                                                \
-    switch (dtype) {                                                   \
-      case ::copper::DType::f32: { using T = float; return __VA_ARGS__(); }  \
-      case ::copper::DType::f64: { using T = double; return __VA_ARGS__(); } \
+// The dispatch macros below run `body` (a lambda) with T bound to the C++ type of the dtype;
+// a dtype outside the list is an error naming the op.
+#define COPPER_CUDA_CASE(dt, type, ...) \
+  case ::copper::DType::dt: {           \
+    using T = type;                     \
+    return __VA_ARGS__();               \
+  }
+
+// float dtypes: f32, f64
+#define COPPER_CUDA_DISPATCH_FLOAT(dtype, op, ...)                                \
+  [&] {                                                                           \
+    switch (dtype) {                                                              \
+      COPPER_CUDA_CASE(f32, float, __VA_ARGS__)                                   \
+      COPPER_CUDA_CASE(f64, double, __VA_ARGS__)                                  \
       default: ::copper::cuda::fail_unsupported(op, ::copper::dtype_name(dtype)); \
-    }                                                                  \
+    }                                                                             \
   }()
 
-#define COPPER_CUDA_DISPATCH_NUMERIC(dtype, op, ...)                     \
-  [&] {                                                                  \
-    switch (dtype) {                                                     \
-      case ::copper::DType::f32: { using T = float; return __VA_ARGS__(); }   \
-      case ::copper::DType::f64: { using T = double; return __VA_ARGS__(); }  \
-      case ::copper::DType::i32: { using T = int32_t; return __VA_ARGS__(); } \
-      case ::copper::DType::i64: { using T = int64_t; return __VA_ARGS__(); } \
+// numeric dtypes: the float ones and i32, i64
+#define COPPER_CUDA_DISPATCH_NUMERIC(dtype, op, ...)                              \
+  [&] {                                                                           \
+    switch (dtype) {                                                              \
+      COPPER_CUDA_CASE(f32, float, __VA_ARGS__)                                   \
+      COPPER_CUDA_CASE(f64, double, __VA_ARGS__)                                  \
+      COPPER_CUDA_CASE(i32, int32_t, __VA_ARGS__)                                 \
+      COPPER_CUDA_CASE(i64, int64_t, __VA_ARGS__)                                 \
       default: ::copper::cuda::fail_unsupported(op, ::copper::dtype_name(dtype)); \
-    }                                                                    \
+    }                                                                             \
   }()
 
-#define COPPER_CUDA_DISPATCH_ALL(dtype, op, ...)                                       \
-  [&] {                                                                                \
-    switch (dtype) {                                                                   \
-      case ::copper::DType::f32: { using T = float; return __VA_ARGS__(); }            \
-      case ::copper::DType::f64: { using T = double; return __VA_ARGS__(); }           \
-      case ::copper::DType::i32: { using T = int32_t; return __VA_ARGS__(); }          \
-      case ::copper::DType::i64: { using T = int64_t; return __VA_ARGS__(); }          \
-      case ::copper::DType::bf16: { using T = ::copper::bf16; return __VA_ARGS__(); }  \
-      case ::copper::DType::f16: { using T = ::copper::f16; return __VA_ARGS__(); }    \
-    }                                                                                  \
-    ::copper::cuda::fail_unsupported(op, "this dtype");                                \
+// every dtype: the numeric ones and bf16, f16
+#define COPPER_CUDA_DISPATCH_ALL(dtype, op, ...)                \
+  [&] {                                                         \
+    switch (dtype) {                                            \
+      COPPER_CUDA_CASE(f32, float, __VA_ARGS__)                 \
+      COPPER_CUDA_CASE(f64, double, __VA_ARGS__)                \
+      COPPER_CUDA_CASE(i32, int32_t, __VA_ARGS__)               \
+      COPPER_CUDA_CASE(i64, int64_t, __VA_ARGS__)               \
+      COPPER_CUDA_CASE(bf16, ::copper::bf16, __VA_ARGS__)       \
+      COPPER_CUDA_CASE(f16, ::copper::f16, __VA_ARGS__)         \
+    }                                                           \
+    ::copper::cuda::fail_unsupported(op, "this dtype");         \
   }()
 
 // By element size only, for kernels that move elements without looking at them (U is an

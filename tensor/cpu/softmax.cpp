@@ -19,10 +19,16 @@ namespace {
 // for the max and the sum, and exp_fast (tensor/cpu/fast_math.h) instead of one libm call
 // per element. About 4x faster on [16384, 256] (docs/PERF.md); tests/test_ops.cpp checks
 // f32 against its double reference.
-void softmax_row_f32(const float* __restrict x, float* __restrict y, int64_t n, bool log) {
+// The largest element of an f32 row (-inf for an empty or fully masked row).
+float row_max_f32(const float* __restrict x, int64_t n) {
   float mx = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : mx)
   for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  return mx;
+}
+
+void softmax_row_f32(const float* __restrict x, float* __restrict y, int64_t n, bool log) {
+  float mx = row_max_f32(x, n);
   if (std::isinf(mx) && mx < 0) mx = 0;  // a fully masked row: avoid inf - inf
   // The sum accumulates in double: its rounding then no longer depends on how the compiler
   // splits the loop into lanes (-O0, -O3, AVX2 or AVX-512 all agree to ~1 ulp of f32).
@@ -75,9 +81,7 @@ double row_logsumexp(const T* x, int64_t n) {
 // f32 form of row_logsumexp, picked by overload resolution: the max and the sum as `omp simd`
 // reductions, exp_fast for each term, the sum in double as in softmax_row_f32.
 double row_logsumexp(const float* __restrict x, int64_t n) {
-  float mx = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : mx)
-  for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  const float mx = row_max_f32(x, n);
   if (std::isinf(mx)) return double(mx);
   double s = 0;
 #pragma omp simd reduction(+ : s)
