@@ -219,14 +219,17 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& c, NamedTensors par
 
 double clip_grad_norm(const NamedTensors& params, double max_norm) {
   NoGradGuard ng;
-  double total = 0;
+  // The squares summed in f64 into a 0-d tensor on the gradients' device, read once at the
+  // end: one host synchronisation per call, not one per parameter.
+  Tensor total;
   for (const auto& [name, p] : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     Tensor g64 = g.to(DType::f64);
-    total += sum(mul(g64, g64)).item();
+    Tensor sq = sum(mul(g64, g64));
+    total = total.defined() ? add(total, sq) : sq;
   }
-  const double norm = std::sqrt(total);
+  const double norm = total.defined() ? std::sqrt(total.item()) : 0.0;
   if (max_norm > 0 && norm > max_norm) {
     const double scale = max_norm / (norm + 1e-6);
     for (const auto& [name, p] : params) {
