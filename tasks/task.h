@@ -45,6 +45,9 @@ struct TaskConfig {
   nlohmann::json to_json() const;  // only the fields of its task
   static TaskConfig from_json(const nlohmann::json& js);
 };
+// For nlohmann::json (a TaskConfig inside another config's JSON): the two functions above.
+inline void to_json(nlohmann::json& js, const TaskConfig& c) { js = c.to_json(); }
+inline void from_json(const nlohmann::json& js, TaskConfig& c) { c = TaskConfig::from_json(js); }
 
 class Task {
  public:

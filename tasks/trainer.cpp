@@ -11,6 +11,7 @@
 
 #include "autograd/grad_mode.h"
 #include "nn/checkpoint.h"
+#include "nn/config.h"
 #include "tensor/ops.h"
 #include "train/trainer.h"
 
@@ -30,47 +31,17 @@ using train::stream_seed;
 
 // ---------------------------------------------------------------- configs and presets
 
-nlohmann::json TrainConfig::to_json() const {
-  return {{"preset", preset},
-          {"task", task.to_json()},
-          {"model", model.to_json()},
-          {"optim", optim.to_json()},
-          {"schedule", schedule.to_json()},
-          {"batch", batch},
-          {"steps", steps},
-          {"seed", seed},
-          {"clip", clip},
-          {"train_samples", train_samples},
-          {"train_data", train_data},
-          {"eval_samples", eval_samples},
-          {"eval_batch", eval_batch},
-          {"checkpoint_every", checkpoint_every},
-          {"log_every", log_every}};
-}
+nlohmann::json TrainConfig::to_json() const { return config::to_json(*this); }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& js) {
   COPPER_CHECK(js.is_object() && js.contains("task") && js.contains("model"), "task",
                "config needs 'task' and 'model' objects");
+  COPPER_CHECK(js.at("model").is_object() && js.at("model").contains("vocab"), "task",
+               "config's 'model' has no 'vocab'. HINT: the vocabulary size is required");
   TrainConfig c;
-  try {
-    c.preset = js.value("preset", std::string("custom"));
-    c.task = TaskConfig::from_json(js.at("task"));
-    c.model = nn::TransformerConfig::from_json(js.at("model"));
-    c.optim = nn::OptimConfig::from_json(js.value("optim", nlohmann::json::object()));
-    c.schedule = nn::Schedule::from_json(js.value("schedule", nlohmann::json::object()));
-    c.batch = js.value("batch", c.batch);
-    c.steps = js.value("steps", c.steps);
-    c.seed = js.value("seed", c.seed);
-    c.clip = js.value("clip", c.clip);
-    c.train_samples = js.value("train_samples", c.train_samples);
-    c.train_data = js.value("train_data", c.train_data);
-    c.eval_samples = js.value("eval_samples", c.eval_samples);
-    c.eval_batch = js.value("eval_batch", c.eval_batch);
-    c.checkpoint_every = js.value("checkpoint_every", c.checkpoint_every);
-    c.log_every = js.value("log_every", c.log_every);
-  } catch (const nlohmann::json::exception& e) {
-    COPPER_THROW("task", "config has a field of the wrong type: {}", e.what());
-  }
+  c.preset = "custom";
+  config::from_json(c, js, "task config");
+  c.schedule.validate();
   return c;
 }
 

@@ -59,7 +59,27 @@ struct TrainConfig {
   int64_t checkpoint_every = 100;
   int64_t log_every = 25;
 
+  template <class Self, class Visit>
+  static void fields(Self& c, Visit&& visit) {  // the one list of fields (nn/config.h)
+    visit("preset", c.preset, "where the values came from");
+    visit("task", c.task, "the task and its parameters");
+    visit("model", c.model, "");
+    visit("optim", c.optim, "");
+    visit("schedule", c.schedule, "");
+    visit("batch", c.batch, "sequences per training step");
+    visit("steps", c.steps, "training steps");
+    visit("seed", c.seed, "seed of initialisation, data and dropout");
+    visit("clip", c.clip, "max global gradient norm (0: off)");
+    visit("train_samples", c.train_samples, "0: fresh examples; N: a fixed set of N");
+    visit("train_data", c.train_data, "a data file of the task to train on instead");
+    visit("eval_samples", c.eval_samples, "held-out examples per split");
+    visit("eval_batch", c.eval_batch, "sequences per evaluation batch");
+    visit("checkpoint_every", c.checkpoint_every, "steps between checkpoints");
+    visit("log_every", c.log_every, "steps between log lines");
+  }
   nlohmann::json to_json() const;
+  // Keys missing from js keep their defaults (preset: "custom"); 'task' and 'model' are
+  // required; an unknown key or a value of the wrong type is an error naming it.
   static TrainConfig from_json(const nlohmann::json& js);
 };
 

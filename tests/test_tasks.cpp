@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "tasks/task.h"
 #include "tensor/ops.h"
@@ -300,6 +301,39 @@ TEST(TaskPresets, CpuSmallAndPaperHoldTheIssuesSettings) {
   EXPECT_EQ(pc.steps, 15625);
   EXPECT_EQ(pc.steps * pc.batch, 100 * pc.train_samples);
   EXPECT_THROW(preset_config("gpu", cfg_of("counting"), "cope"), Error);
+}
+
+// f throws copper::Error whose message contains `want`.
+void expect_error(const std::function<void()>& f, const std::string& want) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one naming '" << want << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+  }
+}
+
+// TrainConfig is described once (nn/config.h): its JSON round-trips, and a key it does not
+// have or a value of the wrong type is an error naming the key, not silently ignored.
+TEST(TaskPresets, TrainConfigJsonRoundTripsAndRejectsUnknownKeys) {
+  TaskConfig task;
+  task.task = "selective-copy";
+  const TrainConfig c = preset_config("cpu-small", task, "cope");
+  const nlohmann::json js = c.to_json();
+  EXPECT_EQ(TrainConfig::from_json(js).to_json(), js);
+  EXPECT_FALSE(js.at("task").contains("pairs")) << "the task's JSON holds only its own fields";
+
+  nlohmann::json typo = js;
+  typo["bacth"] = 8;
+  expect_error([&] { TrainConfig::from_json(typo); }, "bacth");
+  nlohmann::json wrong = js;
+  wrong["steps"] = "many";
+  expect_error([&] { TrainConfig::from_json(wrong); }, "steps");
+  nlohmann::json partial = {{"task", js.at("task")}, {"model", js.at("model")}};
+  EXPECT_EQ(TrainConfig::from_json(partial).preset, "custom");
+  nlohmann::json no_vocab = js;
+  no_vocab["model"].erase("vocab");
+  expect_error([&] { TrainConfig::from_json(no_vocab); }, "vocab");
 }
 
 TEST(TaskTrain, KilledRunResumesBitIdentical) {
