@@ -34,42 +34,30 @@ inline unsigned grid_rows(int64_t rows) { return unsigned(rows < 1 ? 1 : (rows >
     using T = type;                     \
     return __VA_ARGS__();               \
   }
-
-// float dtypes: f32, f64
-#define COPPER_CUDA_DISPATCH_FLOAT(dtype, op, ...)                                \
+#define COPPER_CUDA_FLOAT_CASES(...)               \
+  COPPER_CUDA_CASE(f32, float, __VA_ARGS__)        \
+  COPPER_CUDA_CASE(f64, double, __VA_ARGS__)
+#define COPPER_CUDA_NUMERIC_CASES(...)             \
+  COPPER_CUDA_FLOAT_CASES(__VA_ARGS__)             \
+  COPPER_CUDA_CASE(i32, int32_t, __VA_ARGS__)      \
+  COPPER_CUDA_CASE(i64, int64_t, __VA_ARGS__)
+#define COPPER_CUDA_ALL_CASES(...)                 \
+  COPPER_CUDA_NUMERIC_CASES(__VA_ARGS__)           \
+  COPPER_CUDA_CASE(bf16, ::copper::bf16, __VA_ARGS__) \
+  COPPER_CUDA_CASE(f16, ::copper::f16, __VA_ARGS__)
+#define COPPER_CUDA_DISPATCH(cases, dtype, op, ...)                               \
   [&] {                                                                           \
     switch (dtype) {                                                              \
-      COPPER_CUDA_CASE(f32, float, __VA_ARGS__)                                   \
-      COPPER_CUDA_CASE(f64, double, __VA_ARGS__)                                  \
+      cases(__VA_ARGS__)                                                          \
       default: ::copper::cuda::fail_unsupported(op, ::copper::dtype_name(dtype)); \
     }                                                                             \
   }()
 
-// numeric dtypes: the float ones and i32, i64
-#define COPPER_CUDA_DISPATCH_NUMERIC(dtype, op, ...)                              \
-  [&] {                                                                           \
-    switch (dtype) {                                                              \
-      COPPER_CUDA_CASE(f32, float, __VA_ARGS__)                                   \
-      COPPER_CUDA_CASE(f64, double, __VA_ARGS__)                                  \
-      COPPER_CUDA_CASE(i32, int32_t, __VA_ARGS__)                                 \
-      COPPER_CUDA_CASE(i64, int64_t, __VA_ARGS__)                                 \
-      default: ::copper::cuda::fail_unsupported(op, ::copper::dtype_name(dtype)); \
-    }                                                                             \
-  }()
-
-// every dtype: the numeric ones and bf16, f16
-#define COPPER_CUDA_DISPATCH_ALL(dtype, op, ...)                \
-  [&] {                                                         \
-    switch (dtype) {                                            \
-      COPPER_CUDA_CASE(f32, float, __VA_ARGS__)                 \
-      COPPER_CUDA_CASE(f64, double, __VA_ARGS__)                \
-      COPPER_CUDA_CASE(i32, int32_t, __VA_ARGS__)               \
-      COPPER_CUDA_CASE(i64, int64_t, __VA_ARGS__)               \
-      COPPER_CUDA_CASE(bf16, ::copper::bf16, __VA_ARGS__)       \
-      COPPER_CUDA_CASE(f16, ::copper::f16, __VA_ARGS__)         \
-    }                                                           \
-    ::copper::cuda::fail_unsupported(op, "this dtype");         \
-  }()
+// float dtypes (f32, f64); numeric (those and i32, i64); all (those and bf16, f16)
+#define COPPER_CUDA_DISPATCH_FLOAT(dtype, op, ...) COPPER_CUDA_DISPATCH(COPPER_CUDA_FLOAT_CASES, dtype, op, __VA_ARGS__)
+#define COPPER_CUDA_DISPATCH_NUMERIC(dtype, op, ...) \
+  COPPER_CUDA_DISPATCH(COPPER_CUDA_NUMERIC_CASES, dtype, op, __VA_ARGS__)
+#define COPPER_CUDA_DISPATCH_ALL(dtype, op, ...) COPPER_CUDA_DISPATCH(COPPER_CUDA_ALL_CASES, dtype, op, __VA_ARGS__)
 
 // By element size only, for kernels that move elements without looking at them (U is an
 // unsigned integer of that size).
