@@ -31,7 +31,7 @@ compilation); mfu is the model FLOP/s (the formula of bench/train.cpp) over a sq
 """
 import argparse
 import json
-import math
+import os
 import re
 import resource
 import statistics
@@ -39,8 +39,12 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+# The model is lm_ref.py's (the same directory): one definition for the reference's training
+# runs, its parity checks against copper, and this benchmark.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lm_ref import LM  # noqa: E402
 
 LR, BETAS, EPS, WEIGHT_DECAY = 3e-4, (0.9, 0.999), 1e-8, 0.01
 DATA_SEED = 1234  # bench/train.cpp's kDataSeed (the generators differ; the distribution is the same)
@@ -50,87 +54,11 @@ SGEMM_BUDGET_S = 0.3
 KEYS = ("vocab", "d", "h", "layers", "ctx", "batch", "npos")
 
 
-def rope(x, base=10000.0):
-    """x (B, H, T, Dh): pairs (x[2m], x[2m+1]) turned by angle t * base^(-2m/Dh)."""
-    T, Dh = x.shape[-2], x.shape[-1]
-    inv = base ** (-2.0 * torch.arange(Dh // 2, dtype=torch.float64) / Dh)
-    ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]  # (T, Dh/2)
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
-    x0, x1 = x[..., 0::2], x[..., 1::2]
-    return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
-
-
-class CoPE(nn.Module):
-    """gates g_ij = sigmoid(q_i.k_j/sqrt(Dh)) for j <= i, positions p_ij = sum_{t=j..i} g_it
-    clamped at npos - 1, term z_i[p_ij] with z_i[p] = q_i . e[p] interpolated between floor and ceil."""
-
-    def __init__(self, npos, d_head):
-        super().__init__()
-        self.pos_emb = nn.Parameter(torch.zeros(npos, d_head))
-
-    def forward(self, q, gate_logits, future):  # q (B, H, T, Dh), gate_logits (B, H, T, T), future (T, T) bool
-        npos = self.pos_emb.shape[0]
-        gates = torch.sigmoid(gate_logits).masked_fill(future, 0.0)
-        pos = gates.flip(-1).cumsum(-1).flip(-1).clamp(max=npos - 1)  # reverse cumsum along the keys
-        z = q @ self.pos_emb.t()  # (B, H, T, npos)
-        lo, hi = pos.floor(), pos.ceil()
-        z_lo, z_hi = z.gather(-1, lo.long()), z.gather(-1, hi.long())
-        w = pos - lo
-        return z_lo + w * (z_hi - z_lo)
-
-
-class Attention(nn.Module):
-    def __init__(self, d, heads, pe, npos, sdpa):
-        super().__init__()
-        self.heads, self.rope = heads, pe == "rope"
-        self.cope = CoPE(npos, d // heads) if pe == "cope" else None
-        self.sdpa = sdpa and self.cope is None and hasattr(F, "scaled_dot_product_attention")
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-
-    def forward(self, x):
-        B, T, D = x.shape
-        Dh = D // self.heads
-        q, k, v = self.qkv(x).view(B, T, 3, self.heads, Dh).permute(2, 0, 3, 1, 4)  # each (B, H, T, Dh)
-        if self.rope:
-            q, k = rope(q), rope(k)
-        if self.sdpa:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            scaled = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(Dh))  # (B, H, T, T)
-            future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-            att = scaled if self.cope is None else scaled + self.cope(q, scaled, future)
-            y = att.masked_fill(future, float("-inf")).softmax(-1) @ v
-        return self.proj(y.transpose(1, 2).reshape(B, T, D))
-
-
-class Block(nn.Module):
-    def __init__(self, d, heads, pe, npos, sdpa):
-        super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(d, eps=1e-5), nn.LayerNorm(d, eps=1e-5)
-        self.attn = Attention(d, heads, pe, npos, sdpa)
-        self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))  # exact (erf) GELU
-
-
-class LM(nn.Module):
-    def __init__(self, m, pe, sdpa):
-        super().__init__()
-        self.embed = nn.Embedding(m["vocab"], m["d"])
-        self.pe = nn.Embedding(m["ctx"], m["d"]) if pe == "abs" else None
-        self.blocks = nn.ModuleList([Block(m["d"], m["h"], pe, m["npos"], sdpa) for _ in range(m["layers"])])
-        self.norm_f = nn.LayerNorm(m["d"], eps=1e-5)
-        self.head = nn.Linear(m["d"], m["vocab"], bias=False)
-
-    def forward(self, ids):  # (B, T) int64 -> logits (B, T, vocab)
-        x = self.embed(ids)
-        if self.pe is not None:
-            x = x + self.pe.weight[: ids.shape[1]]
-        for b in self.blocks:
-            x = b(x)
-        return self.head(self.norm_f(x))
+def build_model(m, pe, sdpa):
+    """The benchmark model: lm_ref.py's LM (the one model definition of the PyTorch reference)
+    at the benchmark's shape, without dropout, d_ff = 4d."""
+    return LM(vocab=m["vocab"], pe=pe, d_model=m["d"], layers=m["layers"], heads=m["h"], d_ff=4 * m["d"],
+              context=m["ctx"], npos=m["npos"], dropout=0.0, sdpa=sdpa)
 
 
 def flop_per_token(m):
@@ -213,7 +141,7 @@ def main():
             sys.exit(f"[bench_train] unknown encoding '{pe}'. HINT: abs, rope or cope")
         reset_peak_rss()
         torch.manual_seed(0)
-        model = LM(m, pe, sdpa=not args.no_sdpa)
+        model = build_model(m, pe, sdpa=not args.no_sdpa)
         gen = torch.Generator().manual_seed(DATA_SEED)
         ids = torch.randint(0, m["vocab"], (m["batch"], m["ctx"]), generator=gen)
         targets = torch.randint(0, m["vocab"], (tokens,), generator=gen)

@@ -200,13 +200,18 @@ class CoPE(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, d, heads, pe, context, npos, dropout):
+    """sdpa: abs and rope call F.scaled_dot_product_attention(is_causal=True) instead of writing
+    the attention out (bench_train.py's speed comparison; rel and cope need the logits)."""
+
+    def __init__(self, d, heads, pe, context, npos, dropout, sdpa=False):
         super().__init__()
         self.heads, self.dropout = heads, dropout
         parts = pe.split("+")
         self.rope = "rope" in parts
         self.rel = RelPE(context, d // heads) if "rel" in parts else None
         self.cope = CoPE(npos, d // heads) if "cope" in parts else None
+        self.sdpa = (sdpa and self.rel is None and self.cope is None
+                     and hasattr(F, "scaled_dot_product_attention"))
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
 
     def forward(self, x):
@@ -215,6 +220,10 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, Dh).permute(2, 0, 3, 1, 4)  # each (B, H, T, Dh)
         if self.rope:
             q, k = rope(q), rope(k)
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                               is_causal=True)
+            return self.proj(y.transpose(1, 2).reshape(B, T, D))
         scale = 1.0 / math.sqrt(Dh)
         scaled = (q * scale) @ k.transpose(-1, -2)  # (B, H, T, T)
         future = torch.ones(T, T, dtype=torch.bool).triu(1)
@@ -239,10 +248,10 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, d, heads, d_ff, pe, context, npos, dropout):
+    def __init__(self, d, heads, d_ff, pe, context, npos, dropout, sdpa=False):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(d, eps=1e-5), nn.LayerNorm(d, eps=1e-5)
-        self.attn = Attention(d, heads, pe, context, npos, dropout)
+        self.attn = Attention(d, heads, pe, context, npos, dropout, sdpa)
         self.mlp = MLP(d, d_ff)
         self.drop = nn.Dropout(dropout)
 
@@ -252,12 +261,13 @@ class Block(nn.Module):
 
 
 class LM(nn.Module):
-    def __init__(self, vocab, pe, d_model, layers, heads, d_ff, context, npos, dropout, **_):
+    def __init__(self, vocab, pe, d_model, layers, heads, d_ff, context, npos, dropout, sdpa=False, **_):
         super().__init__()
         self.embed = nn.Embedding(vocab, d_model)  # ~ N(0, 1)
         self.pe = nn.Embedding(context, d_model) if pe == "abs" else None
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList([Block(d_model, heads, d_ff, pe, context, npos, dropout) for _ in range(layers)])
+        self.blocks = nn.ModuleList([Block(d_model, heads, d_ff, pe, context, npos, dropout, sdpa)
+                                     for _ in range(layers)])
         self.norm_f = nn.LayerNorm(d_model, eps=1e-5)
         self.head = nn.Linear(d_model, vocab, bias=False)
 
@@ -469,7 +479,18 @@ def self_test():
             one, n_one = evaluate(model, tokens, 12, 5, batch=1)
             many, n_many = evaluate(model, tokens, 12, 5, batch=8)
             assert n_one == n_many == 60 and abs(one - many) < 1e-4 * abs(one), (pe, one, many)
-    print("lm_ref self-test: ok (windows, CoPE term, causality of every encoding, batched evaluation)")
+    # the SDPA path (PyTorch 2.x; bench_train.py) gives the written-out attention's logits
+    if hasattr(F, "scaled_dot_product_attention"):
+        for pe in ["abs", "rope"]:
+            torch.manual_seed(3)
+            plain = LM(50, pe, d_model=16, layers=2, heads=2, d_ff=32, context=8, npos=4, dropout=0.0).eval()
+            fast = LM(50, pe, d_model=16, layers=2, heads=2, d_ff=32, context=8, npos=4, dropout=0.0, sdpa=True).eval()
+            fast.load_state_dict(plain.state_dict())
+            assert fast.blocks[0].attn.sdpa and not plain.blocks[0].attn.sdpa
+            ids = torch.randint(0, 50, (2, 8))
+            with torch.no_grad():
+                assert torch.allclose(plain(ids), fast(ids), atol=1e-5), pe
+    print("lm_ref self-test: ok (windows, CoPE term, causality of every encoding, batched evaluation, SDPA path)")
 
 
 # ----------------------------------------------------------------------------- main
