@@ -207,6 +207,13 @@ void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& tar
                                 logits.size(0), logits.size(1), scale, ignore_index, stream(dev));
 }
 
+void CudaBackend::rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer,
+                               int64_t t, int64_t p, bool inverse) {
+  const int dev = index_of(x, "rotate_pairs");
+  DeviceGuard g(dev);
+  launch_rotate_pairs(x.dtype(), ptr(x), ptr(cs), ptr(sn), ptr(out), outer, t, p, inverse, stream(dev));
+}
+
 void CudaBackend::cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) {
   const int dev = index_of(x, "cumsum");
   DeviceGuard g(dev);

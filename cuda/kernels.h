@@ -69,6 +69,10 @@ void launch_cross_entropy_backward(DType dtype, const void* logits, const int64_
 void launch_cumsum(DType dtype, const void* x, void* out, int64_t outer, int64_t n, int64_t inner, bool reverse,
                    cudaStream_t stream);
 
+// rotate.cu: x, out [outer, t, p, 2], cs, sn [t, p], all contiguous (Backend::rotate_pairs)
+void launch_rotate_pairs(DType dtype, const void* x, const void* cs, const void* sn, void* out, int64_t outer,
+                         int64_t t, int64_t p, bool inverse, cudaStream_t stream);
+
 // index.cu (index: i64, every entry already checked to lie in [0, n))
 void launch_index_select(DType dtype, const void* x, const int64_t* index, int64_t k, void* out, int64_t outer,
                          int64_t n, int64_t inner, cudaStream_t stream);  // any dtype

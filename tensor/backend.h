@@ -76,6 +76,13 @@ class Backend {
   virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
                                       const Tensor& dlogits, double scale, int64_t ignore_index) = 0;
 
+  // Rotary position embedding: contiguous x viewed as [outer, t, p, 2], each pair (x0, x1) at
+  // row i, pair m turned by the angle whose cosine and sine are cs[i, m] and sn[i, m] (cs, sn
+  // contiguous [t, p], x's dtype): out0 = x0 cs - x1 sn, out1 = x0 sn + x1 cs. inverse turns
+  // by minus the angle (the transpose of the rotation: the backward). out is contiguous.
+  virtual void rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer,
+                            int64_t t, int64_t p, bool inverse) = 0;
+
   // x viewed as [outer, n, inner]; prefix sums along the middle axis (suffix sums if reverse).
   virtual void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) = 0;
 

@@ -137,6 +137,12 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
 // Inclusive prefix sum along dim; reverse = suffix sum (out[i] = sum_{j>=i} x[j]).
 Tensor cumsum(const Tensor& x, int64_t dim, bool reverse = false);
 
+// ---------------- rotation (ops/rotate.cpp) ----------------
+// x [..., t, 2p]: each pair (x[.., i, 2m], x[.., i, 2m+1]) turned by the angle with cosine
+// cs[i, m] and sine sn[i, m] (cs, sn [t, p], x's dtype and device; no gradient reaches them);
+// inverse turns by minus the angle. RoPE (nn/pe/rope.h) is this with its angle tables.
+Tensor rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, bool inverse = false);
+
 // ---------------- normalisation (ops/norm.cpp) ----------------
 // Over the last dim: (x - mean) / sqrt(var + eps) * weight + bias (weight/bias optional).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);

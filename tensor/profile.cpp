@@ -204,6 +204,11 @@ class TimingBackend final : public Backend {
     Scope s("cross_entropy_backward", 0, bytes_of(logits, targets, lse, dlogits));
     in_.cross_entropy_backward(logits, targets, lse, dlogits, scale, ignore_index);
   }
+  void rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer, int64_t t,
+                    int64_t p, bool inverse) override {
+    Scope s("rotate_pairs", 0, bytes_of(x, cs, sn, out));
+    in_.rotate_pairs(x, cs, sn, out, outer, t, p, inverse);
+  }
   void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override {
     Scope s("cumsum", 0, bytes_of(x, out));
     in_.cumsum(x, out, outer, n, inner, reverse);

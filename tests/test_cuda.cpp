@@ -450,6 +450,20 @@ TEST(Cuda, Cumsum) {
       }
 }
 
+TEST(Cuda, RotatePairs) {
+  SKIP_WITHOUT_GPU();
+  const int64_t outer = 6, t = 33, p = 8;
+  for (DType dt : {DType::f32, DType::f64})
+    for (bool inverse : {false, true}) {
+      Tensor x = rnd({outer, t, p, 2}, dt), cs = rnd({t, p}, dt), sn = rnd({t, p}, dt);
+      Tensor want = Tensor::empty(x.shape(), dt);
+      cpu().rotate_pairs(x, cs, sn, want, outer, t, p, inverse);
+      Tensor got = poisoned(x.shape(), dt, kGPU);
+      gpu().rotate_pairs(on_gpu(x), on_gpu(cs), on_gpu(sn), got, outer, t, p, inverse);
+      expect_close(want, got, tolerance(dt), fmt::format("rotate_pairs {} inverse={}", dtype_name(dt), inverse));
+    }
+}
+
 TEST(Cuda, IndexSelectAndAdd) {
   SKIP_WITHOUT_GPU();
   const int64_t outer = 3, n = 6, inner = 5;

@@ -554,6 +554,30 @@ std::vector<OpCase> all_cases() {
              [=](const Inputs& x) { return scatter_add(x[0], 1, gidx1, x[1]); })
                .with_ref([=](const Inputs& x) { return ref_scatter_add(x[0], 1, gidx1, x[1]); }));
 
+  // ---- rotation (RoPE's kernel): x [.., t, 2p] turned pair by pair by fixed angles ----
+  {
+    const Tensor angles = from_vector(std::vector<double>{0.3, -1.2, 2.0, 0.0, 0.7, -2.9, 1.5, 3.1, -0.4, 0.9, 2.6, -1.7},
+                                      {4, 3});
+    const Tensor cs64 = cos(angles), sn64 = sin(angles);
+    for (bool inverse : {false, true})
+      add_case(C("rotate_pairs", inverse ? "inverse" : "forward", {{2, 4, 6}},
+                 [=](const Inputs& x) {
+                   return rotate_pairs(x[0], cs64.to(x[0].dtype()), sn64.to(x[0].dtype()), inverse);
+                 })
+                   .with_ref([=](const Inputs& x) {
+                     Arr a = arr(x[0]), c = arr(cs64), s = arr(sn64);
+                     Arr r{a.shape, std::vector<double>(a.v.size())};
+                     const size_t t = 4, p = 3;
+                     for (size_t e = 0; e < a.v.size(); e += 2) {
+                       const size_t row = (e / (2 * p)) % t, m = (e / 2) % p;
+                       const double cv = c.v[row * p + m], sv = (inverse ? -1 : 1) * s.v[row * p + m];
+                       r.v[e] = a.v[e] * cv - a.v[e + 1] * sv;
+                       r.v[e + 1] = a.v[e] * sv + a.v[e + 1] * cv;
+                     }
+                     return tensor_of(r);
+                   }));
+  }
+
   // ---- scans ----
   for (int64_t d : {0, 1, -1})
     for (bool rev : {false, true}) {

@@ -32,6 +32,11 @@ std::pair<Tensor, Tensor> rope_tables(int64_t offset, int64_t n, int64_t Dh, dou
 }
 
 Tensor rope_apply(const Tensor& x, const Tensor& cs, const Tensor& sn) {
+  check_even(x.size(-1));
+  return rotate_pairs(x, cs, sn);
+}
+
+Tensor rope_apply_reference(const Tensor& x, const Tensor& cs, const Tensor& sn) {
   const int64_t T = x.size(-2), Dh = x.size(-1), P = Dh / 2;
   check_even(Dh);
   COPPER_CHECK(cs.shape() == (Shape{T, P}) && sn.shape() == (Shape{T, P}), "rope",

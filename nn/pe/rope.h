@@ -11,8 +11,12 @@ namespace copper::nn {
 // cos and sin of the angles for positions offset..offset+n-1: two (n, Dh/2) tables,
 // angle(t, m) = t · base^(-2m/Dh), computed in f64 and cast to dtype.
 std::pair<Tensor, Tensor> rope_tables(int64_t offset, int64_t n, int64_t Dh, double base, DType dtype);
-// x (..., T, Dh) rotated by the tables cs, sn (T, Dh/2) (row t for x's row t).
+// x (..., T, Dh) rotated by the tables cs, sn (T, Dh/2) (row t for x's row t): one pass of
+// the rotate_pairs kernel (tensor/ops.h), forward and backward.
 Tensor rope_apply(const Tensor& x, const Tensor& cs, const Tensor& sn);
+// The same, composed of elementwise ops over the even and odd features (x0 cs - x1 sn,
+// x0 sn + x1 cs, stacked back into pairs): the readable reference rope_apply is tested against.
+Tensor rope_apply_reference(const Tensor& x, const Tensor& cs, const Tensor& sn);
 // The readable reference: x (..., T, Dh) with Dh even, row t at position offset + t.
 Tensor rope_rotate(const Tensor& x, double base = 10000, int64_t offset = 0);
 

@@ -34,6 +34,8 @@ class CpuBackend final : public Backend {
                      int64_t ignore_index) override;
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlogits,
                               double scale, int64_t ignore_index) override;
+  void rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer, int64_t t,
+                    int64_t p, bool inverse) override;
   void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override;
   void index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
                     int64_t inner) override;

@@ -1,0 +1,33 @@
+// rotate.cpp — rotate_pairs, the rotation behind rotary position embeddings (RoPE).
+// A rotation's transpose is the rotation by minus the angle, so the gradient of
+// out = R(angle) x is dx = R(-angle) g: the backward is the same kernel with `inverse`.
+// The tables take no gradient (RoPE's are fixed buffers).
+#include "tensor/ops/common.h"
+
+namespace copper {
+
+using namespace detail;
+
+Tensor rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, bool inverse) {
+  const char* op = "rotate_pairs";
+  check_float(op, x);
+  check_same(op, x, cs);
+  check_same(op, x, sn);
+  COPPER_CHECK(x.dim() >= 2 && x.size(-1) % 2 == 0, op,
+               "x must be [..., t, 2p] with an even last dim, got {}. HINT: the features are turned in pairs",
+               x.repr_shape());
+  const int64_t t = x.size(-2), p = x.size(-1) / 2;
+  COPPER_CHECK(cs.shape() == (Shape{t, p}) && sn.shape() == (Shape{t, p}), op,
+               "tables {} and {} must be [{}, {}] for x {}", cs.repr_shape(), sn.repr_shape(), t, p, x.repr_shape());
+  COPPER_CHECK(!cs.requires_grad() && !sn.requires_grad(), op,
+               "the cos/sin tables take no gradient here. HINT: pass them detached (.detach())");
+  Tensor xc = x.contiguous();
+  const Tensor c = cs.contiguous(), s = sn.contiguous();
+  Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+  backend_of(xc).rotate_pairs(xc, c, s, out, xc.numel() / (t * 2 * p), t, p, inverse);
+  record_op("rotate_pairs", out, {x},
+            [c, s, inverse](const Tensor& g) { return std::vector<Tensor>{rotate_pairs(g, c, s, !inverse)}; });
+  return out;
+}
+
+}  // namespace copper
