@@ -38,9 +38,12 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& js) {
                "config needs 'task' and 'model' objects");
   COPPER_CHECK(js.at("model").is_object() && js.at("model").contains("vocab"), "task",
                "config's 'model' has no 'vocab'. HINT: the vocabulary size is required");
+  // A run's config.json also lists the task's tokens under "vocab", for readers: not a field.
+  nlohmann::json fields = js;
+  fields.erase("vocab");
   TrainConfig c;
   c.preset = "custom";
-  config::from_json(c, js, "task config");
+  config::from_json(c, fields, "task config");
   c.schedule.validate();
   return c;
 }

@@ -79,7 +79,8 @@ struct TrainConfig {
   }
   nlohmann::json to_json() const;
   // Keys missing from js keep their defaults (preset: "custom"); 'task' and 'model' are
-  // required; an unknown key or a value of the wrong type is an error naming it.
+  // required; a run's extra "vocab" list is skipped; an unknown key or a value of the wrong
+  // type is an error naming it.
   static TrainConfig from_json(const nlohmann::json& js);
 };
 

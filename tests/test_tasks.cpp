@@ -323,6 +323,10 @@ TEST(TaskPresets, TrainConfigJsonRoundTripsAndRejectsUnknownKeys) {
   EXPECT_EQ(TrainConfig::from_json(js).to_json(), js);
   EXPECT_FALSE(js.at("task").contains("pairs")) << "the task's JSON holds only its own fields";
 
+  nlohmann::json with_vocab = js;  // as a run's config.json has it
+  with_vocab["vocab"] = {"a", "b"};
+  EXPECT_EQ(TrainConfig::from_json(with_vocab).to_json(), js);
+
   nlohmann::json typo = js;
   typo["bacth"] = 8;
   expect_error([&] { TrainConfig::from_json(typo); }, "bacth");
