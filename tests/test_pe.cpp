@@ -346,6 +346,9 @@ TEST(RoPE, FusedKernelMatchesTheComposedReference) {
     sum(mul(ref, w)).backward();
     EXPECT_LT(max_abs_diff(x1.grad(), x2.grad()), tol);
   }
+  // no positions: an empty result, not a division by zero
+  auto [cs0, sn0] = rope_tables(0, 0, 8, 10000, DType::f32);
+  EXPECT_EQ(rope_apply(zeros({2, 0, 8}, DType::f32), cs0, sn0).shape(), (Shape{2, 0, 8}));
 }
 
 // transform_qk at offsets: q rotated from t0, k from 0, equal to rows of one rotation.

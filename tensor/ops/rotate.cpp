@@ -24,7 +24,9 @@ Tensor rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, bool in
   Tensor xc = x.contiguous();
   const Tensor c = cs.contiguous(), s = sn.contiguous();
   Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
-  backend_of(xc).rotate_pairs(xc, c, s, out, xc.numel() / (t * 2 * p), t, p, inverse);
+  int64_t outer = 1;  // the dims before [t, 2p]
+  for (int64_t d = 0; d + 2 < xc.dim(); ++d) outer *= xc.size(d);
+  backend_of(xc).rotate_pairs(xc, c, s, out, outer, t, p, inverse);
   record_op("rotate_pairs", out, {x},
             [c, s, inverse](const Tensor& g) { return std::vector<Tensor>{rotate_pairs(g, c, s, !inverse)}; });
   return out;
