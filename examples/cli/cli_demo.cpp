@@ -24,6 +24,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -105,6 +106,17 @@ pid_t spawn_self(const std::vector<std::string>& args) {
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw Error(fmt::format("[demo] cannot start {}: {}", exe, std::strerror(rc)));
   return pid;
+}
+
+// Stop the children still running (SIGTERM: each writes its checkpoint and exits) and wait
+// for them, so that none outlives the demo.
+void stop_children(const std::map<pid_t, std::string>& running) {
+  for (const auto& [pid, pe] : running) kill(pid, SIGTERM);
+  for (const auto& [pid, pe] : running) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
 }
 
 // Mean CoPE gate of the last query per key token, for one head, over a set of examples.
@@ -292,6 +304,7 @@ void run_selective_copy_demo(const std::string& out_dir, std::optional<int64_t> 
     running.erase(it);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      stop_children(running);  // the demo ends here: no run goes on training behind it
       throw ExitError(code >= 128 ? code : kExitRuntime,
                       fmt::format("the {} run of the demo stopped with exit code {} (its messages are above)", pe, code));
     }
@@ -303,7 +316,7 @@ void run_selective_copy_demo(const std::string& out_dir, std::optional<int64_t> 
     results[pe] = res;
   }
   for (const std::string& pe : kDemoEncodings) cmp["runs"].push_back(results.at(pe));
-  fmt::print(out, "  all three in {:.0f} s\n",
+  fmt::print(out, "  all {} in {:.0f} s\n", kDemoEncodings.size(),
              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   fmt::print(out, "\n{}\n{}\n", tasks::comparison_table(cmp), verdict(cmp));
 
