@@ -125,16 +125,11 @@ std::string preset_table() {
 // A TrainConfig JSON file (--config): what `copper task train` writes as config.json, whose
 // extra "vocab" list (the task's tokens) must match the task if present.
 tasks::TrainConfig read_train_config(const std::string& path) {
-  nlohmann::json js = read_json_file(path, "config");
-  nlohmann::json vocab;
+  const nlohmann::json js = read_json_file(path, "config");
+  tasks::TrainConfig c = tasks::TrainConfig::from_json(js);  // skips "vocab"
   if (js.contains("vocab")) {
-    vocab = js["vocab"];
-    js.erase("vocab");
-  }
-  tasks::TrainConfig c = tasks::TrainConfig::from_json(js);
-  if (!vocab.is_null()) {
     const auto task = tasks::make_task(c.task);
-    COPPER_CHECK(vocab == nlohmann::json(task->vocab()), "config",
+    COPPER_CHECK(js.at("vocab") == nlohmann::json(task->vocab()), "config",
                  "'{}': its \"vocab\" list does not match the tokens of task {} as configured. HINT: remove the "
                  "\"vocab\" key (it is written for reading, and is not needed to train)",
                  path, c.task.task);
