@@ -29,9 +29,8 @@ namespace {
 
 // Blocks are 64-byte aligned (a cache line, and an AVX-512 vector) and cached
 // (tensor/caching_allocator.h): fresh pages from the OS cost a page fault and a page clear
-// each. Before a cache served varying sizes, 60 counting steps spent 17.6 s in the kernel
-// against 15.4 s of user time (docs/PERF.md). Classes are 64 bytes apart up to 4 KiB; the
-// cache holds at most 4 GiB.
+// each (docs/PERF.md, "The CPU allocator and sequences of varying length"). Classes are 64
+// bytes apart up to 4 KiB; the cache holds at most 4 GiB.
 constexpr SizeClasses kCpuClasses{64, 4096};
 constexpr size_t kCpuAlignment = 64;
 constexpr int64_t kCpuMaxCached = int64_t(4) << 30;

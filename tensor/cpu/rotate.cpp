@@ -1,7 +1,7 @@
 // rotate.cpp — rotary position embedding in one pass: each pair (x0, x1) of a row turned by
-// that row's angle (Backend::rotate_pairs). The composed form it replaces, six elementwise
-// ops and a stack over strided views, is nn::rope_apply_reference (nn/pe/rope.h), which the
-// tests compare it with.
+// that row's angle (Backend::rotate_pairs). The same rotation composed of six elementwise ops
+// and a stack over strided views is nn::rope_apply_reference (nn/pe/rope.h), which the tests
+// compare this kernel with.
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/loops.h"
 
