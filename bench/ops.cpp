@@ -11,7 +11,7 @@
 //   softmax, layer_norm, cumsum_rev, gelu: rows/s and GB/s on transformer-sized shapes
 //   causal_softmax  attention's masked softmax as one op vs masked_fill + softmax
 //   cope        CoPE's gates -> positions -> logit term, forward and backward, the fused op vs
-//               the composed reference (nn/pe/cope_fused.cpp, nn/pe/cope.cpp)
+//               the composed reference (tensor/ops/cope.cpp, nn/pe/cope.cpp)
 //   interleave  matmul and add in alternation vs each alone: shows thread pools fighting
 // Traffic counted for GB/s: the arrays an op must read and write once each (add: 3,
 // memcpy: 2); the hardware may move more (a write first reads its cache line).

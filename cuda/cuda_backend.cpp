@@ -214,6 +214,23 @@ void CudaBackend::rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& 
   launch_rotate_pairs(x.dtype(), ptr(x), ptr(cs), ptr(sn), ptr(out), outer, t, p, inverse, stream(dev));
 }
 
+void CudaBackend::cope_positions(const Tensor& gate_logits, const Tensor& z, const Tensor& term, const Tensor& gates,
+                                 const Tensor& pos, int64_t rows, int64_t Tq, int64_t Tk, int64_t t0, int64_t npos) {
+  const int dev = index_of(gate_logits, "cope_positions");
+  DeviceGuard g(dev);
+  launch_cope_positions(gate_logits.dtype(), ptr(gate_logits), ptr(z), ptr(term), ptr(gates), ptr(pos), rows, Tq, Tk,
+                        t0, npos, stream(dev));
+}
+
+void CudaBackend::cope_positions_backward(const Tensor& dterm, const Tensor& z, const Tensor& gates, const Tensor& pos,
+                                          const Tensor& dgate_logits, const Tensor& dz, int64_t rows, int64_t Tq,
+                                          int64_t Tk, int64_t t0, int64_t npos) {
+  const int dev = index_of(dterm, "cope_positions_backward");
+  DeviceGuard g(dev);
+  launch_cope_positions_backward(dterm.dtype(), ptr(dterm), ptr(z), ptr(gates), ptr(pos), ptr(dgate_logits), ptr(dz),
+                                 rows, Tq, Tk, t0, npos, stream(dev));
+}
+
 void CudaBackend::cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) {
   const int dev = index_of(x, "cumsum");
   DeviceGuard g(dev);

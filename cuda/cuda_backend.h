@@ -4,7 +4,7 @@
 // sizes and strides, and queues the kernel on that GPU's stream through a launcher of
 // cuda/kernels.h, whose kernels live one family per file as on the CPU: copy.cu (copy, fill),
 // elementwise.cu (unary, binary, where), reduce.cu, softmax.cu (softmax, causal softmax,
-// cross-entropy), scan.cu, index.cu, norm.cu, optim.cu; gemm.cpp calls cuBLAS. The methods
+// cross-entropy), scan.cu, rotate.cu, cope.cu, index.cu, norm.cu, optim.cu; gemm.cpp calls cuBLAS. The methods
 // return before the GPU has finished; transfer to the host and synchronize wait.
 #pragma once
 #include "tensor/backend.h"
@@ -37,6 +37,11 @@ class CudaBackend final : public Backend {
                               double scale, int64_t ignore_index) override;
   void rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer, int64_t t,
                     int64_t p, bool inverse) override;
+  void cope_positions(const Tensor& gate_logits, const Tensor& z, const Tensor& term, const Tensor& gates,
+                      const Tensor& pos, int64_t rows, int64_t Tq, int64_t Tk, int64_t t0, int64_t npos) override;
+  void cope_positions_backward(const Tensor& dterm, const Tensor& z, const Tensor& gates, const Tensor& pos,
+                               const Tensor& dgate_logits, const Tensor& dz, int64_t rows, int64_t Tq, int64_t Tk,
+                               int64_t t0, int64_t npos) override;
   void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override;
   void index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
                     int64_t inner) override;

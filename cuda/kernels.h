@@ -69,6 +69,14 @@ void launch_cross_entropy_backward(DType dtype, const void* logits, const int64_
 void launch_cumsum(DType dtype, const void* x, void* out, int64_t outer, int64_t n, int64_t inner, bool reverse,
                    cudaStream_t stream);
 
+// cope.cu: CoPE's counted positions, rows [rows, Tk] and tables z [rows, npos], all contiguous
+// (Backend::cope_positions and its backward)
+void launch_cope_positions(DType dtype, const void* gate_logits, const void* z, void* term, void* gates, void* pos,
+                           int64_t rows, int64_t Tq, int64_t Tk, int64_t t0, int64_t npos, cudaStream_t stream);
+void launch_cope_positions_backward(DType dtype, const void* dterm, const void* z, const void* gates, const void* pos,
+                                    void* dgate_logits, void* dz, int64_t rows, int64_t Tq, int64_t Tk, int64_t t0,
+                                    int64_t npos, cudaStream_t stream);
+
 // rotate.cu: x, out [outer, t, p, 2], cs, sn [t, p], all contiguous (Backend::rotate_pairs)
 void launch_rotate_pairs(DType dtype, const void* x, const void* cs, const void* sn, void* out, int64_t outer,
                          int64_t t, int64_t p, bool inverse, cudaStream_t stream);

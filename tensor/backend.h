@@ -83,6 +83,16 @@ class Backend {
   virtual void rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer,
                             int64_t t, int64_t p, bool inverse) = 0;
 
+  // CoPE's counted positions (tensor/ops/cope.cpp has the formulas). Row r of `rows` is query
+  // i = t0 + r % Tq over Tk keys: gate_logits, term, gates, pos [rows, Tk]; z [rows, npos]. The
+  // backward writes dgate_logits [rows, Tk] and dz [rows, npos] from dterm [rows, Tk] and the
+  // forward's z, gates and (clamped) positions.
+  virtual void cope_positions(const Tensor& gate_logits, const Tensor& z, const Tensor& term, const Tensor& gates,
+                              const Tensor& pos, int64_t rows, int64_t Tq, int64_t Tk, int64_t t0, int64_t npos) = 0;
+  virtual void cope_positions_backward(const Tensor& dterm, const Tensor& z, const Tensor& gates, const Tensor& pos,
+                                       const Tensor& dgate_logits, const Tensor& dz, int64_t rows, int64_t Tq,
+                                       int64_t Tk, int64_t t0, int64_t npos) = 0;
+
   // x viewed as [outer, n, inner]; prefix sums along the middle axis (suffix sums if reverse).
   virtual void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) = 0;
 

@@ -143,6 +143,19 @@ Tensor cumsum(const Tensor& x, int64_t dim, bool reverse = false);
 // inverse turns by minus the angle. RoPE (nn/pe/rope.h) is this with its angle tables.
 Tensor rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, bool inverse = false);
 
+// ---------------- counted positions (ops/cope.cpp) ----------------
+// CoPE's positions and position logits (nn/pe/cope.h) in one op. gate_logits [..., Tq, Tk]
+// are the gates' logits of Tq queries at absolute positions [t0, t0 + Tq) over Tk keys; z
+// [..., Tq, npos] is each query's logit for every integer position (q·e[p]). For query i and
+// key j <= i: gates g_j = sigmoid(l_j), positions p_j = min(sum_{t=j..i} g_t, npos - 1), and
+// term_j = z at p_j, linearly interpolated between floor p_j and ceil p_j. Keys j > i get gate
+// 0, position 0 and term z[0]. The term is differentiable in both inputs; gates and positions
+// are returned for inspection and take no gradient.
+struct CopePositions {
+  Tensor term, gates, positions;  // each [..., Tq, Tk], in the inputs' dtype
+};
+CopePositions cope_positions(const Tensor& gate_logits, const Tensor& z, int64_t t0 = 0);
+
 // ---------------- normalisation (ops/norm.cpp) ----------------
 // Over the last dim: (x - mean) / sqrt(var + eps) * weight + bias (weight/bias optional).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);

@@ -209,6 +209,19 @@ class TimingBackend final : public Backend {
     Scope s("rotate_pairs", 0, bytes_of(x, cs, sn, out));
     in_.rotate_pairs(x, cs, sn, out, outer, t, p, inverse);
   }
+  // About 10 flops per visible (query, key) pair each way: half of the rows x keys on average.
+  void cope_positions(const Tensor& gate_logits, const Tensor& z, const Tensor& term, const Tensor& gates,
+                      const Tensor& pos, int64_t rows, int64_t Tq, int64_t Tk, int64_t t0, int64_t npos) override {
+    Scope s("cope_positions", 10.0 * double(rows) * double(Tk) / 2, bytes_of(gate_logits, z, term, gates, pos));
+    in_.cope_positions(gate_logits, z, term, gates, pos, rows, Tq, Tk, t0, npos);
+  }
+  void cope_positions_backward(const Tensor& dterm, const Tensor& z, const Tensor& gates, const Tensor& pos,
+                               const Tensor& dgate_logits, const Tensor& dz, int64_t rows, int64_t Tq, int64_t Tk,
+                               int64_t t0, int64_t npos) override {
+    Scope s("cope_positions_backward", 10.0 * double(rows) * double(Tk) / 2,
+            bytes_of(dterm, z, gates, pos, dgate_logits, dz));
+    in_.cope_positions_backward(dterm, z, gates, pos, dgate_logits, dz, rows, Tq, Tk, t0, npos);
+  }
   void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override {
     Scope s("cumsum", 0, bytes_of(x, out));
     in_.cumsum(x, out, outer, n, inner, reverse);

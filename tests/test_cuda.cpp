@@ -464,6 +464,36 @@ TEST(Cuda, RotatePairs) {
     }
 }
 
+// CoPE's counted positions: a row longer than one warp (the kernel scans 32 keys at a time),
+// queries at an offset (a KV cache), and npos small enough that the clamp bites.
+TEST(Cuda, CopePositions) {
+  SKIP_WITHOUT_GPU();
+  struct Case { int64_t rows, Tq, Tk, t0, npos; };
+  for (DType dt : {DType::f32, DType::f64})
+    for (Case c : {Case{24, 70, 70, 0, 8}, Case{10, 5, 77, 72, 65}, Case{6, 3, 40, 1, 64}}) {
+      const std::string name = fmt::format("cope_positions {} Tq={} Tk={} t0={} npos={}", dtype_name(dt), c.Tq, c.Tk,
+                                           c.t0, c.npos);
+      Tensor lg = rnd({c.rows, c.Tk}, dt), z = rnd({c.rows, c.npos}, dt), dterm = rnd({c.rows, c.Tk}, dt);
+      Tensor term = Tensor::empty(lg.shape(), dt), gates = Tensor::empty(lg.shape(), dt),
+             pos = Tensor::empty(lg.shape(), dt);
+      cpu().cope_positions(lg, z, term, gates, pos, c.rows, c.Tq, c.Tk, c.t0, c.npos);
+      Tensor gterm = poisoned(lg.shape(), dt, kGPU), ggates = poisoned(lg.shape(), dt, kGPU),
+             gpos = poisoned(lg.shape(), dt, kGPU);
+      gpu().cope_positions(on_gpu(lg), on_gpu(z), gterm, ggates, gpos, c.rows, c.Tq, c.Tk, c.t0, c.npos);
+      expect_close(term, gterm, tolerance(dt), name + " term");
+      expect_close(gates, ggates, tolerance(dt), name + " gates");
+      expect_close(pos, gpos, tolerance(dt), name + " positions");
+      // The backward from the CPU's saved gates and positions, so that both sides start equal.
+      Tensor dl = Tensor::empty(lg.shape(), dt), dz = Tensor::empty(z.shape(), dt);
+      cpu().cope_positions_backward(dterm, z, gates, pos, dl, dz, c.rows, c.Tq, c.Tk, c.t0, c.npos);
+      Tensor gdl = poisoned(lg.shape(), dt, kGPU), gdz = poisoned(z.shape(), dt, kGPU);
+      gpu().cope_positions_backward(on_gpu(dterm), on_gpu(z), on_gpu(gates), on_gpu(pos), gdl, gdz, c.rows, c.Tq,
+                                    c.Tk, c.t0, c.npos);
+      expect_close(dl, gdl, tolerance(dt), name + " dgate_logits");
+      expect_close(dz, gdz, tolerance(dt), name + " dz");
+    }
+}
+
 TEST(Cuda, IndexSelectAndAdd) {
   SKIP_WITHOUT_GPU();
   const int64_t outer = 3, n = 6, inner = 5;

@@ -578,6 +578,32 @@ std::vector<OpCase> all_cases() {
                    }));
   }
 
+  // ---- counted positions (CoPE's kernel): 3 queries at positions 2..4 over 5 keys, npos 3 ----
+  // (npos 3 makes the clamp bite: a query far from key 0 counts more than 2 gates of ~0.5.)
+  {
+    const int64_t t0 = 2;
+    add_case(C("cope_positions", "queries 2..4 of 5 keys, clamped at 2", {{2, 3, 5}, {2, 3, 3}},
+               [=](const Inputs& x) { return cope_positions(x[0], x[1], t0).term; })
+                 .with_ref([=](const Inputs& x) {
+                   Arr l = arr(x[0]), z = arr(x[1]);
+                   Arr r{l.shape, std::vector<double>(l.v.size())};
+                   const size_t Tq = 3, Tk = 5, npos = 3;
+                   for (size_t row = 0; row < l.v.size() / Tk; ++row) {
+                     const size_t i = t0 + row % Tq;
+                     const double* zr = &z.v[row * npos];
+                     for (size_t j = 0; j < Tk; ++j) {
+                       double p = 0;  // sum of the gates of keys j..i, clamped
+                       for (size_t t = j; t <= i && j <= i; ++t) p += 1 / (1 + std::exp(-l.v[row * Tk + t]));
+                       p = std::min(p, double(npos - 1));
+                       const double lo = std::floor(p), w = p - lo;
+                       const double hi_v = zr[size_t(std::ceil(p))], lo_v = zr[size_t(lo)];
+                       r.v[row * Tk + j] = lo_v + w * (hi_v - lo_v);
+                     }
+                   }
+                   return tensor_of(r);
+                 }));
+  }
+
   // ---- scans ----
   for (int64_t d : {0, 1, -1})
     for (bool rev : {false, true}) {

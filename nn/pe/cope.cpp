@@ -26,6 +26,23 @@ int64_t cope_check_offset(const Tensor& q, const Tensor& gate_logits, int64_t q_
   return t0;
 }
 
+CopeTerm cope_logit_term(const Tensor& q, const Tensor& gate_logits, const Tensor& e, int64_t q_offset) {
+  const int64_t Dh = q.size(-1);
+  COPPER_CHECK(e.dim() == 2 && e.size(1) == Dh, "cope", "position table {} must be (npos, {}) for q {}",
+               e.repr_shape(), Dh, q.repr_shape());
+  const int64_t t0 = cope_check_offset(q, gate_logits, q_offset);
+  // f32 positions whatever the compute dtype (f64 for f64 inputs): see cope_logit_term_reference.
+  const DType pd = q.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  auto in_pd = [&](const Tensor& t) { return t.dtype() == pd ? t : t.to(pd); };
+  Tensor z = matmul(in_pd(q), in_pd(e).t());  // z: (..., Tq, npos), z[r][p] = q_r·e[p]
+  CopePositions c = cope_positions(in_pd(gate_logits), z, t0);
+  CopeTerm r;
+  r.term = c.term.dtype() == q.dtype() ? c.term : c.term.to(q.dtype());
+  r.gates = c.gates;
+  r.positions = c.positions;  // already clamped
+  return r;
+}
+
 CopeTerm cope_logit_term_reference(const Tensor& q, const Tensor& gate_logits, const Tensor& e, int64_t q_offset) {
   const int64_t Tq = q.size(-2), Dh = q.size(-1), npos = e.size(0), Tk = gate_logits.size(-1);
   COPPER_CHECK(e.dim() == 2 && e.size(1) == Dh, "cope", "position table {} must be (npos, {}) for q {}",
@@ -37,7 +54,7 @@ CopeTerm cope_logit_term_reference(const Tensor& q, const Tensor& gate_logits, c
   auto in_pd = [&](const Tensor& t) { return t.dtype() == pd ? t : t.to(pd); };
   Tensor qp = in_pd(q), ep = in_pd(e);
   // Rows t0..t0+Tq-1 of the square (Tk, Tk) mask: 1 for key j > i = t0 + r.
-  Tensor mask = causal_mask(Tk, Tk, pd).narrow(0, t0, Tq);         // mask: (Tq, Tk)
+  Tensor mask = causal_mask(Tk, Tk, pd).to(q.device()).narrow(0, t0, Tq);         // mask: (Tq, Tk)
   CopeTerm r;
   r.gates = masked_fill(sigmoid(in_pd(gate_logits)), mask, 0.0);   // gates: (..., Tq, Tk), 0 for j > i
   Tensor pos = cumsum(r.gates, -1, /*reverse=*/true);              // pos[r][j] = sum_{t>=j} g_rt = sum_{t=j..i} g_rt

@@ -42,7 +42,7 @@ inline constexpr int64_t kCopeOffsetAlignEnd = -1;
 // Steps 1-3, causal: q (..., Tq, Dh); gate_logits (..., Tq, Tk), already divided by
 // sqrt(Dh); e (npos, Dh); q_offset the position of query row 0 (kCopeOffsetAlignEnd:
 // Tk - Tq). Future keys (j > i) get gate 0, position 0 and term z_i[0] (attention masks
-// them out). This is the fused op of cope_fused.cpp: one pass per query row each way.
+// them out). One pass per query row each way: the op cope_positions (tensor/ops/cope.cpp).
 CopeTerm cope_logit_term(const Tensor& q, const Tensor& gate_logits, const Tensor& e,
                          int64_t q_offset = kCopeOffsetAlignEnd);
 // The same, composed from tensor ops (sigmoid, masked_fill, cumsum, clamp, floor, ceil,

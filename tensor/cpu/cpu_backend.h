@@ -1,8 +1,7 @@
 // cpu_backend.h — the CPU implementation of Backend, one file per kernel family:
-//   copy.cpp (copy, fill), elementwise.cpp (unary, binary, where), reduce.cpp,
-// copy.cpp also holds transfer and synchronize, which are trivial on the host;
-//   gemm.cpp (OpenBLAS), softmax.cpp (softmax, cross-entropy), scan.cpp, index.cpp,
-//   norm.cpp, optim.cpp.
+//   copy.cpp (copy, fill, and transfer and synchronize, which are trivial on the host),
+//   elementwise.cpp (unary, binary, where), reduce.cpp, gemm.cpp (OpenBLAS), softmax.cpp
+//   (softmax, cross-entropy), scan.cpp, rotate.cpp, cope.cpp, index.cpp, norm.cpp, optim.cpp.
 // Kernels run multi-threaded with OpenMP above a size threshold and keep their inner
 // loops simple enough for the compiler to vectorize.
 #pragma once
@@ -36,6 +35,11 @@ class CpuBackend final : public Backend {
                               double scale, int64_t ignore_index) override;
   void rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer, int64_t t,
                     int64_t p, bool inverse) override;
+  void cope_positions(const Tensor& gate_logits, const Tensor& z, const Tensor& term, const Tensor& gates,
+                      const Tensor& pos, int64_t rows, int64_t Tq, int64_t Tk, int64_t t0, int64_t npos) override;
+  void cope_positions_backward(const Tensor& dterm, const Tensor& z, const Tensor& gates, const Tensor& pos,
+                               const Tensor& dgate_logits, const Tensor& dz, int64_t rows, int64_t Tq, int64_t Tk,
+                               int64_t t0, int64_t npos) override;
   void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override;
   void index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
                     int64_t inner) override;
