@@ -200,11 +200,11 @@ void CudaBackend::cross_entropy(const Tensor& logits, const Tensor& targets, con
 }
 
 void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                                         const Tensor& dlogits, double scale, int64_t ignore_index) {
+                                         const Tensor& dlogits, const Tensor& scale, int64_t ignore_index) {
   const int dev = index_of(logits, "cross_entropy_backward");
   DeviceGuard g(dev);
   launch_cross_entropy_backward(logits.dtype(), ptr(logits), targets.data<int64_t>(), ptr(lse), ptr(dlogits),
-                                logits.size(0), logits.size(1), scale, ignore_index, stream(dev));
+                                logits.size(0), logits.size(1), ptr(scale), ignore_index, stream(dev));
 }
 
 void CudaBackend::rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer,

@@ -2,7 +2,9 @@
 // (Backend::index_select, index_add, gather, scatter_add). One thread per element moved.
 // The adds use atomicAdd, because repeated indices add into the same element; the order of
 // those additions is not fixed, so sums over repeated indices may differ from the CPU's in the
-// last bits. The ops have checked every index against its range.
+// last bits. The ops do not check device indices on the host (it would wait for the GPU), so
+// every kernel checks its own: an index outside [0, n) reads as all bits set (NaN for floats,
+// as a warning that travels with the data) and adds nothing.
 #include "cuda/common.cuh"
 
 namespace copper::cuda {
@@ -14,8 +16,8 @@ template <class U>
 __global__ void index_select_kernel(const U* x, const int64_t* index, int64_t k, U* out, int64_t outer, int64_t n,
                                     int64_t inner) {
   COPPER_CUDA_GRID_STRIDE(e, outer * k * inner) {
-    const int64_t i = e % inner, j = (e / inner) % k, o = e / (inner * k);
-    out[e] = x[(o * n + index[j]) * inner + i];
+    const int64_t i = e % inner, j = (e / inner) % k, o = e / (inner * k), ix = index[j];
+    out[e] = ix >= 0 && ix < n ? x[(o * n + ix) * inner + i] : U(~U(0));
   }
 }
 
@@ -23,8 +25,8 @@ template <class T>
 __global__ void index_add_kernel(T* out, const int64_t* index, int64_t k, const T* src, int64_t outer, int64_t n,
                                  int64_t inner) {
   COPPER_CUDA_GRID_STRIDE(e, outer * k * inner) {
-    const int64_t i = e % inner, j = (e / inner) % k, o = e / (inner * k);
-    atomicAdd(out + (o * n + index[j]) * inner + i, src[e]);
+    const int64_t i = e % inner, j = (e / inner) % k, o = e / (inner * k), ix = index[j];
+    if (ix >= 0 && ix < n) atomicAdd(out + (o * n + ix) * inner + i, src[e]);
   }
 }
 
@@ -33,8 +35,8 @@ template <class U>
 __global__ void gather_kernel(const U* x, const int64_t* index, U* out, int64_t outer, int64_t n, int64_t k,
                               int64_t inner) {
   COPPER_CUDA_GRID_STRIDE(e, outer * k * inner) {
-    const int64_t i = e % inner, o = e / (inner * k);
-    out[e] = x[(o * n + index[e]) * inner + i];
+    const int64_t i = e % inner, o = e / (inner * k), ix = index[e];
+    out[e] = ix >= 0 && ix < n ? x[(o * n + ix) * inner + i] : U(~U(0));
   }
 }
 
@@ -42,8 +44,8 @@ template <class T>
 __global__ void scatter_add_kernel(T* out, const int64_t* index, const T* src, int64_t outer, int64_t n, int64_t k,
                                    int64_t inner) {
   COPPER_CUDA_GRID_STRIDE(e, outer * k * inner) {
-    const int64_t i = e % inner, o = e / (inner * k);
-    atomicAdd(out + (o * n + index[e]) * inner + i, src[e]);
+    const int64_t i = e % inner, o = e / (inner * k), ix = index[e];
+    if (ix >= 0 && ix < n) atomicAdd(out + (o * n + ix) * inner + i, src[e]);
   }
 }
 

@@ -62,8 +62,8 @@ void launch_causal_softmax_backward(DType dtype, const void* y, const void* dy, 
 void launch_cross_entropy(DType dtype, const void* logits, const int64_t* targets, void* loss, void* lse, int64_t rows,
                           int64_t n, int64_t ignore_index, cudaStream_t stream);
 void launch_cross_entropy_backward(DType dtype, const void* logits, const int64_t* targets, const void* lse,
-                                   void* dlogits, int64_t rows, int64_t n, double scale, int64_t ignore_index,
-                                   cudaStream_t stream);
+                                   void* dlogits, int64_t rows, int64_t n, const void* scale,
+                                   int64_t ignore_index, cudaStream_t stream);
 
 // scan.cu: x [outer, n, inner], prefix (or suffix) sums along n
 void launch_cumsum(DType dtype, const void* x, void* out, int64_t outer, int64_t n, int64_t inner, bool reverse,
@@ -81,7 +81,7 @@ void launch_cope_positions_backward(DType dtype, const void* dterm, const void* 
 void launch_rotate_pairs(DType dtype, const void* x, const void* cs, const void* sn, void* out, int64_t outer,
                          int64_t t, int64_t p, bool inverse, cudaStream_t stream);
 
-// index.cu (index: i64, every entry already checked to lie in [0, n))
+// index.cu (index: i64; an entry outside [0, n) reads as all bits set and adds nothing)
 void launch_index_select(DType dtype, const void* x, const int64_t* index, int64_t k, void* out, int64_t outer,
                          int64_t n, int64_t inner, cudaStream_t stream);  // any dtype
 void launch_index_add(DType dtype, void* out, const int64_t* index, int64_t k, const void* src, int64_t outer,

@@ -76,21 +76,24 @@ __global__ void cross_entropy_kernel(const T* x, const int64_t* targets, T* loss
     if (threadIdx.x == 0) {
       const int64_t tr = targets[r];
       lse[r] = T(l);
-      loss[r] = tr == ignore_index ? T(0) : T(l - double(xr[tr]));
+      loss[r] = tr == ignore_index ? T(0) : (tr >= 0 && tr < n ? T(l - double(xr[tr])) : T(NAN));
     }
   }
 }
 
-// dlogits_r = (softmax(x_r) - onehot(t_r)) * scale, zero rows where t_r == ignore.
+// dlogits_r = (softmax(x_r) - onehot(t_r)) * scale[0], zero rows where t_r == ignore, NaN rows
+// where t_r is out of range.
 template <class T>
 __global__ void cross_entropy_backward_kernel(const T* x, const int64_t* targets, const T* lse, T* d, int64_t rows,
-                                              int64_t n, T scale, int64_t ignore_index) {
+                                              int64_t n, const T* scale_ptr, int64_t ignore_index) {
+  const T scale = *scale_ptr;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * n;
     T* dr = d + r * n;
     const int64_t tr = targets[r];
-    if (tr == ignore_index) {
-      for (int64_t i = threadIdx.x; i < n; i += blockDim.x) dr[i] = T(0);
+    if (tr == ignore_index || tr < 0 || tr >= n) {
+      const T fill = tr == ignore_index ? T(0) : T(NAN);
+      for (int64_t i = threadIdx.x; i < n; i += blockDim.x) dr[i] = fill;
       continue;
     }
     const T l = lse[r];
@@ -153,13 +156,13 @@ void launch_cross_entropy(DType dtype, const void* logits, const int64_t* target
 }
 
 void launch_cross_entropy_backward(DType dtype, const void* logits, const int64_t* targets, const void* lse,
-                                   void* dlogits, int64_t rows, int64_t n, double scale, int64_t ignore_index,
-                                   cudaStream_t stream) {
+                                   void* dlogits, int64_t rows, int64_t n, const void* scale,
+                                   int64_t ignore_index, cudaStream_t stream) {
   if (rows == 0) return;
   COPPER_CUDA_DISPATCH_FLOAT(dtype, "cross_entropy_backward", [&] {
     cross_entropy_backward_kernel<T><<<grid_rows(rows), kBlock, 0, stream>>>(
         static_cast<const T*>(logits), targets, static_cast<const T*>(lse), static_cast<T*>(dlogits), rows, n,
-        T(scale), ignore_index);
+        static_cast<const T*>(scale), ignore_index);
     COPPER_CUDA_LAUNCH_CHECK("cross_entropy_backward_kernel");
   });
 }

@@ -69,12 +69,16 @@ class Backend {
   virtual void causal_softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t t,
                                        int64_t n) = 0;
   // Per row: loss_i = logsumexp(logits_i) - logits_i[t_i], 0 where t_i == ignore.
-  // Writes lse [rows] for the backward.
+  // Writes lse [rows] for the backward. A target outside [0, n) that is not `ignore` makes its
+  // row's loss NaN (the op checks CPU targets before the call and throws; a device's targets
+  // are not read on the host, so the NaN is how a bad one shows).
   virtual void cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,
                              int64_t ignore_index) = 0;
-  // dlogits = (softmax(logits) - onehot(t)) * scale, zero rows where t == ignore.
+  // dlogits = (softmax(logits) - onehot(t)) * scale, zero rows where t == ignore, NaN rows where
+  // t is out of range. scale is a 1-element tensor of the logits' dtype on their device,
+  // read by the kernel, so that the backward never waits for the device.
   virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                                      const Tensor& dlogits, double scale, int64_t ignore_index) = 0;
+                                      const Tensor& dlogits, const Tensor& scale, int64_t ignore_index) = 0;
 
   // Rotary position embedding: contiguous x viewed as [outer, t, p, 2], each pair (x0, x1) at
   // row i, pair m turned by the angle whose cosine and sine are cs[i, m] and sn[i, m] (cs, sn
@@ -96,6 +100,9 @@ class Backend {
   // x viewed as [outer, n, inner]; prefix sums along the middle axis (suffix sums if reverse).
   virtual void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) = 0;
 
+  // The index kernels below: the op has checked CPU indices against [0, n). A device's indices
+  // are not checked on the host, so a device kernel must guard: an index outside [0, n) reads
+  // as all bits set (NaN for floats) and adds nothing.
   // x viewed as [outer, n, inner]; out [outer, k, inner] = x[:, index[j], :]. index i64 [k].
   virtual void index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
                             int64_t inner) = 0;

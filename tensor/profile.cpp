@@ -200,7 +200,7 @@ class TimingBackend final : public Backend {
     in_.cross_entropy(logits, targets, loss, lse, ignore_index);
   }
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlogits,
-                              double scale, int64_t ignore_index) override {
+                              const Tensor& scale, int64_t ignore_index) override {
     Scope s("cross_entropy_backward", 0, bytes_of(logits, targets, lse, dlogits));
     in_.cross_entropy_backward(logits, targets, lse, dlogits, scale, ignore_index);
   }

@@ -426,13 +426,35 @@ TEST(Cuda, CrossEntropyAndBackward) {
       const std::string name = fmt::format("cross_entropy {} n={}", dtype_name(t), n);
       expect_close(loss_w, loss_g, tolerance(t), name + " loss");
       expect_close(lse_w, lse_g, tolerance(t), name + " lse");
-      const double scale = 1.0 / 8;
+      const Tensor scale = full({}, 1.0 / 8, t);
       Tensor dwant = Tensor::empty({rows, n}, t);
       cpu().cross_entropy_backward(x, targets, lse_w, dwant, scale, ignore);
       Tensor dgot = poisoned({rows, n}, t, kGPU);
-      gpu().cross_entropy_backward(on_gpu(x), on_gpu(targets), on_gpu(lse_w), dgot, scale, ignore);
+      gpu().cross_entropy_backward(on_gpu(x), on_gpu(targets), on_gpu(lse_w), dgot, on_gpu(scale), ignore);
       expect_close(dwant, dgot, tolerance(t), name + " backward");
     }
+}
+
+// Device indices and targets are not checked on the host (that would wait for the GPU); the
+// kernels guard themselves: an out-of-range index reads NaN, a bad target makes its row NaN.
+TEST(Cuda, BadIndicesAndTargetsGiveNaNNotACrash) {
+  SKIP_WITHOUT_GPU();
+  Tensor w = rnd({5, 3});
+  Tensor rows = index_select(on_gpu(w), 0, on_gpu(from_vector(std::vector<int64_t>{1, 7, -1}))).to(kCPU);
+  const float* r = rows.data<float>();
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_EQ(r[j], w.data<float>()[3 + j]) << "row 0 reads w[1]";
+    EXPECT_TRUE(std::isnan(r[3 + j]) && std::isnan(r[6 + j])) << "rows 1 and 2 have indices 7 and -1";
+  }
+  Tensor logits = on_gpu(rnd({3, 4})).detach().requires_grad_();
+  Tensor loss = cross_entropy(logits, on_gpu(from_vector(std::vector<int64_t>{0, 4, -100})));
+  EXPECT_TRUE(std::isnan(loss.item())) << "target 4 of 4 classes";
+  loss.backward();
+  Tensor g = logits.grad().to(kCPU);
+  for (int j = 0; j < 4; ++j) {
+    EXPECT_TRUE(std::isnan(g.data<float>()[4 + j])) << "the bad row's gradient";
+    EXPECT_EQ(g.data<float>()[8 + j], 0.0f) << "the ignored row's gradient";
+  }
 }
 
 TEST(Cuda, Cumsum) {

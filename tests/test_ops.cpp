@@ -1059,6 +1059,9 @@ TEST(OpValues, CrossEntropyIgnoreIndex) {
   EXPECT_EQ(g[3], 0);
   // all ignored: 0, not NaN
   EXPECT_EQ(cross_entropy(logits, from_vector(std::vector<int64_t>{-100, -100})).item(), 0);
+  Tensor none = F({1, 2, 3, 4}, {2, 2}).requires_grad_();  // and so is its gradient
+  cross_entropy(none, from_vector(std::vector<int64_t>{-100, -100})).backward();
+  EXPECT_EQ(V(none.grad()), (std::vector<double>{0, 0, 0, 0}));
   EXPECT_THROW(cross_entropy(logits, from_vector(std::vector<int64_t>{0, 2})), Error);  // 2 is not a class
 }
 

@@ -201,29 +201,32 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, cons
       const T* xr = xp + r * n;
       double l = row_logsumexp(xr, n);
       sp[r] = T(l);
-      lp[r] = tp[r] == ignore_index ? T(0) : T(l - double(xr[tp[r]]));
+      const int64_t t = tp[r];
+      lp[r] = t == ignore_index ? T(0) : (t >= 0 && t < n ? T(l - double(xr[t])) : T(NAN));
     });
   });
 }
 
 void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                                        const Tensor& dlogits, double scale, int64_t ignore_index) {
+                                        const Tensor& dlogits, const Tensor& scale, int64_t ignore_index) {
   const int64_t rows = logits.size(0), n = logits.size(1);
   const int64_t* tp = targets.data<int64_t>();
   COPPER_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward", [&] {
     const T* xp = static_cast<const T*>(logits.raw_data());
     const T* sp = static_cast<const T*>(lse.raw_data());
     T* dp = static_cast<T*>(dlogits.raw_data());
+    const T s = *static_cast<const T*>(scale.raw_data());
     parallel_for(rows, n * 8, [&](int64_t r) {
       const T* xr = xp + r * n;
       T* dr = dp + r * n;
-      if (tp[r] == ignore_index) {
-        for (int64_t i = 0; i < n; ++i) dr[i] = T(0);
+      const int64_t t = tp[r];
+      if (t == ignore_index || t < 0 || t >= n) {
+        const T fill = t == ignore_index ? T(0) : T(NAN);
+        for (int64_t i = 0; i < n; ++i) dr[i] = fill;
         return;
       }
-      const T s = T(scale);
       scaled_softmax_from_lse(xr, sp[r], s, dr, n);
-      dr[tp[r]] -= s;
+      dr[t] -= s;
     });
   });
 }

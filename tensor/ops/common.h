@@ -45,11 +45,12 @@ inline Tensor as_index(const char* op, const Tensor& idx, const Tensor& like) {
   return idx.to(DType::i64).contiguous();
 }
 
-// Check every index lies in [0, n). The check reads the indices on the host (a device
-// tensor is copied there first, which waits for the device).
+// Check every index lies in [0, n), for indices on the CPU. A device's indices are not read on
+// the host, which would wait for the device; its kernels guard themselves instead (an
+// out-of-range index reads as NaN and adds nothing: tensor/backend.h).
 inline void check_index_range(const char* op, const Tensor& idx64, int64_t n, const Shape& of) {
-  const Tensor host = idx64.device().is_cpu() ? idx64 : idx64.to(kCPU);
-  const int64_t* p = host.data<int64_t>();
+  if (!idx64.device().is_cpu()) return;
+  const int64_t* p = idx64.data<int64_t>();
   for (int64_t i = 0, e = idx64.numel(); i < e; ++i)
     COPPER_CHECK(p[i] >= 0 && p[i] < n, op, "index {} out of range [0, {}) for a dim of {}", p[i], n, shape_str(of));
 }

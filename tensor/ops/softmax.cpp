@@ -70,28 +70,30 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   COPPER_CHECK(t.numel() == x.size(0), "cross_entropy",
                "{} targets for {} rows of logits {}. HINT: targets have the logits' shape without the class dim",
                t.numel(), x.size(0), shape_str(logits.shape()));
-  const Tensor t_host = t.device().is_cpu() ? t : t.to(kCPU);  // counted and range-checked on the host
-  const int64_t* tp = t_host.data<int64_t>();
-  int64_t count = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    if (tp[i] == ignore_index) continue;
-    COPPER_CHECK(tp[i] >= 0 && tp[i] < c, "cross_entropy", "target {} at position {} is out of range [0, {})", tp[i],
-                 i, c);
-    ++count;
+  // CPU targets are checked here, naming the first bad one. A device's are not read on the host
+  // (that would wait for the device every step); there a bad target makes the loss NaN.
+  if (t.device().is_cpu()) {
+    const int64_t* tp = t.data<int64_t>();
+    for (int64_t i = 0; i < t.numel(); ++i)
+      COPPER_CHECK(tp[i] == ignore_index || (tp[i] >= 0 && tp[i] < c), "cross_entropy",
+                   "target {} at position {} is out of range [0, {})", tp[i], i, c);
   }
   Tensor rows = Tensor::empty({x.size(0)}, x.dtype(), x.device());
   Tensor lse = Tensor::empty({x.size(0)}, x.dtype(), x.device());
   backend_of(x).cross_entropy(x, t, rows, lse, ignore_index);
-  // Mean over the counted targets; with none counted the loss is 0 (not NaN) and so is its gradient.
-  const double scale = count > 0 ? 1.0 / double(count) : 0.0;
-  Tensor loss;
+  // The mean over the counted targets, all on the device. With none counted every row is 0, so
+  // dividing by max(count, 1) makes the loss 0 (not NaN), and its gradient 0 too.
+  Tensor loss, count;
   {
     NoGradGuard ng;
-    loss = mul(sum(rows), scale);
+    const Tensor ignore = full({}, double(ignore_index), DType::i64, t.device());
+    count = clamp(sum(ne(t, ignore).to(x.dtype())), 1.0, std::nullopt);
+    loss = div(sum(rows), count);
   }
-  record_op("cross_entropy", loss, {logits}, [xd = x.detach(), t, lse, scale, ignore_index, shape = logits.shape()](const Tensor& g) {
+  record_op("cross_entropy", loss, {logits}, [xd = x.detach(), t, lse, count, ignore_index, shape = logits.shape()](const Tensor& g) {
     Tensor dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
-    backend_of(xd).cross_entropy_backward(xd, t, lse, dx, scale * g.item(), ignore_index);
+    const Tensor scale = div(g.to(xd.dtype()), count).contiguous();  // d(loss)/d(row loss), as a tensor
+    backend_of(xd).cross_entropy_backward(xd, t, lse, dx, scale, ignore_index);
     return std::vector<Tensor>{dx.view(shape)};
   });
   return loss;
