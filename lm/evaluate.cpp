@@ -54,8 +54,8 @@ Perplexity perplexity(nn::TransformerLM& model, const TokenFile& tokens, int64_t
   auto flush = [&] {
     if (rows == 0) return;
     Tensor logits = model.forward(from_vector(ids, {rows, length}));  // logits: (rows, L, V)
-    Tensor loss = cross_entropy(logits.reshape({rows * length, V}), from_vector(targets, {rows * length}),
-                                train::kIgnoreIndex);
+    Tensor loss = cross_entropy(logits.reshape({rows * length, V}),
+                                from_vector(targets, {rows * length}).to(logits.device()), train::kIgnoreIndex);
     r.nll += loss.item() * double(count);
     r.scored += count;
     if (opt.progress) opt.progress(r.scored, total);

@@ -22,7 +22,7 @@ enum Stream : uint64_t { kInitStream = 1, kWindowStream = 2 };
 Tensor lm_loss(nn::TransformerLM& model, const train::Batch& b) {
   const int64_t B = b.ids.size(0), T = b.ids.size(1), V = model.config().vocab;
   Tensor logits = model.forward(b.ids);  // logits: (B, T, V)
-  return cross_entropy(logits.reshape({B * T, V}), b.targets.reshape({B * T}), train::kIgnoreIndex);
+  return cross_entropy(logits.reshape({B * T, V}), b.targets.reshape({B * T}).to(logits.device()), train::kIgnoreIndex);
 }
 
 Perplexity split_perplexity(nn::TransformerLM& model, const PreparedData& data, const std::string& split,
@@ -58,6 +58,7 @@ nlohmann::json train_lm(LMConfig cfg, const std::string& data_dir, const std::st
   const uint64_t seed = cfg.loop.seed;
   Generator init_gen(train::stream_seed(seed, kInitStream));
   nn::TransformerLM model(cfg.model, &init_gen);
+  model.to(opt.device);  // before the trainer makes the optimizer, whose state lives with the parameters
   model.train(true);
   WindowSource windows(train_tokens, cfg.batch, cfg.model.context, train::stream_seed(seed, kWindowStream));
 

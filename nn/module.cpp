@@ -232,4 +232,25 @@ void Module::to(DType dtype) {
   }
 }
 
+void Module::to(Device device) {
+  NoGradGuard ng;
+  auto move = [&](const Tensor& t) {
+    if (!t.defined() || t.device() == device) return;
+    Tensor c = t.detach().to(device);  // contiguous
+    TensorImpl* p = t.impl();          // rewrite the shared impl so every handle sees the moved tensor
+    p->storage = c.impl()->storage;
+    p->strides = c.strides();
+    p->offset = c.offset();
+    p->grad.reset();
+  };
+  for (auto& [n, t] : named_parameters()) move(t);
+  for (auto& [n, t] : named_buffers()) move(t);
+  set_device_recursive(device);
+}
+
+void Module::set_device_recursive(Device device) {
+  device_ = device;
+  for (auto& [n, c] : children_) c->set_device_recursive(device);
+}
+
 }  // namespace copper::nn

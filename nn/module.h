@@ -113,12 +113,22 @@ class Module {
   // held by layers stay valid. Drops accumulated gradients. (f64 for gradient checks of
   // whole models.) Non-persistent buffers are caches: their owners rebuild them per dtype.
   void to(DType dtype);
+  // Moves every parameter and buffer (caches too) to `device` in place, as to(DType) does:
+  // handles held by layers and optimizers created afterwards see the moved tensors. Drops
+  // accumulated gradients. Create the optimizer after this call: its state lives where the
+  // parameters are when it is made.
+  void to(Device device);
+  // Where to(Device) last put this module (the CPU until then). Modules that build tables
+  // lazily (RoPE, ALiBi, sinusoidal) build them here.
+  Device device() const { return device_; }
 
  protected:
   bool training_ = true;
+  Device device_ = kCPU;
 
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> m);
+  void set_device_recursive(Device device);
   void check_new_name(const std::string& name) const;
   void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out,
                std::set<const TensorImpl*>& seen) const;

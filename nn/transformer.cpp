@@ -111,7 +111,8 @@ Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) {
     COPPER_CHECK(cache->size() == blocks.size(), "TransformerLM", "cache of {} layers for a model of {}. HINT: "
                  "build it with model.make_cache()", cache->size(), blocks.size());
   const int64_t t0 = cache ? cache->length() : 0;  // position of ids[:, 0]
-  Tensor x = embed->forward(ids);                  // x: (B, T, D)
+  // ids may come from the host: they are copied to the model's device (B x T integers).
+  Tensor x = embed->forward(ids.device() == embed->weight.device() ? ids : ids.to(embed->weight.device()));
   if (pe) {
     Tensor p = pe->embedding_term(t0, T, x.dtype());  // p: (T, D), positions t0..t0+T-1
     if (p.defined()) x = x + p;

@@ -97,7 +97,8 @@ class TransformerLM : public Module {
   // NoGradGuard) the tokens are at positions [cache->length(), cache->length() + T), attend
   // to every cached token and to themselves, and are appended: feeding a sequence in chunks
   // gives the logits of one full forward. Learned absolute positions (abs) stop at the
-  // context (an error with a HINT); the other encodings run on.
+  // context (an error with a HINT); the other encodings run on. ids on the host are copied to
+  // the model's device.
   Tensor forward(const Tensor& ids, KVCache* cache = nullptr);
   // An empty cache with one layer per block; capacity > 0 preallocates that many tokens.
   KVCache make_cache(int64_t capacity = 0) const;

@@ -226,7 +226,8 @@ Tensor loss_of(nn::TransformerLM& model, const Tensor& ids, const Tensor& target
   const auto& mc = model.config();
   Tensor logits = model.forward(ids);  // [B, T, V]
   const int64_t B = ids.size(0), T = ids.size(1);
-  return cross_entropy(logits.reshape({B * T, mc.vocab}), targets.reshape({B * T}), train::kIgnoreIndex);
+  return cross_entropy(logits.reshape({B * T, mc.vocab}), targets.reshape({B * T}).to(logits.device()),
+                       train::kIgnoreIndex);
 }
 
 // The training batches of a task run. Generated data: cfg.batch fresh examples per step from
@@ -330,6 +331,7 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
   // Model and data, seeded from cfg.seed (the trainer seeds dropout).
   Generator init_gen(stream_seed(cfg.seed, kInit));
   nn::TransformerLM model(cfg.model, &init_gen);
+  model.to(opt.device);  // before the trainer makes the optimizer, whose state lives with the parameters
   TaskData data(cfg, *task, cfg.model.context);
   train::Hooks hooks;
   hooks.loss = [&](const train::Batch& b) { return loss_of(model, b.ids, b.targets); };
@@ -342,6 +344,7 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
   ro.init_weights = opt.init_weights;
   ro.time_budget_s = opt.time_budget_s;
   ro.resume_command = opt.resume_command;
+  ro.device = opt.device;
   train::Trainer trainer(model, data, loop_config(cfg), std::move(hooks), cfg_js, cfg.model.to_json(), out_dir, ro);
   train::RunResult run = trainer.run();
   if (run.already_done) return run.results;

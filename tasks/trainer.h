@@ -132,6 +132,7 @@ struct TrainOptions {
   // fast the machine is. Not bit-reproducible; 0 = off.
   double time_budget_s = 0;
   std::string resume_command;     // printed on SIGINT/SIGTERM; empty: this command without --fresh
+  Device device = kCPU;           // where the model trains (train::RunOptions::device)
 };
 // Train (or resume) into out_dir, evaluate every split, write the outputs; returns results.json
 // (a finished run of the same config: its results, untouched; stopped by stop_after:

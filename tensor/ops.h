@@ -173,7 +173,7 @@ Tensor causal_mask(int64_t T, int64_t S = -1, DType dtype = DType::f32);
 // ---------------- in place, no autograd: optimizers, initialisers (ops/misc.cpp) ----------------
 // These refuse a tensor that requires grad while grad mode is on.
 void fill_(const Tensor& x, double value);
-void copy_(const Tensor& dst, const Tensor& src);        // src broadcast to dst, cast
+void copy_(const Tensor& dst, const Tensor& src);        // src broadcast to dst, cast, from any device
 void add_(const Tensor& x, const Tensor& y, double alpha = 1);  // x += alpha * y
 void mul_(const Tensor& x, double s);
 

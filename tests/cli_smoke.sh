@@ -94,6 +94,12 @@ done
 
 # --seed -1 is rejected, not wrapped to 2^64-1; --out naming a file or nothing says so
 expect_fail 2 "negative" "--seed -1" -- "$copper" task train --task flipflop --pe abs --seed -1 --steps 1 --out "$work/s"
+# --device: an unknown name, and a GPU this machine or build does not have (CI has neither a
+# GPU nor, on some machines, the CUDA backend: either way a message and exit 2, never a crash)
+expect_fail 2 "tpu" "--device tpu" -- "$copper" task train --task flipflop --pe abs --steps 1 --device tpu --out "$work/d"
+expect_fail 2 "cuda" "--device cuda:7 without that GPU" -- "$copper" task train --task flipflop --pe abs --steps 1 \
+  --device cuda:7 --out "$work/d"
+[[ ! -e "$work/d" ]] || fail "a refused --device still made its --out folder"
 expect_fail 2 "negative" "task data --seed -1" -- "$copper" task data --task flipflop --n 2 --seed -1 --out "$work/s.txt"
 [ ! -e "$work/s" ] || fail "--seed -1 still trained"
 touch "$work/afile"

@@ -211,6 +211,14 @@ RunResult Trainer::run() {
   std::FILE* msg = s.opt.quiet || !lead ? nullptr : s.opt.progress;
 
   nn::Module& model = s.model;
+  COPPER_CHECK(model.device() == s.opt.device, "train",
+               "the model is on {} but the run is set for {}. HINT: move it with model.to(device) before making the "
+               "Trainer", model.device().str(), s.opt.device.str());
+  // The gradient all-reduce (train/grad_sync.h) works on host memory; NCCL for device
+  // tensors is not built yet (issue 16).
+  COPPER_CHECK(!dp || s.opt.device.is_cpu(), "train",
+               "data-parallel training of a model on {} is not supported yet: gradients are averaged through MPI in "
+               "host memory. HINT: run one process, or train on the CPU", s.opt.device.str());
   model.train(true);
   auto params = model.named_parameters();
   auto optim = nn::make_optimizer(L.optim, params);

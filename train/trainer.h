@@ -115,6 +115,10 @@ struct RunOptions {
   int64_t stop_after = -1;        // tests: return after this step as if killed there (no checkpoint of it)
   std::string init_weights;       // a new run starts from these weights (safetensors); ignored on resume
   double time_budget_s = 0;       // train for this many seconds (across resumes); schedule by fraction
+  // Where the model trains: the caller moves it there (Module::to) before making the Trainer.
+  // Not part of the run's config: a run may resume on another device (checkpoints hold host
+  // copies), though its numbers then differ from an uninterrupted run's in the last bits.
+  Device device = kCPU;
   // Printed on interruption: how to continue. Empty: this process's own command line
   // (/proc/self/cmdline) without --fresh.
   std::string resume_command;

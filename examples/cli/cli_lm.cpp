@@ -101,7 +101,7 @@ void add_train(CLI::App& lm) {
   auto* cmd = lm.add_subcommand("train", "train a language model on a prepared folder; writes model.safetensors, "
                                          "config.json, results.json, log.jsonl and checkpoints/ into --out");
   struct Opts {
-    std::string data, pe, preset = "cpu-small", out, config;
+    std::string data, pe, preset = "cpu-small", out, config, device = "cpu";
     uint64_t seed = 0;
     std::optional<int64_t> steps;
     bool fresh = false, quiet = false;
@@ -121,6 +121,7 @@ void add_train(CLI::App& lm) {
   cmd->add_flag("--fresh", o->fresh, "start over even if --out holds this run (the old outputs stay until the new "
                                      "run has finished)");
   cmd->add_flag("--quiet", o->quiet, "no progress lines");
+  cmd->add_option("--device", o->device, kDeviceHelp)->capture_default_str();
   cmd->add_option("--time-budget", o->time_budget, "train for this many seconds, the schedule following the "
                                                    "fraction spent (not bit-reproducible)")
       ->check(CLI::Range(0.0, 1e8));
@@ -130,6 +131,7 @@ void add_train(CLI::App& lm) {
       ->group("Overrides");
   cmd->callback([o, cmd] {
     if (auto p = out_dir_problem("--out", o->out); !p.empty()) fail(kExitUsage, p);
+    const Device device = or_fail(kExitUsage, [&] { return usable_device(o->device); });
     auto data = or_fail(kExitData, [&] { return lm::open_prepared(o->data); });
     lm::LMConfig cfg = or_fail(kExitUsage, [&] {
       lm::LMConfig c = lm::preset_config(o->preset, o->pe, int64_t(data.tokenizer->vocab_size()));
@@ -153,6 +155,7 @@ void add_train(CLI::App& lm) {
     ro.quiet = o->quiet;
     ro.time_budget_s = o->time_budget;
     ro.resume_command = "the same command again (without --fresh)";
+    ro.device = device;
     auto res = or_fail(kExitData, [&] { return lm::train_lm(cfg, o->data, o->out, ro); });
     fmt::print("{}\n", nlohmann::json{{"pe", cfg.model.pe}, {"seed", cfg.loop.seed}, {"steps", res.value("steps", 0)},
                                       {"valid", res.value("valid", nlohmann::json())},
@@ -167,7 +170,7 @@ void add_eval(CLI::App& lm) {
   auto* cmd = lm.add_subcommand("eval", "perplexity of a trained model on a split; prints {\"ppl\", \"word_ppl\", "
                                         "\"bits_per_byte\", \"tokens\", \"context\", \"stride\"}");
   struct Opts {
-    std::string model, data, split = "test";
+    std::string model, data, split = "test", device = "cpu";
     int64_t context = 0, stride = 0, batch = 16, tokens = 0;
     bool best = false, quiet = false;
     std::optional<bool> rel_reuse_last;
@@ -187,6 +190,7 @@ void add_eval(CLI::App& lm) {
                   "bits_per_byte need the whole split)")
       ->check(kPositive);
   cmd->add_flag("--best", o->best, "the best validation checkpoint instead of the final model");
+  cmd->add_option("--device", o->device, kDeviceHelp)->capture_default_str();
   cmd->add_option("--rel-reuse-last", o->rel_reuse_last,
                   "rel: distances past the training context reuse the last learned one (true, 'capped') or add "
                   "nothing (false)");
@@ -205,6 +209,7 @@ void add_eval(CLI::App& lm) {
       m->load_state_dict(run.model->state_dict());
       run.model = std::move(m);
     }
+    run.model->to(or_fail(kExitUsage, [&] { return usable_device(o->device); }));
     const int64_t ctx = o->context > 0 ? o->context : run.cfg.model.context;
     if (lm::max_sequence(*run.model) >= 0 && ctx > lm::max_sequence(*run.model))
       fail(kExitUsage, fmt::format("--context {} is longer than the {} positions of this model's '{}' table. HINT: "
@@ -235,7 +240,7 @@ void add_eval(CLI::App& lm) {
 void add_generate(CLI::App& lm) {
   auto* cmd = lm.add_subcommand("generate", "continue a prompt with a trained model (KV cache for every encoding)");
   struct Opts {
-    std::string model, prompt;
+    std::string model, prompt, device = "cpu";
     lm::SampleOptions s;
     bool no_cache = false;
   };
@@ -252,8 +257,11 @@ void add_generate(CLI::App& lm) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", o->s.seed, "sampling seed")->capture_default_str()->check(seed_check());
   cmd->add_flag("--no-cache", o->no_cache, "recompute the whole sequence for every token (to compare)");
+  cmd->add_option("--device", o->device, kDeviceHelp)->capture_default_str();
   cmd->callback([o] {
+    const Device device = or_fail(kExitUsage, [&] { return usable_device(o->device); });
     auto run = or_fail(kExitData, [&] { return lm::load_run(o->model); });
+    run.model->to(device);
     auto ids32 = run.tokenizer->encode(o->prompt);
     std::vector<int64_t> prompt(ids32.begin(), ids32.end());
     if (prompt.empty()) fail(kExitUsage, "--prompt encodes to no tokens. HINT: give some text");

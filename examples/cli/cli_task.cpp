@@ -148,7 +148,7 @@ void add_train(CLI::App& task) {
     Overrides ov;
     bool fresh = false, quiet = false;
     double time_budget = 0;
-    std::string init, train_data;
+    std::string init, train_data, device = "cpu";
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--task", o->t.task, "flipflop, selective-copy or counting (required unless --config)")
@@ -171,6 +171,7 @@ void add_train(CLI::App& task) {
   cmd->add_option("--out", o->out, "output folder (created; one holding this run's checkpoint resumes it)")->required();
   cmd->add_flag("--fresh", o->fresh, "start over even if --out holds a checkpoint of this run");
   cmd->add_flag("--quiet", o->quiet, "no progress lines");
+  cmd->add_option("--device", o->device, kDeviceHelp)->capture_default_str();
   cmd->add_option("--time-budget", o->time_budget,
                   "train for this many seconds, the schedule following the fraction of it spent (for wall-clock "
                   "comparisons; not bit-reproducible; default 0 = off)")
@@ -186,6 +187,7 @@ void add_train(CLI::App& task) {
   cmd->footer([] { return preset_table(); });
   cmd->callback([o] {
     check_out(out_dir_problem("--out", o->out));
+    const Device device = or_fail(kExitUsage, [&] { return usable_device(o->device); });
     tasks::TrainConfig cfg;
     if (!o->config.empty()) {
       if (o->t.vars) fail(kExitUsage, "--vars with --config: set \"vars\" in the file's \"task\" object instead");
@@ -214,6 +216,7 @@ void add_train(CLI::App& task) {
     to.quiet = o->quiet;
     to.time_budget_s = o->time_budget;
     to.init_weights = o->init;
+    to.device = device;
     auto res = or_fail(kExitData, [&] { return tasks::train_run(cfg, o->out, to); });
     fmt::print("{}\n", nlohmann::json{{"task", res["task"]}, {"pe", res["pe"]}, {"seed", res["seed"]},
                                       {"steps", res["steps"]}, {"error", res["error"]},

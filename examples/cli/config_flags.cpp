@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tensor/backend.h"
 #include "tensor/error.h"
 
 namespace copper::cli {
@@ -76,6 +77,15 @@ void apply_overrides(const Overrides& o, nn::TransformerConfig& model, nn::Optim
                "--warmup {} is longer than the run ({} steps). HINT: use a warmup shorter than --steps",
                schedule.warmup, schedule.total);
   schedule.validate();
+}
+
+Device usable_device(const std::string& name) {
+  const Device d = device_from_name(name);
+  COPPER_CHECK(has_backend(d.type), "device",
+               "--device {}: this copper was built without that backend. HINT: build with -DCOPPER_CUDA=ON where the "
+               "CUDA toolkit is installed; `copper info` lists what this binary can use", name);
+  Tensor probe = Tensor::empty({1}, DType::f32, d);  // no driver or no such GPU: the backend's error says which
+  return d;
 }
 
 const CLI::Validator& seed_check() {

@@ -53,6 +53,12 @@ void apply_overrides(const Overrides& o, nn::TransformerConfig& model, nn::Optim
 // "-1" into a uint64_t as 18446744073709551615 without a word.
 const CLI::Validator& seed_check();
 
+// --device NAME: where the model runs. The help text of the flag, and the device it names
+// once checked: "cpu", "cuda" or "cuda:N", a backend this binary was built with, and a device
+// that exists (copper::Error otherwise, saying which of the three failed).
+inline constexpr const char* kDeviceHelp = "where the model runs: cpu, cuda or cuda:N (a GPU needs a build with CUDA)";
+Device usable_device(const std::string& name);
+
 // What is wrong with `path` as an output folder (empty string: nothing). An existing folder
 // is fine (a run resumes from it); an empty path or an existing file is not.
 std::string out_dir_problem(const std::string& flag, const std::string& path);

@@ -34,14 +34,15 @@ void ALiBi::add_logit_terms(const AttentionContext& ctx, LogitTerms& out) {
                "q_offset + Tq <= Tk. HINT: with a KV cache Tk = cache length + Tq", t0, t0 + Tq, Tk);
   const int64_t need = std::max(t0 + Tq, Tk);
   const Tensor& cached = buffer("bias");  // cached: (H, N, N)
-  if (!cached.defined() || cached.size(1) < need || cached.dtype() != ctx.q.dtype()) {
+  if (!cached.defined() || cached.size(1) < need || cached.dtype() != ctx.q.dtype() ||
+      cached.device() != ctx.q.device()) {
     int64_t N = cached.defined() ? cached.size(1) : 0;
     if (N < need) N = std::max(need, 2 * N);
     std::vector<double> b(size_t(H * N * N));
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < N; ++i)
         for (int64_t j = 0; j < N; ++j) b[size_t((h * N + i) * N + j)] = j <= i ? -slopes_[size_t(h)] * double(i - j) : 0;
-    set_buffer("bias", from_vector(b, {H, N, N}).to(ctx.q.dtype()));
+    set_buffer("bias", from_vector(b, {H, N, N}).to(ctx.q.dtype()).to(ctx.q.device()));
   }
   out.add_after(buffer("bias").narrow(1, t0, Tq).narrow(2, 0, Tk));  // (H, Tq, Tk) broadcasts over the batch
 }

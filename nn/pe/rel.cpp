@@ -21,7 +21,7 @@ void RelativePE::add_logit_terms(const AttentionContext& ctx, LogitTerms& out) {
   COPPER_CHECK(t0 >= 0 && t0 + Tq <= Tk, "rel", "queries at [{}, {}) over {} keys: need 0 <= q_offset and "
                "q_offset + Tq <= Tk. HINT: with a KV cache Tk = cache length + Tq", t0, t0 + Tq, Tk);
   const int64_t need = std::max(t0 + Tq, Tk);  // rows t0..t0+Tq-1, columns 0..Tk-1 of the square
-  if (!buffer("index").defined() || buffer("index").size(0) < need) {
+  if (!buffer("index").defined() || buffer("index").size(0) < need || buffer("index").device() != q.device()) {
     const int64_t N = std::max(need, buffer("index").defined() ? 2 * buffer("index").size(0) : int64_t(0));
     std::vector<int64_t> idx(size_t(N * N));
     std::vector<double> valid(size_t(N * N));
@@ -31,8 +31,8 @@ void RelativePE::add_logit_terms(const AttentionContext& ctx, LogitTerms& out) {
         idx[size_t(i * N + j)] = std::min(d, R - 1);
         valid[size_t(i * N + j)] = d < R ? 1.0 : 0.0;
       }
-    set_buffer("index", from_vector(idx, {N, N}));
-    set_buffer("valid", from_vector(valid, {N, N}).to(DType::f32));
+    set_buffer("index", from_vector(idx, {N, N}).to(q.device()));
+    set_buffer("valid", from_vector(valid, {N, N}).to(DType::f32).to(q.device()));
     index_full_ = Tensor();
   }
   Tensor e = weight.dtype() == q.dtype() ? weight : weight.to(q.dtype());

@@ -54,7 +54,7 @@ Tensor rope_apply_reference(const Tensor& x, const Tensor& cs, const Tensor& sn)
 
 Tensor rope_rotate(const Tensor& x, double base, int64_t offset) {
   auto [cs, sn] = rope_tables(offset, x.size(-2), x.size(-1), base, x.dtype());  // cs, sn: (T, Dh/2)
-  return rope_apply(x, cs, sn);
+  return rope_apply(x, cs.to(x.device()), sn.to(x.device()));
 }
 
 RoPE::RoPE(const PEConfig& cfg) : base_(cfg.base), context_(cfg.context) {
@@ -67,12 +67,13 @@ Tensor RoPE::rotate(const Tensor& x, int64_t offset) {
   const int64_t T = x.size(-2), Dh = x.size(-1);
   COPPER_CHECK(offset >= 0, "rope", "negative position offset {}", offset);
   const Tensor& cs = buffer("cos");  // cs: (N, Dh/2)
-  if (!cs.defined() || cs.size(0) < offset + T || cs.size(1) != Dh / 2 || cs.dtype() != x.dtype()) {
+  if (!cs.defined() || cs.size(0) < offset + T || cs.size(1) != Dh / 2 || cs.dtype() != x.dtype() ||
+      cs.device() != x.device()) {
     int64_t n = cs.defined() && cs.size(1) == Dh / 2 ? cs.size(0) : 0;
     if (n < offset + T) n = std::max({offset + T, 2 * n, context_});
     auto [c, s] = rope_tables(0, n, Dh, base_, x.dtype());  // row t depends on t alone, not on n
-    set_buffer("cos", c);
-    set_buffer("sin", s);
+    set_buffer("cos", c.to(x.device()));
+    set_buffer("sin", s.to(x.device()));
   }
   return rope_apply(x, buffer("cos").narrow(0, offset, T), buffer("sin").narrow(0, offset, T));
 }

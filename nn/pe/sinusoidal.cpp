@@ -28,10 +28,10 @@ SinusoidalPE::SinusoidalPE(const PEConfig& cfg) : d_(cfg.d_model), base_(cfg.bas
 Tensor SinusoidalPE::embedding_term(int64_t t0, int64_t T, DType dtype) {
   COPPER_CHECK(t0 >= 0 && T >= 0, "sinusoidal", "bad position range [{}, {})", t0, t0 + T);
   const Tensor& table = buffer("table");  // table: (N, D)
-  if (!table.defined() || table.size(0) < t0 + T || table.dtype() != dtype) {
+  if (!table.defined() || table.size(0) < t0 + T || table.dtype() != dtype || table.device() != device()) {
     int64_t n = table.defined() ? table.size(0) : 0;
     if (n < t0 + T) n = std::max(t0 + T, 2 * n);  // doubling: decoding token by token rebuilds O(log n) times
-    set_buffer("table", sinusoidal_table(n, d_, base_, dtype));
+    set_buffer("table", sinusoidal_table(n, d_, base_, dtype).to(device()));
   }
   return buffer("table").narrow(0, t0, T);  // (T, D), no gradient
 }

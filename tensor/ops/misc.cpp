@@ -46,10 +46,12 @@ void fill_(const Tensor& x, double value) {
 void copy_(const Tensor& dst, const Tensor& src) {
   check_inplace("copy_", dst);
   check_defined("copy_", src);
-  check_device("copy_", dst, src);
   COPPER_CHECK(broadcast_shapes(src.shape(), dst.shape(), "copy_") == dst.shape(), "copy_",
                "source {} does not broadcast to destination {}", shape_str(src.shape()), shape_str(dst.shape()));
-  backend_of(dst).copy(src.detach().expand(dst.shape()), dst);
+  NoGradGuard ng;
+  Tensor s = src.detach();
+  if (s.device() != dst.device()) s = s.to(dst.device());  // across devices: transfer first, then copy in place
+  backend_of(dst).copy(s.expand(dst.shape()), dst);
 }
 
 void add_(const Tensor& x, const Tensor& y, double alpha) {
