@@ -19,6 +19,8 @@
 #include "tensor/ops.h"
 #include "tensor/random.h"
 
+#include "tests/gpu_skip.h"
+
 #ifdef COPPER_HAS_CUDA
 #include "cuda/cuda.h"
 #endif
@@ -26,34 +28,12 @@
 namespace copper {
 namespace {
 
-const Device kGPU{DeviceType::cuda, 0};
+using test::kGPU;
+using test::no_gpu_reason;
+
 constexpr double kRelF32 = 1e-5;
 constexpr double kRelF64 = 1e-12;
 constexpr int64_t kIntPoison = -777777;
-
-// Why GPU tests cannot run here, or "" when they can.
-std::string no_gpu_reason() {
-#ifdef COPPER_HAS_CUDA
-  return cuda::no_device_reason();
-#else
-  return "this build has no CUDA backend (COPPER_CUDA=OFF or no toolkit)";
-#endif
-}
-
-// The reason, printed once per test binary (ctest runs one test per process, so one line each).
-std::string no_gpu_reason_printed_once() {
-  static bool printed = false;
-  const std::string reason = no_gpu_reason();
-  if (!reason.empty() && !printed) fmt::print("no CUDA device: {}\n", reason);
-  printed = true;
-  return reason;
-}
-
-#define SKIP_WITHOUT_GPU()                                          \
-  do {                                                              \
-    const std::string reason_ = no_gpu_reason_printed_once();       \
-    if (!reason_.empty()) GTEST_SKIP() << "no CUDA device: " << reason_; \
-  } while (0)
 
 Generator& gen() {
   static Generator g(1234);

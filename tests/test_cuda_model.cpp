@@ -18,29 +18,13 @@
 #include "tensor/ops.h"
 #include "tensor/random.h"
 
-#ifdef COPPER_HAS_CUDA
-#include "cuda/cuda.h"
-#endif
+#include "tests/gpu_skip.h"
 
 namespace copper {
 namespace {
 
-const Device kGPU{DeviceType::cuda, 0};
+using test::kGPU;
 constexpr double kRelModel = 1e-4;
-
-std::string no_gpu_reason() {
-#ifdef COPPER_HAS_CUDA
-  return cuda::no_device_reason();
-#else
-  return "this build has no CUDA backend (COPPER_CUDA=OFF or no toolkit)";
-#endif
-}
-
-#define SKIP_WITHOUT_GPU()                                                 \
-  do {                                                                     \
-    const std::string reason_ = no_gpu_reason();                           \
-    if (!reason_.empty()) GTEST_SKIP() << "no CUDA device: " << reason_;   \
-  } while (0)
 
 nn::TransformerConfig small_config(const std::string& pe) {
   nn::TransformerConfig c;
