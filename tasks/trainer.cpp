@@ -335,17 +335,7 @@ nlohmann::json train_run(const TrainConfig& cfg, const std::string& out_dir, con
   TaskData data(cfg, *task, cfg.model.context);
   train::Hooks hooks;
   hooks.loss = [&](const train::Batch& b) { return loss_of(model, b.ids, b.targets); };
-  train::RunOptions ro;
-  ro.fresh = opt.fresh;
-  ro.quiet = opt.quiet;
-  ro.progress = opt.progress;
-  ro.label = opt.label;
-  ro.stop_after = opt.stop_after;
-  ro.init_weights = opt.init_weights;
-  ro.time_budget_s = opt.time_budget_s;
-  ro.resume_command = opt.resume_command;
-  ro.device = opt.device;
-  train::Trainer trainer(model, data, loop_config(cfg), std::move(hooks), cfg_js, cfg.model.to_json(), out_dir, ro);
+  train::Trainer trainer(model, data, loop_config(cfg), std::move(hooks), cfg_js, cfg.model.to_json(), out_dir, opt);
   train::RunResult run = trainer.run();
   if (run.already_done) return run.results;
   if (!run.completed) return {{"stopped_at", run.steps}};

@@ -30,6 +30,7 @@
 #include "nn/schedule.h"
 #include "nn/transformer.h"
 #include "tasks/task.h"
+#include "train/trainer.h"
 
 namespace copper::tasks {
 
@@ -115,25 +116,9 @@ std::vector<Example> heldout_examples(const TaskConfig& split, uint64_t seed, in
 Tensor batch_loss(nn::TransformerLM& model, const std::vector<Example>& examples, size_t begin, size_t end,
                   int64_t* positions = nullptr);
 
-// How a run treats its output folder (a finished run, --fresh, resume) and signals: see
-// train::Trainer (train/trainer.h).
-struct TrainOptions {
-  bool fresh = false;             // start over; a finished run's outputs stay until the new one finishes
-  bool quiet = false;             // no progress lines
-  std::FILE* progress = stderr;   // where progress lines go
-  std::string label;              // printed in front of progress lines
-  int64_t stop_after = -1;        // tests: return after this step as if killed (no outputs but checkpoints)
-  // Start from these weights (a safetensors file with the model's names and shapes, e.g. a
-  // model.safetensors) instead of the seeded initialisation; ignored when resuming.
-  std::string init_weights;
-  // Wall-clock comparisons (scripts/compare_torch.sh): train for this many seconds (counted
-  // across resumes). The schedule follows the fraction of the budget spent
-  // (Schedule::lr_at_fraction), as the PyTorch reference does, so it reaches its end however
-  // fast the machine is. Not bit-reproducible; 0 = off.
-  double time_budget_s = 0;
-  std::string resume_command;     // printed on SIGINT/SIGTERM; empty: this command without --fresh
-  Device device = kCPU;           // where the model trains (train::RunOptions::device)
-};
+// How a run treats its output folder (a finished run, --fresh, resume), signals, progress
+// and the device: the shared trainer's options (train/trainer.h), passed through unchanged.
+using TrainOptions = train::RunOptions;
 // Train (or resume) into out_dir, evaluate every split, write the outputs; returns results.json
 // (a finished run of the same config: its results, untouched; stopped by stop_after:
 // {"stopped_at": step}). Throws train::Interrupted after SIGINT/SIGTERM, with a checkpoint.
