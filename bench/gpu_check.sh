@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # gpu_check.sh — the one prepared script for a short session on a GPU machine: builds (or takes
 # a carried build), shows the GPUs, runs the CUDA parity tests (tests/test_cuda.cpp; with a full
-# build also tests/test_cuda_model.cpp and a short `task train --device cuda`) and prints a
-# short table last. Meant to end within 8 minutes on a 16-core machine with one H200.
+# build also tests/test_cuda_model.cpp, the one-rank NCCL test of tests/test_dist.cpp and a short
+# `task train --device cuda`) and prints a short table last. Meant to end within 8 minutes on a
+# 16-core machine with one H200.
 #
 #   bench/gpu_check.sh                  on the GPU machine, from the repository root
 #   bench/gpu_check.sh --bundle DIR     here: build test_cuda_standalone and copy it, with the shared
@@ -56,14 +57,16 @@ done
 
 runner=""
 model_runner=""
+dist_runner=""
 info=""
 if timeout "$BUILD_LIMIT_S" cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCOPPER_CUDA=ON \
      -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >"$LOGDIR/gpu_check_configure.log" 2>&1; then
   say "configured $BUILD; building copper and test_cuda with -j$JOBS"
   left=$((BUILD_LIMIT_S - (SECONDS - start)))
-  if timeout "$left" cmake --build "$BUILD" -j"$JOBS" --target copper test_cuda test_cuda_model >"$LOGDIR/gpu_check_build.log" 2>&1; then
+  if timeout "$left" cmake --build "$BUILD" -j"$JOBS" --target copper test_cuda test_cuda_model test_dist >"$LOGDIR/gpu_check_build.log" 2>&1; then
     runner="$BUILD/bin/test_cuda"
     model_runner="$BUILD/bin/test_cuda_model"
+    dist_runner="$BUILD/bin/test_dist"
     info="$BUILD/bin/copper info"
   else
     say "build failed or ran out of time; the end of $LOGDIR/gpu_check_build.log:"
@@ -95,6 +98,10 @@ if [[ -n $model_runner ]]; then  # whole models (needs the full build, not the b
   say "whole-model parity: $model_runner"
   timeout "$TEST_LIMIT_S" "$model_runner" --gtest_color=no 2>&1 | tee -a "$log" | grep -E '^(no CUDA|\[  FAILED|.*Failure)'
   [[ ${PIPESTATUS[0]} == 0 ]] || status=1
+  say "NCCL over one rank: $dist_runner"
+  timeout "$TEST_LIMIT_S" "$dist_runner" --gtest_color=no --gtest_filter='DistGpu.*' 2>&1 | tee -a "$log" |
+    grep -E '^(no CUDA|\[  FAILED|.*Failure|\[  SKIPPED)'
+  [[ ${PIPESTATUS[0]} == 0 ]] || status=1
   say "copper task train on cuda and on cpu, 30 steps each (the losses should agree to about 4 digits)"
   for dev in cuda cpu; do
     "$BUILD/bin/copper" task train --task flipflop --pe cope --steps 30 --device $dev --fresh --quiet \
@@ -105,10 +112,10 @@ fi
 # ---- the table ----
 echo
 printf '%-40s %-8s %s\n' "test" "result" "ms"
-sed -nE 's/^\[ *(OK|FAILED|SKIPPED) *\] ((Cuda|Encodings\/ModelParity)\.[A-Za-z0-9_/]+) \(([0-9]+) ms\).*/\2 \1 \4/p' "$log" |
+sed -nE 's/^\[ *(OK|FAILED|SKIPPED) *\] ((Cuda|Encodings\/ModelParity|DistGpu)\.[A-Za-z0-9_/]+) \(([0-9]+) ms\).*/\2 \1 \4/p' "$log" |
   awk '{ printf "%-40s %-8s %s\n", $1, ($2 == "OK" ? "ok" : $2), $3 }'
-passed=$(grep -cE '^\[ +OK +\] (Cuda|Encodings/ModelParity)\.' "$log")
-failed=$(grep -cE '^\[ +FAILED +\] (Cuda|Encodings/ModelParity)\..*\(' "$log")
-skipped=$(grep -cE '^\[ +SKIPPED +\] (Cuda|Encodings/ModelParity)\.' "$log")
+passed=$(grep -cE '^\[ +OK +\] (Cuda|Encodings/ModelParity|DistGpu)\.' "$log")
+failed=$(grep -cE '^\[ +FAILED +\] (Cuda|Encodings/ModelParity|DistGpu)\..*\(' "$log")
+skipped=$(grep -cE '^\[ +SKIPPED +\] (Cuda|Encodings/ModelParity|DistGpu)\.' "$log")
 echo "passed $passed, failed $failed, skipped $skipped; exit $status; ${SECONDS}s in all (log: $log)"
 exit "$status"

@@ -31,6 +31,18 @@ if(NOT COPPER_CUDA STREQUAL "OFF")
                         "(nvcc on PATH, or -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc), or use COPPER_CUDA=AUTO/OFF")
   endif()
 endif()
+# NCCL (shipped with the CUDA toolkit, or Debian's libnccl-dev): the communicator between GPUs
+# for data-parallel training (dist/nccl.cpp). Built whenever the CUDA backend is and NCCL is found.
+set(COPPER_HAS_NCCL OFF)
+if(COPPER_HAS_CUDA)
+  find_path(COPPER_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+  find_library(COPPER_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}
+               PATH_SUFFIXES lib lib64)
+  if(COPPER_NCCL_INCLUDE_DIR AND COPPER_NCCL_LIBRARY)
+    set(COPPER_HAS_NCCL ON)
+  endif()
+  message(STATUS "copper: NCCL communicator ${COPPER_HAS_NCCL} (${COPPER_NCCL_LIBRARY})")
+endif()
 if(COPPER_HAS_CUDA)
   message(STATUS "copper: CUDA backend ON (toolkit ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}; COPPER_CUDA=${COPPER_CUDA})")
 else()

@@ -10,13 +10,19 @@
 //   single (dist/single.cpp) — one process; every collective is the identity.
 //   mpi    (dist/mpi.cpp)    — MPI, when the program was built with it (COPPER_MPI) and
 //                              launched by mpirun or srun (launched_by_mpi()).
-// A GPU implementation (NCCL) is one more file: its buffers are device pointers, and it
-// bootstraps its communicator id through the MPI one (all-gather of the NCCL unique id).
+//   nccl   (dist/nccl.cpp)   — NCCL between GPUs, when built with CUDA and NCCL: made over a
+//                              host communicator (make_nccl), which carries its start-up id.
+//
+// Where the buffers live: the all_reduce and broadcast buffers of a communicator are in the
+// memory of its device() — host memory for single and mpi, the GPU's for nccl. all_gather,
+// broadcast_string and barrier always work on the host.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "tensor/storage.h"
 
 namespace copper::dist {
 
@@ -37,11 +43,15 @@ class Pending {
 class Communicator {
  public:
   virtual ~Communicator() = default;
-  virtual const char* backend() const = 0;  // "single", "mpi"
+  virtual const char* backend() const = 0;  // "single", "mpi", "nccl"
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  // Ranks on this machine (sizing each rank's threads so that they share its cores).
+  // Ranks on this machine (sizing each rank's threads so that they share its cores), and
+  // this rank's place among them, 0..local_size()-1 (which GPU of the machine it takes).
   virtual int local_size() const = 0;
+  virtual int local_rank() const = 0;
+  // Where the buffers of all_reduce and broadcast must be.
+  virtual Device device() const { return kCPU; }
 
   // In place over ranks: data[i] = sum (or mean) of every rank's data[i]. Every rank
   // calls it with the same n, and all ranks get bit-identical results.
@@ -57,14 +67,23 @@ class Communicator {
   // others wait in a collective would otherwise leave them waiting forever).
   [[noreturn]] virtual void abort(int code) = 0;
 
-  // Rank `root`'s string on every rank.
-  std::string broadcast_string(const std::string& s, int root);
+  // Rank `root`'s string on every rank (host memory, whatever device() is).
+  virtual std::string broadcast_string(const std::string& s, int root);
 };
 
 std::unique_ptr<Communicator> make_single();
 // Initialises MPI (once per process). Throws copper::Error when copper was built without it.
 std::unique_ptr<Communicator> make_mpi();
 bool mpi_built();  // whether this build has the MPI implementation
+
+// A communicator between the GPUs cuda:`device` of every rank, over NCCL: `host` (the run's
+// world(), one rank per GPU) carries NCCL's start-up id from rank 0 to the others and does
+// the host-side collectives; it must outlive the result. Collective calls run on the GPU in
+// a stream of their own, ordered after the kernels queued so far on the device's stream;
+// a Pending's wait() orders the device's later kernels after the transfer (the host does not
+// block). Throws copper::Error when copper was built without NCCL.
+std::unique_ptr<Communicator> make_nccl(Communicator& host, int device);
+bool nccl_built();  // whether this build has the NCCL implementation
 
 // Whether an MPI launcher started this process (mpirun/mpiexec of Open MPI, MPICH or Intel
 // MPI, or Slurm's srun with a PMI plugin): its environment variables say so.

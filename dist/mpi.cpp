@@ -83,6 +83,7 @@ class Mpi final : public Communicator {
     MPI_Comm local;
     MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
     MPI_Comm_size(local, &local_size_);
+    MPI_Comm_rank(local, &local_rank_);
     MPI_Comm_free(&local);
   }
   ~Mpi() override {
@@ -96,6 +97,7 @@ class Mpi final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   int local_size() const override { return local_size_; }
+  int local_rank() const override { return local_rank_; }
 
   void all_reduce(float* data, int64_t n, Reduce op) override {
     MPI_Allreduce(MPI_IN_PLACE, data, checked_count(n, "all-reduce"), MPI_FLOAT, MPI_SUM, comm_);
@@ -138,7 +140,7 @@ class Mpi final : public Communicator {
 
  private:
   MPI_Comm comm_;
-  int rank_ = 0, size_ = 1, local_size_ = 1;
+  int rank_ = 0, size_ = 1, local_size_ = 1, local_rank_ = 0;
   bool owns_init_ = false;
 };
 

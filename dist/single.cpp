@@ -20,6 +20,7 @@ class Single final : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   int local_size() const override { return 1; }
+  int local_rank() const override { return 0; }
   void all_reduce(float*, int64_t, Reduce) override {}
   void all_reduce(double*, int64_t, Reduce) override {}
   std::unique_ptr<Pending> all_reduce_async(float*, int64_t, Reduce) override { return std::make_unique<Done>(); }

@@ -68,7 +68,7 @@ uint64_t hash_bytes(const void* data, size_t n, uint64_t h) {
 uint64_t hash_tensors(const nn::NamedTensors& ts) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (const auto& [name, t] : ts) {
-    Tensor c = t.contiguous();
+    Tensor c = t.to(kCPU).contiguous();
     h = hash_bytes(name.data(), name.size(), h);
     h = hash_bytes(c.raw_data(), size_t(c.numel()) * dtype_size(c.dtype()), h);
   }
@@ -78,6 +78,8 @@ uint64_t hash_tensors(const nn::NamedTensors& ts) {
 namespace {
 void broadcast_tensor(dist::Communicator& comm, const std::string& name, const Tensor& t) {
   COPPER_CHECK(t.is_contiguous(), "train", "cannot broadcast '{}': it is not contiguous", name);
+  COPPER_CHECK(t.device() == comm.device(), "train", "cannot broadcast '{}' on {} through the {} communicator, which "
+               "works on {}", name, t.device().str(), comm.backend(), comm.device().str());
   comm.broadcast(t.raw_data(), t.numel() * int64_t(dtype_size(t.dtype())), 0);
 }
 }  // namespace
@@ -100,7 +102,8 @@ void broadcast_weights_and_optimizer(dist::Communicator& comm, const nn::NamedTe
   for (const auto& e : head.at("tensors")) {
     const std::string name = e.at("name").get<std::string>();
     Tensor t = comm.rank() == 0 ? mine.at(name).contiguous()
-                                : Tensor::empty(e.at("shape").get<Shape>(), DType(e.at("dtype").get<int>()));
+                                : Tensor::empty(e.at("shape").get<Shape>(), DType(e.at("dtype").get<int>()),
+                                                comm.device());
     broadcast_tensor(comm, name, t);
     got.emplace(name, t);
   }

@@ -24,11 +24,13 @@ int64_t counted_targets(const Tensor& targets);
 // error naming the first differing fields. `what` names the thing compared in the message.
 void check_same(dist::Communicator& comm, const nlohmann::json& mine, const std::string& what);
 
-// A 64-bit hash (FNV-1a) of a tensor's bytes, for comparing data and weights across ranks.
+// A 64-bit hash (FNV-1a) of a tensor's bytes, for comparing data and weights across ranks
+// (tensors on a GPU are copied to the host first).
 uint64_t hash_bytes(const void* data, size_t n, uint64_t h = 0xcbf29ce484222325ull);
 uint64_t hash_tensors(const nn::NamedTensors& ts);
 
-// Rank 0's weights and optimizer state (moments, step count) copied into every rank's.
+// Rank 0's weights and optimizer state (moments, step count) copied into every rank's, through
+// `comm`, whose device() is where the weights are (the NCCL communicator for a model on a GPU).
 void broadcast_weights_and_optimizer(dist::Communicator& comm, const nn::NamedTensors& weights, nn::Optimizer& opt);
 
 }  // namespace copper::train::dp

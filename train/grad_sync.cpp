@@ -2,9 +2,9 @@
 #include "train/grad_sync.h"
 
 #include <chrono>
-#include <cstring>
 
 #include "autograd/grad_hook.h"
+#include "tensor/ops.h"
 #include "tensor/error.h"
 
 namespace copper::train {
@@ -22,25 +22,26 @@ struct GradSync::HookHolder {
 GradSync::GradSync(dist::Communicator& comm, const nn::NamedTensors& params, bool overlap, int64_t bucket_bytes)
     : comm_(comm), overlap_(overlap) {
   const int64_t per_bucket = std::max<int64_t>(1, bucket_bytes / int64_t(sizeof(float)));
-  int64_t fill = 0;
+  std::vector<int64_t> sizes;
   for (auto it = params.rbegin(); it != params.rend(); ++it) {
     const Tensor& p = it->second;
     COPPER_CHECK(p.dtype() == DType::f32, "train", "data-parallel training all-reduces f32 gradients, but parameter "
                  "'{}' is {}. HINT: keep the parameters in f32", it->first, dtype_name(p.dtype()));
-    if (buckets_.empty() || (fill > 0 && fill + p.numel() > per_bucket)) {
-      buckets_.emplace_back();
-      fill = 0;
-    }
+    COPPER_CHECK(p.device() == comm.device(), "train", "parameter '{}' is on {}, but the {} communicator all-reduces "
+                 "on {}. HINT: move the model to the communicator's device first", it->first, p.device().str(),
+                 comm.backend(), comm.device().str());
+    if (sizes.empty() || (sizes.back() > 0 && sizes.back() + p.numel() > per_bucket)) sizes.push_back(0);
     Slot s;
     s.param = p;
-    s.bucket = int64_t(buckets_.size()) - 1;
-    s.offset = fill;
+    s.bucket = int64_t(sizes.size()) - 1;
+    s.offset = sizes.back();
     s.numel = p.numel();
-    fill += p.numel();
-    buckets_.back().flat.resize(size_t(fill));
+    sizes.back() += p.numel();
     slot_of_[p.impl()] = slots_.size();
     slots_.push_back(s);
   }
+  buckets_.resize(sizes.size());
+  for (size_t b = 0; b < sizes.size(); ++b) buckets_[b].flat = Tensor::empty({sizes[b]}, DType::f32, comm.device());
 }
 
 GradSync::~GradSync() = default;
@@ -68,14 +69,13 @@ void GradSync::on_ready(TensorImpl* leaf) {
 void GradSync::mark_ready(Slot& s) {
   if (s.ready) return;
   s.ready = true;
-  float* dst = buckets_[size_t(s.bucket)].flat.data() + s.offset;
+  Tensor dst = buckets_[size_t(s.bucket)].flat.narrow(0, s.offset, s.numel);
   Tensor g = s.param.grad();
   s.has_grad = g.defined();
   if (s.has_grad) {
-    Tensor c = g.contiguous();
-    std::memcpy(dst, c.data<float>(), size_t(s.numel) * sizeof(float));
+    copy_(dst, g.reshape({s.numel}));
   } else {
-    std::memset(dst, 0, size_t(s.numel) * sizeof(float));
+    fill_(dst, 0.0);
   }
   buckets_[size_t(s.bucket)].waiting--;
 }
@@ -86,8 +86,8 @@ void GradSync::launch_ready() {
 
 void GradSync::launch(size_t b) {
   Bucket& k = buckets_[b];
-  k.pending = comm_.all_reduce_async(k.flat.data(), int64_t(k.flat.size()), dist::Reduce::mean);
-  stats_.bytes += int64_t(k.flat.size() * sizeof(float));
+  k.pending = comm_.all_reduce_async(k.flat.data<float>(), k.flat.numel(), dist::Reduce::mean);
+  stats_.bytes += k.flat.numel() * int64_t(sizeof(float));
   stats_.buckets++;
   if (in_backward_ && hook_) stats_.overlapped++;
 }
@@ -104,13 +104,13 @@ void GradSync::finish() {
   }
   for (Slot& s : slots_) {
     if (!s.has_grad) continue;  // as in a single process: no gradient, no update
-    const float* src = buckets_[size_t(s.bucket)].flat.data() + s.offset;
+    const Tensor src = buckets_[size_t(s.bucket)].flat.narrow(0, s.offset, s.numel).view(s.param.shape());
     Tensor g = s.param.grad();
     if (!g.is_contiguous() || g.shape() != s.param.shape()) {
-      g = Tensor::empty(s.param.shape(), DType::f32);
+      g = Tensor::empty(s.param.shape(), DType::f32, s.param.device());
       s.param.set_grad(g);
     }
-    std::memcpy(g.data<float>(), src, size_t(s.numel) * sizeof(float));
+    copy_(g, src);
   }
   stats_.finish_s += since(t);
 }

@@ -3,7 +3,8 @@
 //
 // The parameters are grouped, in reverse order of the model's parameter list (the order in
 // which backward() finishes their gradients: the last layers first), into buckets of about
-// kBucketBytes. Each bucket is one flat f32 buffer, allocated once. During backward() the
+// kBucketBytes. Each bucket is one flat f32 tensor on the communicator's device (host memory
+// for MPI, the GPU for NCCL), allocated once. During backward() the
 // autograd engine reports each parameter whose gradient is final (LeafGradHook); its
 // gradient is copied into its slot, and when every parameter of a bucket is in, the
 // bucket's all-reduce (mean over ranks) starts without waiting. Buckets start strictly in
@@ -14,7 +15,8 @@
 //
 // MPI moves a non-blocking transfer forward only inside MPI calls, so every hook call also
 // tests the buckets in flight: the all-reduce of one bucket proceeds while the next layer's
-// backward is computed.
+// backward is computed. NCCL runs the transfers on a stream of its own beside the backward
+// pass's kernels (dist/nccl.cpp).
 //
 // With overlap off (COPPER_DP_OVERLAP=0) nothing starts during backward(): finish() copies
 // and all-reduces the buckets one after another (the baseline that docs/PERF.md compares).
@@ -63,7 +65,7 @@ class GradSync {
     bool ready = false, has_grad = false;
   };
   struct Bucket {
-    std::vector<float> flat;
+    Tensor flat;  // f32, one dimension, on comm_.device()
     int64_t waiting = 0;  // parameters not yet ready
     std::unique_ptr<dist::Pending> pending;
   };

@@ -214,11 +214,16 @@ RunResult Trainer::run() {
   COPPER_CHECK(model.device() == s.opt.device, "train",
                "the model is on {} but the run is set for {}. HINT: move it with model.to(device) before making the "
                "Trainer", model.device().str(), s.opt.device.str());
-  // The gradient all-reduce (train/grad_sync.h) works on host memory; NCCL for device
-  // tensors is not built yet (issue 16).
-  COPPER_CHECK(!dp || s.opt.device.is_cpu(), "train",
-               "data-parallel training of a model on {} is not supported yet: gradients are averaged through MPI in "
-               "host memory. HINT: run one process, or train on the CPU", s.opt.device.str());
+  // The weights and gradients travel through a communicator on the model's device: the host
+  // one (MPI) for a model in host memory, NCCL between the ranks' GPUs for a model on a GPU.
+  // `comm` carries everything else (settings, losses, the clock) on the host.
+  std::unique_ptr<dist::Communicator> gpu_comm;
+  if (dp && s.opt.device.type == DeviceType::cuda) gpu_comm = dist::make_nccl(comm, s.opt.device.index);
+  dist::Communicator& tensor_comm = gpu_comm ? *gpu_comm : comm;
+  COPPER_CHECK(!dp || tensor_comm.device() == s.opt.device, "train",
+               "data-parallel training of a model on {} needs a communicator on that device, but {} works on {}. "
+               "HINT: train on the CPU or on a GPU", s.opt.device.str(), tensor_comm.backend(),
+               tensor_comm.device().str());
   model.train(true);
   auto params = model.named_parameters();
   auto optim = nn::make_optimizer(L.optim, params);
@@ -317,7 +322,7 @@ RunResult Trainer::run() {
     result.final_loss = number_or_nan(res, "final_loss");
     return result;
   }
-  if (dp) dp::broadcast_weights_and_optimizer(comm, model.named_state(), *optim);
+  if (dp) dp::broadcast_weights_and_optimizer(tensor_comm, model.named_state(), *optim);
   if (!lead) {
     // Ranks other than 0 write nothing into the run folder. What a caller saves into
     // work_dir() after training (the LM's tokenizer) goes to a scratch folder of this rank,
@@ -366,12 +371,12 @@ RunResult Trainer::run() {
   std::unique_ptr<GradSync> sync;
   if (dp) {
     const char* ov = std::getenv("COPPER_DP_OVERLAP");
-    sync = std::make_unique<GradSync>(comm, params, !(ov && std::string(ov) == "0"));
+    sync = std::make_unique<GradSync>(tensor_comm, params, !(ov && std::string(ov) == "0"));
     if (msg)
       fmt::print(msg,
                  "{}data parallel: {} ranks ({}), {} on this machine, {} threads each; gradients averaged in {} "
                  "buckets{}\n",
-                 s.opt.label, ranks, comm.backend(), comm.local_size(), threads, sync->buckets(),
+                 s.opt.label, ranks, tensor_comm.backend(), comm.local_size(), threads, sync->buckets(),
                  ov && std::string(ov) == "0" ? " after the backward pass" : ", overlapped with the backward pass");
   }
 

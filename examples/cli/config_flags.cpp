@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "dist/comm.h"
 #include "tensor/backend.h"
 #include "tensor/error.h"
 
@@ -80,11 +81,19 @@ void apply_overrides(const Overrides& o, nn::TransformerConfig& model, nn::Optim
 }
 
 Device usable_device(const std::string& name) {
-  const Device d = device_from_name(name);
+  Device d = device_from_name(name);
   COPPER_CHECK(has_backend(d.type), "device",
                "--device {}: this copper was built without that backend. HINT: build with -DCOPPER_CUDA=ON where the "
                "CUDA toolkit is installed; `copper info` lists what this binary can use", name);
-  Tensor probe = Tensor::empty({1}, DType::f32, d);  // no driver or no such GPU: the backend's error says which
+  if (name == "cuda" && dist::launched_by_mpi() && dist::world().size() > 1) d.index = dist::world().local_rank();
+  try {
+    Tensor probe = Tensor::empty({1}, DType::f32, d);  // no driver or no such GPU: the backend's error says which
+  } catch (const Error& e) {
+    if (name != "cuda" || d.index == 0) throw;
+    COPPER_THROW("device", "--device cuda: this rank is number {} of {} on its machine, so it takes {}, which failed: "
+                 "{}. HINT: start at most as many ranks per machine as it has GPUs", d.index,
+                 dist::world().local_size(), d.str(), e.what());
+  }
   return d;
 }
 

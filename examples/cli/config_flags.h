@@ -56,7 +56,11 @@ const CLI::Validator& seed_check();
 // --device NAME: where the model runs. The help text of the flag, and the device it names
 // once checked: "cpu", "cuda" or "cuda:N", a backend this binary was built with, and a device
 // that exists (copper::Error otherwise, saying which of the three failed).
-inline constexpr const char* kDeviceHelp = "where the model runs: cpu, cuda or cuda:N (a GPU needs a build with CUDA)";
+inline constexpr const char* kDeviceHelp =
+    "where the model runs: cpu, cuda or cuda:N (a GPU needs a build with CUDA; with several ranks per machine, "
+    "plain cuda gives each rank its own GPU)";
+// The device --device names, checked to exist. Plain "cuda" in a run of several ranks means
+// the GPU numbered as this rank's place on its machine (dist::Communicator::local_rank()).
 Device usable_device(const std::string& name);
 
 // What is wrong with `path` as an output folder (empty string: nothing). An existing folder
