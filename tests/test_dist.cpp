@@ -2,7 +2,8 @@
 // 2 ranks of batch B/2 end where 1 process of batch B does; ranks started with different
 // settings refuse to start; a rank killed mid-run ends the job in bounded time; and the
 // checkpoint it left (written by 2 ranks) resumes in 1 process to the same weights.
-// Also the pieces that need no MPI: the thread split, the batch shards, the leaf hook.
+// Also the pieces that need no MPI: the thread split, the batch shards, the leaf hook, the
+// gradient buckets over one rank; and NCCL over one rank on cuda:0 (skipped without a GPU).
 //
 // The MPI tests run `mpirun -np 2 --oversubscribe` themselves (as root too) and skip, saying
 // why, when copper was built without MPI or mpirun is not installed.
@@ -25,7 +26,10 @@
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
 #include "test_util.h"
+#include "nn/linear.h"
+#include "tests/gpu_skip.h"
 #include "train/data_parallel.h"
+#include "train/grad_sync.h"
 
 namespace fs = std::filesystem;
 using namespace copper;
@@ -130,6 +134,33 @@ TEST_F(Dist, TwoRanksOfHalfTheBatchEqualOneProcess) {
   EXPECT_LE(d, kMaxRelDiff);
   fmt::print("2 ranks vs 1 process after 10 steps: relative difference {:.2e}\n", d);
   // and the run folder is one run's: rank 0 wrote it, the log says how many ranks
+  std::ifstream log(dir_ / "two" / "log.jsonl");
+  std::string first;
+  std::getline(log, first);
+  EXPECT_NE(first.find("\"ranks\":2"), std::string::npos) << first;
+}
+
+// Why `srun` cannot start 2 ranks here, or "" when it can: a Slurm installation whose
+// controller answers and has 2 CPUs idle, with the PMIx plugin that Open MPI needs.
+std::string srun_skip_reason() {
+  if (std::system("command -v srun > /dev/null 2>&1") != 0) return "Slurm's srun is not installed";
+  if (sh("timeout 10 sinfo -h -o %T").rc != 0) return "no Slurm controller answers (sinfo failed)";
+  if (sh("timeout 10 srun --mpi=list").out.find("pmix") == std::string::npos)
+    return "this Slurm has no PMIx plugin (srun --mpi=list)";
+  return "";
+}
+
+// The same run launched by Slurm instead of mpirun: srun starts the ranks, PMIx tells each
+// its rank, and the result is the same as one process's.
+TEST_F(Dist, TwoRanksUnderSrunEqualOneProcess) {
+  if (const std::string why = srun_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  Ran one = sh(fmt::format("{} {} --out {}", kCopper, task(10), out("one")));
+  ASSERT_EQ(one.rc, 0) << one.out;
+  Ran two = sh(fmt::format("timeout 300 srun -n 2 --mpi=pmix {} {} --out {}", kCopper, task(10), out("two")));
+  ASSERT_EQ(two.rc, 0) << two.out;
+  const double d = rel_diff(dir_ / "one" / "model.safetensors", dir_ / "two" / "model.safetensors");
+  EXPECT_LE(d, kMaxRelDiff);
+  fmt::print("2 ranks under srun vs 1 process after 10 steps: relative difference {:.2e}\n", d);
   std::ifstream log(dir_ / "two" / "log.jsonl");
   std::string first;
   std::getline(log, first);
@@ -276,6 +307,105 @@ TEST(DistPieces, LeafHookFiresOnceWhenEachGradientIsFinal) {
   Tensor z = sum(a * 3.0);
   z.backward();  // no hook installed any more
   EXPECT_EQ(fired.size(), 2u);
+}
+
+// Gradients through GradSync over `comm` (one rank) equal the gradients of a plain backward
+// pass, bit for bit: the mean over one rank is the value itself. Small buckets, so that the
+// three parameters fill more than one and some start during the backward pass.
+void expect_grad_sync_is_identity(dist::Communicator& comm, bool overlap) {
+  const Device dev = comm.device();
+  manual_seed(7);
+  nn::Linear l1(6, 5), l2(5, 3);
+  l1.to(dev);
+  l2.to(dev);
+  nn::NamedTensors params = l1.named_parameters();
+  for (auto& [n, t] : l2.named_parameters()) params.emplace_back("l2." + n, t);
+  Tensor x = randn({4, 6}).to(dev);
+  auto loss_of = [&] { return sum(l2.forward(gelu(l1.forward(x)))); };
+  loss_of().backward();
+  std::vector<std::vector<float>> want;
+  for (auto& [n, t] : params) {
+    want.push_back(t.grad().to(kCPU).to_vector<float>());
+    t.zero_grad();
+  }
+  train::GradSync sync(comm, params, overlap, /*bucket_bytes=*/64);
+  EXPECT_GT(sync.buckets(), 1);
+  for (int round = 0; round < 2; ++round) {  // the buckets are reused
+    for (auto& [n, t] : params) t.zero_grad();
+    sync.begin();
+    Tensor loss = loss_of();
+    loss.backward();
+    sync.finish();
+    for (size_t i = 0; i < params.size(); ++i)
+      EXPECT_EQ(params[i].second.grad().to(kCPU).to_vector<float>(), want[i]) << params[i].first;
+    const train::GradSyncStats st = sync.take_stats();
+    EXPECT_EQ(st.buckets, sync.buckets());
+    if (overlap) {
+      EXPECT_GT(st.overlapped, 0);
+    }
+  }
+}
+
+TEST(DistPieces, GradientBucketsOverOneRankLeaveTheGradientsAsTheyAre) {
+  auto c = dist::make_single();
+  expect_grad_sync_is_identity(*c, true);
+  expect_grad_sync_is_identity(*c, false);
+}
+
+TEST(DistPieces, GradientBucketsTakeOnlyF32Parameters) {
+  auto c = dist::make_single();
+  Tensor w = Tensor::empty({2}, DType::f64);
+  try {
+    train::GradSync(*c, {{"w", w}}, true);
+    FAIL() << "an f64 parameter was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'w' is f64"), std::string::npos) << e.what();
+  }
+}
+
+// Without a GPU (or without NCCL in the build), asking for the NCCL communicator is an error
+// that says why, never a crash.
+TEST(DistPieces, NcclWithoutAGpuSaysWhy) {
+  if (test::no_gpu_reason().empty()) GTEST_SKIP() << "a GPU is present: DistGpu covers NCCL";
+  auto host = dist::make_single();
+  try {
+    dist::make_nccl(*host, 0);
+    FAIL() << "make_nccl succeeded without a GPU";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    const std::string want = dist::nccl_built() ? "HINT" : "without NCCL";
+    EXPECT_NE(m.find(want), std::string::npos) << m;
+  }
+}
+
+// NCCL over one rank on cuda:0 (NCCL refuses two ranks on one GPU, so this is what a machine
+// with one GPU can check): the collectives keep the values, ordered after the kernels that
+// wrote them and before those that read them; the gradient buckets work on device memory.
+TEST(DistGpu, NcclOverOneRankKeepsTheValuesInStreamOrder) {
+  SKIP_WITHOUT_GPU();
+  if (!dist::nccl_built()) GTEST_SKIP() << "this build has no NCCL";
+  auto host = dist::make_single();
+  auto nccl = dist::make_nccl(*host, 0);
+  EXPECT_STREQ(nccl->backend(), "nccl");
+  EXPECT_EQ(nccl->device(), test::kGPU);
+  EXPECT_EQ(nccl->size(), 1);
+  manual_seed(3);
+  Tensor a = randn({1000});
+  Tensor d = (a.to(test::kGPU) * 2.0).contiguous();  // queued just before the all-reduce reads it
+  nccl->all_reduce(d.data<float>(), d.numel(), dist::Reduce::mean);
+  Tensor e = d + 1.0;                                // queued after: sees the result
+  EXPECT_EQ(e.to(kCPU).to_vector<float>(), (a * 2.0 + 1.0).to_vector<float>());
+  auto pending = nccl->all_reduce_async(d.data<float>(), d.numel(), dist::Reduce::sum);
+  pending->wait();
+  EXPECT_EQ(d.to(kCPU).to_vector<float>(), (a * 2.0).to_vector<float>());
+  Tensor b = Tensor::empty({7}, DType::f64, test::kGPU);
+  fill_(b, 2.5);
+  nccl->broadcast(b.raw_data(), 7 * 8, 0);
+  nccl->all_reduce(b.data<double>(), 7, dist::Reduce::sum);
+  EXPECT_EQ(b.to(kCPU).to_vector<double>(), std::vector<double>(7, 2.5));
+  EXPECT_EQ(nccl->broadcast_string("on the host", 0), "on the host");
+  expect_grad_sync_is_identity(*nccl, true);
+  expect_grad_sync_is_identity(*nccl, false);
 }
 
 }  // namespace
