@@ -311,4 +311,10 @@ void CudaBackend::adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, 
                stream(dev));
 }
 
+void CudaBackend::dropout_mask(const Tensor& out, double p, uint64_t key) {
+  const int dev = index_of(out, "dropout_mask");
+  DeviceGuard guard(dev);
+  launch_dropout_mask(out.dtype(), ptr(out), out.numel(), float(p), 1.0 / (1.0 - p), key, stream(dev));
+}
+
 }  // namespace copper::cuda

@@ -106,4 +106,8 @@ void launch_rms_norm_backward(DType dtype, const void* x, const void* weight, co
 void launch_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t n, double lr, double b1, double b2,
                   double eps, double wd, double inv_bc1, double inv_bc2, cudaStream_t stream);
 
+// random.cu: dropout's scaled keep-mask over n contiguous elements from the Philox stream `key`
+// (Backend::dropout_mask): out[i] = u_i >= p ? scale : 0.
+void launch_dropout_mask(DType dtype, void* out, int64_t n, float p, double scale, uint64_t key, cudaStream_t stream);
+
 }  // namespace copper::cuda

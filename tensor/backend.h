@@ -129,6 +129,11 @@ class Backend {
   virtual void rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd, const Tensor& dy,
                                  const Tensor& dx, const Tensor& dweight, int64_t rows, int64_t n) = 0;
 
+  // Dropout's keep-mask, scaled: out[i] = u_i >= p ? 1/(1-p) : 0, where u_i is element i of the
+  // Philox stream keyed by `key` as a float in [0, 1) (tensor/philox.h; compared as floats, so
+  // every device keeps the same elements). out is contiguous and floating.
+  virtual void dropout_mask(const Tensor& out, double p, uint64_t key) = 0;
+
   // One AdamW step on a contiguous f32 parameter, in place:
   //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr (m/bc1 / (sqrt(v/bc2) + eps) + wd p)
   virtual void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double b1,

@@ -164,6 +164,8 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6);
 
 // ---------------- randomness (ops/misc.cpp) ----------------
 // Zero each element with probability p and scale the rest by 1/(1-p); identity if !train.
+// The mask comes from a Philox stream keyed by one draw of `gen` (default: the thread's
+// generator), made on x's device: the same generator state gives the same mask on every device.
 Tensor dropout(const Tensor& x, double p, bool train = true, Generator* gen = nullptr);
 
 // ---------------- masks (ops/misc.cpp) ----------------

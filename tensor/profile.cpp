@@ -273,6 +273,10 @@ class TimingBackend final : public Backend {
     Scope s("adamw_step", 0, bytes_of(p, g, m, v) + bytes_of(p, m, v));
     in_.adamw_step(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
   }
+  void dropout_mask(const Tensor& out, double p, uint64_t key) override {
+    Scope s("dropout_mask", 0, bytes_of(out));
+    in_.dropout_mask(out, p, key);
+  }
 
  private:
   Backend& in_;

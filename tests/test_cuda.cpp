@@ -466,6 +466,25 @@ TEST(Cuda, RotatePairs) {
     }
 }
 
+// Dropout's mask from the Philox stream: the GPU keeps exactly the CPU's elements (bit-equal,
+// not within a tolerance), over a size that ends inside a block; and dropout() itself on a GPU
+// tensor draws the same mask as on the CPU from the same generator state.
+TEST(Cuda, DropoutMaskIsTheCpusBitForBit) {
+  SKIP_WITHOUT_GPU();
+  const int64_t n = 100003;
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor want = Tensor::empty({n}, dt);
+    cpu().dropout_mask(want, 0.1, 0x1234abcdull);
+    Tensor got = poisoned({n}, dt, kGPU);
+    gpu().dropout_mask(got, 0.1, 0x1234abcdull);
+    EXPECT_EQ(want.to_vector<double>(), got.to(kCPU).to_vector<double>()) << dtype_name(dt);
+  }
+  Generator a(5), b(5);
+  Tensor x = rnd({64, 33}, DType::f32);
+  EXPECT_EQ(dropout(x, 0.25, true, &a).to_vector<float>(),
+            dropout(on_gpu(x), 0.25, true, &b).to(kCPU).to_vector<float>());
+}
+
 // CoPE's counted positions: a row longer than one warp (the kernel scans 32 keys at a time),
 // queries at an offset (a KV cache), and npos small enough that the clamp bites.
 TEST(Cuda, CopePositions) {

@@ -26,6 +26,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "tensor/ops.h"
+#include "tensor/philox.h"
 #include "tensor/random.h"
 
 using namespace copper;
@@ -1155,6 +1156,41 @@ TEST(OpValues, DropoutScaleMaskAndSeed) {
   // evaluation mode and p = 0 are the identity
   EXPECT_EQ(V(dropout(x, p, false)), V(x));
   EXPECT_THROW(dropout(x, 1.0), Error);
+}
+
+// Random123's known-answer vectors for Philox4x32-10 (tests/kat_vectors of
+// github.com/DEShawResearch/random123): counter, key, and the four words they must give.
+TEST(OpValues, PhiloxMatchesTheKnownAnswerVectors) {
+  struct Kat {
+    philox::Block ctr;
+    uint32_t k0, k1;
+    philox::Block want;
+  };
+  const Kat kats[] = {
+      {{{0, 0, 0, 0}}, 0, 0, {{0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}}},
+      {{{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}}, 0xffffffff, 0xffffffff,
+       {{0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}}},
+      {{{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}}, 0xa4093822, 0x299f31d0,
+       {{0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}}},
+  };
+  for (const Kat& k : kats) {
+    const philox::Block got = philox::philox4x32_10(k.ctr, k.k0, k.k1);
+    for (int j = 0; j < 4; ++j) EXPECT_EQ(got.w[j], k.want.w[j]) << "word " << j;
+  }
+}
+
+// The kernel's mask, element by element, is the reference's: philox::uniform_at(key, i) >= p.
+// 4099 elements: blocks split across threads, and a last block of three.
+TEST(OpValues, DropoutMaskIsThePhiloxStreamElementByElement) {
+  const double p = 0.3;
+  Generator g(11), copy(11);
+  const uint64_t key = copy.next_u64();  // dropout keys its stream with one draw
+  Tensor x = ones({4099});
+  const std::vector<float> y = dropout(x, p, true, &g).to_vector<float>();
+  const float scale = float(1.0 / (1.0 - p));
+  for (size_t i = 0; i < y.size(); ++i)
+    ASSERT_EQ(y[i], philox::uniform_at(key, i) >= float(p) ? scale : 0.0f) << "element " << i;
+  EXPECT_EQ(g.next_u64(), copy.next_u64());  // one draw per call, whatever the size
 }
 
 TEST(OpValues, CausalMask) {

@@ -1,7 +1,7 @@
 // cpu_backend.h — the CPU implementation of Backend, one file per kernel family:
 //   copy.cpp (copy, fill, and transfer and synchronize, which are trivial on the host),
 //   elementwise.cpp (unary, binary, where), reduce.cpp, gemm.cpp (OpenBLAS), softmax.cpp
-//   (softmax, cross-entropy), scan.cpp, rotate.cpp, cope.cpp, index.cpp, norm.cpp, optim.cpp.
+//   (softmax, cross-entropy), scan.cpp, rotate.cpp, cope.cpp, index.cpp, norm.cpp, optim.cpp, random.cpp.
 // Kernels run multi-threaded with OpenMP above a size threshold and keep their inner
 // loops simple enough for the compiler to vectorize.
 #pragma once
@@ -60,6 +60,7 @@ class CpuBackend final : public Backend {
                          const Tensor& dweight, int64_t rows, int64_t n) override;
   void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double b1, double b2,
                   double eps, double wd, double bc1, double bc2) override;
+  void dropout_mask(const Tensor& out, double p, uint64_t key) override;
 };
 
 }  // namespace copper

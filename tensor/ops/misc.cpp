@@ -10,11 +10,17 @@ Tensor dropout(const Tensor& x, double p, bool train, Generator* gen) {
   COPPER_CHECK(p >= 0 && p < 1, "dropout", "probability must be in [0, 1), got {}", p);
   if (!train || p == 0) return x;
   check_float("dropout", x);
-  // keep-mask scaled by 1/(1-p): out = x * mask, and the gradient is g * mask
-  Tensor mask = rand(x.shape(), x.dtype(), gen);
-  {
+  // The keep-mask scaled by 1/(1-p), made on x's device from a Philox stream keyed by one draw
+  // of the generator (tensor/philox.h): the same mask on every device, whatever x's size, and
+  // the generator moves by one draw per call. out = x * mask; the gradient is g * mask.
+  Generator& g = gen ? *gen : default_generator();
+  const uint64_t key = g.next_u64();
+  const DType dt = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  Tensor mask = Tensor::empty(x.shape(), dt, x.device());
+  backend_of(mask).dropout_mask(mask, p, key);
+  if (dt != x.dtype()) {
     NoGradGuard ng;
-    mask = div(ge(mask, scalar_tensor(p, x.dtype())), 1.0 - p).to(x.device());
+    mask = mask.to(x.dtype());
   }
   return mul(x, mask);
 }

@@ -1,0 +1,66 @@
+// philox.h — Philox4x32-10, the counter-based random generator of Salmon, Moraes, Dror and
+// Shaw, "Parallel random numbers: as easy as 1, 2, 3" (SC 2011), for random numbers that are
+// the same on every device.
+//
+// A counter-based generator is a pure function: block(counter, key) gives four 32-bit words,
+// and different counters give independent-looking blocks. So element i of a random tensor can
+// be computed by whichever thread, core or GPU thread owns it, in any order, and the CPU and a
+// GPU fill a tensor with the same bits. copper's random streams are keyed by one 64-bit draw
+// from a Generator (tensor/random.h); element i of a stream is word i % 4 of the block at
+// counter i / 4.
+//
+// Header-only and free of the Tensor headers, so that CUDA kernels (cuda/*.cu) include it too;
+// tests/test_tensor.cpp checks it against Random123's published known-answer vectors.
+#pragma once
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define COPPER_PHILOX_FN __host__ __device__ inline
+#else
+#define COPPER_PHILOX_FN inline
+#endif
+
+namespace copper::philox {
+
+struct Block {
+  uint32_t w[4];
+};
+
+inline constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;   // the round multipliers
+inline constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u; // the key schedule's increments
+inline constexpr int kRounds = 10;
+
+// One round: two 32x32->64 multiplications, their halves mixed with the other words and the key.
+COPPER_PHILOX_FN Block round(const Block& c, uint32_t k0, uint32_t k1) {
+  const uint64_t p0 = uint64_t(kMul0) * c.w[0], p1 = uint64_t(kMul1) * c.w[2];
+  const uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0), hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
+  return Block{{hi1 ^ c.w[1] ^ k0, lo1, hi0 ^ c.w[3] ^ k1, lo0}};
+}
+
+// The four words of counter `c` under key (k0, k1): ten rounds, the key bumped between them.
+COPPER_PHILOX_FN Block philox4x32_10(Block c, uint32_t k0, uint32_t k1) {
+  for (int r = 0; r < kRounds; ++r) {
+    if (r > 0) {
+      k0 += kWeyl0;
+      k1 += kWeyl1;
+    }
+    c = round(c, k0, k1);
+  }
+  return c;
+}
+
+// The block at index `b` of the stream keyed by `key`: counter (b low, b high, 0, 0).
+COPPER_PHILOX_FN Block stream_block(uint64_t key, uint64_t b) {
+  return philox4x32_10(Block{{uint32_t(b), uint32_t(b >> 32), 0u, 0u}}, uint32_t(key), uint32_t(key >> 32));
+}
+
+// A word as a float in [0, 1): its top 24 bits (a float's precision) over 2^24.
+COPPER_PHILOX_FN float unit_float(uint32_t w) { return float(w >> 8) * (1.0f / 16777216.0f); }
+
+// Element i of the stream keyed by `key` as a float in [0, 1). The reference for the kernels,
+// which compute each block once for four elements.
+COPPER_PHILOX_FN float uniform_at(uint64_t key, uint64_t i) {
+  return unit_float(stream_block(key, i / 4).w[i % 4]);
+}
+
+}  // namespace copper::philox
