@@ -2,7 +2,10 @@
 // tensors' GPU and its stream; transfer between host and devices; synchronize.
 #include "cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <array>
+#include <cstring>
+#include <vector>
 
 #include "cuda/check.h"
 #include "cuda/device.h"
@@ -309,6 +312,40 @@ void CudaBackend::adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, 
   DeviceGuard guard(dev);
   launch_adamw(p.dtype(), ptr(p), ptr(g), ptr(m), ptr(v), p.numel(), lr, b1, b2, eps, wd, 1.0 / bc1, 1.0 / bc2,
                stream(dev));
+}
+
+void CudaBackend::adamw_steps(const std::vector<AdamWParam>& params, double lr, double b1, double b2, double eps) {
+  if (params.empty()) return;
+  const Device d = params[0].p.device();
+  const DType dt = params[0].p.dtype();
+  bool one_launch = true;
+  for (const AdamWParam& a : params) one_launch = one_launch && a.p.device() == d && a.p.dtype() == dt;
+  if (!one_launch) {  // mixed devices or dtypes: one launch each
+    Backend::adamw_steps(params, lr, b1, b2, eps);
+    return;
+  }
+  const int dev = index_of(params[0].p, "adamw_steps");
+  DeviceGuard guard(dev);
+  // The parameters' pointers and constants, in chunks of at most a grid's height, copied to
+  // the device in a tensor (its memory is reused only by kernels queued after this one).
+  constexpr size_t kMaxSlots = 65535;
+  for (size_t at = 0; at < params.size(); at += kMaxSlots) {
+    const size_t count = std::min(kMaxSlots, params.size() - at);
+    std::vector<AdamWSlot> slots(count);
+    int64_t max_n = 0;
+    for (size_t i = 0; i < count; ++i) {
+      const AdamWParam& a = params[at + i];
+      slots[i] = AdamWSlot{ptr(a.p), ptr(a.g), ptr(a.m), ptr(a.v), a.p.numel(), a.wd, 1.0 / a.bc1, 1.0 / a.bc2};
+      max_n = std::max(max_n, a.p.numel());
+    }
+    static_assert(sizeof(AdamWSlot) % sizeof(int64_t) == 0, "AdamWSlot is copied as int64 words");
+    const int64_t words = int64_t(count * sizeof(AdamWSlot) / sizeof(int64_t));
+    Tensor host = Tensor::empty({words}, DType::i64);
+    std::memcpy(host.raw_data(), slots.data(), count * sizeof(AdamWSlot));
+    Tensor table = host.to(d);
+    launch_adamw_many(dt, static_cast<const AdamWSlot*>(table.raw_data()), int(count), max_n, lr, b1, b2, eps,
+                      stream(dev));
+  }
 }
 
 void CudaBackend::dropout_mask(const Tensor& out, double p, uint64_t key) {

@@ -62,6 +62,7 @@ class CudaBackend final : public Backend {
                          const Tensor& dweight, int64_t rows, int64_t n) override;
   void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double b1, double b2,
                   double eps, double wd, double bc1, double bc2) override;
+  void adamw_steps(const std::vector<AdamWParam>& params, double lr, double b1, double b2, double eps) override;
   void dropout_mask(const Tensor& out, double p, uint64_t key) override;
 };
 

@@ -106,6 +106,19 @@ void launch_rms_norm_backward(DType dtype, const void* x, const void* weight, co
 void launch_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t n, double lr, double b1, double b2,
                   double eps, double wd, double inv_bc1, double inv_bc2, cudaStream_t stream);
 
+// optim.cu: AdamW over `count` parameters in one launch; `slots` is a device array of
+// AdamWSlot (all of one dtype), each with its own weight decay and bias corrections.
+struct AdamWSlot {
+  void* p;
+  const void* g;
+  void* m;
+  void* v;
+  int64_t n;
+  double wd, inv_bc1, inv_bc2;
+};
+void launch_adamw_many(DType dtype, const AdamWSlot* slots, int count, int64_t max_n, double lr, double b1, double b2,
+                       double eps, cudaStream_t stream);
+
 // random.cu: dropout's scaled keep-mask over n contiguous elements from the Philox stream `key`
 // (Backend::dropout_mask): out[i] = u_i >= p ? scale : 0.
 void launch_dropout_mask(DType dtype, void* out, int64_t n, float p, double scale, uint64_t key, cudaStream_t stream);

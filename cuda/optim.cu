@@ -1,4 +1,5 @@
-// optim.cu — the fused AdamW update, one thread per element (Backend::adamw_step):
+// optim.cu — the fused AdamW update, one thread per element (Backend::adamw_step), and the
+// same over every parameter of an optimizer in one launch (Backend::adamw_steps):
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr (m/bc1 / (sqrt(v/bc2) + eps) + wd p)
 #include "cuda/common.cuh"
 
@@ -20,7 +21,38 @@ __global__ void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, T lr, T b1
   }
 }
 
+// Block (x, y) works on parameter y; the x blocks stride over its elements, and those past a
+// small parameter's end exit at once.
+template <class T>
+__global__ void adamw_many_kernel(const AdamWSlot* slots, T lr, T b1, T b2, T eps) {
+  const AdamWSlot s = slots[blockIdx.y];
+  T* p = static_cast<T*>(s.p);
+  const T* g = static_cast<const T*>(s.g);
+  T* m = static_cast<T*>(s.m);
+  T* v = static_cast<T*>(s.v);
+  const T wd = T(s.wd), inv_bc1 = T(s.inv_bc1), inv_bc2 = T(s.inv_bc2);
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < s.n; i += int64_t(gridDim.x) * blockDim.x) {
+    const T gi = g[i];
+    const T mi = b1 * m[i] + (T(1) - b1) * gi;
+    const T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    const T update = (mi * inv_bc1) / (sqrt(vi * inv_bc2) + eps);
+    p[i] -= lr * (update + wd * p[i]);
+  }
+}
+
 }  // namespace
+
+void launch_adamw_many(DType dtype, const AdamWSlot* slots, int count, int64_t max_n, double lr, double b1, double b2,
+                       double eps, cudaStream_t stream) {
+  if (count == 0 || max_n == 0) return;
+  const dim3 grid(grid_for(max_n), unsigned(count));
+  COPPER_CUDA_DISPATCH_FLOAT(dtype, "adamw_steps", [&] {
+    adamw_many_kernel<T><<<grid, kBlock, 0, stream>>>(slots, T(lr), T(b1), T(b2), T(eps));
+    COPPER_CUDA_LAUNCH_CHECK("adamw_many_kernel");
+  });
+}
 
 void launch_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t n, double lr, double b1, double b2,
                   double eps, double wd, double inv_bc1, double inv_bc2, cudaStream_t stream) {

@@ -145,6 +145,10 @@ Adam::Adam(NamedTensors params, AdamOptions opt, bool decoupled)
 
 void Adam::step() {
   NoGradGuard ng;
+  // Every parameter with a gradient, with its own bias corrections (a parameter that got no
+  // gradient in some step is a step behind), handed to its device's backend in one call: one
+  // kernel launch on a GPU (Backend::adamw_steps).
+  std::vector<Backend::AdamWParam> todo;
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = grad_of(i);
     if (!g.defined()) continue;
@@ -157,7 +161,15 @@ void Adam::step() {
     const int64_t t = ++param_step_[i];
     const double bc1 = 1 - std::pow(opt_.beta1, double(t));
     const double bc2 = 1 - std::pow(opt_.beta2, double(t));
-    backend_of(p).adamw_step(p, g, m_[i], v_[i], lr_, opt_.beta1, opt_.beta2, opt_.eps, wd, bc1, bc2);
+    todo.push_back({p, g, m_[i], v_[i], wd, bc1, bc2});
+  }
+  // Grouped by device, in parameter order within each.
+  while (!todo.empty()) {
+    const Device d = todo.front().p.device();
+    std::vector<Backend::AdamWParam> here, rest;
+    for (auto& a : todo) (a.p.device() == d ? here : rest).push_back(std::move(a));
+    backend_for(d).adamw_steps(here, lr_, opt_.beta1, opt_.beta2, opt_.eps);
+    todo = std::move(rest);
   }
   ++step_;
 }

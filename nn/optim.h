@@ -89,7 +89,8 @@ class SGD : public Optimizer {
 };
 
 // Adam (coupled L2: g += wd p) and AdamW (decoupled: p -= lr wd p). Both run the fused
-// backend kernel backend_of(p).adamw_step; Adam passes wd = 0 after folding it into g.
+// backend kernel for all parameters of a device at once (Backend::adamw_steps); Adam passes
+// wd = 0 after folding it into g.
 struct AdamOptions {
   double lr = 1e-3;
   double beta1 = 0.9;

@@ -12,6 +12,7 @@
 //  - Float kernels handle f32 and f64; the op converts bf16/f16 before calling.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "tensor/backend_ops.h"  // UnaryOp, BinaryOp, ReduceOp
 #include "tensor/tensor.h"
@@ -138,6 +139,16 @@ class Backend {
   //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr (m/bc1 / (sqrt(v/bc2) + eps) + wd p)
   virtual void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double b1,
                           double b2, double eps, double wd, double bc1, double bc2) = 0;
+  // The same step for every parameter of an optimizer at once, each with its own weight decay
+  // and bias corrections. This default, the reference, calls adamw_step once per parameter (a
+  // CPU kernel is already a parallel loop); a GPU backend does them all in one launch.
+  struct AdamWParam {
+    Tensor p, g, m, v;
+    double wd, bc1, bc2;
+  };
+  virtual void adamw_steps(const std::vector<AdamWParam>& params, double lr, double b1, double b2, double eps) {
+    for (const AdamWParam& a : params) adamw_step(a.p, a.g, a.m, a.v, lr, b1, b2, eps, a.wd, a.bc1, a.bc2);
+  }
 };
 
 Backend& backend_for(Device d);

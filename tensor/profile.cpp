@@ -273,6 +273,14 @@ class TimingBackend final : public Backend {
     Scope s("adamw_step", 0, bytes_of(p, g, m, v) + bytes_of(p, m, v));
     in_.adamw_step(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
   }
+  // Forwarded as a whole (a GPU does it in one launch), so one call of the adamw_step row is
+  // the optimizer's whole step.
+  void adamw_steps(const std::vector<AdamWParam>& params, double lr, double b1, double b2, double eps) override {
+    double bytes = 0;
+    for (const AdamWParam& a : params) bytes += bytes_of(a.p, a.g, a.m, a.v) + bytes_of(a.p, a.m, a.v);
+    Scope s("adamw_step", 0, bytes);
+    in_.adamw_steps(params, lr, b1, b2, eps);
+  }
   void dropout_mask(const Tensor& out, double p, uint64_t key) override {
     Scope s("dropout_mask", 0, bytes_of(out));
     in_.dropout_mask(out, p, key);

@@ -637,6 +637,31 @@ TEST(Cuda, AdamW) {
   }
 }
 
+// Every parameter in one launch: sizes from 1 element to more than one block's grid stride,
+// each with its own weight decay and bias corrections, against the CPU's one call each.
+TEST(Cuda, AdamWStepsInOneLaunch) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : {DType::f32, DType::f64}) {
+    std::vector<Backend::AdamWParam> on_cpu, on_dev;
+    const int64_t sizes[] = {1, 7, 256, 1000, 300000};
+    for (size_t i = 0; i < std::size(sizes); ++i) {
+      const Shape s = {sizes[i]};
+      Tensor p = rnd(s, t), g = rnd(s, t), m = rnd(s, t, 0.1), v = rnd(s, t, 0.01, true);
+      const double wd = 0.05 * double(i), bc1 = 1 - std::pow(0.9, double(i + 1)), bc2 = 1 - std::pow(0.95, double(i + 1));
+      on_cpu.push_back({p, g, m, v, wd, bc1, bc2});
+      on_dev.push_back({on_gpu(p), on_gpu(g), on_gpu(m), on_gpu(v), wd, bc1, bc2});
+    }
+    cpu().adamw_steps(on_cpu, 1e-2, 0.9, 0.95, 1e-8);
+    gpu().adamw_steps(on_dev, 1e-2, 0.9, 0.95, 1e-8);
+    for (size_t i = 0; i < on_cpu.size(); ++i) {
+      const std::string name = fmt::format("adamw_steps {} param {}", dtype_name(t), i);
+      expect_close(on_cpu[i].p, on_dev[i].p, tolerance(t), name + " p");
+      expect_close(on_cpu[i].m, on_dev[i].m, tolerance(t), name + " m");
+      expect_close(on_cpu[i].v, on_dev[i].v, tolerance(t), name + " v");
+    }
+  }
+}
+
 // ---------------- ops end to end ----------------
 
 // A small two-layer network, forward and backward, through the ops (not the kernels): the
