@@ -7,18 +7,23 @@ namespace copper::cuda {
 
 namespace {
 
+// The update of element i, shared by the one-parameter and the all-parameters kernels.
+template <class T>
+__device__ __forceinline__ void adamw_element(T* p, const T* g, T* m, T* v, int64_t i, T lr, T b1, T b2, T eps, T wd,
+                                              T inv_bc1, T inv_bc2) {
+  const T gi = g[i];
+  const T mi = b1 * m[i] + (T(1) - b1) * gi;
+  const T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  const T update = (mi * inv_bc1) / (sqrt(vi * inv_bc2) + eps);
+  p[i] -= lr * (update + wd * p[i]);
+}
+
 template <class T>
 __global__ void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, T lr, T b1, T b2, T eps, T wd, T inv_bc1,
                              T inv_bc2) {
-  COPPER_CUDA_GRID_STRIDE(i, n) {
-    const T gi = g[i];
-    const T mi = b1 * m[i] + (T(1) - b1) * gi;
-    const T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    const T update = (mi * inv_bc1) / (sqrt(vi * inv_bc2) + eps);
-    p[i] -= lr * (update + wd * p[i]);
-  }
+  COPPER_CUDA_GRID_STRIDE(i, n) { adamw_element(p, g, m, v, i, lr, b1, b2, eps, wd, inv_bc1, inv_bc2); }
 }
 
 // Block (x, y) works on parameter y; the x blocks stride over its elements, and those past a
@@ -31,15 +36,7 @@ __global__ void adamw_many_kernel(const AdamWSlot* slots, T lr, T b1, T b2, T ep
   T* m = static_cast<T*>(s.m);
   T* v = static_cast<T*>(s.v);
   const T wd = T(s.wd), inv_bc1 = T(s.inv_bc1), inv_bc2 = T(s.inv_bc2);
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < s.n; i += int64_t(gridDim.x) * blockDim.x) {
-    const T gi = g[i];
-    const T mi = b1 * m[i] + (T(1) - b1) * gi;
-    const T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    const T update = (mi * inv_bc1) / (sqrt(vi * inv_bc2) + eps);
-    p[i] -= lr * (update + wd * p[i]);
-  }
+  COPPER_CUDA_GRID_STRIDE(i, s.n) { adamw_element(p, g, m, v, i, lr, b1, b2, eps, wd, inv_bc1, inv_bc2); }
 }
 
 }  // namespace
