@@ -117,27 +117,38 @@ class Dist : public ::testing::Test {
   void TearDown() override {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
+
+ public:  // the command lines, for the helpers below too
   std::string task(int64_t steps, bool quiet = true) const {
     return fmt::format("task train --config {}{}", (dir_ / fmt::format("steps{}.json", steps)).string(),
                        quiet ? " --quiet" : "");
   }
   std::string out(const std::string& name) const { return (dir_ / name).string(); }
+
+ protected:
   fs::path dir_;
 };
 
-TEST_F(Dist, TwoRanksOfHalfTheBatchEqualOneProcess) {
-  Ran one = sh(fmt::format("{} {} --out {}", kCopper, task(10), out("one")));
+// 10 steps of one process, then of 2 ranks started by `launch_two` (a launcher command that
+// starts 2 ranks of what follows it): the same weights within kMaxRelDiff, and one run folder,
+// written by rank 0, whose log says how many ranks trained.
+void expect_two_ranks_equal_one(const Dist& t, const std::string& launch_two, const std::string& what) {
+  Ran one = sh(fmt::format("{} {} --out {}", kCopper, t.task(10), t.out("one")));
   ASSERT_EQ(one.rc, 0) << one.out;
-  Ran two = sh(fmt::format("{} -np 2 {} {} --out {}", kMpirun, kCopper, task(10), out("two")));
+  Ran two = sh(fmt::format("{} {} {} --out {}", launch_two, kCopper, t.task(10), t.out("two")));
   ASSERT_EQ(two.rc, 0) << two.out;
-  const double d = rel_diff(dir_ / "one" / "model.safetensors", dir_ / "two" / "model.safetensors");
+  const fs::path one_dir(t.out("one")), two_dir(t.out("two"));
+  const double d = rel_diff(one_dir / "model.safetensors", two_dir / "model.safetensors");
   EXPECT_LE(d, kMaxRelDiff);
-  fmt::print("2 ranks vs 1 process after 10 steps: relative difference {:.2e}\n", d);
-  // and the run folder is one run's: rank 0 wrote it, the log says how many ranks
-  std::ifstream log(dir_ / "two" / "log.jsonl");
+  fmt::print("{} vs 1 process after 10 steps: relative difference {:.2e}\n", what, d);
+  std::ifstream log(two_dir / "log.jsonl");
   std::string first;
   std::getline(log, first);
   EXPECT_NE(first.find("\"ranks\":2"), std::string::npos) << first;
+}
+
+TEST_F(Dist, TwoRanksOfHalfTheBatchEqualOneProcess) {
+  expect_two_ranks_equal_one(*this, kMpirun + " -np 2", "2 ranks");
 }
 
 // Why `srun` cannot start 2 ranks here, or "" when it can: a Slurm installation whose
@@ -154,17 +165,7 @@ std::string srun_skip_reason() {
 // its rank, and the result is the same as one process's.
 TEST_F(Dist, TwoRanksUnderSrunEqualOneProcess) {
   if (const std::string why = srun_skip_reason(); !why.empty()) GTEST_SKIP() << why;
-  Ran one = sh(fmt::format("{} {} --out {}", kCopper, task(10), out("one")));
-  ASSERT_EQ(one.rc, 0) << one.out;
-  Ran two = sh(fmt::format("timeout 300 srun -n 2 --mpi=pmix {} {} --out {}", kCopper, task(10), out("two")));
-  ASSERT_EQ(two.rc, 0) << two.out;
-  const double d = rel_diff(dir_ / "one" / "model.safetensors", dir_ / "two" / "model.safetensors");
-  EXPECT_LE(d, kMaxRelDiff);
-  fmt::print("2 ranks under srun vs 1 process after 10 steps: relative difference {:.2e}\n", d);
-  std::ifstream log(dir_ / "two" / "log.jsonl");
-  std::string first;
-  std::getline(log, first);
-  EXPECT_NE(first.find("\"ranks\":2"), std::string::npos) << first;
+  expect_two_ranks_equal_one(*this, "timeout 300 srun -n 2 --mpi=pmix", "2 ranks under srun");
 }
 
 TEST_F(Dist, RanksWithDifferentSettingsRefuseToStart) {
