@@ -8,8 +8,11 @@
 // CUBLAS_OP_T; the leading dimension is the other stride. The batch stride goes to
 // cublasGemmStridedBatchedEx as is, 0 (broadcast) included.
 //
-// f32 computes in full f32 (CUBLAS_COMPUTE_32F, never TF32), so that results match the CPU to
-// about 1e-6 relative. One cuBLAS handle per GPU, bound to that GPU's stream.
+// f32 computes in full f32 (CUBLAS_COMPUTE_32F under pedantic math), so that results match the
+// CPU to about 1e-6 relative, unless allow_tf32() (tensor/autocast.h) asks for TF32 tensor
+// cores. bf16 operands with an f32 result (mixed precision) run on the bf16 tensor cores with f32
+// accumulation. One cuBLAS handle per GPU, bound to that GPU's stream; its math mode is set per
+// call (a host-side setting, no synchronisation).
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -19,6 +22,7 @@
 #include "cuda/check.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
+#include "tensor/autocast.h"
 
 namespace copper::cuda {
 
@@ -71,33 +75,37 @@ void CudaBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool a
   COPPER_CHECK(std::max({n, m, k, oa.ld, ob.ld, batch}) <= int64_t(INT32_MAX), "matmul",
                "sizes of {} @ {} exceed cuBLAS's 32-bit int. HINT: split the batch", a.repr_shape(), b.repr_shape());
   const long long sa = a.strides()[0], sb = b.strides()[0], sc = n * m;
-  cudaDataType_t type;
+  cudaDataType_t in_type, out_type;
   cublasComputeType_t compute;
+  cublasMath_t math = CUBLAS_PEDANTIC_MATH;
   const float alpha32 = 1.0f, beta32 = accumulate ? 1.0f : 0.0f;
   const double alpha64 = 1.0, beta64 = accumulate ? 1.0 : 0.0;
-  const void* alpha;
-  const void* beta;
-  switch (c.dtype()) {
-    case DType::f32:
-      type = CUDA_R_32F;
-      compute = CUBLAS_COMPUTE_32F;
-      alpha = &alpha32;
-      beta = &beta32;
-      break;
-    case DType::f64:
-      type = CUDA_R_64F;
-      compute = CUBLAS_COMPUTE_64F;
-      alpha = &alpha64;
-      beta = &beta64;
-      break;
-    default:
-      COPPER_THROW("matmul", "the CUDA gemm takes f32 or f64, got {}. HINT: convert with .to(DType::f32)",
-                   c.repr_shape());
+  const void* alpha = &alpha32;
+  const void* beta = &beta32;
+  if (c.dtype() == DType::f32 && a.dtype() == DType::bf16) {  // mixed precision: bf16 tensor cores, f32 sums
+    in_type = CUDA_R_16BF;
+    out_type = CUDA_R_32F;
+    compute = CUBLAS_COMPUTE_32F;
+    math = CUBLAS_DEFAULT_MATH;
+  } else if (c.dtype() == DType::f32 && a.dtype() == DType::f32) {
+    in_type = out_type = CUDA_R_32F;
+    compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    if (allow_tf32()) math = CUBLAS_DEFAULT_MATH;
+  } else if (c.dtype() == DType::f64 && a.dtype() == DType::f64) {
+    in_type = out_type = CUDA_R_64F;
+    compute = CUBLAS_COMPUTE_64F;
+    alpha = &alpha64;
+    beta = &beta64;
+  } else {
+    COPPER_THROW("matmul", "the CUDA gemm takes f32 or f64 operands, or bf16 into f32; got {} operands into {}. "
+                 "HINT: convert with .to(DType::f32)", dtype_name(a.dtype()), c.repr_shape());
   }
+  cublasHandle_t h = handle(dev);
+  COPPER_CUBLAS_CHECK(cublasSetMathMode(h, math));  // a host-side setting of the handle: no sync
   // column-major: c^T [m, n] = b^T [m, k] @ a^T [k, n]
-  COPPER_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle(dev), ob.op, oa.op, int(m), int(n), int(k), alpha,
-                                                 b.raw_data(), type, int(ob.ld), sb, a.raw_data(), type, int(oa.ld),
-                                                 sa, beta, c.raw_data(), type, int(m), sc, int(batch), compute,
+  COPPER_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, ob.op, oa.op, int(m), int(n), int(k), alpha, b.raw_data(),
+                                                 in_type, int(ob.ld), sb, a.raw_data(), in_type, int(oa.ld), sa, beta,
+                                                 c.raw_data(), out_type, int(m), sc, int(batch), compute,
                                                  CUBLAS_GEMM_DEFAULT));
 }
 

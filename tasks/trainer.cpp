@@ -302,6 +302,7 @@ train::LoopConfig loop_config(const TrainConfig& cfg) {
   l.eval_every = 0;  // the splits are evaluated once, after training
   l.optim = cfg.optim;
   l.schedule = cfg.schedule;
+  l.dtype = cfg.dtype;
   return l;
 }
 }  // namespace

@@ -59,6 +59,7 @@ struct TrainConfig {
   int64_t eval_batch = kEvalBatch;
   int64_t checkpoint_every = 100;
   int64_t log_every = 25;
+  std::string dtype = "f32";    // precision of the matrix products: f32 or bf16 (train::LoopConfig::dtype)
 
   template <class Self, class Visit>
   static void fields(Self& c, Visit&& visit) {  // the one list of fields (nn/config.h)
@@ -77,6 +78,7 @@ struct TrainConfig {
     visit("eval_batch", c.eval_batch, "sequences per evaluation batch");
     visit("checkpoint_every", c.checkpoint_every, "steps between checkpoints");
     visit("log_every", c.log_every, "steps between log lines");
+    visit("dtype", c.dtype, "precision of the matrix products: f32, or bf16 (mixed precision, f32 weights)");
   }
   nlohmann::json to_json() const;
   // Keys missing from js keep their defaults (preset: "custom"); 'task' and 'model' are

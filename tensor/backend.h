@@ -54,7 +54,9 @@ class Backend {
   // c[i] = op(a[i]) @ op(b[i]) for i < batch; a: [batch, n, k], b: [batch, k, m], c: [batch, n, m].
   // Each of a, b is given as a 3-d view whose last two dims have one unit stride (row- or
   // column-major); batch strides may be anything, including 0 (broadcast). c is contiguous.
-  // If accumulate, c += result instead of c = result.
+  // If accumulate, c += result instead of c = result. a and b share a dtype; c has it too, or
+  // (mixed precision, tensor/autocast.h) a and b are bf16 and c is f32: the products of the
+  // bf16 values summed in f32. allow_tf32() lets a GPU round f32 operands to TF32.
   virtual void gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) = 0;
 
   // Rows of length n: y = softmax(x) or log_softmax(x).

@@ -25,6 +25,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
+#include "tensor/autocast.h"
 #include "tensor/ops.h"
 #include "tensor/philox.h"
 #include "tensor/random.h"
@@ -1076,6 +1077,57 @@ TEST(OpValues, Matmul) {
   // zero-size dims: empty in, empty (or zero) out
   EXPECT_EQ(matmul(zeros({0, 3}, DType::f64), zeros({3, 2}, DType::f64)).shape(), (Shape{0, 2}));
   EXPECT_EQ(V(matmul(ones({2, 0}, DType::f64), ones({0, 2}, DType::f64))), (std::vector<double>{0, 0, 0, 0}));
+}
+
+// Mixed precision (tensor/autocast.h): under the guard a product is the f64-exact product of
+// the bf16-rounded operands up to f32 accumulation, and so is its backward, with the incoming
+// gradient rounded too, even when the backward runs after the guard has ended.
+TEST(OpValues, MatmulUnderAutocastIsTheBf16ProductSummedInF32) {
+  Generator gen(11);
+  auto round16 = [](const Tensor& t) { return t.detach().to(DType::bf16).to(DType::f64); };
+  auto close = [](const Tensor& got, const Tensor& want, double tol) {
+    const std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>();
+    ASSERT_EQ(g.size(), w.size());
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      worst = std::max(worst, std::abs(g[i] - w[i]));
+      scale = std::max(scale, std::abs(w[i]));
+    }
+    EXPECT_LE(worst, tol * scale);
+  };
+  struct Case {
+    Shape a, b;
+    bool transpose_b;
+  };
+  for (const Case& c : {Case{{2, 5, 64}, {64, 3}, false}, Case{{2, 5, 64}, {2, 64, 3}, false},
+                        Case{{6, 64}, {3, 64}, true}}) {
+    Tensor a = randn(c.a, DType::f32, &gen).requires_grad_(), b0 = randn(c.b, DType::f32, &gen).requires_grad_();
+    Tensor out;
+    {
+      AutocastGuard ag(DType::bf16);
+      out = matmul(a, c.transpose_b ? b0.t() : b0);
+    }
+    EXPECT_EQ(out.dtype(), DType::f32);
+    Tensor b = c.transpose_b ? b0.t() : b0;
+    close(out, matmul(round16(a), round16(b)), 1e-6);
+    EXPECT_GT(max(abs(sub(out.to(DType::f64), matmul(a.detach(), b.detach()).to(DType::f64)))).item(), 1e-4)
+        << "the operands were not rounded";
+    Tensor w = randn(out.shape(), DType::f32, &gen);
+    sum(mul(out, w)).backward();  // after the guard: the product still differentiates as it was made
+    EXPECT_EQ(a.grad().dtype(), DType::f32);
+    close(a.grad(), sum_to(matmul(round16(w), round16(b).transpose(-2, -1)), a.shape()), 1e-6);
+    Tensor gb = sum_to(matmul(round16(a).transpose(-2, -1), round16(w)), b.shape());
+    close(b0.grad(), c.transpose_b ? gb.t() : gb, 1e-6);
+  }
+  // f64 operands are never rounded, and f16 is refused.
+  Tensor x = randn({4, 9}, DType::f64, &gen), y = randn({9, 2}, DType::f64, &gen);
+  Tensor exact = matmul(x, y);
+  {
+    AutocastGuard ag(DType::bf16);
+    EXPECT_EQ(V(matmul(x, y)), V(exact));
+  }
+  EXPECT_THROW(set_autocast_dtype(DType::f16), Error);
+  EXPECT_EQ(autocast_dtype(), DType::f32);
 }
 
 TEST(OpValues, JoinAndSplit) {

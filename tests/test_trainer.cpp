@@ -86,12 +86,14 @@ struct ToyRun {
 // One toy run into `dir`; finish() with a small results.json when it completes.
 // before_finish: what the caller does between run() and finish() (its evaluation).
 ToyRun toy_run(const fs::path& dir, int64_t steps, train::RunOptions opt, int64_t eval_every = 0,
-               int64_t raise_at_step = -1, const std::function<void(train::Trainer&)>& before_finish = {}) {
+               int64_t raise_at_step = -1, const std::function<void(train::Trainer&)>& before_finish = {},
+               const std::string& dtype = "f32") {
   Generator init(train::stream_seed(3, 1));
   nn::TransformerLM model(toy_model(), &init);
   ToyData data(train::stream_seed(3, 2));
   train::LoopConfig loop = toy_loop(steps);
   loop.eval_every = eval_every;
+  loop.dtype = dtype;
   train::Hooks hooks;
   int64_t calls = 0;
   hooks.loss = [&](const train::Batch& b) {
@@ -188,6 +190,27 @@ TEST(Trainer, KilledAndResumedRunIsBitIdentical) {
     return out;
   };
   EXPECT_EQ(losses(d / "a" / "log.jsonl"), losses(d / "c" / "log.jsonl"));
+  fs::remove_all(d);
+}
+
+// Mixed precision (loop.dtype = "bf16"): the products are rounded, so the run differs from
+// f32 in its last bits but trains the same; the weights stay f32; resume stays exact.
+TEST(Trainer, MixedPrecisionTrainsLikeF32AndResumesExactly) {
+  auto d = temp_dir("bf16");
+  const ToyRun f32 = toy_run(d / "f32", 12, {});
+  const ToyRun bf = toy_run(d / "bf16", 12, {}, 0, -1, {}, "bf16");
+  ASSERT_TRUE(bf.result.completed);
+  EXPECT_NE(bf.weights, f32.weights) << "the products were not rounded";
+  EXPECT_NEAR(bf.result.final_loss, f32.result.final_loss, 0.02 * f32.result.final_loss);
+  auto cfg = nlohmann::json::parse(bytes_of(d / "bf16" / "config.json"));
+  EXPECT_EQ(cfg["loop"]["dtype"], "bf16");
+  train::RunOptions killed;
+  killed.stop_after = 7;
+  EXPECT_FALSE(toy_run(d / "resumed", 12, killed, 0, -1, {}, "bf16").result.completed);
+  EXPECT_EQ(toy_run(d / "resumed", 12, {}, 0, -1, {}, "bf16").weights, bf.weights);
+  train::LoopConfig l = toy_loop(4);
+  l.dtype = "f16";
+  EXPECT_NE(error_of([&] { l.validate(); }).find("bf16"), std::string::npos);
   fs::remove_all(d);
 }
 

@@ -17,6 +17,7 @@
 #include "nn/checkpoint.h"
 #include "dist/comm.h"
 #include "nn/config.h"
+#include "tensor/autocast.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 #include "tensor/profile.h"
@@ -44,6 +45,8 @@ void LoopConfig::validate() const {
   COPPER_CHECK(checkpoint_every >= 1, "train", "checkpoint_every must be at least 1, got {}", checkpoint_every);
   COPPER_CHECK(eval_every >= 0, "train", "eval_every must be at least 0 (0: no evaluation), got {}", eval_every);
   COPPER_CHECK(clip >= 0 && std::isfinite(clip), "train", "clip must be a finite number >= 0 (0: off), got {}", clip);
+  COPPER_CHECK(dtype == "f32" || dtype == "bf16", "train",
+               "dtype '{}' is not a training precision. HINT: use f32, or bf16 for mixed precision", dtype);
   schedule.validate();
 }
 
@@ -456,6 +459,7 @@ RunResult Trainer::run() {
   int64_t saved_at = start;
   int64_t dp_steps = 0;  // steps since the last log line, for the all-reduce times per step
   s.signals = std::make_unique<SignalGuard>();
+  const DType product_dtype = dtype_from_name(L.dtype);
   for (int64_t step = start; step < steps; ++step) {
     Batch batch = s.data.batch(step);  // the global batch, the same on every rank
     Batch mine = batch;
@@ -483,6 +487,7 @@ RunResult Trainer::run() {
       default_generator().seed_(stream_seed(fork, uint64_t(rank)));
     }
     optim->set_lr(timed ? L.schedule.lr_at_fraction((prior_s + now_s) / budget) : L.schedule.lr_at(step));
+    AutocastGuard precision(product_dtype);
     Tensor loss = s.hooks.loss(mine);
     optim->zero_grad();
     if (dp) {

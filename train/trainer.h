@@ -88,6 +88,11 @@ struct LoopConfig {
   int64_t log_every = 25;
   int64_t checkpoint_every = 100;
   int64_t eval_every = 0;        // 0: no periodic evaluation
+  // Precision of the matrix products: "f32", or "bf16" (mixed precision, tensor/autocast.h:
+  // products of bf16-rounded operands summed in f32; weights, optimizer state, norms, softmax,
+  // the loss and CoPE's positions stay f32). The loss, its backward and the periodic
+  // evaluation run under it.
+  std::string dtype = "f32";
   nn::OptimConfig optim;
   nn::Schedule schedule;
 
@@ -99,6 +104,7 @@ struct LoopConfig {
     visit("log_every", c.log_every, "steps between log lines");
     visit("checkpoint_every", c.checkpoint_every, "steps between checkpoints");
     visit("eval_every", c.eval_every, "steps between evaluations (0: none)");
+    visit("dtype", c.dtype, "precision of the matrix products: f32, or bf16 (mixed precision, f32 weights)");
     visit("optim", c.optim, "");
     visit("schedule", c.schedule, "");
   }

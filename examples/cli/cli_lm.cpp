@@ -143,6 +143,7 @@ void add_train(CLI::App& lm) {
       if (o->steps) lm::set_steps(c, *o->steps);
       int64_t batch = c.batch;
       apply_overrides(o->ov, c.model, c.loop.optim, c.loop.schedule, batch);
+      if (o->ov.dtype) c.loop.dtype = *o->ov.dtype;
       c.batch = batch;
       c.loop.seed = o->seed;
       for (const auto& kv : o->set) config::set_field(c, kv, "lm train");

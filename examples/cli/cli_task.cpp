@@ -208,6 +208,7 @@ void add_train(CLI::App& task) {
       if (o->seed) cfg.seed = *o->seed;
       if (!o->train_data.empty()) cfg.train_data = o->train_data;
       apply_overrides(o->ov, cfg.model, cfg.optim, cfg.schedule, cfg.batch);
+      if (o->ov.dtype) cfg.dtype = *o->ov.dtype;
       return 0;
     });
     check_model(cfg);

@@ -25,7 +25,7 @@ constexpr double kMaxLr = 10.0;
 }  // namespace
 
 bool Overrides::any() const {
-  return lr || batch || d_model || layers || heads || context || dropout || weight_decay || warmup;
+  return lr || batch || d_model || layers || heads || context || dropout || weight_decay || warmup || dtype;
 }
 
 void add_override_flags(CLI::App* cmd, Overrides& o) {
@@ -48,6 +48,10 @@ void add_override_flags(CLI::App* cmd, Overrides& o) {
       ->group(g);
   cmd->add_option("--warmup", o.warmup, "steps of linear learning-rate warmup")
       ->check(CLI::Range(int64_t(0), kMaxWarmup))
+      ->group(g);
+  cmd->add_option("--dtype", o.dtype, "precision of the matrix products: f32, or bf16 (mixed precision: bf16 "
+                                      "products summed in f32; weights, optimizer, norms, softmax and loss stay f32)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
       ->group(g);
 }
 

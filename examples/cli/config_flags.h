@@ -34,11 +34,12 @@ struct Overrides {
   std::optional<double> dropout;       // dropout probability
   std::optional<double> weight_decay;  // AdamW decoupled weight decay
   std::optional<int64_t> warmup;       // steps of linear warmup
+  std::optional<std::string> dtype;    // precision of the matrix products (f32, bf16); the caller applies it
 
   bool any() const;
 };
 
-// Adds --lr --batch --d-model --layers --heads --context --dropout --weight-decay --warmup to
+// Adds --lr --batch --d-model --layers --heads --context --dropout --weight-decay --warmup --dtype to
 // cmd, writing into o (which must outlive parsing), in an option group "Overrides".
 void add_override_flags(CLI::App* cmd, Overrides& o);
 

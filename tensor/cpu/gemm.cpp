@@ -1,4 +1,5 @@
-// gemm.cpp — batched matrix multiply on OpenBLAS (cblas_sgemm / cblas_dgemm).
+// gemm.cpp — batched matrix multiply on OpenBLAS (cblas_sgemm / cblas_dgemm; bf16 operands widened
+// to f32 first).
 //
 // Each operand arrives as a 3-d view [batch, rows, cols] whose last two dims have one
 // unit stride: row-major (col stride 1) or column-major (row stride 1, i.e. a transposed
@@ -38,6 +39,17 @@ void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int n, int m, int k, cons
 }  // namespace
 
 void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) {
+  if (a.dtype() == DType::bf16) {
+    // Mixed precision. bf16 -> f32 is exact, so sgemm on the widened operands is the bf16
+    // product with f32 accumulation. (OpenBLAS's sbgemm is not in Debian's build.)
+    auto widen = [&](const Tensor& x) {
+      Tensor w = Tensor::empty(x.shape(), DType::f32, x.device());
+      copy(x, w);
+      return w;
+    };
+    gemm(widen(a), widen(b), c, accumulate);
+    return;
+  }
   const int64_t batch = c.size(0), n = c.size(1), m = c.size(2), k = a.size(2);
   if (n == 0 || m == 0) return;
   const BlasOperand oa = blas_operand(n, k, a.strides()[1], a.strides()[2]);

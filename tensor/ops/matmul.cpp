@@ -4,6 +4,11 @@
 // Batch dims broadcast. When b is a plain matrix, a's batch dims fold into its rows so
 // the whole product is one gemm. Transposed views are passed to BLAS as "Trans"
 // instead of being copied.
+//
+// Mixed precision (tensor/autocast.h): under an AutocastGuard(bf16), f32 operands are rounded
+// to bf16 once, the gemm multiplies the bf16 values with f32 accumulation into an f32 result,
+// and the backward multiplies the same bf16 operands by the gradient rounded to bf16.
+#include "tensor/autocast.h"
 #include "tensor/ops/common.h"
 
 namespace copper {
@@ -25,7 +30,8 @@ Tensor gemm_operand(const Tensor& t3) {
   return t3.contiguous();
 }
 
-// Core product for operands of rank >= 2 (no autograd).
+// Core product for operands of rank >= 2 (no autograd). The result has a's dtype, or f32 for
+// bf16 operands (the gemm accumulates in f32 and keeps it).
 Tensor matmul_raw(const Tensor& a, const Tensor& b) {
   const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
   Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
@@ -34,7 +40,8 @@ Tensor matmul_raw(const Tensor& a, const Tensor& b) {
   out_shape.push_back(n);
   out_shape.push_back(m);
   const int64_t nb = shape_numel(batch);
-  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  const DType out_dtype = a.dtype() == DType::bf16 ? DType::f32 : a.dtype();
+  Tensor out = Tensor::empty(out_shape, out_dtype, a.device());
   auto as3 = [&](const Tensor& t, int64_t r, int64_t c) {
     Shape full = batch;
     full.push_back(r);
@@ -63,6 +70,19 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     Shape out_shape(a.shape().begin(), a.shape().end() - 1);
     out_shape.push_back(b.size(1));
     return matmul(a.reshape({-1, a.size(-1)}), b).view(out_shape);
+  }
+  const DType low = autocast_dtype();
+  if (a.dtype() == DType::f32 && low != DType::f32) {
+    // One rounding per operand, kept for the backward (half the memory of the f32 operands).
+    Tensor al = a.detach().to(low), bl = b.detach().to(low);
+    Tensor out = matmul_raw(al, bl);
+    record_op("matmul", out, {a, b},
+              [al, bl, low, sa = a.shape(), sb = b.shape(), ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
+                Tensor gl = g.to(low);
+                return std::vector<Tensor>{ga ? sum_to(matmul_raw(gl, bl.transpose(-2, -1)), sa) : Tensor(),
+                                           gb ? sum_to(matmul_raw(al.transpose(-2, -1), gl), sb) : Tensor()};
+              });
+    return out;
   }
   Tensor out = matmul_raw(a, b);
   record_op("matmul", out, {a, b}, [ad = a.detach(), bd = b.detach(), ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
