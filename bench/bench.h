@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tensor/storage.h"  // Device
+
 namespace copper::bench {
 
 struct Options {
@@ -32,6 +34,8 @@ struct TrainOptions {
   int steps = 8;                 // in all, the first 2 untimed (warm-up)
   int threads = 0;               // 0: as the environment says (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS)
   bool profile = false;          // print a per-op table (tensor/profile.h) of the timed steps to stderr
+  Device device = kCPU;          // where the model trains (the sgemm reference runs there too)
+  std::string dtype = "f32";     // precision of the products: f32 or bf16 (tensor/autocast.h), reference too
 };
 
 // `copper bench train`: steps of the benchmark model (bench/train.cpp), one JSON line per encoding.

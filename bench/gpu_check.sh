@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # gpu_check.sh — the one prepared script for a short session on a GPU machine: builds (or takes
 # a carried build), shows the GPUs, runs the CUDA parity tests (tests/test_cuda.cpp; with a full
-# build also tests/test_cuda_model.cpp, the one-rank NCCL test of tests/test_dist.cpp and a short
-# `task train --device cuda`) and prints a short table last. Meant to end within 8 minutes on a
+# build also tests/test_cuda_model.cpp, the one-rank NCCL test of tests/test_dist.cpp, a short
+# `task train --device cuda` in f32 and bf16 and `bench train --device cuda`) and prints a short
+# table last. Meant to end within 8 minutes on a
 # 16-core machine with one H200.
 #
 #   bench/gpu_check.sh                  on the GPU machine, from the repository root
@@ -106,6 +107,15 @@ if [[ -n $model_runner ]]; then  # whole models (needs the full build, not the b
   for dev in cuda cpu; do
     "$BUILD/bin/copper" task train --task flipflop --pe cope --steps 30 --device $dev --fresh --quiet \
       --out "$LOGDIR/gpu_check_task_$dev" 2>&1 | tail -1
+  done
+  say "the same on cuda in mixed precision (--dtype bf16): errors near the two above"
+  "$BUILD/bin/copper" task train --task flipflop --pe cope --steps 30 --device cuda --dtype bf16 --fresh --quiet \
+    --out "$LOGDIR/gpu_check_task_bf16" 2>&1 | tail -1
+  say "bench train on cuda, f32 then bf16 (the lm-small model of ../shared/bench/README.md)"
+  echo '{"vocab": 8192, "d": 256, "h": 4, "layers": 4, "ctx": 256, "batch": 16, "npos": 64}' >"$LOGDIR/lm-small.json"
+  for dt in f32 bf16; do
+    timeout 90 "$BUILD/bin/copper" bench train --config "$LOGDIR/lm-small.json" --pe abs,rope,cope --steps 12 \
+      --device cuda --dtype $dt 2>&1 | cut -c1-220
   done
 fi
 

@@ -7,7 +7,10 @@
 // Per position encoding, one JSON line:
 //   {"bench":"train","framework":"copper","pe":"cope","tokens_per_s":...,"step_ms":...,
 //    "peak_rss_mb":...,"gflops":...,"mfu":...,  then the details: sgemm_gflops, flop_per_token,
-//    params, threads, steps, loss, config, blas}
+//    params, threads, steps, loss, config, device, dtype, device_peak_mb, blas}
+// --device cuda runs the model and the sgemm reference on a GPU; --dtype bf16 runs both under
+// mixed precision (tensor/autocast.h). device_peak_mb is the device allocator's peak since the
+// process started (on the CPU, peak_rss_mb is the one to read).
 // A step is forward + backward + AdamW update; step_ms is the median of the steps after
 // kWarmupSteps untimed ones. mfu is the model's FLOP/s over the FLOP/s of a square sgemm
 // through copper::matmul measured in the same process right after the steps (so both see the
@@ -23,6 +26,8 @@
 #include "bench/bench.h"
 #include "nn/optim.h"
 #include "nn/transformer.h"
+#include "tensor/autocast.h"
+#include "tensor/backend.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 #include "tensor/profile.h"
@@ -131,11 +136,17 @@ double peak_rss_mb() {
   return double(u.ru_maxrss) * 1024.0 / kBytesPerMiB;  // ru_maxrss is in KiB on Linux
 }
 
-// GFLOP/s of copper::matmul on a square n³ product (one BLAS sgemm call), median of repetitions.
-double sgemm_gflops(int64_t n) {
-  Tensor a = randn({n, n}), b = randn({n, n});
+// GFLOP/s of copper::matmul on a square n³ product (one BLAS sgemm or cuBLAS call, bf16 under
+// the caller's AutocastGuard), median of repetitions, each waited for on a GPU.
+double sgemm_gflops(int64_t n, Device device) {
+  Tensor a = randn({n, n}).to(device), b = randn({n, n}).to(device);
   Tensor keep;
-  const Timing t = time_median([&] { keep = matmul(a, b); }, kSgemmBudgetS);
+  const Timing t = time_median(
+      [&] {
+        keep = matmul(a, b);
+        synchronize(device);
+      },
+      kSgemmBudgetS);
   return 2.0 * double(n) * double(n) * double(n) / t.median_s / 1e9;
 }
 
@@ -173,6 +184,8 @@ void run_train(const TrainOptions& opt, std::FILE* out) {
     const Tensor targets = randint(0, m.vocab, {m.batch * m.ctx}, DType::i64, &data_gen);
 
     nn::TransformerLM model(cfg);
+    model.to(opt.device);
+    const Tensor ids_d = ids.to(opt.device), targets_d = targets.to(opt.device);
     const auto params = model.named_parameters();
     nn::AdamOptions ao;
     ao.lr = kLr;
@@ -183,10 +196,11 @@ void run_train(const TrainOptions& opt, std::FILE* out) {
     nn::AdamW optim(params, ao);
 
     double loss_value = 0;
-    auto step = [&] {
+    const AutocastGuard precision(dtype_from_name(opt.dtype));
+    auto step = [&] {  // loss.item() at the end waits for a GPU's queued kernels
       optim.zero_grad();
-      Tensor logits = model.forward(ids);  // (B, T, vocab)
-      Tensor loss = cross_entropy(logits.reshape({tokens, m.vocab}), targets);
+      Tensor logits = model.forward(ids_d);  // (B, T, vocab)
+      Tensor loss = cross_entropy(logits.reshape({tokens, m.vocab}), targets_d);
       loss.backward();
       {
         profile::PhaseScope phase(profile::Phase::optimizer);
@@ -216,7 +230,7 @@ void run_train(const TrainOptions& opt, std::FILE* out) {
     }
     const double step_s = median_of(times);
     const double rss = peak_rss_mb();
-    const double sgemm = sgemm_gflops(sgemm_n);
+    const double sgemm = sgemm_gflops(sgemm_n, opt.device);
     const double tok_s = double(tokens) / step_s;
     const double gflops = fpt * tok_s / 1e9;
 
@@ -237,6 +251,9 @@ void run_train(const TrainOptions& opt, std::FILE* out) {
                    {"steps", int(times.size())},
                    {"loss", round_to(loss_value, 4)},
                    {"config", opt.config},
+                   {"device", opt.device.str()},
+                   {"dtype", opt.dtype},
+                   {"device_peak_mb", round_to(double(allocator_for(opt.device).stats().peak_bytes) / kBytesPerMiB, 1)},
                    {"blas", rt.blas_config + " core " + rt.blas_core}});
   }
 }

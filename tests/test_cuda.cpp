@@ -17,6 +17,7 @@
 
 #include "tensor/backend.h"
 #include "tensor/ops.h"
+#include "tensor/autocast.h"
 #include "tensor/random.h"
 
 #include "tests/gpu_skip.h"
@@ -344,6 +345,47 @@ TEST(Cuda, Gemm) {
                          fmt::format("gemm {} ta={} tb={} broadcast_b={} accumulate={}", dtype_name(t), ta, tb,
                                      broadcast_b, accumulate));
           }
+}
+
+// Mixed precision: bf16 operands into an f32 result on the tensor cores, against the CPU's
+// widened sgemm (the same products; only the order of the f32 sums differs). Then the op under
+// an AutocastGuard, forward and backward, and the TF32 switch (about 1e-3 relative).
+TEST(Cuda, MixedPrecisionGemmIsTheCpusBf16Product) {
+  SKIP_WITHOUT_GPU();
+  const int64_t batch = 3, n = 17, k = 200, m = 9;
+  for (bool ta : {false, true})
+    for (bool accumulate : {false, true}) {
+      Tensor a = ta ? rnd({batch, k, n}, DType::bf16).transpose(1, 2) : rnd({batch, n, k}, DType::bf16);
+      Tensor b = rnd({batch, k, m}, DType::bf16);
+      Tensor c0 = rnd({batch, n, m});
+      Tensor want = c0.clone();
+      cpu().gemm(a, b, want, accumulate);
+      Tensor got = accumulate ? on_gpu(c0) : poisoned({batch, n, m}, DType::f32, kGPU);
+      Tensor ag = ta ? on_gpu(a.transpose(1, 2).contiguous()).transpose(1, 2) : on_gpu(a);
+      gpu().gemm(ag, on_gpu(b), got, accumulate);
+      expect_close(want, got, kRelF32, fmt::format("bf16 gemm ta={} accumulate={}", ta, accumulate));
+    }
+  Tensor x = rnd({4, 6, 96}), w = rnd({32, 96}), dy = rnd({4, 6, 32});
+  auto run = [&](Device d) {
+    Tensor xd = x.to(d).requires_grad_(), wd = w.to(d).requires_grad_();
+    Tensor y;
+    {
+      AutocastGuard ag(DType::bf16);
+      y = linear(xd, wd, Tensor());
+    }
+    sum(mul(y, dy.to(d))).backward();
+    return std::vector<Tensor>{y, xd.grad(), wd.grad()};
+  };
+  const std::vector<Tensor> c = run(kCPU), g = run(kGPU);
+  for (size_t i = 0; i < c.size(); ++i) expect_close(c[i], g[i], kRelF32, fmt::format("autocast linear output {}", i));
+  Tensor a32 = rnd({2, 64, 300}), b32 = rnd({2, 300, 48});
+  Tensor want = Tensor::empty({2, 64, 48}, DType::f32);
+  cpu().gemm(a32, b32, want, false);
+  set_allow_tf32(true);
+  Tensor got = poisoned({2, 64, 48}, DType::f32, kGPU);
+  gpu().gemm(on_gpu(a32), on_gpu(b32), got, false);
+  set_allow_tf32(false);
+  expect_close(want, got, 1e-3, "tf32 gemm");
 }
 
 TEST(Cuda, SoftmaxAndBackward) {

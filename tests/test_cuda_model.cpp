@@ -15,6 +15,7 @@
 #include "lm/generate.h"
 #include "nn/optim.h"
 #include "nn/transformer.h"
+#include "tensor/autocast.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 
@@ -89,6 +90,31 @@ TEST_P(ModelParity, LossGradientsAndAnAdamWStepMatchTheCpu) {
   const auto pw = cpu_model.named_parameters(), pg = gpu_model.named_parameters();
   for (size_t i = 0; i < pw.size(); ++i)
     EXPECT_LT(rel_diff(pw[i].second, pg[i].second), kRelModel) << "after the AdamW step: " << pw[i].first;
+}
+
+// Mixed precision (tensor/autocast.h) on both devices: the same bf16-rounded products, so the
+// GPU follows the CPU to bf16's tolerance (an f32 sum that lands on the other side of a bf16
+// rounding boundary moves that element by one bf16 step); and it stays near the f32 loss.
+TEST_P(ModelParity, MixedPrecisionStepMatchesTheCpusMixedPrecision) {
+  SKIP_WITHOUT_GPU();
+  constexpr double kRelBf16 = 2e-2;
+  const auto cfg = small_config(GetParam());
+  Generator g1(7), g2(7), g3(7);
+  nn::TransformerLM cpu_model(cfg, &g1), gpu_model(cfg, &g2), gpu_f32(cfg, &g3);
+  gpu_model.to(kGPU);
+  gpu_f32.to(kGPU);
+  Generator data(11);
+  const Tensor ids = randint(0, cfg.vocab, {2, cfg.context}, DType::i64, &data);
+  const Tensor targets = randint(0, cfg.vocab, {2, cfg.context}, DType::i64, &data);
+  const Step exact = train_step(gpu_f32, ids, targets);
+  AutocastGuard ag(DType::bf16);
+  const Step want = train_step(cpu_model, ids, targets), got = train_step(gpu_model, ids, targets);
+  EXPECT_LT(rel_diff(want.loss, got.loss), kRelBf16) << "loss";
+  EXPECT_LT(rel_diff(exact.loss, got.loss), kRelBf16) << "bf16 loss against f32";
+  for (size_t i = 0; i < want.grads.size(); ++i) {
+    EXPECT_EQ(got.grads[i].second.dtype(), DType::f32) << got.grads[i].first;
+    EXPECT_LT(rel_diff(want.grads[i].second, got.grads[i].second), kRelBf16) << "gradient of " << want.grads[i].first;
+  }
 }
 
 TEST_P(ModelParity, GreedyGenerationMatchesTheCpuWithAndWithoutTheCache) {

@@ -11,6 +11,7 @@
 
 #include "bench/bench.h"
 #include "examples/cli/commands.h"
+#include "examples/cli/config_flags.h"
 
 namespace copper::cli {
 
@@ -42,8 +43,14 @@ void add_bench(CLI::App& app) {
   train->add_option("--threads", topt->threads, "BLAS and OpenMP threads (0: as the environment says)")
       ->check(CLI::NonNegativeNumber);
   train->add_flag("--profile", topt->profile, "Print a per-op table of the timed steps to stderr (tensor/profile.h)");
-  train->callback([topt, pes] {
+  auto device = std::make_shared<std::string>("cpu");
+  train->add_option("--device", *device, kDeviceHelp)->capture_default_str();
+  train->add_option("--dtype", topt->dtype, "precision of the products (f32, or bf16: mixed precision)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  train->callback([topt, pes, device] {
     bench::TrainOptions o = *topt;
+    o.device = or_fail(kExitUsage, [&] { return usable_device(*device); });
     std::stringstream in(*pes);
     for (std::string pe; std::getline(in, pe, ',');)
       if (!pe.empty()) o.pes.push_back(pe);
