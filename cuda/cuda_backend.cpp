@@ -354,4 +354,41 @@ void CudaBackend::dropout_mask(const Tensor& out, double p, uint64_t key) {
   launch_dropout_mask(out.dtype(), ptr(out), out.numel(), float(p), 1.0 / (1.0 - p), key, stream(dev));
 }
 
+void CudaBackend::sum_squares(const std::vector<Tensor>& xs, const Tensor& out) {
+  const int dev = index_of(out, "sum_squares");
+  DeviceGuard guard(dev);
+  const int64_t chunk = kSumSquaresChunk;
+  // Every tensor's chunks get consecutive partial slots; the table of slots goes to the device
+  // in grid-height pieces, as adamw_steps' does, and the partials are added once at the end.
+  std::vector<SumSquaresSlot> slots;
+  int64_t num_partials = 0;
+  for (const Tensor& x : xs) {
+    COPPER_CHECK(x.device() == out.device() && (x.dtype() == DType::f32 || x.dtype() == DType::f64) &&
+                     x.is_contiguous(),
+                 "sum_squares", "takes contiguous f32/f64 tensors on {}, got {} on {}", out.device().str(),
+                 x.repr_shape(), x.device().str());
+    if (x.numel() == 0) continue;
+    slots.push_back(SumSquaresSlot{ptr(x), x.numel(), num_partials, x.dtype() == DType::f64 ? 1 : 0});
+    num_partials += (x.numel() + chunk - 1) / chunk;
+  }
+  Tensor partials = Tensor::empty({std::max<int64_t>(num_partials, 1)}, DType::f64, out.device());
+  constexpr size_t kMaxSlots = 65535;
+  static_assert(sizeof(SumSquaresSlot) % sizeof(int64_t) == 0, "SumSquaresSlot is copied as int64 words");
+  for (size_t at = 0; at < slots.size(); at += kMaxSlots) {
+    const size_t count = std::min(kMaxSlots, slots.size() - at);
+    int64_t max_chunks = 0;
+    for (size_t i = 0; i < count; ++i) max_chunks = std::max(max_chunks, (slots[at + i].n + chunk - 1) / chunk);
+    Tensor host = Tensor::empty({int64_t(count * sizeof(SumSquaresSlot) / sizeof(int64_t))}, DType::i64);
+    std::memcpy(host.raw_data(), slots.data() + at, count * sizeof(SumSquaresSlot));
+    Tensor table = host.to(out.device());
+    const bool last = at + count == slots.size();
+    launch_sum_squares(static_cast<const SumSquaresSlot*>(table.raw_data()), int(count), max_chunks, chunk,
+                       static_cast<double*>(partials.raw_data()), last ? num_partials : 0,
+                       static_cast<double*>(out.raw_data()), stream(dev));
+  }
+  if (slots.empty())  // nothing to add: out = 0
+    launch_sum_squares(nullptr, 0, 0, chunk, static_cast<double*>(partials.raw_data()), 0,
+                       static_cast<double*>(out.raw_data()), stream(dev));
+}
+
 }  // namespace copper::cuda

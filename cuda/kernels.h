@@ -119,6 +119,18 @@ struct AdamWSlot {
 void launch_adamw_many(DType dtype, const AdamWSlot* slots, int count, int64_t max_n, double lr, double b1, double b2,
                        double eps, cudaStream_t stream);
 
+// optim.cu: the squared global norm (Backend::sum_squares). Block (x, y) sums the squares of
+// chunk x (`chunk` elements) of tensor y into partials[slots[y].first_partial + x]; a second
+// one-block kernel adds the `num_partials` partial sums in order into out[0]. f64 throughout.
+struct SumSquaresSlot {
+  const void* x;
+  int64_t n;
+  int64_t first_partial;
+  int64_t is_f64;  // else f32
+};
+void launch_sum_squares(const SumSquaresSlot* slots, int count, int64_t max_chunks, int64_t chunk, double* partials,
+                        int64_t num_partials, double* out, cudaStream_t stream);
+
 // random.cu: dropout's scaled keep-mask over n contiguous elements from the Philox stream `key`
 // (Backend::dropout_mask): out[i] = u_i >= p ? scale : 0.
 void launch_dropout_mask(DType dtype, void* out, int64_t n, float p, double scale, uint64_t key, cudaStream_t stream);

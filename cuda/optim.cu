@@ -1,5 +1,6 @@
-// optim.cu — the fused AdamW update, one thread per element (Backend::adamw_step), and the
-// same over every parameter of an optimizer in one launch (Backend::adamw_steps):
+// optim.cu — the fused AdamW update, one thread per element (Backend::adamw_step), the same over
+// every parameter of an optimizer in one launch (Backend::adamw_steps), and the squared global
+// norm of the gradients in two launches (Backend::sum_squares). AdamW:
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr (m/bc1 / (sqrt(v/bc2) + eps) + wd p)
 #include "cuda/common.cuh"
 
@@ -60,6 +61,45 @@ void launch_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t
                                                          T(b2), T(eps), T(wd), T(inv_bc1), T(inv_bc2));
     COPPER_CUDA_LAUNCH_CHECK("adamw_kernel");
   });
+}
+
+namespace {
+
+__global__ void sum_squares_chunks_kernel(const SumSquaresSlot* slots, int64_t chunk, double* partials) {
+  const SumSquaresSlot s = slots[blockIdx.y];
+  const int64_t begin = int64_t(blockIdx.x) * chunk;
+  if (begin >= s.n) return;  // the whole block leaves together: block_sum below is not reached
+  const int64_t end = min(s.n, begin + chunk);
+  double acc = 0;
+  if (s.is_f64) {
+    const double* x = static_cast<const double*>(s.x);
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) acc += x[i] * x[i];
+  } else {
+    const float* x = static_cast<const float*>(s.x);
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) acc += double(x[i]) * double(x[i]);
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) partials[s.first_partial + blockIdx.x] = acc;
+}
+
+__global__ void sum_partials_kernel(const double* partials, int64_t n, double* out) {
+  double acc = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += partials[i];
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) out[0] = acc;
+}
+
+}  // namespace
+
+void launch_sum_squares(const SumSquaresSlot* slots, int count, int64_t max_chunks, int64_t chunk, double* partials,
+                        int64_t num_partials, double* out, cudaStream_t stream) {
+  if (count > 0 && max_chunks > 0) {
+    sum_squares_chunks_kernel<<<dim3(unsigned(max_chunks), unsigned(count)), kBlock, 0, stream>>>(slots, chunk,
+                                                                                                   partials);
+    COPPER_CUDA_LAUNCH_CHECK("sum_squares_chunks_kernel");
+  }
+  sum_partials_kernel<<<1, kBlock, 0, stream>>>(partials, num_partials, out);  // 0 partials: out = 0
+  COPPER_CUDA_LAUNCH_CHECK("sum_partials_kernel");
 }
 
 }  // namespace copper::cuda

@@ -1,6 +1,7 @@
 // optim.cpp — SGD, Adam, AdamW, their saved state, and clipping by global norm.
 #include "nn/optim.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/grad_mode.h"
@@ -231,17 +232,26 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& c, NamedTensors par
 
 double clip_grad_norm(const NamedTensors& params, double max_norm) {
   NoGradGuard ng;
-  // The squares summed in f64 into a 0-d tensor on the gradients' device, read once at the
-  // end: one host synchronisation per call, not one per parameter.
-  Tensor total;
+  // The squares of every gradient of a device summed in f64 by one backend call
+  // (Backend::sum_squares: one launch on a GPU) and read once: one host synchronisation per
+  // device and call, not one per parameter.
+  std::vector<std::pair<Device, std::vector<Tensor>>> by_device;
   for (const auto& [name, p] : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    Tensor g64 = g.to(DType::f64);
-    Tensor sq = sum(mul(g64, g64));
-    total = total.defined() ? add(total, sq) : sq;
+    if (!g.is_contiguous()) g = g.contiguous();
+    if (g.dtype() != DType::f32 && g.dtype() != DType::f64) g = g.to(DType::f64);
+    auto it = std::find_if(by_device.begin(), by_device.end(), [&](const auto& e) { return e.first == g.device(); });
+    if (it == by_device.end()) it = by_device.insert(by_device.end(), {g.device(), {}});
+    it->second.push_back(g);
   }
-  const double norm = total.defined() ? std::sqrt(total.item()) : 0.0;
+  double squares = 0;
+  for (const auto& [device, grads] : by_device) {
+    Tensor out = Tensor::empty({}, DType::f64, device);
+    backend_for(device).sum_squares(grads, out);
+    squares += out.item();
+  }
+  const double norm = std::sqrt(squares);
   if (max_norm > 0 && norm > max_norm) {
     const double scale = max_norm / (norm + 1e-6);
     for (const auto& [name, p] : params) {

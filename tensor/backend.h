@@ -151,6 +151,14 @@ class Backend {
   virtual void adamw_steps(const std::vector<AdamWParam>& params, double lr, double b1, double b2, double eps) {
     for (const AdamWParam& a : params) adamw_step(a.p, a.g, a.m, a.v, lr, b1, b2, eps, a.wd, a.bc1, a.bc2);
   }
+
+  // out (one f64 element on the tensors' device) = the sum of x² over every element of every
+  // tensor of xs (contiguous, f32 or f64, all on one device), accumulated in f64: the squared
+  // global norm that gradient clipping needs. Each tensor is cut into chunks of
+  // kSumSquaresChunk elements whose partial sums are added in a fixed order, so the result does
+  // not depend on the number of threads; a GPU does every tensor in one launch.
+  static constexpr int64_t kSumSquaresChunk = 16384;
+  virtual void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) = 0;
 };
 
 Backend& backend_for(Device d);

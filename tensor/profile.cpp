@@ -285,6 +285,12 @@ class TimingBackend final : public Backend {
     Scope s("dropout_mask", 0, bytes_of(out));
     in_.dropout_mask(out, p, key);
   }
+  void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) override {
+    double bytes = 0;
+    for (const Tensor& x : xs) bytes += bytes_of(x);
+    Scope s("sum_squares", 0, bytes);
+    in_.sum_squares(xs, out);
+  }
 
  private:
   Backend& in_;

@@ -388,6 +388,25 @@ TEST(Cuda, MixedPrecisionGemmIsTheCpusBf16Product) {
   expect_close(want, got, 1e-3, "tf32 gemm");
 }
 
+// Clipping's squared global norm: many tensors, f32 and f64, in one launch, against the CPU
+// (both sum in f64, in different orders).
+TEST(Cuda, SumSquaresOfManyTensorsInOneLaunch) {
+  SKIP_WITHOUT_GPU();
+  const int64_t c = Backend::kSumSquaresChunk;
+  std::vector<Tensor> host, dev;
+  for (int64_t n : {int64_t(1), c - 1, c + 1, 5 * c + 3, int64_t(300000), int64_t(0)}) {
+    host.push_back(rnd({n}, n % 2 ? DType::f64 : DType::f32));
+    dev.push_back(on_gpu(host.back()));
+  }
+  Tensor want = Tensor::empty({}, DType::f64), got = poisoned({}, DType::f64, kGPU);
+  cpu().sum_squares(host, want);
+  gpu().sum_squares(dev, got);
+  expect_close(want, got, kRelF64, "sum_squares");
+  Tensor none = poisoned({}, DType::f64, kGPU);
+  gpu().sum_squares({}, none);
+  EXPECT_EQ(none.item(), 0.0);
+}
+
 TEST(Cuda, SoftmaxAndBackward) {
   SKIP_WITHOUT_GPU();
   for (DType t : {DType::f32, DType::f64})

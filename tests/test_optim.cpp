@@ -1,12 +1,16 @@
 // test_optim.cpp — optimizers, schedules and clipping against steps computed by hand.
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cmath>
 
 #include "autograd/grad_mode.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
+#include "tensor/random.h"
 
 using namespace copper;
 using namespace copper::nn;
@@ -136,6 +140,34 @@ TEST(Optim, ClipGradNorm) {
   EXPECT_NEAR(clip_grad_norm(ps, 1.0), 5.0, 1e-12);
   EXPECT_NEAR(a.grad().item(), 3.0 / (5.0 + 1e-6), 1e-12);
   EXPECT_NEAR(b.grad().at({1}), 4.0 / (5.0 + 1e-6), 1e-12);
+}
+
+// Backend::sum_squares, behind clipping: the f64 sum of squares of many tensors, chunk sizes
+// straddled, f32 and f64 mixed, the same bits at any thread count.
+TEST(Optim, SumSquaresIsTheF64SumAtAnyThreadCount) {
+  Generator gen(5);
+  const int64_t c = Backend::kSumSquaresChunk;
+  std::vector<Tensor> xs;
+  double want = 0;
+  for (int64_t n : {int64_t(0), int64_t(1), c - 1, c, c + 1, 3 * c + 7, int64_t(100)}) {
+    Tensor x = randn({n}, n % 2 ? DType::f64 : DType::f32, &gen);
+    for (double v : x.to_vector<double>()) want += v * v;
+    xs.push_back(x);
+  }
+  auto run = [&](int threads) {
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    Tensor out = Tensor::empty({}, DType::f64);
+    backend_for(kCPU).sum_squares(xs, out);
+    omp_set_num_threads(before);
+    return out.item();
+  };
+  const double one = run(1);
+  EXPECT_NEAR(one, want, 1e-12 * want);
+  EXPECT_EQ(run(2), one);
+  Tensor none = Tensor::empty({}, DType::f64);
+  backend_for(kCPU).sum_squares({}, none);
+  EXPECT_EQ(none.item(), 0.0);
 }
 
 TEST(Optim, FactoryRejectsUnknownName) {

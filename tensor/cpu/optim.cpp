@@ -1,5 +1,7 @@
-// optim.cpp — the fused AdamW update (one pass over parameter, gradient and moments).
+// optim.cpp — the fused AdamW update (one pass over parameter, gradient and moments), and the
+// squared global norm of the gradients for clipping (Backend::sum_squares).
 #include <cmath>
+#include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/loops.h"
@@ -30,6 +32,32 @@ void CpuBackend::adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, c
              static_cast<T*>(v.raw_data()), p.numel(), T(lr), T(b1), T(b2), T(eps), T(wd), T(1.0 / bc1),
              T(1.0 / bc2));
   });
+}
+
+void CpuBackend::sum_squares(const std::vector<Tensor>& xs, const Tensor& out) {
+  // One item per chunk of one tensor; threads take items, and the partial sums are added in
+  // item order afterwards.
+  struct Item {
+    const Tensor* x;
+    int64_t begin, end;
+  };
+  std::vector<Item> items;
+  for (const Tensor& x : xs)
+    for (int64_t b = 0; b < x.numel(); b += kSumSquaresChunk)
+      items.push_back({&x, b, std::min(x.numel(), b + kSumSquaresChunk)});
+  std::vector<double> partial(items.size(), 0.0);
+  parallel_for(int64_t(items.size()), kSumSquaresChunk, [&](int64_t i) {
+    const Item& it = items[size_t(i)];
+    COPPER_DISPATCH_FLOAT(it.x->dtype(), "sum_squares", [&] {
+      const T* p = static_cast<const T*>(it.x->raw_data());
+      double s = 0;
+      for (int64_t j = it.begin; j < it.end; ++j) s += double(p[j]) * double(p[j]);
+      partial[size_t(i)] = s;
+    });
+  });
+  double total = 0;
+  for (double s : partial) total += s;
+  *static_cast<double*>(out.raw_data()) = total;
 }
 
 }  // namespace copper
