@@ -354,6 +354,12 @@ void CudaBackend::dropout_mask(const Tensor& out, double p, uint64_t key) {
   launch_dropout_mask(out.dtype(), ptr(out), out.numel(), float(p), 1.0 / (1.0 - p), key, stream(dev));
 }
 
+void CudaBackend::random_fill(const Tensor& out, bool normal, double a, double b, uint64_t key) {
+  const int dev = index_of(out, "random_fill");
+  DeviceGuard guard(dev);
+  launch_random_fill(out.dtype(), ptr(out), out.numel(), normal, a, b, key, stream(dev));
+}
+
 void CudaBackend::sum_squares(const std::vector<Tensor>& xs, const Tensor& out) {
   const int dev = index_of(out, "sum_squares");
   DeviceGuard guard(dev);

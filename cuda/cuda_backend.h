@@ -64,6 +64,7 @@ class CudaBackend final : public Backend {
                   double eps, double wd, double bc1, double bc2) override;
   void adamw_steps(const std::vector<AdamWParam>& params, double lr, double b1, double b2, double eps) override;
   void dropout_mask(const Tensor& out, double p, uint64_t key) override;
+  void random_fill(const Tensor& out, bool normal, double a, double b, uint64_t key) override;
   void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) override;
 };
 

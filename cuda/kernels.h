@@ -134,5 +134,8 @@ void launch_sum_squares(const SumSquaresSlot* slots, int count, int64_t max_chun
 // random.cu: dropout's scaled keep-mask over n contiguous elements from the Philox stream `key`
 // (Backend::dropout_mask): out[i] = u_i >= p ? scale : 0.
 void launch_dropout_mask(DType dtype, void* out, int64_t n, float p, double scale, uint64_t key, cudaStream_t stream);
+// random.cu: rand/randn (Backend::random_fill): out[i] = a + (b - a) u_i, or a + b z_i.
+void launch_random_fill(DType dtype, void* out, int64_t n, bool normal, double a, double b, uint64_t key,
+                        cudaStream_t stream);
 
 }  // namespace copper::cuda

@@ -136,6 +136,10 @@ class Backend {
   // Philox stream keyed by `key` as a float in [0, 1) (tensor/philox.h; compared as floats, so
   // every device keeps the same elements). out is contiguous and floating.
   virtual void dropout_mask(const Tensor& out, double p, uint64_t key) = 0;
+  // rand and randn (tensor/factory.cpp) on the tensor's device: out[i] = a + (b - a) u_i with u_i
+  // as dropout's (uniform), or a + b z_i with z_i = philox::normal_at(key, i) (normal). out is
+  // contiguous, f32 or f64.
+  virtual void random_fill(const Tensor& out, bool normal, double a, double b, uint64_t key) = 0;
 
   // One AdamW step on a contiguous f32 parameter, in place:
   //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr (m/bc1 / (sqrt(v/bc2) + eps) + wd p)

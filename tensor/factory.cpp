@@ -42,14 +42,27 @@ Tensor arange(double start, double end, double step, DType dtype, Device device)
 }
 Tensor arange(int64_t end, DType dtype) { return arange(0, double(end), 1, dtype); }
 
-Tensor rand(const Shape& shape, DType dtype, Generator* gen, double lo, double hi) {
-  Generator& g = gen ? *gen : default_generator();
-  return generate(shape, dtype, kCPU, [&](int64_t) { return lo + (hi - lo) * g.uniform(); });
+namespace {
+// rand/randn: one draw of the generator keys a Philox stream that the device's kernel expands
+// (Backend::random_fill), so a tensor is made where it lives and has the same values on every
+// device. bf16/f16 are drawn in f32 and rounded.
+Tensor random_tensor(const char* op, const Shape& shape, DType dtype, Generator* gen, bool normal, double a, double b,
+                     Device device) {
+  COPPER_CHECK(is_floating(dtype), op, "makes floating tensors, got {}. HINT: use randint for integers", dtype_name(dtype));
+  const uint64_t key = (gen ? *gen : default_generator()).next_u64();
+  const DType compute = dtype == DType::f64 ? DType::f64 : DType::f32;
+  Tensor t = Tensor::empty(shape, compute, device);
+  backend_for(device).random_fill(t, normal, a, b, key);
+  return compute == dtype ? t : t.to(dtype);
+}
+}  // namespace
+
+Tensor rand(const Shape& shape, DType dtype, Generator* gen, double lo, double hi, Device device) {
+  return random_tensor("rand", shape, dtype, gen, false, lo, hi, device);
 }
 
-Tensor randn(const Shape& shape, DType dtype, Generator* gen, double mean, double stddev) {
-  Generator& g = gen ? *gen : default_generator();
-  return generate(shape, dtype, kCPU, [&](int64_t) { return mean + stddev * g.normal(); });
+Tensor randn(const Shape& shape, DType dtype, Generator* gen, double mean, double stddev, Device device) {
+  return random_tensor("randn", shape, dtype, gen, true, mean, stddev, device);
 }
 
 Tensor randint(int64_t lo, int64_t hi, const Shape& shape, DType dtype, Generator* gen) {

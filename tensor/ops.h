@@ -25,9 +25,13 @@ Tensor full_like(const Tensor& t, double value);
 // [start, end) with step; dtype i64 unless given.
 Tensor arange(double start, double end, double step = 1, DType dtype = DType::i64, Device device = kCPU);
 Tensor arange(int64_t end, DType dtype = DType::i64);
-// Uniform [lo, hi) and standard normal, from the given generator or the thread's default one.
-Tensor rand(const Shape& shape, DType dtype = DType::f32, Generator* gen = nullptr, double lo = 0, double hi = 1);
-Tensor randn(const Shape& shape, DType dtype = DType::f32, Generator* gen = nullptr, double mean = 0, double stddev = 1);
+// Uniform [lo, hi) and normal (mean, stddev), made on `device`: one draw of the given generator
+// (or the thread's default one) keys a Philox stream (tensor/philox.h), so the same generator
+// state gives the same tensor on every device. Floating dtypes only.
+Tensor rand(const Shape& shape, DType dtype = DType::f32, Generator* gen = nullptr, double lo = 0, double hi = 1,
+            Device device = kCPU);
+Tensor randn(const Shape& shape, DType dtype = DType::f32, Generator* gen = nullptr, double mean = 0,
+             double stddev = 1, Device device = kCPU);
 // Uniform integers in [lo, hi).
 Tensor randint(int64_t lo, int64_t hi, const Shape& shape, DType dtype = DType::i64, Generator* gen = nullptr);
 // From values in row-major order; the shape defaults to 1-d.

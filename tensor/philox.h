@@ -12,6 +12,7 @@
 // Header-only and free of the Tensor headers, so that CUDA kernels (cuda/*.cu) include it too;
 // tests/test_tensor.cpp checks it against Random123's published known-answer vectors.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -61,6 +62,30 @@ COPPER_PHILOX_FN float unit_float(uint32_t w) { return float(w >> 8) * (1.0f / 1
 // which compute each block once for four elements.
 COPPER_PHILOX_FN float uniform_at(uint64_t key, uint64_t i) {
   return unit_float(stream_block(key, i / 4).w[i % 4]);
+}
+
+// Two standard normals from two words (Box–Muller, in double): u1 in (0, 1] from the first
+// word, so its logarithm is finite, u2 in [0, 1) from the second; the pair is r cos(2 pi u2),
+// r sin(2 pi u2) with r = sqrt(-2 ln u1). A block's words (0, 1) give elements 4b and 4b+1,
+// words (2, 3) elements 4b+2 and 4b+3. A GPU's log, sin and cos may differ from the C
+// library's in the last bit of the double, so CPU and GPU agree to about 1e-15, not bit for bit.
+struct NormalPair {
+  double z0, z1;
+};
+COPPER_PHILOX_FN NormalPair normal_pair(uint32_t w0, uint32_t w1) {
+  constexpr double kTwoPi = 6.283185307179586476925286766559;
+  constexpr double k2to32 = 4294967296.0;
+  const double u1 = (double(w0) + 1.0) / k2to32, u2 = double(w1) / k2to32;
+  const double r = ::sqrt(-2.0 * ::log(u1)), t = kTwoPi * u2;  // ::, not copper::log (the tensor op)
+  return NormalPair{r * ::cos(t), r * ::sin(t)};
+}
+
+// Element i of the normal stream keyed by `key`: the reference for the randn kernels.
+COPPER_PHILOX_FN double normal_at(uint64_t key, uint64_t i) {
+  const Block b = stream_block(key, i / 4);
+  const unsigned j = unsigned(i % 4) & ~1u;  // the pair's first word
+  const NormalPair p = normal_pair(b.w[j], b.w[j + 1]);
+  return i % 2 == 0 ? p.z0 : p.z1;
 }
 
 }  // namespace copper::philox

@@ -285,6 +285,10 @@ class TimingBackend final : public Backend {
     Scope s("dropout_mask", 0, bytes_of(out));
     in_.dropout_mask(out, p, key);
   }
+  void random_fill(const Tensor& out, bool normal, double a, double b, uint64_t key) override {
+    Scope s(normal ? "randn" : "rand", 0, bytes_of(out));
+    in_.random_fill(out, normal, a, b, key);
+  }
   void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) override {
     double bytes = 0;
     for (const Tensor& x : xs) bytes += bytes_of(x);

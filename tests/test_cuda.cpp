@@ -407,6 +407,17 @@ TEST(Cuda, SumSquaresOfManyTensorsInOneLaunch) {
   EXPECT_EQ(none.item(), 0.0);
 }
 
+// rand/randn made on the GPU equal the CPU's from the same generator state: uniforms bit for
+// bit, normals to the last bits of the device's log/sin/cos.
+TEST(Cuda, RandomFactoriesMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  for (DType t : {DType::f32, DType::f64}) {
+    Generator c1(3), g1(3);
+    expect_close(rand({1001}, t, &c1, -2, 5), rand({1001}, t, &g1, -2, 5, kGPU), 0, "rand");
+    expect_close(randn({1001}, t, &c1, 1, 3), randn({1001}, t, &g1, 1, 3, kGPU), 1e-6, "randn");
+  }
+}
+
 TEST(Cuda, SoftmaxAndBackward) {
   SKIP_WITHOUT_GPU();
   for (DType t : {DType::f32, DType::f64})

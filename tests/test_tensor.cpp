@@ -12,6 +12,7 @@
 #include "autograd/grad_mode.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
+#include "tensor/philox.h"
 #include "tensor/random.h"
 
 using namespace copper;
@@ -195,6 +196,24 @@ TEST(Factory, RandomDrawsAreInRangeAndSeeded) {
   std::vector<double> next = V(randn({3}, DType::f64, &g1));
   g2.set_state(st);
   EXPECT_EQ(V(randn({3}, DType::f64, &g2)), next);
+}
+
+// rand and randn are the Philox streams of tensor/philox.h, keyed by one draw of the generator,
+// at any thread count; bf16 is drawn in f32 and rounded; integer dtypes are refused.
+TEST(Factory, RandomDrawsAreThePhiloxStreams) {
+  Generator g(77), probe(77);
+  const uint64_t key_u = probe.next_u64(), key_n = probe.next_u64();
+  Tensor u = rand({4099}, DType::f32, &g, -1, 3), n = randn({4099}, DType::f64, &g, 0.5, 2);
+  const std::vector<double> uv = V(u), nv = V(n);
+  for (size_t i = 0; i < uv.size(); ++i) {
+    // to rounding (the compiler may fuse a + b x into one multiply-add in one place only)
+    ASSERT_NEAR(uv[i], -1 + 4 * double(philox::uniform_at(key_u, i)), 1e-6) << i;
+    ASSERT_NEAR(nv[i], 0.5 + 2 * philox::normal_at(key_n, i), 1e-14) << i;
+  }
+  EXPECT_EQ(g.state(), probe.state());  // one draw per tensor, whatever its size
+  Generator a(5), b(5);
+  EXPECT_EQ(V(randn({10}, DType::bf16, &a)), V(randn({10}, DType::f32, &b).to(DType::bf16)));
+  EXPECT_ERROR_HAS(rand({3}, DType::i64), "[rand] makes floating tensors");
 }
 
 // ---------------- printing ----------------

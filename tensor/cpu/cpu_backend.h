@@ -61,6 +61,7 @@ class CpuBackend final : public Backend {
   void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double b1, double b2,
                   double eps, double wd, double bc1, double bc2) override;
   void dropout_mask(const Tensor& out, double p, uint64_t key) override;
+  void random_fill(const Tensor& out, bool normal, double a, double b, uint64_t key) override;
   void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) override;
 };
 

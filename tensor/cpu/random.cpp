@@ -1,6 +1,7 @@
-// random.cpp — dropout's keep-mask from the Philox stream (Backend::dropout_mask). Each item
-// is one Philox block: four elements from one call of the generator, so threads split the
-// tensor at block boundaries and produce the same bits as one thread, or as a GPU.
+// random.cpp — dropout's keep-mask (Backend::dropout_mask) and rand/randn (Backend::random_fill)
+// from the Philox stream. Each item is one Philox block: four elements from one call of the
+// generator, so threads split the tensor at block boundaries and produce the same bits as one
+// thread, or as a GPU.
 // philox::uniform_at (tensor/philox.h) is the element-by-element reference the tests use.
 #include <algorithm>
 
@@ -22,6 +23,26 @@ void CpuBackend::dropout_mask(const Tensor& out, double p, uint64_t key) {
       const philox::Block r = philox::stream_block(key, uint64_t(b));
       const int64_t i0 = 4 * b, m = std::min<int64_t>(4, n - i0);
       for (int64_t j = 0; j < m; ++j) o[i0 + j] = philox::unit_float(r.w[j]) >= pf ? scale : T(0);
+    });
+  });
+}
+
+void CpuBackend::random_fill(const Tensor& out, bool normal, double a, double b, uint64_t key) {
+  const int64_t n = out.numel();
+  COPPER_DISPATCH_FLOAT(out.dtype(), "random_fill", [&] {
+    T* o = static_cast<T*>(out.raw_data());
+    parallel_for((n + 3) / 4, 40, [&](int64_t blk) {
+      const philox::Block r = philox::stream_block(key, uint64_t(blk));
+      const int64_t i0 = 4 * blk, m = std::min<int64_t>(4, n - i0);
+      double v[4];
+      if (normal) {
+        const philox::NormalPair p01 = philox::normal_pair(r.w[0], r.w[1]), p23 = philox::normal_pair(r.w[2], r.w[3]);
+        const double z[4] = {p01.z0, p01.z1, p23.z0, p23.z1};
+        for (int j = 0; j < 4; ++j) v[j] = a + b * z[j];
+      } else {
+        for (int j = 0; j < 4; ++j) v[j] = a + (b - a) * double(philox::unit_float(r.w[j]));
+      }
+      for (int64_t j = 0; j < m; ++j) o[i0 + j] = T(v[j]);
     });
   });
 }
