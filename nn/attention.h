@@ -4,7 +4,9 @@
 //   -> [pe: transform q, k at positions t0..] -> [cache: k, v = cached ++ new (B, H, Tk, Dh)]
 //   -> logits = (q·kᵀ + before) / sqrt(Dh) + after   (B, H, Tq, Tk)
 //   -> causal mask -> softmax -> dropout -> · v (B, H, Tq, Dh) -> heads joined (B, Tq, D) -> out proj
-// `before` and `after` are whatever the position encoding adds (position_encoding.h).
+// `before` and `after` are whatever the position encoding adds (position_encoding.h). When it
+// adds nothing (absolute, RoPE, sinusoidal, none) and no attention map is recorded, the steps
+// from logits to · v are one fused op, causal_attention, which keeps no (Tq, Tk) tensor.
 // Without a cache t0 = 0 and Tk = Tq = T; with one, t0 = the cache length and Tk = t0 + Tq.
 #pragma once
 #include <memory>

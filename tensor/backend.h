@@ -100,6 +100,28 @@ class Backend {
                                        const Tensor& dgate_logits, const Tensor& dz, int64_t rows, int64_t Tq,
                                        int64_t Tk, int64_t t0, int64_t npos) = 0;
 
+  // Fused causal attention (tensor/ops/attention.cpp) over bh batch·heads: q [bh, Tq, Dh],
+  // k, v [bh, Tk, Dh], all contiguous, Tq <= Tk, query r seeing keys j <= r + (Tk - Tq):
+  //   out = (softmax(q kᵀ scale) ∘ M) v,   lse [bh, Tq] = each row's log-sum-exp of q kᵀ scale,
+  // where M keeps element (b, r, j) with 1/(1-p) when philox::uniform_at(key, (b Tq + r) Tk + j)
+  // >= p, else 0 (no dropout when p == 0): the mask dropout_mask would make for the (bh, Tq,
+  // Tk) probabilities. No (Tq, Tk) tensor is made; the backward recomputes the probabilities
+  // from q, k and lse and writes dq, dk, dv. Optional: a backend without it answers false to
+  // has_fused_attention, and the op composes matmul, causal_softmax and dropout instead.
+  virtual bool has_fused_attention() const { return false; }
+  virtual void attention(const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/, const Tensor& /*out*/,
+                         const Tensor& /*lse*/, int64_t /*bh*/, int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/,
+                         double /*scale*/, double /*p*/, uint64_t /*key*/) {
+    throw Error(std::string("[attention] the ") + name() + " backend has no fused attention kernel");
+  }
+  virtual void attention_backward(const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/,
+                                  const Tensor& /*out*/, const Tensor& /*lse*/, const Tensor& /*dout*/,
+                                  const Tensor& /*dq*/, const Tensor& /*dk*/, const Tensor& /*dv*/, int64_t /*bh*/,
+                                  int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/, double /*scale*/, double /*p*/,
+                                  uint64_t /*key*/) {
+    throw Error(std::string("[attention] the ") + name() + " backend has no fused attention kernel");
+  }
+
   // x viewed as [outer, n, inner]; prefix sums along the middle axis (suffix sums if reverse).
   virtual void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) = 0;
 

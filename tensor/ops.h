@@ -111,6 +111,15 @@ Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 // softmax(masked_fill(x, causal_mask(T, S), -inf), -1) (the reference the tests hold it to),
 // without the mask pass and with half the exp work.
 Tensor causal_softmax(const Tensor& x);
+// Causal attention without position terms (ops/attention.cpp): q (..., Tq, Dh), k, v (..., Tk,
+// Dh), Tq <= Tk, the queries being the last Tq positions:
+//   dropout(causal_softmax(q kᵀ · scale), p, gen) v  ->  (..., Tq, Dh)
+// Fused where the backend has the kernel (no (Tq, Tk) tensor kept for the backward); the
+// reference composes matmul, causal_softmax and dropout. Both mask the same elements.
+Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, double dropout_p = 0,
+                        Generator* gen = nullptr);
+Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, double scale,
+                                  double dropout_p = 0, Generator* gen = nullptr);
 // logits [N, C] (or [..., C], flattened), targets i64 [N]; mean over targets != ignore_index.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 

@@ -222,6 +222,24 @@ class TimingBackend final : public Backend {
             bytes_of(dterm, z, gates, pos, dgate_logits, dz));
     in_.cope_positions_backward(dterm, z, gates, pos, dgate_logits, dz, rows, Tq, Tk, t0, npos);
   }
+  // FLOPs of the products over the visible (query, key) pairs: two in the forward, the
+  // recomputed q·kᵀ plus four in the backward.
+  static double attention_flops(int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, int products) {
+    const double pairs = double(bh) * double(Tq) * (double(Tk - Tq) + double(Tq + 1) / 2.0);
+    return 2.0 * products * pairs * double(Dh);
+  }
+  bool has_fused_attention() const override { return in_.has_fused_attention(); }
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, int64_t bh,
+                 int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key) override {
+    Scope s("attention", attention_flops(bh, Tq, Tk, Dh, 2), 0);
+    in_.attention(q, k, v, out, lse, bh, Tq, Tk, Dh, scale, p, key);
+  }
+  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                          const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t bh,
+                          int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key) override {
+    Scope s("attention_backward", attention_flops(bh, Tq, Tk, Dh, 5), 0);
+    in_.attention_backward(q, k, v, out, lse, dout, dq, dk, dv, bh, Tq, Tk, Dh, scale, p, key);
+  }
   void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override {
     Scope s("cumsum", 0, bytes_of(x, out));
     in_.cumsum(x, out, outer, n, inner, reverse);

@@ -435,6 +435,41 @@ std::vector<OpCase> all_cases() {
   for (Shape shape : {Shape{4, 4}, Shape{2, 3, 5}})
     add_case(C("causal_softmax", shape_str(shape), {shape}, [](const Inputs& x) { return causal_softmax(x[0]); })
                  .with_ref(causal_softmax_ref));
+  // causal attention (no dropout): row i of Tq over Tk keys sees j <= i + (Tk - Tq). The
+  // Tq = 70 rows cross the CPU kernel's query blocks of 64.
+  auto attention_ref = [](const Inputs& x) {
+    Arr q = arr(x[0]), k = arr(x[1]), v = arr(x[2]);
+    const int64_t Dh = q.shape.back(), Tq = q.shape[q.shape.size() - 2], Tk = k.shape[k.shape.size() - 2];
+    const int64_t bh = int64_t(q.v.size()) / (Tq * Dh);
+    const double scale = 0.5;
+    Arr out = q;
+    for (int64_t b = 0; b < bh; ++b)
+      for (int64_t i = 0; i < Tq; ++i) {
+        const int64_t n = i + (Tk - Tq) + 1;
+        std::vector<double> s(static_cast<size_t>(n));
+        for (int64_t j = 0; j < n; ++j) {
+          double d = 0;
+          for (int64_t c = 0; c < Dh; ++c) d += q.v[size_t((b * Tq + i) * Dh + c)] * k.v[size_t((b * Tk + j) * Dh + c)];
+          s[size_t(j)] = d * scale;
+        }
+        const std::vector<double> pr = softmax_line(s);
+        for (int64_t c = 0; c < Dh; ++c) {
+          double o = 0;
+          for (int64_t j = 0; j < n; ++j) o += pr[size_t(j)] * v.v[size_t((b * Tk + j) * Dh + c)];
+          out.v[size_t((b * Tq + i) * Dh + c)] = o;
+        }
+      }
+    return tensor_of(out);
+  };
+  for (auto [qs, ks] : std::vector<std::pair<Shape, Shape>>{{{2, 70, 4}, {2, 70, 4}}, {{2, 1, 3, 4}, {2, 1, 7, 4}}}) {
+    const std::string v = fmt::format("q {} over k, v {}", shape_str(qs), shape_str(ks));
+    add_case(C("causal_attention", v, {qs, ks, ks},
+               [](const Inputs& x) { return causal_attention(x[0], x[1], x[2], 0.5); })
+                 .with_ref(attention_ref));
+    add_case(C("causal_attention_reference", v, {qs, ks, ks},
+               [](const Inputs& x) { return causal_attention_reference(x[0], x[1], x[2], 0.5); })
+                 .with_ref(attention_ref));
+  }
   // mean over the rows whose target is not ignored
   auto ce_ref = [](const Tensor& logits, const std::vector<int64_t>& t, int64_t ignore) {
     Tensor ls = ref_along(logits.reshape({-1, logits.size(-1)}), -1, log_softmax_line);
@@ -1128,6 +1163,36 @@ TEST(OpValues, MatmulUnderAutocastIsTheBf16ProductSummedInF32) {
   }
   EXPECT_THROW(set_autocast_dtype(DType::f16), Error);
   EXPECT_EQ(autocast_dtype(), DType::f32);
+}
+
+// Dropout inside the fused attention masks the elements the reference's dropout masks (one
+// draw of the generator each, the same Philox stream over the probabilities), so values and
+// gradients agree; and the generators move alike.
+TEST(OpValues, CausalAttentionWithDropoutIsTheReference) {
+  for (DType t : {DType::f32, DType::f64}) {
+    Generator data(3);
+    Tensor q = randn({2, 3, 70, 8}, t, &data), k = randn({2, 3, 75, 8}, t, &data), v = randn({2, 3, 75, 8}, t, &data);
+    Tensor dy = randn({2, 3, 70, 8}, t, &data);
+    auto run = [&](bool fused) {
+      Tensor qg = q.clone().requires_grad_(), kg = k.clone().requires_grad_(), vg = v.clone().requires_grad_();
+      Generator g(9);
+      Tensor y = fused ? causal_attention(qg, kg, vg, 0.3, 0.25, &g) : causal_attention_reference(qg, kg, vg, 0.3, 0.25, &g);
+      sum(mul(y, dy)).backward();
+      return std::vector<Tensor>{y, qg.grad(), kg.grad(), vg.grad(), from_vector(std::vector<int64_t>{int64_t(g.next_u64())})};
+    };
+    const auto fused = run(true), ref = run(false);
+    const double tol = t == DType::f64 ? 1e-12 : 2e-5;
+    for (size_t i = 0; i < 4; ++i) {
+      const std::vector<double> a = V(fused[i]), b = V(ref[i]);
+      double worst = 0, scale = 0;
+      for (size_t j = 0; j < a.size(); ++j) {
+        worst = std::max(worst, std::abs(a[j] - b[j]));
+        scale = std::max(scale, std::abs(b[j]));
+      }
+      EXPECT_LE(worst, tol * scale) << dtype_name(t) << " output " << i;
+    }
+    EXPECT_EQ(fused[4].item(), ref[4].item()) << "the generators moved differently";
+  }
 }
 
 TEST(OpValues, JoinAndSplit) {

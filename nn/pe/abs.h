@@ -10,6 +10,7 @@ class AbsolutePE : public PositionEncoding {
   explicit AbsolutePE(const PEConfig& cfg);
   std::string name() const override { return "abs"; }
   Tensor embedding_term(int64_t t0, int64_t T, DType dtype) override;  // rows t0..t0+T-1
+  bool adds_logit_terms() const override { return false; }
 
   Tensor weight;  // (context, D) ~ N(0, embed_std²)
 };

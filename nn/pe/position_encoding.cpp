@@ -95,6 +95,11 @@ class CombinedPE : public PositionEncoding {
   void add_logit_terms(const AttentionContext& ctx, LogitTerms& out) override {
     for (auto& p : parts_) p->add_logit_terms(ctx, out);
   }
+  bool adds_logit_terms() const override {
+    for (auto& p : parts_)
+      if (p->adds_logit_terms()) return true;
+    return false;
+  }
   Tensor last_gates() const override {
     for (auto& p : parts_)
       if (Tensor g = p->last_gates(); g.defined()) return g;

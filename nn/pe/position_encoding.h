@@ -96,6 +96,10 @@ class PositionEncoding : public Module {
   virtual void transform_qk(Tensor& /*q*/, Tensor& /*k*/, int64_t /*q_offset*/, int64_t /*k_offset*/) {}
   // (c) adds this encoding's logit terms, broadcastable to (B, H, Tq, Tk), to `out`.
   virtual void add_logit_terms(const AttentionContext& /*ctx*/, LogitTerms& /*out*/) {}
+  // Whether add_logit_terms may add anything. Attention runs the fused causal_attention (no
+  // (Tq, Tk) logits in memory) only when its encoding says false; an encoding that keeps the
+  // default no-op add_logit_terms overrides this to say so. Saying true wrongly only costs speed.
+  virtual bool adds_logit_terms() const { return true; }
 
   // Inspection: CoPE's gates of the last forward (B, H, Tq, Tk), recorded without grad;
   // undefined for encodings without gates.

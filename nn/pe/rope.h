@@ -26,6 +26,7 @@ class RoPE : public PositionEncoding {
   std::string name() const override { return "rope"; }
   // q rotated from position q_offset, k from k_offset; the same values as rope_rotate.
   void transform_qk(Tensor& q, Tensor& k, int64_t q_offset, int64_t k_offset) override;
+  bool adds_logit_terms() const override { return false; }
 
  private:
   // x (..., T, Dh) at positions offset.., rotated with the cached tables.

@@ -13,6 +13,7 @@ class SinusoidalPE : public PositionEncoding {
   explicit SinusoidalPE(const PEConfig& cfg);
   std::string name() const override { return "sinusoidal"; }
   Tensor embedding_term(int64_t t0, int64_t T, DType dtype) override;  // rows t0..t0+T-1, no grad
+  bool adds_logit_terms() const override { return false; }
 
  private:
   int64_t d_;

@@ -1,7 +1,8 @@
 // cpu_backend.h — the CPU implementation of Backend, one file per kernel family:
 //   copy.cpp (copy, fill, and transfer and synchronize, which are trivial on the host),
 //   elementwise.cpp (unary, binary, where), reduce.cpp, gemm.cpp (OpenBLAS), softmax.cpp
-//   (softmax, cross-entropy), scan.cpp, rotate.cpp, cope.cpp, index.cpp, norm.cpp, optim.cpp, random.cpp.
+//   (softmax, cross-entropy), scan.cpp, rotate.cpp, cope.cpp, attention.cpp, index.cpp, norm.cpp,
+//   optim.cpp, random.cpp.
 // Kernels run multi-threaded with OpenMP above a size threshold and keep their inner
 // loops simple enough for the compiler to vectorize.
 #pragma once
@@ -40,6 +41,12 @@ class CpuBackend final : public Backend {
   void cope_positions_backward(const Tensor& dterm, const Tensor& z, const Tensor& gates, const Tensor& pos,
                                const Tensor& dgate_logits, const Tensor& dz, int64_t rows, int64_t Tq, int64_t Tk,
                                int64_t t0, int64_t npos) override;
+  bool has_fused_attention() const override { return true; }
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, int64_t bh,
+                 int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key) override;
+  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                          const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t bh,
+                          int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key) override;
   void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override;
   void index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
                     int64_t inner) override;
