@@ -66,6 +66,17 @@ Layout make_layout(const char* op, const Shape& shape, const std::array<const Te
   return l;
 }
 
+// `count` structs of a kernel's argument table, copied to device d in an i64 tensor. The tensor's
+// memory returns to the allocator when it goes out of scope, and is reused only by kernels
+// queued after the one that reads it.
+template <class Slot>
+Tensor device_table(const Slot* slots, size_t count, Device d) {
+  static_assert(sizeof(Slot) % sizeof(int64_t) == 0, "a table slot is copied as int64 words");
+  Tensor host = Tensor::empty({int64_t(count * sizeof(Slot) / sizeof(int64_t))}, DType::i64);
+  std::memcpy(host.raw_data(), slots, count * sizeof(Slot));
+  return host.to(d);
+}
+
 }  // namespace
 
 CudaBackend& backend() {
@@ -338,11 +349,7 @@ void CudaBackend::adamw_steps(const std::vector<AdamWParam>& params, double lr, 
       slots[i] = AdamWSlot{ptr(a.p), ptr(a.g), ptr(a.m), ptr(a.v), a.p.numel(), a.wd, 1.0 / a.bc1, 1.0 / a.bc2};
       max_n = std::max(max_n, a.p.numel());
     }
-    static_assert(sizeof(AdamWSlot) % sizeof(int64_t) == 0, "AdamWSlot is copied as int64 words");
-    const int64_t words = int64_t(count * sizeof(AdamWSlot) / sizeof(int64_t));
-    Tensor host = Tensor::empty({words}, DType::i64);
-    std::memcpy(host.raw_data(), slots.data(), count * sizeof(AdamWSlot));
-    Tensor table = host.to(d);
+    const Tensor table = device_table(slots.data(), count, d);
     launch_adamw_many(dt, static_cast<const AdamWSlot*>(table.raw_data()), int(count), max_n, lr, b1, b2, eps,
                       stream(dev));
   }
@@ -379,22 +386,16 @@ void CudaBackend::sum_squares(const std::vector<Tensor>& xs, const Tensor& out) 
   }
   Tensor partials = Tensor::empty({std::max<int64_t>(num_partials, 1)}, DType::f64, out.device());
   constexpr size_t kMaxSlots = 65535;
-  static_assert(sizeof(SumSquaresSlot) % sizeof(int64_t) == 0, "SumSquaresSlot is copied as int64 words");
   for (size_t at = 0; at < slots.size(); at += kMaxSlots) {
     const size_t count = std::min(kMaxSlots, slots.size() - at);
     int64_t max_chunks = 0;
     for (size_t i = 0; i < count; ++i) max_chunks = std::max(max_chunks, (slots[at + i].n + chunk - 1) / chunk);
-    Tensor host = Tensor::empty({int64_t(count * sizeof(SumSquaresSlot) / sizeof(int64_t))}, DType::i64);
-    std::memcpy(host.raw_data(), slots.data() + at, count * sizeof(SumSquaresSlot));
-    Tensor table = host.to(out.device());
-    const bool last = at + count == slots.size();
-    launch_sum_squares(static_cast<const SumSquaresSlot*>(table.raw_data()), int(count), max_chunks, chunk,
-                       static_cast<double*>(partials.raw_data()), last ? num_partials : 0,
-                       static_cast<double*>(out.raw_data()), stream(dev));
+    const Tensor table = device_table(slots.data() + at, count, out.device());
+    launch_sum_squares_chunks(static_cast<const SumSquaresSlot*>(table.raw_data()), int(count), max_chunks, chunk,
+                              static_cast<double*>(partials.raw_data()), stream(dev));
   }
-  if (slots.empty())  // nothing to add: out = 0
-    launch_sum_squares(nullptr, 0, 0, chunk, static_cast<double*>(partials.raw_data()), 0,
-                       static_cast<double*>(out.raw_data()), stream(dev));
+  launch_sum_partials(static_cast<const double*>(partials.raw_data()), num_partials,
+                      static_cast<double*>(out.raw_data()), stream(dev));
 }
 
 }  // namespace copper::cuda

@@ -128,8 +128,9 @@ struct SumSquaresSlot {
   int64_t first_partial;
   int64_t is_f64;  // else f32
 };
-void launch_sum_squares(const SumSquaresSlot* slots, int count, int64_t max_chunks, int64_t chunk, double* partials,
-                        int64_t num_partials, double* out, cudaStream_t stream);
+void launch_sum_squares_chunks(const SumSquaresSlot* slots, int count, int64_t max_chunks, int64_t chunk,
+                               double* partials, cudaStream_t stream);
+void launch_sum_partials(const double* partials, int64_t num_partials, double* out, cudaStream_t stream);
 
 // random.cu: dropout's scaled keep-mask over n contiguous elements from the Philox stream `key`
 // (Backend::dropout_mask): out[i] = u_i >= p ? scale : 0.

@@ -91,13 +91,14 @@ __global__ void sum_partials_kernel(const double* partials, int64_t n, double* o
 
 }  // namespace
 
-void launch_sum_squares(const SumSquaresSlot* slots, int count, int64_t max_chunks, int64_t chunk, double* partials,
-                        int64_t num_partials, double* out, cudaStream_t stream) {
-  if (count > 0 && max_chunks > 0) {
-    sum_squares_chunks_kernel<<<dim3(unsigned(max_chunks), unsigned(count)), kBlock, 0, stream>>>(slots, chunk,
-                                                                                                   partials);
-    COPPER_CUDA_LAUNCH_CHECK("sum_squares_chunks_kernel");
-  }
+void launch_sum_squares_chunks(const SumSquaresSlot* slots, int count, int64_t max_chunks, int64_t chunk,
+                               double* partials, cudaStream_t stream) {
+  if (count == 0 || max_chunks == 0) return;
+  sum_squares_chunks_kernel<<<dim3(unsigned(max_chunks), unsigned(count)), kBlock, 0, stream>>>(slots, chunk, partials);
+  COPPER_CUDA_LAUNCH_CHECK("sum_squares_chunks_kernel");
+}
+
+void launch_sum_partials(const double* partials, int64_t num_partials, double* out, cudaStream_t stream) {
   sum_partials_kernel<<<1, kBlock, 0, stream>>>(partials, num_partials, out);  // 0 partials: out = 0
   COPPER_CUDA_LAUNCH_CHECK("sum_partials_kernel");
 }

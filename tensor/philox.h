@@ -64,6 +64,18 @@ COPPER_PHILOX_FN float uniform_at(uint64_t key, uint64_t i) {
   return unit_float(stream_block(key, i / 4).w[i % 4]);
 }
 
+// Dropout's keep-scales of elements base .. base + n - 1 of the stream keyed by `key`: out[j] =
+// scale where the element's uniform is >= p, else 0. One block per four elements, whatever
+// base is, so a caller may cut a tensor anywhere (dropout_mask, the fused attention's rows).
+template <class T>
+COPPER_PHILOX_FN void keep_scales(uint64_t key, float p, T scale, uint64_t base, int64_t n, T* out) {
+  for (int64_t j = 0; j < n;) {
+    const uint64_t idx = base + uint64_t(j);
+    const Block r = stream_block(key, idx / 4);
+    for (unsigned w = unsigned(idx % 4); w < 4 && j < n; ++w, ++j) out[j] = unit_float(r.w[w]) >= p ? scale : T(0);
+  }
+}
+
 // Two standard normals from two words (Box–Muller, in double): u1 in (0, 1] from the first
 // word, so its logarithm is finite, u2 in [0, 1) from the second; the pair is r cos(2 pi u2),
 // r sin(2 pi u2) with r = sqrt(-2 ln u1). A block's words (0, 1) give elements 4b and 4b+1,

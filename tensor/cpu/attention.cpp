@@ -55,20 +55,15 @@ class SerialBlas {
 inline float exp_of(float x) { return exp_fast(x); }
 inline double exp_of(double x) { return std::exp(x); }
 
-// Dropout's keep-scales of one row: m[j] for j < n is what dropout_mask writes at element
-// base + j of the (bh, Tq, Tk) probabilities, 1/(1-p) or 0. One Philox block per four elements.
+// Dropout inside the kernel: the keep-scales of row elements, as dropout_mask writes them at
+// element base + j of the (bh, Tq, Tk) probabilities (philox::keep_scales).
 struct Keep {
   uint64_t key;
   float p;
   double scale;
   template <class T>
   void row(T* m, int64_t n, uint64_t base) const {
-    for (int64_t j = 0; j < n;) {
-      const uint64_t idx = base + uint64_t(j);
-      const philox::Block r = philox::stream_block(key, idx / 4);
-      for (unsigned w = unsigned(idx % 4); w < 4 && j < n; ++w, ++j)
-        m[j] = philox::unit_float(r.w[w]) >= p ? T(scale) : T(0);
-    }
+    philox::keep_scales(key, p, T(scale), base, n, m);
   }
 };
 

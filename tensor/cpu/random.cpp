@@ -20,9 +20,8 @@ void CpuBackend::dropout_mask(const Tensor& out, double p, uint64_t key) {
     T* o = static_cast<T*>(out.raw_data());
     const T scale = T(1.0 / (1.0 - p));
     parallel_for((n + 3) / 4, 40, [&](int64_t b) {
-      const philox::Block r = philox::stream_block(key, uint64_t(b));
-      const int64_t i0 = 4 * b, m = std::min<int64_t>(4, n - i0);
-      for (int64_t j = 0; j < m; ++j) o[i0 + j] = philox::unit_float(r.w[j]) >= pf ? scale : T(0);
+      const int64_t i0 = 4 * b;
+      philox::keep_scales(key, pf, scale, uint64_t(i0), std::min<int64_t>(4, n - i0), o + i0);
     });
   });
 }

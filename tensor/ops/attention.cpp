@@ -31,14 +31,8 @@ std::array<int64_t, 4> check_attention(const Tensor& q, const Tensor& k, const T
   const Shape lead(q.shape().begin(), q.shape().end() - 2);
   const int64_t Tq = q.size(-2), Tk = k.size(-2), Dh = q.size(-1);
   COPPER_CHECK(Shape(k.shape().begin(), k.shape().end() - 2) == lead && k.shape() == v.shape() && k.size(-1) == Dh,
-               op, "k {} and v {} must both be {} with q {}'s leading dims and head size", k.repr_shape(),
-               v.repr_shape(), shape_str([&] {
-                 Shape s = lead;
-                 s.push_back(Tk);
-                 s.push_back(Dh);
-                 return s;
-               }()),
-               q.repr_shape());
+               op, "k {} and v {} must have one shape, with q {}'s leading dims and head size {}", k.repr_shape(),
+               v.repr_shape(), q.repr_shape(), Dh);
   COPPER_CHECK(Tq <= Tk, op, "{} queries over {} keys: the queries are the last Tq positions, so Tq <= Tk. HINT: "
                "with a KV cache, pass the cached keys too", Tq, Tk);
   return {shape_numel(lead), Tq, Tk, Dh};

@@ -71,23 +71,16 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     out_shape.push_back(b.size(1));
     return matmul(a.reshape({-1, a.size(-1)}), b).view(out_shape);
   }
-  const DType low = autocast_dtype();
-  if (a.dtype() == DType::f32 && low != DType::f32) {
-    // One rounding per operand, kept for the backward (half the memory of the f32 operands).
-    Tensor al = a.detach().to(low), bl = b.detach().to(low);
-    Tensor out = matmul_raw(al, bl);
-    record_op("matmul", out, {a, b},
-              [al, bl, low, sa = a.shape(), sb = b.shape(), ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
-                Tensor gl = g.to(low);
-                return std::vector<Tensor>{ga ? sum_to(matmul_raw(gl, bl.transpose(-2, -1)), sa) : Tensor(),
-                                           gb ? sum_to(matmul_raw(al.transpose(-2, -1), gl), sb) : Tensor()};
-              });
-    return out;
-  }
-  Tensor out = matmul_raw(a, b);
-  record_op("matmul", out, {a, b}, [ad = a.detach(), bd = b.detach(), ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
-    return std::vector<Tensor>{ga ? sum_to(matmul_raw(g, bd.transpose(-2, -1)), ad.shape()) : Tensor(),
-                               gb ? sum_to(matmul_raw(ad.transpose(-2, -1), g), bd.shape()) : Tensor()};
+  // Under an AutocastGuard(bf16), f32 operands are rounded once and the rounded copies kept for
+  // the backward (half the memory of the f32 operands), which rounds the gradient alike.
+  const bool rounded = a.dtype() == DType::f32 && autocast_dtype() != DType::f32;
+  const Tensor ad = rounded ? a.detach().to(autocast_dtype()) : a.detach();
+  const Tensor bd = rounded ? b.detach().to(autocast_dtype()) : b.detach();
+  Tensor out = matmul_raw(ad, bd);
+  record_op("matmul", out, {a, b}, [ad, bd, ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
+    const Tensor gd = g.dtype() == ad.dtype() ? g : g.to(ad.dtype());
+    return std::vector<Tensor>{ga ? sum_to(matmul_raw(gd, bd.transpose(-2, -1)), ad.shape()) : Tensor(),
+                               gb ? sum_to(matmul_raw(ad.transpose(-2, -1), gd), bd.shape()) : Tensor()};
   });
   return out;
 }
