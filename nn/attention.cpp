@@ -33,12 +33,18 @@ Tensor CausalSelfAttention::forward(const Tensor& x, KVCache::Layer* cache) {
   Tensor v = heads.select(0, 2).contiguous();                                // v: (B, H, Tq, Dh)
   if (pe_) pe_->transform_qk(q, k, t0, t0);
   if (cache) std::tie(k, v) = cache->append(k, v);                           // k, v: (B, H, Tk, Dh), Tk = t0 + Tq
-  if (!(pe_ && pe_->adds_logit_terms()) && !record_attention_) {
-    // Nothing to add to the logits and no map to keep: the fused kernel, which keeps no
-    // (Tq, Tk) tensor (tensor/ops/attention.cpp).
-    Tensor y = causal_attention(q, k, v, scale, is_training() ? dropout_ : 0.0);  // y: (B, H, Tq, Dh)
-    last_attention_ = Tensor();
-    return proj->forward(y.transpose(1, 2).reshape({B, Tq, d_model_}));
+  const double p = is_training() ? dropout_ : 0.0;
+  if (!record_attention_) {
+    // No map to keep: a fused kernel, which keeps no (Tq, Tk) tensor (tensor/ops/attention.cpp),
+    // when there is nothing to add to the logits, or when the encoding fuses its own term.
+    Tensor y;                                                                 // y: (B, H, Tq, Dh)
+    if (!(pe_ && pe_->adds_logit_terms())) y = causal_attention(q, k, v, scale, p);
+    else y = pe_->fused_attention(AttentionContext{x, q, k, Tensor(), t0, cache ? &cache->pe_state : nullptr}, v,
+                                  scale, p);
+    if (y.defined()) {
+      last_attention_ = Tensor();
+      return proj->forward(y.transpose(1, 2).reshape({B, Tq, d_model_}));
+    }
   }
   // scaling q is cheaper than scaling the Tq×Tk product
   Tensor scaled = matmul(q * scale, k.transpose(-2, -1));                    // scaled: (B, H, Tq, Tk)

@@ -32,7 +32,9 @@ class CausalSelfAttention : public Module {
   Tensor forward(const Tensor& x, KVCache::Layer* cache = nullptr);
 
   // Attention maps: while on, each forward keeps its probabilities (B, H, Tq, Tk), without
-  // grad (before dropout), as last_attention(); off by default (they hold B·H·Tq·Tk values).
+  // grad (before dropout), as last_attention(), and CoPE keeps its gates and terms (its
+  // last_gates()); off by default (they hold B·H·Tq·Tk values, and the fused kernels, which
+  // make none of them, run only while it is off).
   void set_record_attention(bool on) { record_attention_ = on; }
   bool record_attention() const { return record_attention_; }
   const Tensor& last_attention() const { return last_attention_; }

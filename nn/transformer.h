@@ -104,9 +104,9 @@ class TransformerLM : public Module {
   KVCache make_cache(int64_t capacity = 0) const;
   const TransformerConfig& config() const { return cfg_; }
 
-  // Inspection (of the last forward, without grad; with a cache, of its new queries over
-  // all keys). Per CoPE layer in layer order (B, H, Tq, Tk): the gates and the position
-  // logit term z (CoPE::last_term()).
+  // Inspection (of the last forward made while recording attention, below; without grad;
+  // with a cache, of its new queries over all keys). Per CoPE layer in layer order (B, H,
+  // Tq, Tk): the gates and the position logit term z (CoPE::last_term()).
   std::vector<Tensor> cope_gates() const;
   std::vector<Tensor> cope_terms() const;
   // Turns recording of attention probabilities on or off in every layer; attention_maps()

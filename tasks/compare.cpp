@@ -104,7 +104,9 @@ std::vector<std::vector<std::vector<double>>> last_row_gates(nn::TransformerLM& 
   NoGradGuard ng;
   const bool was_training = model.is_training();
   model.eval();
+  model.set_record_attention(true);  // CoPE keeps its gates only then (the fused path makes none)
   model.forward(b.ids);
+  model.set_record_attention(false);
   model.train(was_training);
   auto gates = model.cope_gates();
   COPPER_CHECK(!gates.empty(), "gates",

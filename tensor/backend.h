@@ -19,6 +19,17 @@
 
 namespace copper {
 
+// CoPE's position term inside fused attention (Backend::attention; nn/pe/cope.h). z [bh, Tq,
+// npos] holds each query's logit for every integer position (q·eᵀ), in q's dtype. For query
+// i, with s_j = q_i·k_j: gates g_j = sigmoid(s_j scale), positions c_j = min(sum_{t=j..i} g_t,
+// npos - 1), term_j = z_i interpolated at c_j; the logits are s_j scale + term_j, or (s_j +
+// term_j) scale when `official`. Undefined z: plain attention.
+struct AttentionCope {
+  Tensor z;
+  Tensor dz;  // the backward writes dL/dz here (same shape as z)
+  bool official = false;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -102,23 +113,25 @@ class Backend {
 
   // Fused causal attention (tensor/ops/attention.cpp) over bh batch·heads: q [bh, Tq, Dh],
   // k, v [bh, Tk, Dh], all contiguous, Tq <= Tk, query r seeing keys j <= r + (Tk - Tq):
-  //   out = (softmax(q kᵀ scale) ∘ M) v,   lse [bh, Tq] = each row's log-sum-exp of q kᵀ scale,
+  //   out = (softmax(logits) ∘ M) v,  logits = q kᵀ scale,  lse [bh, Tq] = each row's log-sum-exp,
   // where M keeps element (b, r, j) with 1/(1-p) when philox::uniform_at(key, (b Tq + r) Tk + j)
   // >= p, else 0 (no dropout when p == 0): the mask dropout_mask would make for the (bh, Tq,
-  // Tk) probabilities. No (Tq, Tk) tensor is made; the backward recomputes the probabilities
-  // from q, k and lse and writes dq, dk, dv. Optional: a backend without it answers false to
-  // has_fused_attention, and the op composes matmul, causal_softmax and dropout instead.
+  // Tk) probabilities. With cope.z defined the logits also get CoPE's position term (see
+  // AttentionCope). No (Tq, Tk) tensor is made; the backward recomputes the probabilities
+  // from q, k (and z) and lse and writes dq, dk, dv (and cope.dz). Optional: a backend without
+  // it answers false to has_fused_attention, and the ops compose matmul, [cope_positions,]
+  // causal_softmax and dropout instead.
   virtual bool has_fused_attention() const { return false; }
   virtual void attention(const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/, const Tensor& /*out*/,
                          const Tensor& /*lse*/, int64_t /*bh*/, int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/,
-                         double /*scale*/, double /*p*/, uint64_t /*key*/) {
+                         double /*scale*/, double /*p*/, uint64_t /*key*/, const AttentionCope& /*cope*/) {
     throw Error(std::string("[attention] the ") + name() + " backend has no fused attention kernel");
   }
   virtual void attention_backward(const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/,
                                   const Tensor& /*out*/, const Tensor& /*lse*/, const Tensor& /*dout*/,
                                   const Tensor& /*dq*/, const Tensor& /*dk*/, const Tensor& /*dv*/, int64_t /*bh*/,
                                   int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/, double /*scale*/, double /*p*/,
-                                  uint64_t /*key*/) {
+                                  uint64_t /*key*/, const AttentionCope& /*cope*/) {
     throw Error(std::string("[attention] the ") + name() + " backend has no fused attention kernel");
   }
 

@@ -22,6 +22,7 @@
 #include <numbers>
 #include <regex>
 #include <set>
+#include <tuple>
 
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
@@ -641,6 +642,61 @@ std::vector<OpCase> all_cases() {
                  }));
   }
 
+  // ---- attention with CoPE's term (the fused kernel and its composed reference) ----
+  // q [.., Tq, Dh] over k, v [.., Tk, Dh], z [.., Tq, npos]; scale 0.5. Query r is i = r + Tk - Tq.
+  auto cope_attention_ref = [](bool official) {
+    return [official](const Inputs& x) {
+      Arr q = arr(x[0]), k = arr(x[1]), v = arr(x[2]), z = arr(x[3]);
+      const int64_t Dh = q.shape.back(), Tq = q.shape[q.shape.size() - 2], Tk = k.shape[k.shape.size() - 2];
+      const int64_t npos = z.shape.back(), bh = int64_t(q.v.size()) / (Tq * Dh);
+      const double scale = 0.5;
+      Arr out = q;
+      for (int64_t b = 0; b < bh; ++b)
+        for (int64_t r = 0; r < Tq; ++r) {
+          const int64_t n = r + (Tk - Tq) + 1;
+          const double* zr = &z.v[size_t((b * Tq + r) * npos)];
+          std::vector<double> s(static_cast<size_t>(n)), logit(static_cast<size_t>(n));
+          for (int64_t j = 0; j < n; ++j) {
+            double d = 0;
+            for (int64_t c = 0; c < Dh; ++c) d += q.v[size_t((b * Tq + r) * Dh + c)] * k.v[size_t((b * Tk + j) * Dh + c)];
+            s[size_t(j)] = d * scale;
+          }
+          for (int64_t j = 0; j < n; ++j) {
+            double p = 0;  // the gates of keys j..i, counted and clamped
+            for (int64_t t = j; t < n; ++t) p += 1 / (1 + std::exp(-s[size_t(t)]));
+            p = std::min(p, double(npos - 1));
+            const double lo = std::floor(p), w = p - lo;
+            const double term = zr[size_t(lo)] + w * (zr[size_t(std::ceil(p))] - zr[size_t(lo)]);
+            logit[size_t(j)] = s[size_t(j)] + (official ? term * scale : term);
+          }
+          const std::vector<double> pr = softmax_line(logit);
+          for (int64_t c = 0; c < Dh; ++c) {
+            double o = 0;
+            for (int64_t j = 0; j < n; ++j) o += pr[size_t(j)] * v.v[size_t((b * Tk + j) * Dh + c)];
+            out.v[size_t((b * Tq + r) * Dh + c)] = o;
+          }
+        }
+      return tensor_of(out);
+    };
+  };
+  // npos 3 makes the clamp bite; 70 queries span two of the CPU kernel's query blocks.
+  for (auto [qs, ks, npos] : std::vector<std::tuple<Shape, Shape, int64_t>>{{{2, 6, 4}, {2, 9, 4}, 3},
+                                                                           {{1, 70, 4}, {1, 70, 4}, 40}})
+    for (bool official : {false, true}) {
+      Shape zs = qs;
+      zs.back() = npos;
+      const std::string v = fmt::format("q {} over k, v {}, npos {}{}", shape_str(qs), shape_str(ks), npos,
+                                        official ? ", official" : "");
+      add_case(C("causal_cope_attention", v, {qs, ks, ks, zs},
+                 [official](const Inputs& x) { return causal_cope_attention(x[0], x[1], x[2], x[3], 0.5, official); })
+                   .with_ref(cope_attention_ref(official)));
+      add_case(C("causal_cope_attention_reference", v, {qs, ks, ks, zs},
+                 [official](const Inputs& x) {
+                   return causal_cope_attention_reference(x[0], x[1], x[2], x[3], 0.5, official);
+                 })
+                   .with_ref(cope_attention_ref(official)));
+    }
+
   // ---- scans ----
   for (int64_t d : {0, 1, -1})
     for (bool rev : {false, true}) {
@@ -1193,6 +1249,42 @@ TEST(OpValues, CausalAttentionWithDropoutIsTheReference) {
     }
     EXPECT_EQ(fused[4].item(), ref[4].item()) << "the generators moved differently";
   }
+}
+
+// The fused CoPE attention is its composed reference (matmul, cope_positions, causal_softmax,
+// dropout, matmul): values and all four gradients, with dropout, both scalings, queries over
+// more keys (a KV cache's shape), and a clamp that bites (npos 6) or does not (npos 200).
+TEST(OpValues, CausalCopeAttentionIsTheReference) {
+  for (DType t : {DType::f32, DType::f64})
+    for (auto [tq, npos, official] : std::vector<std::tuple<int64_t, int64_t, bool>>{
+             {70, 6, false}, {130, 200, false}, {70, 200, true}, {1, 6, true}}) {
+      Generator data(5);
+      const int64_t tk = 130;
+      Tensor q = randn({2, 3, tq, 8}, t, &data), k = randn({2, 3, tk, 8}, t, &data);
+      Tensor v = randn({2, 3, tk, 8}, t, &data), z = randn({2, 3, tq, npos}, t, &data);
+      Tensor dy = randn({2, 3, tq, 8}, t, &data);
+      auto run = [&](bool fused) {
+        Tensor qg = q.clone().requires_grad_(), kg = k.clone().requires_grad_(), vg = v.clone().requires_grad_();
+        Tensor zg = z.clone().requires_grad_();
+        Generator g(9);
+        Tensor y = fused ? causal_cope_attention(qg, kg, vg, zg, 0.35, official, 0.2, &g)
+                         : causal_cope_attention_reference(qg, kg, vg, zg, 0.35, official, 0.2, &g);
+        sum(mul(y, dy)).backward();
+        return std::vector<Tensor>{y, qg.grad(), kg.grad(), vg.grad(), zg.grad()};
+      };
+      const auto fused = run(true), ref = run(false);
+      const double tol = t == DType::f64 ? 1e-12 : 2e-5;
+      for (size_t i = 0; i < fused.size(); ++i) {
+        const std::vector<double> a = V(fused[i]), b = V(ref[i]);
+        double worst = 0, scale = 0;
+        for (size_t j = 0; j < a.size(); ++j) {
+          worst = std::max(worst, std::abs(a[j] - b[j]));
+          scale = std::max(scale, std::abs(b[j]));
+        }
+        EXPECT_LE(worst, tol * scale) << dtype_name(t) << " tq " << tq << " npos " << npos << " official "
+                                      << official << ": output " << i;
+      }
+    }
 }
 
 TEST(OpValues, JoinAndSplit) {

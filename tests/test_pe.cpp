@@ -632,6 +632,7 @@ TEST(CopeModel, OptionsNamesAndGates) {
   EXPECT_EQ(sd.at("blocks.0.attn.pe.pos_emb").shape(), (Shape{4, 4}));  // npos × d_head
   EXPECT_EQ(sd.at("blocks.0.attn.pe.pos_emb").to_vector<float>(), std::vector<float>(16, 0.0f));  // zero init
   EXPECT_TRUE(m.cope_gates().empty());
+  m.set_record_attention(true);  // gates are kept only while recording
   m.forward(from_vector(std::vector<int64_t>{1, 2, 3, 4, 5, 6, 0, 1, 2, 3}, {2, 5}));
   auto gates = m.cope_gates();
   ASSERT_EQ(gates.size(), 2u);
@@ -648,6 +649,7 @@ TEST(CopeModel, OptionsNamesAndGates) {
   TransformerLM c(tiny_config("cope+rel"));
   EXPECT_TRUE(c.state_dict().contains("blocks.0.attn.pe.cope.pos_emb"));
   EXPECT_TRUE(c.state_dict().contains("blocks.0.attn.pe.rel.weight"));
+  c.set_record_attention(true);
   c.forward(from_vector(std::vector<int64_t>{1, 2, 3}, {1, 3}));
   EXPECT_EQ(c.cope_gates().size(), 2u);
 }
@@ -662,6 +664,42 @@ TEST(CopeModel, SeparateKeyGradcheckAndOfficialScale) {
   Tensor ids = from_vector(std::vector<int64_t>{1, 4, 2, 6, 0, 3}, {1, 6});
   auto r = gradcheck([&](const std::vector<Tensor>&) { return m.forward(ids); }, m.parameters());
   EXPECT_TRUE(r.ok) << r.message;
+}
+
+// Attention with CoPE runs the fused causal_cope_attention unless it records maps, when it
+// composes the logits, CoPE's term and the softmax: both give one loss and one gradient, for
+// CoPE alone (both scalings) and combined with RoPE, with dropout drawing the same masks.
+// CoPE with a separate gate key and cope+rel always compose.
+TEST(CopeModel, FusedAttentionIsTheComposedPath) {
+  for (const char* pe : {"cope", "cope+rope", "cope+rel"})
+    for (const char* scale : {"appendix", "official"}) {
+      TransformerConfig cfg = tiny_config(pe, 2);
+      cfg.context = 70;  // two of the CPU kernel's query blocks
+      cfg.npos = 9;
+      cfg.dropout = 0.1;
+      cfg.cope_scale = scale;
+      TransformerLM m(cfg);
+      m.to(DType::f64);
+      randomize(m, 12, 0.5);
+      Generator data(4);
+      Tensor ids = randint(0, 7, {2, 70}, DType::i64, &data);
+      const bool fuses = std::string(pe) != "cope+rel";
+      auto run = [&](bool record) {
+        m.set_record_attention(record);
+        m.zero_grad();
+        manual_seed(21);
+        Tensor y = m.forward(ids);
+        Tensor loss = mean(y * y);
+        loss.backward();
+        std::vector<Tensor> out{loss.detach()};
+        for (auto& p : m.parameters()) out.push_back(p.grad().clone());
+        EXPECT_EQ(!m.cope_gates().empty(), record || !fuses) << pe << ": gates are kept only while composing";
+        return out;
+      };
+      const auto fused = run(false), composed = run(true);
+      for (size_t i = 0; i < fused.size(); ++i)
+        EXPECT_LT(max_abs_diff(fused[i], composed[i]), 1e-11) << pe << " " << scale << ", tensor " << i;
+    }
 }
 
 // Beyond the trained length CoPE clamps its positions, so a model runs on longer inputs.

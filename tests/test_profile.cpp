@@ -71,7 +71,7 @@ TEST(Profile, TransformerStepHasMatmulForwardAndBackward) {
   // The backward of a matmul is two matmuls of the same size: its kernels' FLOPs land in the
   // node's row, twice the forward's for the same products.
   EXPECT_GT(bwd->flops, 0);
-  EXPECT_NE(find_row(rows, profile::Phase::backward, "cope_positions"), nullptr);
+  EXPECT_NE(find_row(rows, profile::Phase::backward, "causal_cope_attention"), nullptr);  // the fused CoPE attention
   EXPECT_NE(find_row(rows, profile::Phase::forward, "layer_norm"), nullptr);
   const profile::Row* adam = find_row(rows, profile::Phase::optimizer, "adamw_step");
   ASSERT_NE(adam, nullptr);

@@ -136,6 +136,7 @@ HeadGates letters_vs_blanks(nn::TransformerLM& model, const tasks::Task& task, c
   std::vector<double> count(size_t(V), 0);
   NoGradGuard no_grad;
   model.eval();
+  model.set_record_attention(true);  // CoPE keeps its gates only then (the fused path makes none)
   for (const auto& e : ex) {
     const tasks::Batch b = tasks::make_batch({e}, 0, 1, model.config().context);
     model.forward(b.ids);
@@ -154,6 +155,7 @@ HeadGates letters_vs_blanks(nn::TransformerLM& model, const tasks::Task& task, c
     }
     for (int64_t id : ids) count[size_t(id)] += 1;
   }
+  model.set_record_attention(false);
   HeadGates best;
   double best_gap = -2;
   for (size_t l = 0; l < sum.size(); ++l)

@@ -424,6 +424,7 @@ void add_gates(CLI::App& lm) {
     const int64_t T = int64_t(tt.ids.size());
     {
       NoGradGuard ng;
+      run.model->set_record_attention(true);  // CoPE keeps its gates only then (the fused path makes none)
       run.model->forward(from_vector(tt.ids, {1, T}));
     }
     Tensor gates = pe ? pe->last_gates() : Tensor();  // gates: (1, H, T, T)

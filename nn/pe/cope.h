@@ -74,6 +74,10 @@ class CoPE : public PositionEncoding {
   // earlier calls are kept in ctx.cache (under "cope.gate_k", (B, H, Tk, Dh)); without a
   // cache ctx.x must cover all keys (Tq == Tk).
   void add_logit_terms(const AttentionContext& ctx, LogitTerms& out) override;
+  // The whole attention as causal_cope_attention (tensor/ops.h), whose kernel computes the
+  // gates, positions and term inside each block of logits; undefined with cope_sep_key (the
+  // gates come from other keys) or for half-precision q. Records no gates or terms.
+  Tensor fused_attention(const AttentionContext& ctx, const Tensor& v, double scale, double dropout_p) override;
   // Of the last forward, without grad, (B, H, Tq, Tk): with a cache, the new queries over
   // all keys. last_term() is z_i[p_ij] as added to the logits: after the 1/sqrt(Dh) scale
   // with "appendix", before it with "official"; causal_softmax(last_term()) is the

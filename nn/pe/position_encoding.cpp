@@ -100,6 +100,16 @@ class CombinedPE : public PositionEncoding {
       if (p->adds_logit_terms()) return true;
     return false;
   }
+  // The part that adds logit terms runs the fused attention when it is the only one.
+  Tensor fused_attention(const AttentionContext& ctx, const Tensor& v, double scale, double dropout_p) override {
+    PositionEncoding* only = nullptr;
+    for (auto& p : parts_)
+      if (p->adds_logit_terms()) {
+        if (only) return Tensor();
+        only = p.get();
+      }
+    return only ? only->fused_attention(ctx, v, scale, dropout_p) : Tensor();
+  }
   Tensor last_gates() const override {
     for (auto& p : parts_)
       if (Tensor g = p->last_gates(); g.defined()) return g;

@@ -6,6 +6,8 @@
 //   (b) transform_qk:   how to change q and k before their product   (rope)
 //   (c) add_logit_terms: what to add to the attention logits, given q and k
 //                        — before or after the 1/sqrt(d_head) scale  (rel, alibi, cope)
+// and, for speed, one more: (d) fused_attention, the whole attention in one op whose kernel
+// computes the encoding's logit term itself (cope), so that no (Tq, Tk) logits are made.
 //
 // Rectangles. Every question is asked for tokens at absolute positions, not only 0..T-1:
 // with a KV cache (nn/kv_cache.h) the Tq new queries sit at positions [t0, t0 + Tq) and see
@@ -100,9 +102,20 @@ class PositionEncoding : public Module {
   // (Tq, Tk) logits in memory) only when its encoding says false; an encoding that keeps the
   // default no-op add_logit_terms overrides this to say so. Saying true wrongly only costs speed.
   virtual bool adds_logit_terms() const { return true; }
+  // (d) Optional: the attention output (B, H, Tq, Dh) = dropout(causal_softmax(logits)) v
+  //     with this encoding's terms in the logits, computed by one fused op, or an undefined
+  //     tensor when the encoding has none for this call (attention then composes the logits
+  //     and (c)). It must equal that composition. ctx.scaled_logits is undefined here; scale
+  //     is 1/sqrt(Dh). Attention asks only when it is not recording attention maps, so an
+  //     encoding may skip what it records for inspection (CoPE's last_gates).
+  virtual Tensor fused_attention(const AttentionContext& /*ctx*/, const Tensor& /*v*/, double /*scale*/,
+                                 double /*dropout_p*/) {
+    return Tensor();
+  }
 
   // Inspection: CoPE's gates of the last forward (B, H, Tq, Tk), recorded without grad;
-  // undefined for encodings without gates.
+  // undefined for encodings without gates, and after a fused forward (d): attention
+  // composes the logits, and CoPE records its gates, while it records attention maps.
   virtual Tensor last_gates() const { return Tensor(); }
   // Inspection: CoPE's position logit term z of the last forward (B, H, Tq, Tk), without
   // grad; undefined for other encodings.

@@ -5,9 +5,17 @@
 // and the backward recomputes the probabilities from it. The products are BLAS calls on the
 // block; the row work (max, exp, sum, dropout) is plain loops over the visible keys.
 //
-// Row r of batch·head b is query i = r + (Tk - Tq): it sees keys j <= i. The reference that
-// tests/test_ops.cpp compares this with is causal_attention_reference (tensor/ops/attention.cpp):
-// matmul, causal_softmax, dropout, matmul.
+// With CoPE (Backend::attention given an AttentionCope) each row's logits also get CoPE's
+// position term before the softmax: the gates are the sigmoids of the row's own scaled q·k,
+// their suffix sums are the positions, and the term interpolates the row's z = q·eᵀ at them
+// (CopeTerm below; the same formulas as cope_positions, tensor/ops/cope.cpp). The block keeps
+// its rows' gates and positions for the backward, which adds the gradient through the gates
+// to the logits' and writes dz; nothing of size (Tq, Tk) outlives the call here either.
+//
+// Row r of batch·head b is query i = r + (Tk - Tq): it sees keys j <= i. The references that
+// tests/test_ops.cpp compares this with are causal_attention_reference and
+// causal_cope_attention_reference (tensor/ops/attention.cpp): matmul, [cope_positions,]
+// causal_softmax, dropout, matmul.
 #include <cblas.h>
 
 #include <algorithm>
@@ -15,6 +23,7 @@
 #include <limits>
 #include <vector>
 
+#include "tensor/cpu/cope_interp.h"
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/fast_math.h"
 #include "tensor/cpu/loops.h"
@@ -67,19 +76,168 @@ struct Keep {
   }
 };
 
-// What the forward and the backward share: the block's logits turned into probabilities.
-// s [nq, kv] holds q·kᵀ on entry; on exit P = softmax over each row's visible keys (zeros
-// after them). With `lse` given (forward) the rows' log-sum-exp are written there; otherwise
-// (backward) they are read from `lse_in`.
+// What a block's logits add to q·kᵀ. The kernels below take one of two: NoTerm (plain
+// attention) or CopeTerm. Each has
+//   scratch()        the per-thread buffers its rows need;
+//   softmax_scale()  the factor the softmax applies to what logits() left in the rows;
+//   logits()         turns the block's q·kᵀ [nq, kv] into logits (before that factor);
+//   grad()           given dL/dlogits, adds the gradient that reaches q·kᵀ through the term
+//                    and writes the term's other input gradients.
+// Block rows are r < nq of batch·head b, first row r0; row r sees keys j < r0 + r + shift + 1.
 template <class T>
-void block_probs(T* s, int64_t nq, int64_t kv, int64_t first_query, double scale, T* lse_out, const T* lse_in) {
+struct NoTerm {
+  struct Scratch {};
+  T scale;
+  Scratch scratch(int64_t /*elements*/, int64_t /*Tk*/) const { return {}; }
+  T softmax_scale() const { return scale; }
+  void logits(T*, int64_t, int64_t, int64_t, int64_t, int64_t, Scratch&, bool) const {}
+  void grad(T*, int64_t, int64_t, int64_t, int64_t, int64_t, Scratch&) const {}
+};
+
+// CoPE (nn/pe/cope.h) over a block, query i = r0 + r + shift:
+//   g_j = sigmoid(s_j scale), c_j = min(sum_{t=j..i} g_t, npos - 1), term_j = z_i at c_j
+//   logit_j = s_j scale + term_j ("appendix") or (s_j + term_j) scale ("official")
+// Its backward, with d_j = dL/dlogit_j and dterm_j = d_j (appendix) or d_j scale (official):
+//   dz_i[floor c_j] += (1 - w_j) dterm_j,  dz_i[ceil c_j] += w_j dterm_j
+//   dg_t = sum_{j<=t} dterm_j (z_i[ceil c_j] - z_i[floor c_j]) [c_j < npos - 1]
+//   dL/ds_t = scale (d_t + dg_t g_t (1 - g_t))
+// so grad() leaves d_t + dg_t g_t (1 - g_t) in the row and the caller's products apply the
+// scale. These are cope_positions' formulas (tensor/ops/cope.cpp) with the gate logits
+// s_j scale.
+//
+// Each row is a few passes: the ones without a chain are `omp simd` loops (the gates, the
+// table reads), and the serial ones do as little as possible (suffix_positions). The dz scatter is the
+// backward's trap: adding into dz[floor c_j] key after key makes every add wait for the
+// previous store to the same slot. But c_j only falls as j grows (a suffix sum of gates >= 0,
+// and rounding keeps that order), so the keys reading slot p are one run of consecutive j:
+// dz[p] is a difference of two prefix sums of (1 - w_j) dterm_j, taken at the ends of the
+// runs, and the loop over the keys only stores each slot's latest key (no loads). The same
+// for the ceilings. The prefix sums run in double, so their differences lose nothing.
+// c_j = min(sum_{t=j..n-1} g_t, cap), the serial chain of the positions. Four keys at a
+// time: their partial sums do not wait for the running total, which then takes one addition
+// per four keys. Every c_j is still rounded from one addition to the total before it, so c
+// never rises as j grows (what CopeTerm::grad relies on).
+template <class T>
+void suffix_positions(const T* g, T* c, int64_t n, T cap) {
+  T acc = 0;
+  int64_t j = n - 1;
+  for (; j >= 3; j -= 4) {
+    const T p1 = g[j], p2 = p1 + g[j - 1], p3 = p2 + g[j - 2], p4 = p3 + g[j - 3];
+    c[j] = std::min(acc + p1, cap);
+    c[j - 1] = std::min(acc + p2, cap);
+    c[j - 2] = std::min(acc + p3, cap);
+    acc += p4;
+    c[j - 3] = std::min(acc, cap);
+  }
+  for (; j >= 0; --j) {
+    acc += g[j];
+    c[j] = std::min(acc, cap);
+  }
+}
+
+template <class T>
+struct CopeTerm {
+  // Per thread: the block's gates and clamped positions, row r at r·kv (or every row at 0
+  // when the forward does not keep them), and the backward's prefix sums and run ends.
+  struct Scratch {
+    std::vector<T> g, c;
+    std::vector<double> lo_sum, hi_sum;
+    std::vector<int64_t> lo_end, hi_end;
+    Scratch(int64_t elements, int64_t Tk, int64_t npos)
+        : g(size_t(elements)), c(size_t(elements)), lo_sum(size_t(Tk)), hi_sum(size_t(Tk)), lo_end(size_t(npos)),
+          hi_end(size_t(npos)) {}
+  };
+  T scale;
+  const T* Z;  // [bh·Tq, npos], row b·Tq + r0 + r for block row r
+  T* dZ;       // the same shape, written by grad()
+  int64_t Tq, npos;
+  bool official;
+
+  Scratch scratch(int64_t elements, int64_t Tk) const { return Scratch(elements, Tk, npos); }
+  T softmax_scale() const { return T(1); }
+
+  void logits(T* s, int64_t nq, int64_t kv, int64_t b, int64_t r0, int64_t shift, Scratch& sc, bool keep) const {
+    const T cap = T(npos - 1), sc_ = scale;
+    for (int64_t r = 0; r < nq; ++r) {
+      const int64_t n = r0 + r + shift + 1;
+      T* row = s + r * kv;
+      T* g = sc.g.data() + (keep ? r * kv : 0);
+      T* c = sc.c.data() + (keep ? r * kv : 0);
+      const T* z = Z + (b * Tq + r0 + r) * npos;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) g[j] = T(1) / (T(1) + exp_of(-row[j] * sc_));
+      suffix_positions(g, c, n, cap);
+      if (official) {
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) row[j] = (row[j] + CopeInterp<T>(c[j]).at(z)) * sc_;
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) row[j] = row[j] * sc_ + CopeInterp<T>(c[j]).at(z);
+      }
+    }
+  }
+
+  void grad(T* ds, int64_t nq, int64_t kv, int64_t b, int64_t r0, int64_t shift, Scratch& sc) const {
+    const T cap = T(npos - 1), dterm_scale = official ? scale : T(1);
+    double* lo_sum = sc.lo_sum.data();
+    double* hi_sum = sc.hi_sum.data();
+    int64_t* lo_end = sc.lo_end.data();
+    int64_t* hi_end = sc.hi_end.data();
+    for (int64_t r = 0; r < nq; ++r) {
+      const int64_t n = r0 + r + shift + 1;
+      T* d = ds + r * kv;
+      const T* g = sc.g.data() + r * kv;
+      const T* c = sc.c.data() + r * kv;
+      const T* z = Z + (b * Tq + r0 + r) * npos;
+      std::fill(lo_end, lo_end + npos, int64_t(-1));
+      std::fill(hi_end, hi_end + npos, int64_t(-1));
+      double lo_acc = 0, hi_acc = 0;
+      T dg = 0;  // dg_t, as t runs forward
+      for (int64_t t = 0; t < n; ++t) {
+        const T dterm = d[t] * dterm_scale;
+        const CopeInterp<T> ip(c[t]);
+        lo_acc += double((T(1) - ip.w) * dterm);
+        hi_acc += double(ip.w * dterm);
+        lo_sum[t] = lo_acc;
+        hi_sum[t] = hi_acc;
+        lo_end[ip.lo] = t;  // the last key so far reading slot lo: a store, no load
+        hi_end[ip.hi] = t;
+        dg += c[t] < cap ? dterm * (z[ip.hi] - z[ip.lo]) : T(0);
+        d[t] += dg * g[t] * (T(1) - g[t]);
+      }
+      // The keys reading slot p as floor are those after the last key with a higher floor,
+      // up to its own last one: dz[p] = lo_sum[end(p)] - lo_sum[end(p + 1)], end(p) the last
+      // key whose floor is >= p (-1 for none, where the sum is 0). Likewise the ceilings.
+      T* dz = dZ + (b * Tq + r0 + r) * npos;
+      int64_t lo_last = -1, hi_last = -1;
+      double lo_above = 0, hi_above = 0;
+      for (int64_t p = npos - 1; p >= 0; --p) {
+        lo_last = std::max(lo_last, lo_end[p]);
+        hi_last = std::max(hi_last, hi_end[p]);
+        const double lo_here = lo_last >= 0 ? lo_sum[lo_last] : 0.0;
+        const double hi_here = hi_last >= 0 ? hi_sum[hi_last] : 0.0;
+        dz[p] = T((lo_here - lo_above) + (hi_here - hi_above));
+        lo_above = lo_here;
+        hi_above = hi_here;
+      }
+    }
+  }
+};
+
+// What the forward and the backward share: the block's logits turned into probabilities.
+// s [nq, kv] holds the logits divided by `scale` on entry; on exit P = softmax over each
+// row's visible keys (zeros after them). With `lse_out` given (forward) the rows' log-sum-exp
+// are written there; otherwise (backward) they are read from `lse_in`.
+template <class T>
+void block_probs(T* s, int64_t nq, int64_t kv, int64_t first_query, T scale, T* lse_out, const T* lse_in) {
   for (int64_t r = 0; r < nq; ++r) {
     T* row = s + r * kv;
     const int64_t n = first_query + r + 1;  // visible keys of this row
-    const T sc = T(scale);
+    const T sc = scale;
     T l;
     if (lse_out) {
       T mx = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : mx)
       for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j] * sc);
       double sum = 0;
 #pragma omp simd reduction(+ : sum)
@@ -95,9 +253,9 @@ void block_probs(T* s, int64_t nq, int64_t kv, int64_t first_query, double scale
   }
 }
 
-template <class T>
+template <class T, class Term>
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                       int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, const Keep& keep) {
+                       int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double p, const Keep& keep, const Term& term) {
   const int64_t blocks = (Tq + kQueryBlock - 1) / kQueryBlock, shift = Tk - Tq;
   const T* Q = static_cast<const T*>(q.raw_data());
   const T* K = static_cast<const T*>(k.raw_data());
@@ -107,6 +265,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
 #pragma omp parallel if (bh * blocks > 1)
   {
     std::vector<T> s(size_t(kQueryBlock * Tk)), m(p > 0 ? size_t(Tk) : 0);
+    auto scratch = term.scratch(Tk, Tk);  // one row at a time: the forward keeps nothing
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < bh * blocks; ++item) {
       const int64_t b = item / blocks, r0 = (item % blocks) * kQueryBlock;
@@ -114,7 +273,8 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
       const T* Qb = Q + (b * Tq + r0) * Dh;
       const T* Kb = K + b * Tk * Dh;
       gemm_rm(false, true, nq, kv, Dh, 1.0, Qb, Dh, Kb, Dh, 0.0, s.data(), kv);  // s = q kᵀ
-      block_probs(s.data(), nq, kv, r0 + shift, scale, L + b * Tq + r0, static_cast<const T*>(nullptr));
+      term.logits(s.data(), nq, kv, b, r0, shift, scratch, false);
+      block_probs(s.data(), nq, kv, r0 + shift, term.softmax_scale(), L + b * Tq + r0, static_cast<const T*>(nullptr));
       if (p > 0)
         for (int64_t r = 0; r < nq; ++r) {
           const int64_t n = r0 + r + shift + 1;
@@ -128,10 +288,11 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
   }
 }
 
-template <class T>
+template <class T, class Term>
 void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                              const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t bh,
-                             int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, const Keep& keep) {
+                             int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, const Keep& keep,
+                             const Term& term) {
   // One batch·head per item, its query blocks in order: dk and dv of a batch·head are sums over
   // its blocks, added in the same order whatever the thread count.
   const int64_t blocks = (Tq + kQueryBlock - 1) / kQueryBlock, shift = Tk - Tq;
@@ -148,6 +309,7 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
   {
     std::vector<T> P(size_t(kQueryBlock * Tk)), dP(size_t(kQueryBlock * Tk)), D(static_cast<size_t>(kQueryBlock));
     std::vector<T> M(p > 0 ? size_t(kQueryBlock * Tk) : 0);  // the block's keep-scales
+    auto scratch = term.scratch(kQueryBlock * Tk, Tk);
 #pragma omp for schedule(dynamic)
     for (int64_t b = 0; b < bh; ++b) {
       const T* Kb = K + b * Tk * Dh;
@@ -162,7 +324,8 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         const T* dOb = dO + (b * Tq + r0) * Dh;
         const T* Ob = O + (b * Tq + r0) * Dh;
         gemm_rm(false, true, nq, kv, Dh, 1.0, Qb, Dh, Kb, Dh, 0.0, P.data(), kv);    // P = q kᵀ
-        block_probs(P.data(), nq, kv, r0 + shift, scale, static_cast<T*>(nullptr), L + b * Tq + r0);
+        term.logits(P.data(), nq, kv, b, r0, shift, scratch, true);
+        block_probs(P.data(), nq, kv, r0 + shift, term.softmax_scale(), static_cast<T*>(nullptr), L + b * Tq + r0);
         gemm_rm(false, true, nq, kv, Dh, 1.0, dOb, Dh, Vb, Dh, 0.0, dP.data(), kv);  // dP = dO vᵀ (after dropout)
         for (int64_t r = 0; r < nq; ++r) {
           double d = 0;  // D_r = dO_r · O_r = sum_j P_j dP_j over the kept probabilities
@@ -183,7 +346,7 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
           }
         };
         if (p > 0) apply_mask(dP);
-        for (int64_t r = 0; r < nq; ++r) {  // dS = P ∘ (dP - D), before the scale, in dP's buffer
+        for (int64_t r = 0; r < nq; ++r) {  // dS = P ∘ (dP - D), the logits' gradient, in dP's buffer
           const int64_t n = r0 + r + shift + 1;
           const T* pr = P.data() + r * kv;
           T* gr = dP.data() + r * kv;
@@ -192,6 +355,7 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
           for (int64_t j = 0; j < n; ++j) gr[j] = pr[j] * (gr[j] - dr);
           std::fill(gr + n, gr + kv, T(0));  // keys this row does not see
         }
+        term.grad(dP.data(), nq, kv, b, r0, shift, scratch);  // dS: now the gradient of q kᵀ, before the scale
         if (p > 0) apply_mask(P);
         gemm_rm(true, false, kv, Dh, nq, 1.0, P.data(), kv, dOb, Dh, 1.0, dVb, Dh);          // dv += Pmᵀ dO
         gemm_rm(false, false, nq, Dh, kv, scale, dP.data(), kv, Kb, Dh, 0.0, dQ + (b * Tq + r0) * Dh, Dh);  // dq
@@ -201,24 +365,39 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
   }
 }
 
+// Runs `body` with the block term the call asks for: CopeTerm when cope.z is given.
+template <class T, class Body>
+void with_term(const AttentionCope& cope, double scale, int64_t Tq, Body&& body) {
+  if (!cope.z.defined()) return body(NoTerm<T>{T(scale)});
+  body(CopeTerm<T>{T(scale), static_cast<const T*>(cope.z.raw_data()),
+                   cope.dz.defined() ? static_cast<T*>(cope.dz.raw_data()) : nullptr, Tq, cope.z.size(-1),
+                   cope.official});
+}
+
 }  // namespace
 
 void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                           int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key) {
+                           int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
+                           const AttentionCope& cope) {
   const Keep keep{key, float(p), 1.0 / (1.0 - p)};
   const SerialBlas serial;
-  COPPER_DISPATCH_FLOAT(q.dtype(), "attention",
-                        [&] { attention_forward<T>(q, k, v, out, lse, bh, Tq, Tk, Dh, scale, p, keep); });
+  COPPER_DISPATCH_FLOAT(q.dtype(), "attention", [&] {
+    with_term<T>(cope, scale, Tq, [&](const auto& term) {
+      attention_forward<T>(q, k, v, out, lse, bh, Tq, Tk, Dh, p, keep, term);
+    });
+  });
 }
 
 void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                                     const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
                                     const Tensor& dv, int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale,
-                                    double p, uint64_t key) {
+                                    double p, uint64_t key, const AttentionCope& cope) {
   const Keep keep{key, float(p), 1.0 / (1.0 - p)};
   const SerialBlas serial;
   COPPER_DISPATCH_FLOAT(q.dtype(), "attention_backward", [&] {
-    attention_backward_impl<T>(q, k, v, out, lse, dout, dq, dk, dv, bh, Tq, Tk, Dh, scale, p, keep);
+    with_term<T>(cope, scale, Tq, [&](const auto& term) {
+      attention_backward_impl<T>(q, k, v, out, lse, dout, dq, dk, dv, bh, Tq, Tk, Dh, scale, p, keep, term);
+    });
   });
 }
 

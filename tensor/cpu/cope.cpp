@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "tensor/cpu/cope_interp.h"
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/loops.h"
 
@@ -16,15 +17,6 @@ namespace copper {
 using namespace cpu;
 
 namespace {
-
-// The interpolation's two table indices for a clamped position c >= 0: lo = floor c (a cast,
-// since c >= 0) and hi = ceil c = lo + (c > lo), with the weight w = c - lo.
-template <class F>
-struct Interp {
-  int64_t lo, hi;
-  F w;
-  explicit Interp(F c) : lo(int64_t(c)), hi(lo + (c > F(lo))), w(c - F(lo)) {}
-};
 
 template <class F>
 void forward_row(const F* l, const F* z, F* term, F* gates, F* pos, int64_t i, int64_t Tk, int64_t npos) {
@@ -36,8 +28,8 @@ void forward_row(const F* l, const F* z, F* term, F* gates, F* pos, int64_t i, i
     acc += gates[j];
     const F c = std::min(acc, cap);
     pos[j] = c;
-    const Interp<F> ip(c);
-    term[j] = z[ip.lo] + ip.w * (z[ip.hi] - z[ip.lo]);
+    const CopeInterp<F> ip(c);
+    term[j] = ip.at(z);
   }
   for (int64_t j = i + 1; j < Tk; ++j) {
     gates[j] = 0;
@@ -54,7 +46,7 @@ void backward_row(const F* dterm, const F* z, const F* gates, const F* pos, F* d
   F prefix = 0;  // sum_{j <= t} dp_j as t runs forward
   for (int64_t t = 0; t <= i; ++t) {
     const F c = pos[t];
-    const Interp<F> ip(c);
+    const CopeInterp<F> ip(c);
     dz[ip.lo] += (F(1) - ip.w) * dterm[t];
     dz[ip.hi] += ip.w * dterm[t];
     const F dp = c < cap ? dterm[t] * (z[ip.hi] - z[ip.lo]) : F(0);

@@ -3,12 +3,18 @@
 //
 //   out = dropout(causal_softmax(q kᵀ · scale)) v
 //
+// and causal_cope_attention, the same with CoPE's position term (nn/pe/cope.h) in the logits:
+//
+//   s = q kᵀ · scale,  term = cope_positions(s, z).term,  z = q·eᵀ (..., Tq, npos)
+//   out = dropout(causal_softmax(s + term)) v      ("appendix";  s + term · scale "official")
+//
 // On a backend with a fused kernel (Backend::attention; the CPU's is tensor/cpu/attention.cpp)
 // no (Tq, Tk) tensor is kept for the backward: only the rows' log-sum-exp, from which the
 // backward recomputes the probabilities. causal_attention_reference composes matmul,
-// causal_softmax and dropout instead: it is what a backend without the kernel runs, and what
-// the tests compare the kernel with. Both draw one number from the generator for dropout and
-// mask the same elements (dropout's Philox stream over the (..., Tq, Tk) probabilities).
+// causal_softmax and dropout instead (causal_cope_attention_reference adds cope_positions): it
+// is what a backend without the kernel runs, and what the tests compare the kernel with. Both
+// draw one number from the generator for dropout and mask the same elements (dropout's Philox
+// stream over the (..., Tq, Tk) probabilities).
 #include "tensor/ops/common.h"
 #include "tensor/random.h"
 
@@ -38,6 +44,17 @@ std::array<int64_t, 4> check_attention(const Tensor& q, const Tensor& k, const T
   return {shape_numel(lead), Tq, Tk, Dh};
 }
 
+// z (..., Tq, npos), npos >= 1: one row of position logits per query, in q's dtype and device.
+void check_cope_table(const Tensor& q, const Tensor& z) {
+  const char* op = "causal_cope_attention";
+  check_same(op, q, z);
+  Shape want = q.shape();
+  want.back() = z.dim() > 0 ? z.size(-1) : 0;
+  COPPER_CHECK(z.dim() == q.dim() && z.shape() == want && z.size(-1) >= 1, op,
+               "z {} must be (..., Tq, npos) with q {}'s leading dims and queries, npos >= 1. HINT: z = q·eᵀ for the "
+               "position table e (npos, Dh)", z.repr_shape(), q.repr_shape());
+}
+
 }  // namespace
 
 Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, double scale, double dropout_p,
@@ -48,29 +65,66 @@ Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor
   return matmul(att, v);                                                      // (..., Tq, Dh)
 }
 
-Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, double dropout_p,
-                        Generator* gen) {
+Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& z,
+                                       double scale, bool official, double dropout_p, Generator* gen) {
   const auto [bh, Tq, Tk, Dh] = check_attention(q, k, v, dropout_p);
+  check_cope_table(q, z);
+  Tensor s = mul(matmul(q, k.transpose(-2, -1)), scale);         // s: (..., Tq, Tk), also the gates' logits
+  Tensor term = cope_positions(s, z, Tk - Tq).term;                // term: (..., Tq, Tk)
+  Tensor att = causal_softmax(official ? add(s, mul(term, scale)) : add(s, term));
+  if (dropout_p > 0) att = dropout(att, dropout_p, true, gen);
+  return matmul(att, v);                                           // (..., Tq, Dh)
+}
+
+namespace {
+
+// The fused kernel for both ops; z undefined for plain attention.
+Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& z, double scale,
+                       bool official, double dropout_p, Generator* gen, const std::array<int64_t, 4>& dims) {
+  const auto [bh, Tq, Tk, Dh] = dims;
   Backend& be = backend_of(q);
-  if (!be.has_fused_attention() || Tq == 0 || Dh == 0)
-    return causal_attention_reference(q, k, v, scale, dropout_p, gen);
   const uint64_t key = dropout_p > 0 ? (gen ? *gen : default_generator()).next_u64() : 0;
   const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  const Tensor zc = z.defined() ? z.contiguous() : Tensor();
   Shape lse_shape(q.shape().begin(), q.shape().end() - 1);  // (..., Tq)
   Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
   Tensor lse = Tensor::empty(lse_shape, q.dtype(), q.device());
-  be.attention(qc, kc, vc, out, lse, bh, Tq, Tk, Dh, scale, dropout_p, key);
-  record_op("causal_attention", out, {q, k, v},
-            [qc = qc.detach(), kc = kc.detach(), vc = vc.detach(), o = out.detach(), lse, bh, Tq, Tk, Dh, scale,
-             dropout_p, key](const Tensor& g) {
+  be.attention(qc, kc, vc, out, lse, bh, Tq, Tk, Dh, scale, dropout_p, key, AttentionCope{zc, Tensor(), official});
+  std::vector<Tensor> inputs{q, k, v};
+  if (z.defined()) inputs.push_back(z);
+  record_op(z.defined() ? "causal_cope_attention" : "causal_attention", out, inputs,
+            [qc = qc.detach(), kc = kc.detach(), vc = vc.detach(), zc = zc.defined() ? zc.detach() : Tensor(),
+             o = out.detach(), lse, bh, Tq, Tk, Dh, scale, official, dropout_p, key](const Tensor& g) {
               Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());
               Tensor dk = Tensor::empty(kc.shape(), kc.dtype(), kc.device());
               Tensor dv = Tensor::empty(vc.shape(), vc.dtype(), vc.device());
+              Tensor dz = zc.defined() ? Tensor::empty(zc.shape(), zc.dtype(), zc.device()) : Tensor();
               backend_of(qc).attention_backward(qc, kc, vc, o, lse, g.contiguous(), dq, dk, dv, bh, Tq, Tk, Dh, scale,
-                                                dropout_p, key);
-              return std::vector<Tensor>{dq, dk, dv};
+                                                dropout_p, key, AttentionCope{zc, dz, official});
+              std::vector<Tensor> grads{dq, dk, dv};
+              if (dz.defined()) grads.push_back(dz);
+              return grads;
             });
   return out;
+}
+
+}  // namespace
+
+Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, double dropout_p,
+                        Generator* gen) {
+  const auto dims = check_attention(q, k, v, dropout_p);
+  if (!backend_of(q).has_fused_attention() || dims[1] == 0 || dims[3] == 0)
+    return causal_attention_reference(q, k, v, scale, dropout_p, gen);
+  return fused_attention(q, k, v, Tensor(), scale, false, dropout_p, gen, dims);
+}
+
+Tensor causal_cope_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& z, double scale,
+                             bool official, double dropout_p, Generator* gen) {
+  const auto dims = check_attention(q, k, v, dropout_p);
+  check_cope_table(q, z);
+  if (!backend_of(q).has_fused_attention() || dims[1] == 0 || dims[3] == 0)
+    return causal_cope_attention_reference(q, k, v, z, scale, official, dropout_p, gen);
+  return fused_attention(q, k, v, z, scale, official, dropout_p, gen, dims);
 }
 
 }  // namespace copper
