@@ -4,9 +4,11 @@
 //   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),  dxhat = dy * w
 // RMSNorm:    y = x * rstd * w,  rstd = 1/sqrt(mean(x^2) + eps)
 //   dx = rstd * dxhat - x * rstd^3 * mean(dxhat * x)
-// Weight gradients sum over rows; they run per column block so that threads never
-// write the same element.
+// Weight gradients sum over rows: each chunk of rows keeps its own partial sums, added in
+// chunk order at the end (rows_and_column_sums), so threads never write the same element.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/loops.h"
@@ -21,17 +23,33 @@ const T* ptr_or_null(const Tensor& t) {
   return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
 }
 
-// out[c] = sum_r f(r, c) for the columns of a [rows, n] problem.
-template <class T, class F>
-void column_sums(T* out, int64_t rows, int64_t n, F f) {
-  const int64_t block = 64;
-  parallel_for((n + block - 1) / block, rows * block, [&](int64_t b) {
-    int64_t c0 = b * block, c1 = std::min(n, c0 + block);
-    double acc[64] = {0};
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = c0; c < c1; ++c) acc[c - c0] += double(f(r, c));
-    for (int64_t c = c0; c < c1; ++c) out[c] = T(acc[c - c0]);
+// The backward's one pass over the rows: rows go in chunks of kRowChunk, and `row(r, w, b)`
+// writes row r's dx and adds its terms of the weight and bias gradients into w and b, the
+// chunk's partial column sums (double, n each; null when that gradient is not wanted).
+// The chunks' sums are then added in chunk order into dweight and dbias, so the result does
+// not depend on the thread count, and x and dy are read once, not once per gradient.
+constexpr int64_t kRowChunk = 32;
+
+template <class T, class Row>
+void rows_and_column_sums(int64_t rows, int64_t n, const Tensor& dweight, const Tensor& dbias, Row row) {
+  const int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
+  std::vector<double> wsum(dweight.defined() ? size_t(chunks * n) : 0), bsum(dbias.defined() ? size_t(chunks * n) : 0);
+  parallel_for(chunks, kRowChunk * n * 8, [&](int64_t ch) {
+    double* w = wsum.empty() ? nullptr : wsum.data() + ch * n;
+    double* b = bsum.empty() ? nullptr : bsum.data() + ch * n;
+    for (int64_t r = ch * kRowChunk; r < std::min(rows, (ch + 1) * kRowChunk); ++r) row(r, w, b);
   });
+  auto total = [&](const std::vector<double>& part, const Tensor& out) {
+    if (!out.defined()) return;
+    T* o = static_cast<T*>(out.raw_data());
+    parallel_for(n, chunks, [&](int64_t c) {
+      double acc = 0;
+      for (int64_t ch = 0; ch < chunks; ++ch) acc += part[size_t(ch * n + c)];
+      o[c] = T(acc);
+    });
+  };
+  total(wsum, dweight);
+  total(bsum, dbias);
 }
 }  // namespace
 
@@ -77,31 +95,36 @@ void CpuBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, cons
     const T* mp = static_cast<const T*>(mean.raw_data());
     const T* rp = static_cast<const T*>(rstd.raw_data());
     const T* gp = static_cast<const T*>(dy.raw_data());
-    if (dx.defined()) {
-      T* dp = static_cast<T*>(dx.raw_data());
-      parallel_for(rows, n * 6, [&](int64_t r) {
-        const T* xr = xp + r * n;
-        const T* gr = gp + r * n;
+    T* dp = dx.defined() ? static_cast<T*>(dx.raw_data()) : nullptr;
+    rows_and_column_sums<T>(rows, n, dweight, dbias, [&](int64_t r, double* dw, double* db) {
+      const T* xr = xp + r * n;
+      const T* gr = gp + r * n;
+      const T m = mp[r], rs = rp[r];
+      if (dp) {
         T* dr = dp + r * n;
-        const T m = mp[r], rs = rp[r];
         double s1 = 0, s2 = 0;  // sum dxhat, sum dxhat * xhat
+        _Pragma("omp simd reduction(+ : s1, s2)")
         for (int64_t i = 0; i < n; ++i) {
           T dh = wp ? gr[i] * wp[i] : gr[i];
           s1 += dh;
           s2 += dh * (xr[i] - m) * rs;
         }
         const T a = T(s1 / double(n)), b = T(s2 / double(n));
+        _Pragma("omp simd")
         for (int64_t i = 0; i < n; ++i) {
           T dh = wp ? gr[i] * wp[i] : gr[i];
           dr[i] = rs * (dh - a - (xr[i] - m) * rs * b);
         }
-      });
-    }
-    if (dweight.defined())
-      column_sums(static_cast<T*>(dweight.raw_data()), rows, n,
-                  [&](int64_t r, int64_t c) { return gp[r * n + c] * (xp[r * n + c] - mp[r]) * rp[r]; });
-    if (dbias.defined())
-      column_sums(static_cast<T*>(dbias.raw_data()), rows, n, [&](int64_t r, int64_t c) { return gp[r * n + c]; });
+      }
+      if (dw) {
+        _Pragma("omp simd")
+        for (int64_t i = 0; i < n; ++i) dw[i] += double(gr[i] * (xr[i] - m) * rs);
+      }
+      if (db) {
+        _Pragma("omp simd")
+        for (int64_t i = 0; i < n; ++i) db[i] += double(gr[i]);
+      }
+    });
   });
 }
 
@@ -116,6 +139,7 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, const Tensor& y
       const T* xr = xp + r * n;
       T* yr = yp + r * n;
       double ss = 0;
+      _Pragma("omp simd reduction(+ : ss)")
       for (int64_t i = 0; i < n; ++i) ss += double(xr[i]) * xr[i];
       const T rs = T(1.0 / std::sqrt(ss / double(n) + eps));
       rp[r] = rs;
@@ -131,22 +155,25 @@ void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const 
     const T* wp = ptr_or_null<T>(weight);
     const T* rp = static_cast<const T*>(rstd.raw_data());
     const T* gp = static_cast<const T*>(dy.raw_data());
-    if (dx.defined()) {
-      T* dp = static_cast<T*>(dx.raw_data());
-      parallel_for(rows, n * 4, [&](int64_t r) {
-        const T* xr = xp + r * n;
-        const T* gr = gp + r * n;
+    T* dp = dx.defined() ? static_cast<T*>(dx.raw_data()) : nullptr;
+    rows_and_column_sums<T>(rows, n, dweight, Tensor(), [&](int64_t r, double* dw, double*) {
+      const T* xr = xp + r * n;
+      const T* gr = gp + r * n;
+      const T rs = rp[r];
+      if (dp) {
         T* dr = dp + r * n;
-        const T rs = rp[r];
         double s = 0;
+        _Pragma("omp simd reduction(+ : s)")
         for (int64_t i = 0; i < n; ++i) s += double(wp ? gr[i] * wp[i] : gr[i]) * xr[i];
         const T c = T(s / double(n)) * rs * rs * rs;
+        _Pragma("omp simd")
         for (int64_t i = 0; i < n; ++i) dr[i] = rs * (wp ? gr[i] * wp[i] : gr[i]) - xr[i] * c;
-      });
-    }
-    if (dweight.defined())
-      column_sums(static_cast<T*>(dweight.raw_data()), rows, n,
-                  [&](int64_t r, int64_t c) { return gp[r * n + c] * xp[r * n + c] * rp[r]; });
+      }
+      if (dw) {
+        _Pragma("omp simd")
+        for (int64_t i = 0; i < n; ++i) dw[i] += double(gr[i] * xr[i] * rs);
+      }
+    });
   });
 }
 
