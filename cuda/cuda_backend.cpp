@@ -245,6 +245,55 @@ void CudaBackend::cope_positions_backward(const Tensor& dterm, const Tensor& z, 
                                  rows, Tq, Tk, t0, npos, stream(dev));
 }
 
+namespace {
+AttentionDims attention_dims(int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
+                             const AttentionCope& cope) {
+  COPPER_CHECK(Dh <= kMaxAttentionHead, "attention", "the CUDA kernel takes heads of at most {} channels, got {}",
+               kMaxAttentionHead, Dh);
+  AttentionDims d;
+  d.bh = bh;
+  d.Tq = Tq;
+  d.Tk = Tk;
+  d.Dh = Dh;
+  d.npos = cope.z.defined() ? cope.z.size(-1) : 0;
+  d.scale = scale;
+  d.p = p;
+  d.key = key;
+  d.official = cope.official;
+  return d;
+}
+}  // namespace
+
+void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                            int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
+                            const AttentionCope& cope) {
+  const int dev = index_of(q, "attention");
+  DeviceGuard g(dev);
+  launch_attention(q.dtype(), attention_dims(bh, Tq, Tk, Dh, scale, p, key, cope), ptr(q), ptr(k), ptr(v),
+                   ptr(cope.z), ptr(out), ptr(lse), stream(dev));
+}
+
+void CudaBackend::attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                                     const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
+                                     const Tensor& dv, int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale,
+                                     double p, uint64_t key, const AttentionCope& cope) {
+  const int dev = index_of(q, "attention_backward");
+  DeviceGuard g(dev);
+  const bool with_cope = cope.z.defined();
+  // Workspaces for this call only (the caching allocator serves them again next step).
+  const Shape square{bh, Tq, Tk};
+  Tensor ds = Tensor::empty(square, q.dtype(), q.device()), pm = Tensor::empty(square, q.dtype(), q.device());
+  Tensor dp = with_cope ? Tensor::empty(square, q.dtype(), q.device()) : Tensor();
+  Tensor gates = with_cope ? Tensor::empty(square, q.dtype(), q.device()) : Tensor();
+  launch_attention_backward_rows(q.dtype(), attention_dims(bh, Tq, Tk, Dh, scale, p, key, cope), ptr(q), ptr(k),
+                                 ptr(v), ptr(cope.z), ptr(out), ptr(lse), ptr(dout), ptr(ds), ptr(pm), ptr(cope.dz),
+                                 ptr(dp), ptr(gates), stream(dev));
+  const Tensor q3 = q.view({bh, Tq, Dh}), k3 = k.view({bh, Tk, Dh}), do3 = dout.view({bh, Tq, Dh});
+  gemm(ds, k3, dq.view({bh, Tq, Dh}), false);                  // dq = dS k
+  gemm(ds.transpose(1, 2), q3, dk.view({bh, Tk, Dh}), false);  // dk = dSᵀ q
+  gemm(pm.transpose(1, 2), do3, dv.view({bh, Tk, Dh}), false); // dv = (P∘M)ᵀ dO
+}
+
 void CudaBackend::cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) {
   const int dev = index_of(x, "cumsum");
   DeviceGuard g(dev);

@@ -42,6 +42,15 @@ class CudaBackend final : public Backend {
   void cope_positions_backward(const Tensor& dterm, const Tensor& z, const Tensor& gates, const Tensor& pos,
                                const Tensor& dgate_logits, const Tensor& dz, int64_t rows, int64_t Tq, int64_t Tk,
                                int64_t t0, int64_t npos) override;
+  // The fused attention kernels (attention.cu). has_fused_attention() stays false, so the ops
+  // compose the reference, until Cuda.FusedAttentionIsTheCpusKernel has passed on a GPU.
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, int64_t bh,
+                 int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
+                 const AttentionCope& cope) override;
+  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                          const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t bh,
+                          int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
+                          const AttentionCope& cope) override;
   void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override;
   void index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
                     int64_t inner) override;

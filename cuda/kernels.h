@@ -77,6 +77,24 @@ void launch_cope_positions_backward(DType dtype, const void* dterm, const void* 
                                     void* dgate_logits, void* dz, int64_t rows, int64_t Tq, int64_t Tk, int64_t t0,
                                     int64_t npos, cudaStream_t stream);
 
+// attention.cu: fused causal attention (Backend::attention), plain (z null, npos 0) or with
+// CoPE's term (z [bh, Tq, npos]). Heads of at most kMaxAttentionHead channels (a warp keeps a
+// row's output in registers).
+inline constexpr int64_t kMaxAttentionHead = 256;
+struct AttentionDims {
+  int64_t bh = 0, Tq = 0, Tk = 0, Dh = 0, npos = 0;
+  double scale = 1, p = 0;  // p: dropout probability
+  uint64_t key = 0;         // dropout's Philox key
+  bool official = false;    // CoPE's term before the scale
+};
+void launch_attention(DType dtype, const AttentionDims& d, const void* q, const void* k, const void* v, const void* z,
+                      void* out, void* lse, cudaStream_t stream);
+// Writes ds [bh, Tq, Tk] (dL/d(q·kᵀ) times the scale) and pm (the kept probabilities); with
+// CoPE also dz, using dp and gates [bh, Tq, Tk] as workspace. dq, dk, dv are then products.
+void launch_attention_backward_rows(DType dtype, const AttentionDims& d, const void* q, const void* k, const void* v,
+                                    const void* z, const void* out, const void* lse, const void* dout, void* ds,
+                                    void* pm, void* dz, void* dp, void* gates, cudaStream_t stream);
+
 // rotate.cu: x, out [outer, t, p, 2], cs, sn [t, p], all contiguous (Backend::rotate_pairs)
 void launch_rotate_pairs(DType dtype, const void* x, const void* cs, const void* sn, void* out, int64_t outer,
                          int64_t t, int64_t p, bool inverse, cudaStream_t stream);

@@ -559,6 +559,45 @@ TEST(Cuda, DropoutMaskIsTheCpusBitForBit) {
 
 // CoPE's counted positions: a row longer than one warp (the kernel scans 32 keys at a time),
 // queries at an offset (a KV cache), and npos small enough that the clamp bites.
+// The fused attention kernels (cuda/attention.cu) against the CPU's (tensor/cpu/attention.cpp):
+// plain and with CoPE (both scalings, a clamp that bites and one that does not), dropout,
+// queries over more keys, heads wider than a warp. The CUDA backend keeps has_fused_attention()
+// false until this passes on a GPU; the kernels are called through the Backend directly.
+TEST(Cuda, FusedAttentionIsTheCpusKernel) {
+  SKIP_WITHOUT_GPU();
+  struct Case { int64_t bh, Tq, Tk, Dh, npos; bool official; double p; };
+  for (DType dt : {DType::f32, DType::f64})
+    for (Case c : {Case{6, 70, 75, 16, 0, false, 0.2}, Case{6, 70, 75, 40, 9, false, 0.2},
+                   Case{3, 130, 130, 64, 200, true, 0.0}, Case{4, 1, 50, 8, 6, true, 0.1}}) {
+      const std::string name = fmt::format("attention {} bh={} Tq={} Tk={} Dh={} npos={}{}", dtype_name(dt), c.bh, c.Tq,
+                                           c.Tk, c.Dh, c.npos, c.official ? " official" : "");
+      const double scale = 1.0 / std::sqrt(double(c.Dh));
+      const uint64_t key = 0x5eed1234abcdULL;
+      Tensor q = rnd({c.bh, c.Tq, c.Dh}, dt), k = rnd({c.bh, c.Tk, c.Dh}, dt), v = rnd({c.bh, c.Tk, c.Dh}, dt);
+      Tensor z = c.npos ? rnd({c.bh, c.Tq, c.npos}, dt) : Tensor(), dout = rnd({c.bh, c.Tq, c.Dh}, dt);
+      Tensor out = Tensor::empty(q.shape(), dt), lse = Tensor::empty({c.bh, c.Tq}, dt);
+      cpu().attention(q, k, v, out, lse, c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key, AttentionCope{z, Tensor(), c.official});
+      Tensor gz = z.defined() ? on_gpu(z) : Tensor();
+      Tensor gout = poisoned(q.shape(), dt, kGPU), glse = poisoned(lse.shape(), dt, kGPU);
+      gpu().attention(on_gpu(q), on_gpu(k), on_gpu(v), gout, glse, c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key,
+                      AttentionCope{gz, Tensor(), c.official});
+      expect_close(out, gout, tolerance(dt), name + " out");
+      expect_close(lse, glse, tolerance(dt), name + " lse");
+      Tensor dq = Tensor::empty(q.shape(), dt), dk = Tensor::empty(k.shape(), dt), dv = Tensor::empty(v.shape(), dt);
+      Tensor dz = z.defined() ? Tensor::empty(z.shape(), dt) : Tensor();
+      cpu().attention_backward(q, k, v, out, lse, dout, dq, dk, dv, c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key,
+                               AttentionCope{z, dz, c.official});
+      Tensor gdq = poisoned(q.shape(), dt, kGPU), gdk = poisoned(k.shape(), dt, kGPU), gdv = poisoned(v.shape(), dt, kGPU);
+      Tensor gdz = z.defined() ? poisoned(z.shape(), dt, kGPU) : Tensor();
+      gpu().attention_backward(on_gpu(q), on_gpu(k), on_gpu(v), on_gpu(out), on_gpu(lse), on_gpu(dout), gdq, gdk, gdv,
+                               c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key, AttentionCope{gz, gdz, c.official});
+      expect_close(dq, gdq, tolerance(dt), name + " dq");
+      expect_close(dk, gdk, tolerance(dt), name + " dk");
+      expect_close(dv, gdv, tolerance(dt), name + " dv");
+      if (z.defined()) expect_close(dz, gdz, tolerance(dt), name + " dz");
+    }
+}
+
 TEST(Cuda, CopePositions) {
   SKIP_WITHOUT_GPU();
   struct Case { int64_t rows, Tq, Tk, t0, npos; };
