@@ -25,30 +25,8 @@ namespace copper::cuda {
 
 namespace {
 
-constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = kBlock / kWarp;
 constexpr int kMaxChannelsPerLane = kMaxAttentionHead / kWarp;
-
-template <class F>
-__device__ __forceinline__ F warp_inclusive_scan(F v, int lane) {
-  for (int off = 1; off < kWarp; off <<= 1) {
-    const F o = __shfl_up_sync(0xffffffffu, v, off);
-    if (lane >= off) v += o;
-  }
-  return v;
-}
-
-template <class F>
-__device__ __forceinline__ F warp_sum(F v) {
-  for (int off = kWarp / 2; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
-
-template <class F>
-__device__ __forceinline__ F warp_max(F v) {
-  for (int off = kWarp / 2; off > 0; off >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, off));
-  return v;
-}
 
 template <class F>
 __device__ __forceinline__ F dot(const F* a, const F* b, int64_t n) {
@@ -69,20 +47,21 @@ struct Args {
   uint64_t key;
 };
 
-// One chunk of a row: key j = top - lane. `carry` is the sum of the gates of the keys above
-// the chunk (CoPE), advanced past the chunk on return. Returns the logit (for j < 0: -inf)
-// and, with CoPE, the key's gate, clamped position and interpolation.
+// What chunk_key finds for one key: q·k, the logit and, with CoPE, the gate, the clamped
+// position and its interpolation.
 template <class F>
 struct ChunkKey {
-  F s, logit, g, c;
-  int64_t lo, hi;
-  F w;
+  F s = 0, logit = 0, g = 0, c = 0;
+  CopeInterp<F> ip{F(0)};
 };
 
+// Lane `lane`'s key j = top - lane of one chunk of a row (j < 0: past key 0; its logit is
+// -inf). `carry` is the sum of the gates of the keys above the chunk (CoPE), advanced past
+// the chunk on return. Every lane of the warp calls it (the scan is a shuffle).
 template <class F>
 __device__ ChunkKey<F> chunk_key(const Args<F>& a, const F* qr, const F* kb, const F* zr, int64_t j, int lane,
                                  F& carry) {
-  ChunkKey<F> r{};
+  ChunkKey<F> r;
   r.s = j >= 0 ? dot(qr, kb + j * a.Dh, a.Dh) : F(0);
   if (!zr) {
     r.logit = j >= 0 ? r.s * a.scale : F(-INFINITY);
@@ -92,13 +71,26 @@ __device__ ChunkKey<F> chunk_key(const Args<F>& a, const F* qr, const F* kb, con
   const F scan = warp_inclusive_scan(r.g, lane);
   r.c = min(carry + scan, F(a.npos - 1));
   carry += __shfl_sync(0xffffffffu, scan, kWarp - 1);
-  r.lo = int64_t(r.c);
-  r.hi = r.lo + (r.c > F(r.lo));
-  r.w = r.c - F(r.lo);
-  const F term = zr[r.lo] + r.w * (zr[r.hi] - zr[r.lo]);
+  r.ip = CopeInterp<F>(r.c);
+  const F term = r.ip.at(zr);
   r.logit = j >= 0 ? (a.official ? (r.s + term) * a.scale : r.s * a.scale + term) : F(-INFINITY);
   return r;
 }
+
+// Query row `row` of the (bh·Tq) rows: its query i, and where its q, keys, values and table are.
+template <class F>
+struct RowOf {
+  int64_t i;
+  const F *q, *k, *v, *z;
+  __device__ RowOf(const Args<F>& a, int64_t row) {
+    const int64_t b = row / a.Tq;
+    i = row % a.Tq + (a.Tk - a.Tq);
+    q = a.q + row * a.Dh;
+    k = a.k + b * a.Tk * a.Dh;
+    v = a.v + b * a.Tk * a.Dh;
+    z = a.z ? a.z + row * a.npos : nullptr;
+  }
+};
 
 // The dropout keep-scale of element (row, j) of the (bh, Tq, Tk) probabilities.
 template <class F>
@@ -110,14 +102,12 @@ __device__ __forceinline__ F keep_of(const Args<F>& a, int64_t row, int64_t j) {
 template <class F>
 __global__ void attention_forward_kernel(Args<F> a, F* out, F* lse) {
   const int lane = threadIdx.x % kWarp;
-  const int64_t rows = a.bh * a.Tq, shift = a.Tk - a.Tq;
+  const int64_t rows = a.bh * a.Tq;
   for (int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp; row < rows;
        row += int64_t(gridDim.x) * kRowsPerBlock) {
-    const int64_t b = row / a.Tq, i = row % a.Tq + shift;
-    const F* qr = a.q + row * a.Dh;
-    const F* kb = a.k + b * a.Tk * a.Dh;
-    const F* vb = a.v + b * a.Tk * a.Dh;
-    const F* zr = a.z ? a.z + row * a.npos : nullptr;
+    const RowOf<F> R(a, row);
+    const int64_t i = R.i;
+    const F *qr = R.q, *kb = R.k, *vb = R.v, *zr = R.z;
     // Pass 1: each lane's running max and sum of exp over its keys, then the warp's.
     F m = F(-INFINITY), l = 0, carry = 0;
     for (int64_t top = i; top >= 0; top -= kWarp) {
@@ -129,7 +119,7 @@ __global__ void attention_forward_kernel(Args<F> a, F* out, F* lse) {
       }
     }
     const F mx = warp_max(m);
-    const F total = warp_sum(m == F(-INFINITY) ? F(0) : l * exp(m - mx));
+    const F total = warp_total(m == F(-INFINITY) ? F(0) : l * exp(m - mx));
     const F L = mx + log(total);
     if (lane == 0) lse[row] = L;
     // Pass 2: the probabilities again, and their sum with the values.
@@ -163,19 +153,17 @@ template <class F>
 __global__ void attention_backward_rows_kernel(Args<F> a, const F* o, const F* lse, const F* dout, F* ds, F* pm,
                                                F* dz, F* dp, F* gates) {
   const int lane = threadIdx.x % kWarp;
-  const int64_t rows = a.bh * a.Tq, shift = a.Tk - a.Tq;
+  const int64_t rows = a.bh * a.Tq;
   for (int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp; row < rows;
        row += int64_t(gridDim.x) * kRowsPerBlock) {
-    const int64_t b = row / a.Tq, i = row % a.Tq + shift;
-    const F* qr = a.q + row * a.Dh;
-    const F* kb = a.k + b * a.Tk * a.Dh;
-    const F* vb = a.v + b * a.Tk * a.Dh;
+    const RowOf<F> R(a, row);
+    const int64_t i = R.i;
+    const F *qr = R.q, *kb = R.k, *vb = R.v, *zr = R.z;
     const F* dor = dout + row * a.Dh;
-    const F* zr = a.z ? a.z + row * a.npos : nullptr;
     F* dzr = a.z ? dz + row * a.npos : nullptr;
     F D = 0;  // dO · O = sum_j P_j M_j dP_j
     for (int64_t c = lane; c < a.Dh; c += kWarp) D += dor[c] * o[row * a.Dh + c];
-    D = warp_sum(D);
+    D = warp_total(D);
     const F L = lse[row];
     F carry = 0;
     for (int64_t top = i; top >= 0; top -= kWarp) {
@@ -190,10 +178,10 @@ __global__ void attention_backward_rows_kernel(Args<F> a, const F* o, const F* l
         continue;
       }
       const F dterm = a.official ? dA * a.scale : dA;
-      atomicAdd(dzr + ck.lo, (F(1) - ck.w) * dterm);
-      atomicAdd(dzr + ck.hi, ck.w * dterm);
+      atomicAdd(dzr + ck.ip.lo, (F(1) - ck.ip.w) * dterm);
+      atomicAdd(dzr + ck.ip.hi, ck.ip.w * dterm);
       ds[row * a.Tk + j] = dA;
-      dp[row * a.Tk + j] = ck.c < F(a.npos - 1) ? dterm * (zr[ck.hi] - zr[ck.lo]) : F(0);
+      dp[row * a.Tk + j] = ck.c < F(a.npos - 1) ? dterm * (zr[ck.ip.hi] - zr[ck.ip.lo]) : F(0);
       gates[row * a.Tk + j] = ck.g;
     }
     for (int64_t j = i + 1 + lane; j < a.Tk; j += kWarp) {  // keys the row does not see

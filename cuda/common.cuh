@@ -145,4 +145,36 @@ __device__ __forceinline__ T block_sum(T v) { return block_reduce(v, SumOp<T>{})
 template <class T>
 __device__ __forceinline__ T block_max(T v) { return block_reduce(v, MaxOp<T>{}); }
 
+// ---- one warp (every lane calls) ----
+inline constexpr int kWarp = 32;
+// Inclusive scan over the warp's lanes in lane order: lane k gets v_0 + ... + v_k.
+template <class F>
+__device__ __forceinline__ F warp_inclusive_scan(F v, int lane) {
+  for (int off = 1; off < kWarp; off <<= 1) {
+    const F o = __shfl_up_sync(0xffffffffu, v, off);
+    if (lane >= off) v += o;
+  }
+  return v;
+}
+// Every lane gets op over all lanes' v.
+template <class F, class Op>
+__device__ __forceinline__ F warp_reduce(F v, Op op) {
+  for (int off = kWarp / 2; off > 0; off >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+template <class F>
+__device__ __forceinline__ F warp_total(F v) { return warp_reduce(v, SumOp<F>{}); }
+template <class F>
+__device__ __forceinline__ F warp_max(F v) { return warp_reduce(v, MaxOp<F>{}); }
+
+// CoPE's interpolation at a clamped position c >= 0, as on the CPU (tensor/cpu/cope_interp.h):
+// floor, ceil and the weight of the ceiling.
+template <class F>
+struct CopeInterp {
+  int64_t lo, hi;
+  F w;
+  __device__ explicit CopeInterp(F c) : lo(int64_t(c)), hi(lo + (c > F(lo))), w(c - F(lo)) {}
+  __device__ F at(const F* z) const { return z[lo] + w * (z[hi] - z[lo]); }
+};
+
 }  // namespace copper::cuda

@@ -11,32 +11,7 @@ namespace copper::cuda {
 
 namespace {
 
-constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = kBlock / kWarp;
-
-// Inclusive scan over the warp's lanes in lane order: lane k gets v_0 + ... + v_k.
-template <class F>
-__device__ __forceinline__ F warp_inclusive_scan(F v, int lane) {
-  for (int off = 1; off < kWarp; off <<= 1) {
-    const F o = __shfl_up_sync(0xffffffffu, v, off);
-    if (lane >= off) v += o;
-  }
-  return v;
-}
-
-template <class F>
-__device__ __forceinline__ F warp_total(F v) {
-  for (int off = kWarp / 2; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
-
-// Floor and ceil of a clamped position c >= 0 and the interpolation weight, as on the CPU.
-template <class F>
-struct Interp {
-  int64_t lo, hi;
-  F w;
-  __device__ explicit Interp(F c) : lo(int64_t(c)), hi(lo + (c > F(lo))), w(c - F(lo)) {}
-};
 
 template <class F>
 __global__ void cope_positions_kernel(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t rows, int64_t Tq,
@@ -56,10 +31,10 @@ __global__ void cope_positions_kernel(const F* lg, const F* z, F* term, F* gates
       const F scan = warp_inclusive_scan(g, lane);
       if (j >= 0) {
         const F c = min(carry + scan, cap);
-        const Interp<F> ip(c);
+        const CopeInterp<F> ip(c);
         gr[j] = g;
         pr[j] = c;
-        tr[j] = zr[ip.lo] + ip.w * (zr[ip.hi] - zr[ip.lo]);
+        tr[j] = ip.at(zr);
       }
       carry += __shfl_sync(0xffffffffu, scan, kWarp - 1);
     }
@@ -89,7 +64,7 @@ __global__ void cope_positions_backward_kernel(const F* dterm, const F* z, const
       F dp = 0;
       if (t <= i) {
         const F c = pr[t];
-        const Interp<F> ip(c);
+        const CopeInterp<F> ip(c);
         atomicAdd(dzr + ip.lo, (F(1) - ip.w) * dt[t]);
         atomicAdd(dzr + ip.hi, ip.w * dt[t]);
         if (c < cap) dp = dt[t] * (zr[ip.hi] - zr[ip.lo]);

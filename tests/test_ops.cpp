@@ -151,6 +151,19 @@ std::vector<double> softmax_line(const std::vector<double>& v) {
   for (double x : v) o.push_back(std::exp(x - mx) / s);
   return o;
 }
+// q_r·k_j · scale for the keys query row r of batch·head b sees (j <= r + Tk - Tq), from
+// q [.., Tq, Dh] and k [.., Tk, Dh] flattened over the leading dims.
+std::vector<double> visible_scores(const Arr& q, const Arr& k, int64_t b, int64_t r, double scale) {
+  const int64_t Dh = q.shape.back(), Tq = q.shape[q.shape.size() - 2], Tk = k.shape[k.shape.size() - 2];
+  std::vector<double> s(static_cast<size_t>(r + (Tk - Tq) + 1));
+  for (size_t j = 0; j < s.size(); ++j) {
+    double d = 0;
+    for (int64_t c = 0; c < Dh; ++c) d += q.v[size_t((b * Tq + r) * Dh + c)] * k.v[size_t((b * Tk + int64_t(j)) * Dh + c)];
+    s[j] = d * scale;
+  }
+  return s;
+}
+
 std::vector<double> log_softmax_line(const std::vector<double>& v) {
   double mx = *std::max_element(v.begin(), v.end()), s = 0;
   std::vector<double> o;
@@ -446,14 +459,8 @@ std::vector<OpCase> all_cases() {
     Arr out = q;
     for (int64_t b = 0; b < bh; ++b)
       for (int64_t i = 0; i < Tq; ++i) {
-        const int64_t n = i + (Tk - Tq) + 1;
-        std::vector<double> s(static_cast<size_t>(n));
-        for (int64_t j = 0; j < n; ++j) {
-          double d = 0;
-          for (int64_t c = 0; c < Dh; ++c) d += q.v[size_t((b * Tq + i) * Dh + c)] * k.v[size_t((b * Tk + j) * Dh + c)];
-          s[size_t(j)] = d * scale;
-        }
-        const std::vector<double> pr = softmax_line(s);
+        const std::vector<double> pr = softmax_line(visible_scores(q, k, b, i, scale));
+        const int64_t n = int64_t(pr.size());
         for (int64_t c = 0; c < Dh; ++c) {
           double o = 0;
           for (int64_t j = 0; j < n; ++j) o += pr[size_t(j)] * v.v[size_t((b * Tk + j) * Dh + c)];
@@ -653,14 +660,10 @@ std::vector<OpCase> all_cases() {
       Arr out = q;
       for (int64_t b = 0; b < bh; ++b)
         for (int64_t r = 0; r < Tq; ++r) {
-          const int64_t n = r + (Tk - Tq) + 1;
+          const std::vector<double> s = visible_scores(q, k, b, r, scale);
+          const int64_t n = int64_t(s.size());
           const double* zr = &z.v[size_t((b * Tq + r) * npos)];
-          std::vector<double> s(static_cast<size_t>(n)), logit(static_cast<size_t>(n));
-          for (int64_t j = 0; j < n; ++j) {
-            double d = 0;
-            for (int64_t c = 0; c < Dh; ++c) d += q.v[size_t((b * Tq + r) * Dh + c)] * k.v[size_t((b * Tk + j) * Dh + c)];
-            s[size_t(j)] = d * scale;
-          }
+          std::vector<double> logit(static_cast<size_t>(n));
           for (int64_t j = 0; j < n; ++j) {
             double p = 0;  // the gates of keys j..i, counted and clamped
             for (int64_t t = j; t < n; ++t) p += 1 / (1 + std::exp(-s[size_t(t)]));
