@@ -12,6 +12,8 @@
 //   causal_softmax  attention's masked softmax as one op vs masked_fill + softmax
 //   cope        CoPE's gates -> positions -> logit term, forward and backward, the fused op vs
 //               the composed reference (tensor/ops/cope.cpp, nn/pe/cope.cpp)
+//   attention, cope_attention  one layer's causal attention at lm-long's shape, forward and
+//               backward, the fused kernel vs the composed reference (tensor/ops/attention.cpp)
 //   interleave  matmul and add in alternation vs each alone: shows thread pools fighting
 // Traffic counted for GB/s: the arrays an op must read and write once each (add: 3,
 // memcpy: 2); the hardware may move more (a write first reads its cache line).
@@ -245,6 +247,31 @@ void bench_rows(const Options& opt, std::FILE* out) {
                    {"composed_fwd_bwd_ms", round3(ref.median_s * 1e3)},
                    {"speedup", round3(ref.median_s / fused.median_s)},
                    {"reps", fused.reps}});
+  }
+  // One layer's attention at lm-long's shape (B·H = 16, T = 1024, Dh = 64), forward and
+  // backward: the fused kernel vs its composed reference, plain and with CoPE (npos 64).
+  if (wanted(opt, "attention")) {
+    const int64_t BH = opt.quick ? 4 : 16, T = opt.quick ? 256 : 1024, Dh = 64, npos = 64;
+    const double scale = 1.0 / std::sqrt(double(Dh));
+    Tensor q = randn({BH, T, Dh}).requires_grad_(), k = randn({BH, T, Dh}).requires_grad_(),
+           v = randn({BH, T, Dh}).requires_grad_(), z = randn({BH, T, npos}).requires_grad_(),
+           w = randn({BH, T, Dh});
+    for (bool cope : {false, true}) {
+      auto step = [&](bool reference) {
+        Tensor y = cope ? (reference ? causal_cope_attention_reference(q, k, v, z, scale, false)
+                                     : causal_cope_attention(q, k, v, z, scale, false))
+                        : (reference ? causal_attention_reference(q, k, v, scale) : causal_attention(q, k, v, scale));
+        sum(y * w).backward();
+      };
+      Timing fused = time_median([&] { step(false); }, opt.budget_s);
+      Timing ref = time_median([&] { step(true); }, opt.budget_s);
+      emit(out, json{{"bench", cope ? "cope_attention" : "attention"},
+                     {"shape", shape_str({BH, T, T})},
+                     {"fused_fwd_bwd_ms", round3(fused.median_s * 1e3)},
+                     {"composed_fwd_bwd_ms", round3(ref.median_s * 1e3)},
+                     {"speedup", round3(ref.median_s / fused.median_s)},
+                     {"reps", fused.reps}});
+    }
   }
 }
 
