@@ -25,7 +25,6 @@ namespace copper::cuda {
 
 namespace {
 
-constexpr int kRowsPerBlock = kBlock / kWarp;
 constexpr int kMaxChannelsPerLane = kMaxAttentionHead / kWarp;
 
 template <class F>
@@ -103,8 +102,7 @@ template <class F>
 __global__ void attention_forward_kernel(Args<F> a, F* out, F* lse) {
   const int lane = threadIdx.x % kWarp;
   const int64_t rows = a.bh * a.Tq;
-  for (int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp; row < rows;
-       row += int64_t(gridDim.x) * kRowsPerBlock) {
+  COPPER_CUDA_WARP_ROWS(row, rows) {
     const RowOf<F> R(a, row);
     const int64_t i = R.i;
     const F *qr = R.q, *kb = R.k, *vb = R.v, *zr = R.z;
@@ -154,8 +152,7 @@ __global__ void attention_backward_rows_kernel(Args<F> a, const F* o, const F* l
                                                F* dz, F* dp, F* gates) {
   const int lane = threadIdx.x % kWarp;
   const int64_t rows = a.bh * a.Tq;
-  for (int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp; row < rows;
-       row += int64_t(gridDim.x) * kRowsPerBlock) {
+  COPPER_CUDA_WARP_ROWS(row, rows) {
     const RowOf<F> R(a, row);
     const int64_t i = R.i;
     const F *qr = R.q, *kb = R.k, *vb = R.v, *zr = R.z;
@@ -198,8 +195,7 @@ __global__ void attention_gates_backward_kernel(int64_t rows, int64_t Tq, int64_
                                                 const F* gates, F* ds) {
   const int lane = threadIdx.x % kWarp;
   const int64_t shift = Tk - Tq;
-  for (int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp; row < rows;
-       row += int64_t(gridDim.x) * kRowsPerBlock) {
+  COPPER_CUDA_WARP_ROWS(row, rows) {
     const int64_t i = row % Tq + shift;
     F carry = 0;
     for (int64_t base = 0; base <= i; base += kWarp) {
@@ -215,8 +211,6 @@ __global__ void attention_gates_backward_kernel(int64_t rows, int64_t Tq, int64_
   }
 }
 
-unsigned grid_for_rows(int64_t rows) { return grid_for((rows + kRowsPerBlock - 1) / kRowsPerBlock * kBlock); }
-
 template <class F>
 Args<F> args_of(const AttentionDims& d, const void* q, const void* k, const void* v, const void* z) {
   return Args<F>{static_cast<const F*>(q), static_cast<const F*>(k), static_cast<const F*>(v),
@@ -231,7 +225,7 @@ void launch_attention(DType dtype, const AttentionDims& d, const void* q, const 
   const int64_t rows = d.bh * d.Tq;
   if (rows == 0) return;
   COPPER_CUDA_DISPATCH_FLOAT(dtype, "attention", [&] {
-    attention_forward_kernel<T><<<grid_for_rows(rows), kBlock, 0, stream>>>(args_of<T>(d, q, k, v, z),
+    attention_forward_kernel<T><<<grid_for_warp_rows(rows), kBlock, 0, stream>>>(args_of<T>(d, q, k, v, z),
                                                                            static_cast<T*>(out), static_cast<T*>(lse));
     COPPER_CUDA_LAUNCH_CHECK("attention_forward_kernel");
   });
@@ -244,13 +238,13 @@ void launch_attention_backward_rows(DType dtype, const AttentionDims& d, const v
   if (rows == 0) return;
   COPPER_CUDA_DISPATCH_FLOAT(dtype, "attention_backward", [&] {
     if (z) COPPER_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(rows * d.npos) * sizeof(T), stream));
-    attention_backward_rows_kernel<T><<<grid_for_rows(rows), kBlock, 0, stream>>>(
+    attention_backward_rows_kernel<T><<<grid_for_warp_rows(rows), kBlock, 0, stream>>>(
         args_of<T>(d, q, k, v, z), static_cast<const T*>(out), static_cast<const T*>(lse),
         static_cast<const T*>(dout), static_cast<T*>(ds), static_cast<T*>(pm), static_cast<T*>(dz),
         static_cast<T*>(dp), static_cast<T*>(gates));
     COPPER_CUDA_LAUNCH_CHECK("attention_backward_rows_kernel");
     if (z) {
-      attention_gates_backward_kernel<T><<<grid_for_rows(rows), kBlock, 0, stream>>>(
+      attention_gates_backward_kernel<T><<<grid_for_warp_rows(rows), kBlock, 0, stream>>>(
           rows, d.Tq, d.Tk, T(d.scale), static_cast<const T*>(dp), static_cast<const T*>(gates), static_cast<T*>(ds));
       COPPER_CUDA_LAUNCH_CHECK("attention_gates_backward_kernel");
     }

@@ -147,6 +147,17 @@ __device__ __forceinline__ T block_max(T v) { return block_reduce(v, MaxOp<T>{})
 
 // ---- one warp (every lane calls) ----
 inline constexpr int kWarp = 32;
+// Kernels that give each row to one warp: kWarpRowsPerBlock rows per block of kBlock threads,
+// the grid for `rows` of them, and the grid-stride loop over the rows (row is the loop
+// variable; each warp's lanes all take the same rows).
+inline constexpr int kWarpRowsPerBlock = kBlock / kWarp;
+inline unsigned grid_for_warp_rows(int64_t rows) {
+  return grid_for((rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock * kBlock);
+}
+#define COPPER_CUDA_WARP_ROWS(row, rows)                                                      \
+  for (int64_t row = int64_t(blockIdx.x) * ::copper::cuda::kWarpRowsPerBlock + threadIdx.x / \
+                     ::copper::cuda::kWarp;                                                  \
+       row < (rows); row += int64_t(gridDim.x) * ::copper::cuda::kWarpRowsPerBlock)
 // Inclusive scan over the warp's lanes in lane order: lane k gets v_0 + ... + v_k.
 template <class F>
 __device__ __forceinline__ F warp_inclusive_scan(F v, int lane) {

@@ -11,15 +11,12 @@ namespace copper::cuda {
 
 namespace {
 
-constexpr int kRowsPerBlock = kBlock / kWarp;
-
 template <class F>
 __global__ void cope_positions_kernel(const F* lg, const F* z, F* term, F* gates, F* pos, int64_t rows, int64_t Tq,
                                       int64_t Tk, int64_t t0, int64_t npos) {
   const int lane = threadIdx.x % kWarp;
   const F cap = F(npos - 1);
-  for (int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp; r < rows;
-       r += int64_t(gridDim.x) * kRowsPerBlock) {
+  COPPER_CUDA_WARP_ROWS(r, rows) {
     const int64_t i = t0 + r % Tq;
     const F* l = lg + r * Tk;
     const F* zr = z + r * npos;
@@ -51,8 +48,7 @@ __global__ void cope_positions_backward_kernel(const F* dterm, const F* z, const
                                                int64_t rows, int64_t Tq, int64_t Tk, int64_t t0, int64_t npos) {
   const int lane = threadIdx.x % kWarp;
   const F cap = F(npos - 1);
-  for (int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp; r < rows;
-       r += int64_t(gridDim.x) * kRowsPerBlock) {
+  COPPER_CUDA_WARP_ROWS(r, rows) {
     const int64_t i = t0 + r % Tq;
     const F *dt = dterm + r * Tk, *zr = z + r * npos, *gr = gates + r * Tk, *pr = pos + r * Tk;
     F *dl = dlg + r * Tk, *dzr = dz + r * npos;
@@ -83,15 +79,13 @@ __global__ void cope_positions_backward_kernel(const F* dterm, const F* z, const
   }
 }
 
-unsigned grid_for_rows(int64_t rows) { return grid_for((rows + kRowsPerBlock - 1) / kRowsPerBlock * kBlock); }
-
 }  // namespace
 
 void launch_cope_positions(DType dtype, const void* gate_logits, const void* z, void* term, void* gates, void* pos,
                            int64_t rows, int64_t Tq, int64_t Tk, int64_t t0, int64_t npos, cudaStream_t stream) {
   if (rows == 0) return;
   COPPER_CUDA_DISPATCH_FLOAT(dtype, "cope_positions", [&] {
-    cope_positions_kernel<T><<<grid_for_rows(rows), kBlock, 0, stream>>>(
+    cope_positions_kernel<T><<<grid_for_warp_rows(rows), kBlock, 0, stream>>>(
         static_cast<const T*>(gate_logits), static_cast<const T*>(z), static_cast<T*>(term), static_cast<T*>(gates),
         static_cast<T*>(pos), rows, Tq, Tk, t0, npos);
     COPPER_CUDA_LAUNCH_CHECK("cope_positions_kernel");
@@ -103,7 +97,7 @@ void launch_cope_positions_backward(DType dtype, const void* dterm, const void* 
                                     int64_t npos, cudaStream_t stream) {
   if (rows == 0) return;
   COPPER_CUDA_DISPATCH_FLOAT(dtype, "cope_positions_backward", [&] {
-    cope_positions_backward_kernel<T><<<grid_for_rows(rows), kBlock, 0, stream>>>(
+    cope_positions_backward_kernel<T><<<grid_for_warp_rows(rows), kBlock, 0, stream>>>(
         static_cast<const T*>(dterm), static_cast<const T*>(z), static_cast<const T*>(gates),
         static_cast<const T*>(pos), static_cast<T*>(dgate_logits), static_cast<T*>(dz), rows, Tq, Tk, t0, npos);
     COPPER_CUDA_LAUNCH_CHECK("cope_positions_backward_kernel");
