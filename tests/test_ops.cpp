@@ -1260,7 +1260,9 @@ TEST(OpValues, CausalAttentionWithDropoutIsTheReference) {
 TEST(OpValues, CausalCopeAttentionIsTheReference) {
   for (DType t : {DType::f32, DType::f64})
     for (auto [tq, npos, official] : std::vector<std::tuple<int64_t, int64_t, bool>>{
-             {70, 6, false}, {130, 200, false}, {70, 200, true}, {1, 6, true}}) {
+             {70, 6, false}, {130, 200, false}, {70, 200, true}, {1, 6, true},
+             // counts that reach the cap in the second or third chunk of CopeTerm's walk
+             {130, 40, false}, {130, 60, true}}) {
       Generator data(5);
       const int64_t tk = 130;
       Tensor q = randn({2, 3, tq, 8}, t, &data), k = randn({2, 3, tk, 8}, t, &data);

@@ -113,15 +113,24 @@ struct NoTerm {
 // dz[p] is a difference of two prefix sums of (1 - w_j) dterm_j, taken at the ends of the
 // runs, and the loop over the keys only stores each slot's latest key (no loads). The same
 // for the ceilings. The prefix sums run in double, so their differences lose nothing.
-// c_j = min(sum_{t=j..n-1} g_t, cap), the serial chain of the positions. Four keys at a
-// time: their partial sums do not wait for the running total, which then takes one addition
-// per four keys. Every c_j is still rounded from one addition to the total before it, so c
-// never rises as j grows (what CopeTerm::grad relies on).
+//
+// The cap does the most for speed. Once the count from query i down reaches npos - 1, every
+// earlier key sits at the cap: its term is the constant z_i[npos - 1], and no gradient flows
+// through its gate (dc_j/dg = 0 there, and dg_t only sums keys j <= t, all capped when t is).
+// So a row walks down from its query a chunk of keys at a time and stops at the first chunk
+// whose total reaches the cap: the gates, positions and gate gradients of the keys below
+// (`start`, most of a long row) are never computed, and their logits take one add. With
+// gates near 1/2 that is after about 2 npos keys, whatever the row's length.
+// c_j = min(sum_{t=j..hi-1} g_t + acc, cap) for the keys j in [lo, hi), walking down from
+// hi - 1 with the running total `acc` of the keys above; returns the total at lo. Four keys at
+// a time: their partial sums do not wait for the running total, which then takes one
+// addition per four keys. Every c_j is still rounded from one addition to the total before
+// it, so c never rises as j falls (what CopeTerm::grad relies on). Called on chunks whose
+// length is a multiple of four, it groups the keys exactly as one call over the whole row.
 template <class T>
-void suffix_positions(const T* g, T* c, int64_t n, T cap) {
-  T acc = 0;
-  int64_t j = n - 1;
-  for (; j >= 3; j -= 4) {
+T suffix_positions(const T* g, T* c, int64_t lo, int64_t hi, T acc, T cap) {
+  int64_t j = hi - 1;
+  for (; j >= lo + 3; j -= 4) {
     const T p1 = g[j], p2 = p1 + g[j - 1], p3 = p2 + g[j - 2], p4 = p3 + g[j - 3];
     c[j] = std::min(acc + p1, cap);
     c[j - 1] = std::min(acc + p2, cap);
@@ -129,23 +138,29 @@ void suffix_positions(const T* g, T* c, int64_t n, T cap) {
     acc += p4;
     c[j - 3] = std::min(acc, cap);
   }
-  for (; j >= 0; --j) {
+  for (; j >= lo; --j) {
     acc += g[j];
     c[j] = std::min(acc, cap);
   }
+  return acc;
 }
+
+// Keys per step of the walk down a row in CopeTerm::logits: a multiple of four (see above).
+constexpr int64_t kCopeChunk = 64;
 
 template <class T>
 struct CopeTerm {
   // Per thread: the block's gates and clamped positions, row r at r·kv (or every row at 0
-  // when the forward does not keep them), and the backward's prefix sums and run ends.
+  // when the forward does not keep them), each row's first uncapped key, and the backward's
+  // prefix sums and run ends.
   struct Scratch {
     std::vector<T> g, c;
+    std::vector<int64_t> start;
     std::vector<double> lo_sum, hi_sum;
     std::vector<int64_t> lo_end, hi_end;
     Scratch(int64_t elements, int64_t Tk, int64_t npos)
-        : g(size_t(elements)), c(size_t(elements)), lo_sum(size_t(Tk)), hi_sum(size_t(Tk)), lo_end(size_t(npos)),
-          hi_end(size_t(npos)) {}
+        : g(size_t(elements)), c(size_t(elements)), start(size_t(kQueryBlock)), lo_sum(size_t(Tk)), hi_sum(size_t(Tk)),
+          lo_end(size_t(npos)), hi_end(size_t(npos)) {}
   };
   T scale;
   const T* Z;  // [bh·Tq, npos], row b·Tq + r0 + r for block row r
@@ -164,36 +179,60 @@ struct CopeTerm {
       T* g = sc.g.data() + (keep ? r * kv : 0);
       T* c = sc.c.data() + (keep ? r * kv : 0);
       const T* z = Z + (b * Tq + r0 + r) * npos;
+      // Down from the query, a chunk at a time, until the count reaches the cap: keys below
+      // `start` are all capped.
+      int64_t start = n;
+      T acc = 0;
+      while (start > 0 && acc < cap) {
+        const int64_t hi = start;
+        start = std::max<int64_t>(0, hi - kCopeChunk);
 #pragma omp simd
-      for (int64_t j = 0; j < n; ++j) g[j] = T(1) / (T(1) + exp_of(-row[j] * sc_));
-      suffix_positions(g, c, n, cap);
+        for (int64_t j = start; j < hi; ++j) g[j] = T(1) / (T(1) + exp_of(-row[j] * sc_));
+        acc = suffix_positions(g, c, start, hi, acc, cap);
+      }
+      sc.start[size_t(r)] = start;
+      const T zcap = z[npos - 1];
       if (official) {
 #pragma omp simd
-        for (int64_t j = 0; j < n; ++j) row[j] = (row[j] + CopeInterp<T>(c[j]).at(z)) * sc_;
+        for (int64_t j = 0; j < start; ++j) row[j] = (row[j] + zcap) * sc_;
+#pragma omp simd
+        for (int64_t j = start; j < n; ++j) row[j] = (row[j] + CopeInterp<T>(c[j]).at(z)) * sc_;
       } else {
 #pragma omp simd
-        for (int64_t j = 0; j < n; ++j) row[j] = row[j] * sc_ + CopeInterp<T>(c[j]).at(z);
+        for (int64_t j = 0; j < start; ++j) row[j] = row[j] * sc_ + zcap;
+#pragma omp simd
+        for (int64_t j = start; j < n; ++j) row[j] = row[j] * sc_ + CopeInterp<T>(c[j]).at(z);
       }
     }
   }
 
   void grad(T* ds, int64_t nq, int64_t kv, int64_t b, int64_t r0, int64_t shift, Scratch& sc) const {
-    const T cap = T(npos - 1), dterm_scale = official ? scale : T(1);
+    const int64_t top = npos - 1;
+    const T cap = T(top), dterm_scale = official ? scale : T(1);
     double* lo_sum = sc.lo_sum.data();
     double* hi_sum = sc.hi_sum.data();
     int64_t* lo_end = sc.lo_end.data();
     int64_t* hi_end = sc.hi_end.data();
     for (int64_t r = 0; r < nq; ++r) {
-      const int64_t n = r0 + r + shift + 1;
+      const int64_t n = r0 + r + shift + 1, start = sc.start[size_t(r)];
       T* d = ds + r * kv;
       const T* g = sc.g.data() + r * kv;
       const T* c = sc.c.data() + r * kv;
       const T* z = Z + (b * Tq + r0 + r) * npos;
       std::fill(lo_end, lo_end + npos, int64_t(-1));
       std::fill(hi_end, hi_end + npos, int64_t(-1));
+      // The capped keys below `start` all read slot npos - 1 as floor and ceiling with w = 0,
+      // and pass nothing to the gates: one sum, as if the loop below had run over them.
       double lo_acc = 0, hi_acc = 0;
+      if (start > 0) {
+#pragma omp simd reduction(+ : lo_acc)
+        for (int64_t t = 0; t < start; ++t) lo_acc += double(d[t] * dterm_scale);
+        lo_sum[start - 1] = lo_acc;
+        hi_sum[start - 1] = 0;
+        lo_end[top] = hi_end[top] = start - 1;
+      }
       T dg = 0;  // dg_t, as t runs forward
-      for (int64_t t = 0; t < n; ++t) {
+      for (int64_t t = start; t < n; ++t) {
         const T dterm = d[t] * dterm_scale;
         const CopeInterp<T> ip(c[t]);
         lo_acc += double((T(1) - ip.w) * dterm);
