@@ -208,6 +208,14 @@ void bench_rows(const Options& opt, std::FILE* out) {
     const Shape s{rows, 512};
     Tensor x = randn(s), w = ones({512}), b = zeros({512}), keep;
     report("layer_norm", s, time_median([&] { keep = layer_norm(x, w, b); }, opt.budget_s));
+    // forward and backward (dx, dw, db from dy); the leaves' gradients are dropped each time,
+    // so no accumulation pass is timed
+    Tensor xg = x.detach().requires_grad_(), wg = w.detach().requires_grad_(), bg = b.detach().requires_grad_();
+    Tensor dy = randn(s);
+    report("layer_norm_fwd_bwd", s, time_median([&] {
+             for (Tensor* t : {&xg, &wg, &bg}) t->zero_grad();
+             layer_norm(xg, wg, bg).backward(dy);
+           }, opt.budget_s));
   }
   if (wanted(opt, "cumsum")) {  // CoPE's reverse cumulative sum of gates along the keys
     const Shape s{rows, 256};

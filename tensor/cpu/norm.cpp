@@ -18,9 +18,42 @@ namespace copper {
 using namespace cpu;
 
 namespace {
+// A missing weight is a row of ones and a missing bias a row of zeros, so the row loops
+// below have no branch inside: a conditional there keeps the compiler from vectorizing them
+// well (it masks every load). Multiplying by one and adding zero change no value.
 template <class T>
-const T* ptr_or_null(const Tensor& t) {
-  return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
+struct Params {
+  std::vector<T> fill;
+  const T* w;
+  const T* b;
+  Params(const Tensor& weight, const Tensor& bias, int64_t n)
+      : fill(weight.defined() && bias.defined() ? 0 : size_t(2 * n)),
+        w(weight.defined() ? static_cast<const T*>(weight.raw_data()) : fill.data()),
+        b(bias.defined() ? static_cast<const T*>(bias.raw_data()) : fill.data() + n) {
+    if (!fill.empty()) {
+      std::fill(fill.begin(), fill.begin() + n, T(1));
+      std::fill(fill.begin() + n, fill.end(), T(0));
+    }
+  }
+};
+
+// sum_i f(i) over a row: vector partial sums in T over blocks of kSumBlock elements, added
+// in double. (One double accumulator for the whole row makes every add wait for the one
+// before, and mixing float terms into it vectorizes badly.) Callers pass lambdas that
+// capture by value: GCC turns the loads of a by-reference capture into gathers.
+constexpr int64_t kSumBlock = 256;
+
+template <class T, class F>
+double row_sum(int64_t n, F f) {
+  double total = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += kSumBlock) {
+    const int64_t i1 = std::min(n, i0 + kSumBlock);
+    T part = 0;
+#pragma omp simd reduction(+ : part)
+    for (int64_t i = i0; i < i1; ++i) part += f(i);
+    total += double(part);
+  }
+  return total;
 }
 
 // The backward's one pass over the rows: rows go in chunks of kRowChunk, and `row(r, w, b)`
@@ -57,31 +90,24 @@ void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor&
                             const Tensor& mean, const Tensor& rstd, int64_t rows, int64_t n, double eps) {
   COPPER_DISPATCH_FLOAT(x.dtype(), "layer_norm", [&] {
     const T* xp = static_cast<const T*>(x.raw_data());
-    const T* wp = ptr_or_null<T>(weight);
-    const T* bp = ptr_or_null<T>(bias);
+    const Params<T> par(weight, bias, n);
+    const T* wp = par.w;
+    const T* bp = par.b;
     T* yp = static_cast<T*>(y.raw_data());
     T* mp = static_cast<T*>(mean.raw_data());
     T* rp = static_cast<T*>(rstd.raw_data());
     parallel_for(rows, n * 4, [&](int64_t r) {
       const T* xr = xp + r * n;
       T* yr = yp + r * n;
-      // `omp simd reduction` lets the compiler reorder the sums into vector lanes, which
-      // plain C++ forbids for floating point; the accumulators stay double.
-      double s = 0;
-      _Pragma("omp simd reduction(+ : s)")  // (a #pragma cannot sit inside the dispatch macro)
-      for (int64_t i = 0; i < n; ++i) s += xr[i];
-      const double mu = s / double(n);
-      double v = 0;
-      _Pragma("omp simd reduction(+ : v)")
-      for (int64_t i = 0; i < n; ++i) v += (xr[i] - mu) * (xr[i] - mu);
+      const double mu = row_sum<T>(n, [=](int64_t i) { return xr[i]; }) / double(n);
+      const T m = T(mu);
+      const double v = row_sum<T>(n, [=](int64_t i) { return (xr[i] - m) * (xr[i] - m); });
       const double rs = 1.0 / std::sqrt(v / double(n) + eps);
-      mp[r] = T(mu);
+      mp[r] = m;
       rp[r] = T(rs);
-      const T m = T(mu), rst = T(rs);
-      for (int64_t i = 0; i < n; ++i) {
-        T h = (xr[i] - m) * rst;
-        yr[i] = (wp ? h * wp[i] : h) + (bp ? bp[i] : T(0));
-      }
+      const T rst = T(rs);
+      _Pragma("omp simd")
+      for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] - m) * rst * wp[i] + bp[i];
     });
   });
 }
@@ -91,7 +117,8 @@ void CpuBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, cons
                                      int64_t rows, int64_t n) {
   COPPER_DISPATCH_FLOAT(x.dtype(), "layer_norm_backward", [&] {
     const T* xp = static_cast<const T*>(x.raw_data());
-    const T* wp = ptr_or_null<T>(weight);
+    const Params<T> par(weight, Tensor(), n);
+    const T* wp = par.w;
     const T* mp = static_cast<const T*>(mean.raw_data());
     const T* rp = static_cast<const T*>(rstd.raw_data());
     const T* gp = static_cast<const T*>(dy.raw_data());
@@ -102,19 +129,11 @@ void CpuBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, cons
       const T m = mp[r], rs = rp[r];
       if (dp) {
         T* dr = dp + r * n;
-        double s1 = 0, s2 = 0;  // sum dxhat, sum dxhat * xhat
-        _Pragma("omp simd reduction(+ : s1, s2)")
-        for (int64_t i = 0; i < n; ++i) {
-          T dh = wp ? gr[i] * wp[i] : gr[i];
-          s1 += dh;
-          s2 += dh * (xr[i] - m) * rs;
-        }
+        const double s1 = row_sum<T>(n, [=](int64_t i) { return gr[i] * wp[i]; });  // sum dxhat
+        const double s2 = row_sum<T>(n, [=](int64_t i) { return gr[i] * wp[i] * (xr[i] - m) * rs; });  // sum dxhat xhat
         const T a = T(s1 / double(n)), b = T(s2 / double(n));
         _Pragma("omp simd")
-        for (int64_t i = 0; i < n; ++i) {
-          T dh = wp ? gr[i] * wp[i] : gr[i];
-          dr[i] = rs * (dh - a - (xr[i] - m) * rs * b);
-        }
+        for (int64_t i = 0; i < n; ++i) dr[i] = rs * (gr[i] * wp[i] - a - (xr[i] - m) * rs * b);
       }
       if (dw) {
         _Pragma("omp simd")
@@ -132,18 +151,18 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, const Tensor& y
                           int64_t n, double eps) {
   COPPER_DISPATCH_FLOAT(x.dtype(), "rms_norm", [&] {
     const T* xp = static_cast<const T*>(x.raw_data());
-    const T* wp = ptr_or_null<T>(weight);
+    const Params<T> par(weight, Tensor(), n);
+    const T* wp = par.w;
     T* yp = static_cast<T*>(y.raw_data());
     T* rp = static_cast<T*>(rstd.raw_data());
     parallel_for(rows, n * 3, [&](int64_t r) {
       const T* xr = xp + r * n;
       T* yr = yp + r * n;
-      double ss = 0;
-      _Pragma("omp simd reduction(+ : ss)")
-      for (int64_t i = 0; i < n; ++i) ss += double(xr[i]) * xr[i];
+      const double ss = row_sum<T>(n, [=](int64_t i) { return xr[i] * xr[i]; });
       const T rs = T(1.0 / std::sqrt(ss / double(n) + eps));
       rp[r] = rs;
-      for (int64_t i = 0; i < n; ++i) yr[i] = wp ? xr[i] * rs * wp[i] : xr[i] * rs;
+      _Pragma("omp simd")
+      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * rs * wp[i];
     });
   });
 }
@@ -152,7 +171,8 @@ void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const 
                                    const Tensor& dx, const Tensor& dweight, int64_t rows, int64_t n) {
   COPPER_DISPATCH_FLOAT(x.dtype(), "rms_norm_backward", [&] {
     const T* xp = static_cast<const T*>(x.raw_data());
-    const T* wp = ptr_or_null<T>(weight);
+    const Params<T> par(weight, Tensor(), n);
+    const T* wp = par.w;
     const T* rp = static_cast<const T*>(rstd.raw_data());
     const T* gp = static_cast<const T*>(dy.raw_data());
     T* dp = dx.defined() ? static_cast<T*>(dx.raw_data()) : nullptr;
@@ -162,12 +182,10 @@ void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const 
       const T rs = rp[r];
       if (dp) {
         T* dr = dp + r * n;
-        double s = 0;
-        _Pragma("omp simd reduction(+ : s)")
-        for (int64_t i = 0; i < n; ++i) s += double(wp ? gr[i] * wp[i] : gr[i]) * xr[i];
+        const double s = row_sum<T>(n, [=](int64_t i) { return gr[i] * wp[i] * xr[i]; });
         const T c = T(s / double(n)) * rs * rs * rs;
         _Pragma("omp simd")
-        for (int64_t i = 0; i < n; ++i) dr[i] = rs * (wp ? gr[i] * wp[i] : gr[i]) - xr[i] * c;
+        for (int64_t i = 0; i < n; ++i) dr[i] = rs * (gr[i] * wp[i]) - xr[i] * c;
       }
       if (dw) {
         _Pragma("omp simd")
