@@ -9,11 +9,14 @@
 //   add_small   add on 64K floats (in cache): per-call overhead and thread wake-up
 //   add_bias    [rows, n] + [n]: the broadcast of a bias over rows
 //   softmax, layer_norm, cumsum_rev, gelu: rows/s and GB/s on transformer-sized shapes
+//   layer_norm_fwd_bwd  layer_norm forward and backward (dx, dweight, dbias)
 //   causal_softmax  attention's masked softmax as one op vs masked_fill + softmax
 //   cope        CoPE's gates -> positions -> logit term, forward and backward, the fused op vs
 //               the composed reference (tensor/ops/cope.cpp, nn/pe/cope.cpp)
 //   attention, cope_attention  one layer's causal attention at lm-long's shape, forward and
 //               backward, the fused kernel vs the composed reference (tensor/ops/attention.cpp)
+//   attention_views  the fused attention at lm-small's shape on heads that are views of
+//               (B, T, H·Dh) projections vs on contiguous heads
 //   interleave  matmul and add in alternation vs each alone: shows thread pools fighting
 // Traffic counted for GB/s: the arrays an op must read and write once each (add: 3,
 // memcpy: 2); the hardware may move more (a write first reads its cache line).
@@ -280,6 +283,33 @@ void bench_rows(const Options& opt, std::FILE* out) {
                      {"speedup", round3(ref.median_s / fused.median_s)},
                      {"reps", fused.reps}});
     }
+  }
+  // The fused attention at lm-small's shape, forward and backward, on heads that are views of
+  // (B, T, H·Dh) projections (row stride H·Dh, what nn/attention.cpp passes) vs on
+  // contiguous (B, H, T, Dh) heads: what reading the views in place costs the kernel.
+  if (wanted(opt, "attention_views")) {
+    const int64_t B = opt.quick ? 2 : 16, T = 256, H = 4, Dh = 64, D = H * Dh;
+    const double scale = 1.0 / std::sqrt(double(Dh));
+    std::vector<Tensor> proj, heads;
+    for (int i = 0; i < 3; ++i) {
+      proj.push_back(randn({B, T, D}).requires_grad_());
+      heads.push_back(randn({B, H, T, Dh}).requires_grad_());
+    }
+    Tensor w = randn({B, H, T, Dh});
+    auto step = [&](bool views) {
+      auto head = [&](int i) { return views ? proj[size_t(i)].view({B, T, H, Dh}).transpose(1, 2) : heads[size_t(i)]; };
+      sum(causal_attention(head(0), head(1), head(2), scale) * w).backward();
+      for (int i = 0; i < 3; ++i) {
+        proj[size_t(i)].zero_grad();
+        heads[size_t(i)].zero_grad();
+      }
+    };
+    const auto [in_place, contiguous] = time_pair([&] { step(true); }, [&] { step(false); }, opt.budget_s);
+    emit(out, json{{"bench", "attention_views"},
+                   {"shape", shape_str({B, H, T, Dh})},
+                   {"views_fwd_bwd_ms", round3(in_place.median_s * 1e3)},
+                   {"contiguous_fwd_bwd_ms", round3(contiguous.median_s * 1e3)},
+                   {"reps", in_place.reps}});
   }
 }
 

@@ -1,6 +1,6 @@
 // attention.h — multi-head causal self-attention with a pluggable position encoding.
 //
-//   x (B, Tq, D) -> qkv = x·Wqkvᵀ + b (B, Tq, 3D) -> q, k, v (B, H, Tq, Dh)
+//   x (B, Tq, D) -> q, k, v = x·Wᵀ + b for the three (D, D) blocks of Wqkv (B, Tq, D) -> heads (B, H, Tq, Dh)
 //   -> [pe: transform q, k at positions t0..] -> [cache: k, v = cached ++ new (B, H, Tk, Dh)]
 //   -> logits = (q·kᵀ + before) / sqrt(Dh) + after   (B, H, Tq, Tk)
 //   -> causal mask -> softmax -> dropout -> · v (B, H, Tq, Dh) -> heads joined (B, Tq, D) -> out proj

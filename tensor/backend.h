@@ -112,7 +112,7 @@ class Backend {
                                        int64_t Tk, int64_t t0, int64_t npos) = 0;
 
   // Fused causal attention (tensor/ops/attention.cpp) over bh batch·heads: q [bh, Tq, Dh],
-  // k, v [bh, Tk, Dh], all contiguous, Tq <= Tk, query r seeing keys j <= r + (Tk - Tq):
+  // k, v [bh, Tk, Dh], contiguous (or views: attention_takes_views below), Tq <= Tk, query r seeing keys j <= r + (Tk - Tq):
   //   out = (softmax(logits) ∘ M) v,  logits = q kᵀ scale,  lse [bh, Tq] = each row's log-sum-exp,
   // where M keeps element (b, r, j) with 1/(1-p) when philox::uniform_at(key, (b Tq + r) Tk + j)
   // >= p, else 0 (no dropout when p == 0): the mask dropout_mask would make for the (bh, Tq,
@@ -122,6 +122,11 @@ class Backend {
   // it answers false to has_fused_attention, and the ops compose matmul, [cope_positions,]
   // causal_softmax and dropout instead.
   virtual bool has_fused_attention() const { return false; }
+  // True when the fused attention takes views: q, k, v, dout (and out, dq, dk, dv, which the
+  // op allocates in q's, k's and v's layouts) may be any (..., T, Dh) tensors with a unit
+  // last stride and a row stride of at least Dh, such as heads split off a (B, T, H·Dh)
+  // projection. False: the op passes them all contiguous.
+  virtual bool attention_takes_views() const { return false; }
   virtual void attention(const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/, const Tensor& /*out*/,
                          const Tensor& /*lse*/, int64_t /*bh*/, int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/,
                          double /*scale*/, double /*p*/, uint64_t /*key*/, const AttentionCope& /*cope*/) {

@@ -102,6 +102,11 @@ int64_t Tensor::size(int64_t d) const {
   return shape()[wrap_dim(d, dim(), "size")];
 }
 
+int64_t Tensor::stride(int64_t d) const {
+  COPPER_CHECK(dim() > 0, "stride", "a 0-d tensor {} has no dimension {}", repr_shape(), d);
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
+
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
   for (int64_t d = dim() - 1; d >= 0; --d) {

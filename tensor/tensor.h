@@ -53,6 +53,7 @@ class Tensor {
   int64_t offset() const { return checked()->offset; }
   int64_t dim() const { return int64_t(shape().size()); }
   int64_t size(int64_t d) const;  // negative d counts from the end
+  int64_t stride(int64_t d) const;  // likewise
   int64_t numel() const { return shape_numel(shape()); }
   DType dtype() const { return checked()->dtype; }
   Device device() const { return checked()->storage->device(); }

@@ -1254,6 +1254,46 @@ TEST(OpValues, CausalAttentionWithDropoutIsTheReference) {
   }
 }
 
+// Heads viewed out of (B, T, H·Dh) projections, as nn/attention.cpp passes them: the kernel
+// reads q, k, v and dy in place, writes y and the gradients in the (B, T, H, Dh) layout (so
+// y merges back into (B, T, H·Dh) as a view), and agrees with the reference on copies.
+TEST(OpValues, CausalAttentionReadsHeadViewsInPlace) {
+  const int64_t B = 2, T = 70, H = 3, Dh = 8;
+  for (DType t : {DType::f32, DType::f64})
+    for (bool cope : {false, true}) {
+      Generator data(11);
+      Tensor x = randn({B, T, 3 * H * Dh}, t, &data), dy = randn({B, T, H * Dh}, t, &data);
+      Tensor z = randn({B, H, T, 5}, t, &data);
+      auto run = [&](bool views) {
+        Tensor xg = x.clone().requires_grad_(), zg = z.clone().requires_grad_();
+        auto head = [&](int64_t part) {  // (B, H, T, Dh), row stride 3·H·Dh
+          Tensor h = xg.narrow(2, part * H * Dh, H * Dh).view({B, T, H, Dh}).transpose(1, 2);
+          return views ? h : h.contiguous();
+        };
+        Tensor q = head(0), k = head(1), v = head(2);
+        Tensor y = cope ? causal_cope_attention(q, k, v, zg, 0.35, false, 0.0) : causal_attention(q, k, v, 0.35, 0.0);
+        Tensor joined = y.transpose(1, 2).reshape({B, T, H * Dh});
+        if (views) {
+          EXPECT_TRUE(y.transpose(1, 2).is_contiguous()) << "y is not laid out as (B, T, H, Dh)";
+          EXPECT_TRUE(joined.same_storage(y)) << "joining the heads copied";
+        }
+        sum(mul(joined, dy)).backward();
+        return std::vector<Tensor>{joined, xg.grad(), cope ? zg.grad() : zeros({1}, t)};
+      };
+      const auto in_place = run(true), copied = run(false);
+      const double tol = t == DType::f64 ? 1e-12 : 2e-5;
+      for (size_t i = 0; i < in_place.size(); ++i) {
+        const std::vector<double> a = V(in_place[i]), b = V(copied[i]);
+        double worst = 0, scale = 1e-30;
+        for (size_t j = 0; j < a.size(); ++j) {
+          worst = std::max(worst, std::abs(a[j] - b[j]));
+          scale = std::max(scale, std::abs(b[j]));
+        }
+        EXPECT_LE(worst, tol * scale) << dtype_name(t) << (cope ? " cope" : "") << ": output " << i;
+      }
+    }
+}
+
 // The fused CoPE attention is its composed reference (matmul, cope_positions, causal_softmax,
 // dropout, matmul): values and all four gradients, with dropout, both scalings, queries over
 // more keys (a KV cache's shape), and a clamp that bites (npos 6) or does not (npos 200).

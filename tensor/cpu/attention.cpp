@@ -61,6 +61,31 @@ class SerialBlas {
   int before_;
 };
 
+// The (T, Dh) matrices of a (..., T, Dh) tensor with a unit last stride: where matrix b (the
+// leading indices in row-major order) starts, and the row stride BLAS takes as its leading
+// dimension. Heads split off a (B, T, H·Dh) projection are such views, read in place.
+template <class T>
+struct Mats {
+  T* base;
+  std::vector<int64_t> start;
+  int64_t ld;
+  Mats(const Tensor& t, int64_t count) : base(static_cast<T*>(t.raw_data())), start(size_t(count)), ld(t.stride(-2)) {
+    const int64_t lead = t.dim() - 2;
+    std::vector<int64_t> idx(size_t(lead), 0);
+    int64_t off = 0;
+    for (int64_t b = 0; b < count; ++b) {
+      start[size_t(b)] = off;
+      for (int64_t d = lead - 1; d >= 0; --d) {  // the next leading index, last dim fastest
+        off += t.stride(d);
+        if (++idx[size_t(d)] < t.size(d)) break;
+        off -= t.stride(d) * t.size(d);
+        idx[size_t(d)] = 0;
+      }
+    }
+  }
+  T* operator()(int64_t b, int64_t row = 0) const { return base + start[size_t(b)] + row * ld; }
+};
+
 inline float exp_of(float x) { return exp_fast(x); }
 inline double exp_of(double x) { return std::exp(x); }
 
@@ -296,10 +321,8 @@ template <class T, class Term>
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                        int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double p, const Keep& keep, const Term& term) {
   const int64_t blocks = (Tq + kQueryBlock - 1) / kQueryBlock, shift = Tk - Tq;
-  const T* Q = static_cast<const T*>(q.raw_data());
-  const T* K = static_cast<const T*>(k.raw_data());
-  const T* V = static_cast<const T*>(v.raw_data());
-  T* O = static_cast<T*>(out.raw_data());
+  const Mats<const T> Q(q, bh), K(k, bh), V(v, bh);
+  const Mats<T> O(out, bh);
   T* L = static_cast<T*>(lse.raw_data());
 #pragma omp parallel if (bh * blocks > 1)
   {
@@ -309,9 +332,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
     for (int64_t item = 0; item < bh * blocks; ++item) {
       const int64_t b = item / blocks, r0 = (item % blocks) * kQueryBlock;
       const int64_t nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;  // keys the block's last row sees
-      const T* Qb = Q + (b * Tq + r0) * Dh;
-      const T* Kb = K + b * Tk * Dh;
-      gemm_rm(false, true, nq, kv, Dh, 1.0, Qb, Dh, Kb, Dh, 0.0, s.data(), kv);  // s = q kᵀ
+      gemm_rm(false, true, nq, kv, Dh, 1.0, Q(b, r0), Q.ld, K(b), K.ld, 0.0, s.data(), kv);  // s = q kᵀ
       term.logits(s.data(), nq, kv, b, r0, shift, scratch, false);
       block_probs(s.data(), nq, kv, r0 + shift, term.softmax_scale(), L + b * Tq + r0, static_cast<const T*>(nullptr));
       if (p > 0)
@@ -322,7 +343,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
 #pragma omp simd
           for (int64_t j = 0; j < n; ++j) row[j] *= m[size_t(j)];
         }
-      gemm_rm(false, false, nq, Dh, kv, 1.0, s.data(), kv, V + b * Tk * Dh, Dh, 0.0, O + (b * Tq + r0) * Dh, Dh);
+      gemm_rm(false, false, nq, Dh, kv, 1.0, s.data(), kv, V(b), V.ld, 0.0, O(b, r0), O.ld);
     }
   }
 }
@@ -335,15 +356,9 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
   // One batch·head per item, its query blocks in order: dk and dv of a batch·head are sums over
   // its blocks, added in the same order whatever the thread count.
   const int64_t blocks = (Tq + kQueryBlock - 1) / kQueryBlock, shift = Tk - Tq;
-  const T* Q = static_cast<const T*>(q.raw_data());
-  const T* K = static_cast<const T*>(k.raw_data());
-  const T* V = static_cast<const T*>(v.raw_data());
-  const T* O = static_cast<const T*>(out.raw_data());
+  const Mats<const T> Q(q, bh), K(k, bh), V(v, bh), O(out, bh), dO(dout, bh);
+  const Mats<T> dQ(dq, bh), dK(dk, bh), dV(dv, bh);
   const T* L = static_cast<const T*>(lse.raw_data());
-  const T* dO = static_cast<const T*>(dout.raw_data());
-  T* dQ = static_cast<T*>(dq.raw_data());
-  T* dK = static_cast<T*>(dk.raw_data());
-  T* dV = static_cast<T*>(dv.raw_data());
 #pragma omp parallel if (bh > 1)
   {
     std::vector<T> P(size_t(kQueryBlock * Tk)), dP(size_t(kQueryBlock * Tk)), D(static_cast<size_t>(kQueryBlock));
@@ -351,24 +366,21 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
     auto scratch = term.scratch(kQueryBlock * Tk, Tk);
 #pragma omp for schedule(dynamic)
     for (int64_t b = 0; b < bh; ++b) {
-      const T* Kb = K + b * Tk * Dh;
-      const T* Vb = V + b * Tk * Dh;
-      T* dKb = dK + b * Tk * Dh;
-      T* dVb = dV + b * Tk * Dh;
-      std::fill(dKb, dKb + Tk * Dh, T(0));
-      std::fill(dVb, dVb + Tk * Dh, T(0));
+      for (int64_t j = 0; j < Tk; ++j) {
+        std::fill(dK(b, j), dK(b, j) + Dh, T(0));
+        std::fill(dV(b, j), dV(b, j) + Dh, T(0));
+      }
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t r0 = blk * kQueryBlock, nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;
-        const T* Qb = Q + (b * Tq + r0) * Dh;
-        const T* dOb = dO + (b * Tq + r0) * Dh;
-        const T* Ob = O + (b * Tq + r0) * Dh;
-        gemm_rm(false, true, nq, kv, Dh, 1.0, Qb, Dh, Kb, Dh, 0.0, P.data(), kv);    // P = q kᵀ
+        gemm_rm(false, true, nq, kv, Dh, 1.0, Q(b, r0), Q.ld, K(b), K.ld, 0.0, P.data(), kv);    // P = q kᵀ
         term.logits(P.data(), nq, kv, b, r0, shift, scratch, true);
         block_probs(P.data(), nq, kv, r0 + shift, term.softmax_scale(), static_cast<T*>(nullptr), L + b * Tq + r0);
-        gemm_rm(false, true, nq, kv, Dh, 1.0, dOb, Dh, Vb, Dh, 0.0, dP.data(), kv);  // dP = dO vᵀ (after dropout)
+        gemm_rm(false, true, nq, kv, Dh, 1.0, dO(b, r0), dO.ld, V(b), V.ld, 0.0, dP.data(), kv);  // dP = dO vᵀ (after dropout)
         for (int64_t r = 0; r < nq; ++r) {
+          const T* dor = dO(b, r0 + r);
+          const T* orow = O(b, r0 + r);
           double d = 0;  // D_r = dO_r · O_r = sum_j P_j dP_j over the kept probabilities
-          for (int64_t c = 0; c < Dh; ++c) d += double(dOb[r * Dh + c]) * double(Ob[r * Dh + c]);
+          for (int64_t c = 0; c < Dh; ++c) d += double(dor[c]) * double(orow[c]);
           D[size_t(r)] = T(d);
         }
         // With dropout the forward used P ∘ M (M the keep-scale): the gradient reaching P is
@@ -396,9 +408,9 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         }
         term.grad(dP.data(), nq, kv, b, r0, shift, scratch);  // dS: now the gradient of q kᵀ, before the scale
         if (p > 0) apply_mask(P);
-        gemm_rm(true, false, kv, Dh, nq, 1.0, P.data(), kv, dOb, Dh, 1.0, dVb, Dh);          // dv += Pmᵀ dO
-        gemm_rm(false, false, nq, Dh, kv, scale, dP.data(), kv, Kb, Dh, 0.0, dQ + (b * Tq + r0) * Dh, Dh);  // dq
-        gemm_rm(true, false, kv, Dh, nq, scale, dP.data(), kv, Qb, Dh, 1.0, dKb, Dh);       // dk += dSᵀ q
+        gemm_rm(true, false, kv, Dh, nq, 1.0, P.data(), kv, dO(b, r0), dO.ld, 1.0, dV(b), dV.ld);          // dv += Pmᵀ dO
+        gemm_rm(false, false, nq, Dh, kv, scale, dP.data(), kv, K(b), K.ld, 0.0, dQ(b, r0), dQ.ld);      // dq
+        gemm_rm(true, false, kv, Dh, nq, scale, dP.data(), kv, Q(b, r0), Q.ld, 1.0, dK(b), dK.ld);       // dk += dSᵀ q
       }
     }
   }

@@ -15,6 +15,8 @@
 // is what a backend without the kernel runs, and what the tests compare the kernel with. Both
 // draw one number from the generator for dropout and mask the same elements (dropout's Philox
 // stream over the (..., Tq, Tk) probabilities).
+#include <algorithm>
+
 #include "tensor/ops/common.h"
 #include "tensor/random.h"
 
@@ -55,6 +57,39 @@ void check_cope_table(const Tensor& q, const Tensor& z) {
                "position table e (npos, Dh)", z.repr_shape(), q.repr_shape());
 }
 
+// A fresh tensor of t's shape whose memory runs in the order of t's strides (the dims by
+// falling stride, the last one innermost): for heads viewed out of a (B, T, H·Dh) projection,
+// (B, H, T, Dh) laid out as (B, T, H, Dh), so that the output and the gradients merge back
+// into (B, T, H·Dh) as views. Contiguous when t has a broadcast (stride 0) or strided last dim.
+Tensor empty_in_layout_of(const Tensor& t) {
+  const int64_t n = t.dim();
+  const Shape& st = t.strides();
+  if (n == 0 || st.back() != 1 || std::find(st.begin(), st.end(), 0) != st.end())
+    return Tensor::empty(t.shape(), t.dtype(), t.device());
+  Shape order(static_cast<size_t>(n));
+  for (int64_t d = 0; d < n; ++d) order[size_t(d)] = d;
+  std::stable_sort(order.begin(), order.end() - 1, [&](int64_t a, int64_t b) { return st[size_t(a)] > st[size_t(b)]; });
+  Shape dense_shape, back(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    dense_shape.push_back(t.size(order[size_t(i)]));
+    back[size_t(order[size_t(i)])] = i;
+  }
+  return Tensor::empty(dense_shape, t.dtype(), t.device()).permute(back);
+}
+
+// What the fused kernel reads: t itself when the backend takes views and t's rows are ones
+// BLAS can read in place (unit last stride, rows at least Dh apart), else a contiguous copy.
+Tensor kernel_operand(const Backend& be, const Tensor& t) {
+  const bool readable = t.stride(-1) == 1 && (t.size(-2) <= 1 || t.stride(-2) >= t.size(-1));
+  return be.attention_takes_views() && readable ? t : t.contiguous();
+}
+
+// Where the kernel writes out (like q) and the gradients (like their inputs): in the operand's
+// layout, or contiguous when the backend takes no views.
+Tensor kernel_result_like(const Backend& be, const Tensor& t) {
+  return be.attention_takes_views() ? empty_in_layout_of(t) : Tensor::empty(t.shape(), t.dtype(), t.device());
+}
+
 }  // namespace
 
 Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, double scale, double dropout_p,
@@ -84,10 +119,10 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const auto [bh, Tq, Tk, Dh] = dims;
   Backend& be = backend_of(q);
   const uint64_t key = dropout_p > 0 ? (gen ? *gen : default_generator()).next_u64() : 0;
-  const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  const Tensor qc = kernel_operand(be, q), kc = kernel_operand(be, k), vc = kernel_operand(be, v);
   const Tensor zc = z.defined() ? z.contiguous() : Tensor();
   Shape lse_shape(q.shape().begin(), q.shape().end() - 1);  // (..., Tq)
-  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor out = kernel_result_like(be, qc);
   Tensor lse = Tensor::empty(lse_shape, q.dtype(), q.device());
   be.attention(qc, kc, vc, out, lse, bh, Tq, Tk, Dh, scale, dropout_p, key, AttentionCope{zc, Tensor(), official});
   std::vector<Tensor> inputs{q, k, v};
@@ -95,12 +130,11 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   record_op(z.defined() ? "causal_cope_attention" : "causal_attention", out, inputs,
             [qc = qc.detach(), kc = kc.detach(), vc = vc.detach(), zc = zc.defined() ? zc.detach() : Tensor(),
              o = out.detach(), lse, bh, Tq, Tk, Dh, scale, official, dropout_p, key](const Tensor& g) {
-              Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());
-              Tensor dk = Tensor::empty(kc.shape(), kc.dtype(), kc.device());
-              Tensor dv = Tensor::empty(vc.shape(), vc.dtype(), vc.device());
+              Backend& be = backend_of(qc);
+              Tensor dq = kernel_result_like(be, qc), dk = kernel_result_like(be, kc), dv = kernel_result_like(be, vc);
               Tensor dz = zc.defined() ? Tensor::empty(zc.shape(), zc.dtype(), zc.device()) : Tensor();
-              backend_of(qc).attention_backward(qc, kc, vc, o, lse, g.contiguous(), dq, dk, dv, bh, Tq, Tk, Dh, scale,
-                                                dropout_p, key, AttentionCope{zc, dz, official});
+              be.attention_backward(qc, kc, vc, o, lse, kernel_operand(be, g), dq, dk, dv, bh, Tq, Tk, Dh, scale,
+                                    dropout_p, key, AttentionCope{zc, dz, official});
               std::vector<Tensor> grads{dq, dk, dv};
               if (dz.defined()) grads.push_back(dz);
               return grads;
