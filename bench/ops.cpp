@@ -10,6 +10,7 @@
 //   add_bias    [rows, n] + [n]: the broadcast of a bias over rows
 //   softmax, layer_norm, cumsum_rev, gelu: rows/s and GB/s on transformer-sized shapes
 //   layer_norm_fwd_bwd  layer_norm forward and backward (dx, dweight, dbias)
+//   cross_entropy  loss and gradient over [4096, 8192] logits: one pass per row vs two
 //   causal_softmax  attention's masked softmax as one op vs masked_fill + softmax
 //   cope        CoPE's gates -> positions -> logit term, forward and backward, the fused op vs
 //               the composed reference (tensor/ops/cope.cpp, nn/pe/cope.cpp)
@@ -29,6 +30,7 @@
 
 #include "bench/bench.h"
 #include "nn/pe/cope.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
@@ -283,6 +285,26 @@ void bench_rows(const Options& opt, std::FILE* out) {
                      {"speedup", round3(ref.median_s / fused.median_s)},
                      {"reps", fused.reps}});
     }
+  }
+  // The loss of lm-small's head ([B·T, vocab] = [4096, 8192]) with its gradient: the CPU's
+  // one pass per row (Backend::cross_entropy_with_grad, what cross_entropy runs when a gradient
+  // will be wanted) vs the loss and then the gradient, each reading the logits.
+  if (wanted(opt, "cross_entropy")) {
+    const int64_t rows = opt.quick ? 512 : 4096, n = 8192;
+    Tensor x = randn({rows, n}), t = randint(0, n, {rows}), loss = Tensor::empty({rows}),
+           lse = Tensor::empty({rows}), dx = Tensor::empty({rows, n}), scale = full({}, 1.0 / double(rows));
+    Backend& be = backend_of(x);
+    const auto [fused, two] = time_pair([&] { be.cross_entropy_with_grad(x, t, loss, lse, dx, scale, -100); },
+                                        [&] {
+                                          be.cross_entropy(x, t, loss, lse, -100);
+                                          be.cross_entropy_backward(x, t, lse, dx, scale, -100);
+                                        },
+                                        opt.budget_s);
+    emit(out, json{{"bench", "cross_entropy"},
+                   {"shape", shape_str({rows, n})},
+                   {"one_pass_ms", round3(fused.median_s * 1e3)},
+                   {"two_passes_ms", round3(two.median_s * 1e3)},
+                   {"reps", fused.reps}});
   }
   // The fused attention at lm-small's shape, forward and backward, on heads that are views of
   // (B, T, H·Dh) projections (row stride H·Dh, what nn/attention.cpp passes) vs on

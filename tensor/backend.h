@@ -93,6 +93,16 @@ class Backend {
   // read by the kernel, so that the backward never waits for the device.
   virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
                                       const Tensor& dlogits, const Tensor& scale, int64_t ignore_index) = 0;
+  // Both at once, for a loss whose gradient will be wanted: loss and lse as cross_entropy, and
+  // dlogits as cross_entropy_backward with `scale`. A backend that can fuse them reads each
+  // row of logits from memory once instead of twice (the CPU's does); this default calls one
+  // after the other.
+  virtual void cross_entropy_with_grad(const Tensor& logits, const Tensor& targets, const Tensor& loss,
+                                       const Tensor& lse, const Tensor& dlogits, const Tensor& scale,
+                                       int64_t ignore_index) {
+    cross_entropy(logits, targets, loss, lse, ignore_index);
+    cross_entropy_backward(logits, targets, lse, dlogits, scale, ignore_index);
+  }
 
   // Rotary position embedding: contiguous x viewed as [outer, t, p, 2], each pair (x0, x1) at
   // row i, pair m turned by the angle whose cosine and sine are cs[i, m] and sn[i, m] (cs, sn

@@ -204,6 +204,11 @@ class TimingBackend final : public Backend {
     Scope s("cross_entropy_backward", 0, bytes_of(logits, targets, lse, dlogits));
     in_.cross_entropy_backward(logits, targets, lse, dlogits, scale, ignore_index);
   }
+  void cross_entropy_with_grad(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,
+                               const Tensor& dlogits, const Tensor& scale, int64_t ignore_index) override {
+    Scope s("cross_entropy_with_grad", 0, bytes_of(logits, targets, loss, lse, dlogits));
+    in_.cross_entropy_with_grad(logits, targets, loss, lse, dlogits, scale, ignore_index);
+  }
   void rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer, int64_t t,
                     int64_t p, bool inverse) override {
     Scope s("rotate_pairs", 0, bytes_of(x, cs, sn, out));

@@ -34,6 +34,8 @@ class CpuBackend final : public Backend {
                      int64_t ignore_index) override;
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlogits,
                               const Tensor& scale, int64_t ignore_index) override;
+  void cross_entropy_with_grad(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,
+                               const Tensor& dlogits, const Tensor& scale, int64_t ignore_index) override;
   void rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer, int64_t t,
                     int64_t p, bool inverse) override;
   void cope_positions(const Tensor& gate_logits, const Tensor& z, const Tensor& term, const Tensor& gates,

@@ -231,4 +231,36 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
   });
 }
 
+void CpuBackend::cross_entropy_with_grad(const Tensor& logits, const Tensor& targets, const Tensor& loss,
+                                         const Tensor& lse, const Tensor& dlogits, const Tensor& scale,
+                                         int64_t ignore_index) {
+  // One row at a time, so that the row (the vocabulary: tens of KB) is read from memory once
+  // and the gradient's pass over it finds it in cache.
+  const int64_t rows = logits.size(0), n = logits.size(1);
+  const int64_t* tp = targets.data<int64_t>();
+  COPPER_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_with_grad", [&] {
+    const T* xp = static_cast<const T*>(logits.raw_data());
+    T* lp = static_cast<T*>(loss.raw_data());
+    T* sp = static_cast<T*>(lse.raw_data());
+    T* dp = static_cast<T*>(dlogits.raw_data());
+    const T s = *static_cast<const T*>(scale.raw_data());
+    parallel_for(rows, n * 8, [&](int64_t r) {
+      const T* xr = xp + r * n;
+      T* dr = dp + r * n;
+      const double l = row_logsumexp(xr, n);
+      sp[r] = T(l);
+      const int64_t t = tp[r];
+      if (t == ignore_index || t < 0 || t >= n) {
+        const T fill = t == ignore_index ? T(0) : T(NAN);
+        lp[r] = fill;
+        for (int64_t i = 0; i < n; ++i) dr[i] = fill;
+        return;
+      }
+      lp[r] = T(l - double(xr[t]));
+      scaled_softmax_from_lse(xr, T(l), s, dr, n);
+      dr[t] -= s;
+    });
+  });
+}
+
 }  // namespace copper

@@ -80,21 +80,33 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   }
   Tensor rows = Tensor::empty({x.size(0)}, x.dtype(), x.device());
   Tensor lse = Tensor::empty({x.size(0)}, x.dtype(), x.device());
-  backend_of(x).cross_entropy(x, t, rows, lse, ignore_index);
   // The mean over the counted targets, all on the device. With none counted every row is 0, so
   // dividing by max(count, 1) makes the loss 0 (not NaN), and its gradient 0 too.
-  Tensor loss, count;
+  Tensor count;
   {
     NoGradGuard ng;
     const Tensor ignore = full({}, double(ignore_index), DType::i64, t.device());
     count = clamp(sum(ne(t, ignore).to(x.dtype())), 1.0, std::nullopt);
+  }
+  if (!any_requires_grad({logits})) {
+    backend_of(x).cross_entropy(x, t, rows, lse, ignore_index);
+    NoGradGuard ng;
+    return div(sum(rows), count);
+  }
+  // A gradient will be wanted: it is computed now, with the loss, for d(loss) = 1, so that
+  // each row of logits is read once (Backend::cross_entropy_with_grad). The backward then only
+  // scales it, when backward() did not start at this loss.
+  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor loss;
+  {
+    NoGradGuard ng;
+    const Tensor scale = div(ones({}, x.dtype(), x.device()), count).contiguous();  // d(loss)/d(row loss)
+    backend_of(x).cross_entropy_with_grad(x, t, rows, lse, dx, scale, ignore_index);
     loss = div(sum(rows), count);
   }
-  record_op("cross_entropy", loss, {logits}, [xd = x.detach(), t, lse, count, ignore_index, shape = logits.shape()](const Tensor& g) {
-    Tensor dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
-    const Tensor scale = div(g.to(xd.dtype()), count).contiguous();  // d(loss)/d(row loss), as a tensor
-    backend_of(xd).cross_entropy_backward(xd, t, lse, dx, scale, ignore_index);
-    return std::vector<Tensor>{dx.view(shape)};
+  record_op("cross_entropy", loss, {logits}, [dx, shape = logits.shape()](const Tensor& g) {
+    if (g.device().is_cpu() && g.item() == 1.0) return std::vector<Tensor>{dx.view(shape)};
+    return std::vector<Tensor>{mul(dx, g.to(dx.dtype())).view(shape)};
   });
   return loss;
 }
