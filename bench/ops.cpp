@@ -66,6 +66,7 @@ void bench_env(std::FILE* out) {
                  {"blas_threads", r.blas_threads},
                  {"omp_threads", r.omp_threads},
                  {"omp_wait_policy", r.omp_wait_policy.empty() ? "unset" : r.omp_wait_policy},
+                 {"blas_thread_timeout", r.blas_thread_timeout.empty() ? "unset" : r.blas_thread_timeout},
                  {"blas", r.blas_config}});
 }
 

@@ -20,6 +20,9 @@ namespace {
 constexpr const char* kReexec = "COPPER_REEXECUTED";
 constexpr const char* kCoreSet = "COPPER_CORETYPE_SET";
 constexpr const char* kWaitSet = "COPPER_OMP_WAIT_SET";
+constexpr const char* kTimeoutSet = "COPPER_BLAS_TIMEOUT_SET";
+// log2 of the cycles an OpenBLAS worker polls for work before it sleeps (runtime.h, 3.)
+constexpr const char* kBlasThreadTimeout = "18";
 
 bool env_set(const char* name) { return std::getenv(name) != nullptr; }
 }  // namespace
@@ -61,13 +64,22 @@ const char* omp_wait_policy_to_set(bool user_set_wait_policy, bool user_set_spin
   return "passive";
 }
 
+const char* blas_thread_timeout_to_set(bool user_set, bool blas_pthreads, int blas_threads) {
+  if (user_set) return nullptr;                            // the user's word is final
+  if (!blas_pthreads || blas_threads <= 1) return nullptr;  // no worker of OpenBLAS's own polls
+  return kBlasThreadTimeout;
+}
+
 void runtime_init(int /*argc*/, char** argv) {
   if (env_set(kReexec) || env_set("COPPER_NO_REEXEC")) return;
   const char* core = openblas_get_corename();
   const char* best = coretype_to_set(core, env_set("OPENBLAS_CORETYPE") || env_set(kCoreSet), detect_cpu_features());
   const char* wait =
       omp_wait_policy_to_set(env_set("OMP_WAIT_POLICY"), env_set("GOMP_SPINCOUNT"), omp_get_max_threads());
-  if (!best && !wait) return;
+  const char* timeout =
+      blas_thread_timeout_to_set(env_set("OPENBLAS_THREAD_TIMEOUT") || env_set("GOTO_THREAD_TIMEOUT"),
+                                 openblas_get_parallel() == 1, openblas_get_num_threads());
+  if (!best && !wait && !timeout) return;
   if (best) {
     setenv("OPENBLAS_CORETYPE", best, 1);
     setenv(kCoreSet, "1", 1);
@@ -75,6 +87,10 @@ void runtime_init(int /*argc*/, char** argv) {
   if (wait) {
     setenv("OMP_WAIT_POLICY", wait, 1);
     setenv(kWaitSet, "1", 1);
+  }
+  if (timeout) {
+    setenv("OPENBLAS_THREAD_TIMEOUT", timeout, 1);
+    setenv(kTimeoutSet, "1", 1);
   }
   setenv(kReexec, "1", 1);
   execv("/proc/self/exe", argv);
@@ -101,6 +117,14 @@ RuntimeInfo runtime_info() {
     r.omp_wait_src = "user";
   else
     r.omp_wait_src = "default";
+  const char* timeout = std::getenv("OPENBLAS_THREAD_TIMEOUT");
+  r.blas_thread_timeout = timeout ? timeout : "";
+  if (env_set(kTimeoutSet))
+    r.blas_timeout_src = "auto";
+  else if (timeout || env_set("GOTO_THREAD_TIMEOUT"))
+    r.blas_timeout_src = "user";
+  else
+    r.blas_timeout_src = "default";
   const char* config = openblas_get_config();
   r.blas_config = config ? config : "";
   // trailing spaces in some builds' config string

@@ -15,12 +15,21 @@
 //     2-core reference machine a 512^3 matmul right after a large add ran 4x slower than
 //     alone (docs/PERF.md, the "interleave" line of `copper bench ops`). Passive workers
 //     sleep at once and cost a few microseconds to wake instead.
+//  3. OPENBLAS_THREAD_TIMEOUT=18. The other side of the same fight: after a BLAS call,
+//     OpenBLAS's pthread workers poll for the next one, calling sched_yield, for 2^28
+//     cycles (about 0.1 s) before they sleep. A training step calls BLAS every few
+//     milliseconds, so they never sleep, and the elementwise kernels between the products
+//     (bias adds, GELU, the loss) share their cores with them: on the 2-core machine those
+//     ran at half speed, and a step of lm-small took 20 % longer (docs/PERF.md). With 2^18
+//     cycles (about 0.1 ms) a worker still catches back-to-back products awake.
 //
 // A value the user set is always respected (OPENBLAS_CORETYPE; OMP_WAIT_POLICY or
-// GOMP_SPINCOUNT), and COPPER_NO_REEXEC=1 turns the whole mechanism off. Every copper
+// GOMP_SPINCOUNT; OPENBLAS_THREAD_TIMEOUT or GOTO_THREAD_TIMEOUT), and COPPER_NO_REEXEC=1
+// turns the whole mechanism off. Every copper
 // program calls runtime_init() first.
 //
-// The decisions are pure functions (coretype_to_set, omp_wait_policy_to_set) so that they
+// The decisions are pure functions (coretype_to_set, omp_wait_policy_to_set,
+// blas_thread_timeout_to_set) so that they
 // can be tested on any machine (tests/test_runtime.cpp); runtime_init() only gathers
 // their inputs and acts.
 #pragma once
@@ -57,6 +66,11 @@ const char* coretype_to_set(const char* detected_core, bool user_set, const CpuF
 // thread, so no worker can spin).
 const char* omp_wait_policy_to_set(bool user_set_wait_policy, bool user_set_spincount, int omp_threads);
 
+// The start-up decision for OpenBLAS's workers: the value to put in OPENBLAS_THREAD_TIMEOUT
+// (log2 of the cycles a worker polls before it sleeps), or nullptr to leave things alone (the
+// user set it, OpenBLAS does not run its own pthreads, or it runs one thread).
+const char* blas_thread_timeout_to_set(bool user_set, bool blas_pthreads, int blas_threads);
+
 struct RuntimeInfo {
   std::string blas_core;     // the kernel OpenBLAS runs, e.g. "SkylakeX"
   std::string coretype_src;  // "user" (OPENBLAS_CORETYPE was set), "auto" (copper set it) or "detected"
@@ -67,6 +81,8 @@ struct RuntimeInfo {
   int omp_threads = 1;
   std::string omp_wait_policy;  // OMP_WAIT_POLICY as the process runs with it, "" if unset (spinning)
   std::string omp_wait_src;     // "user", "auto" (copper set it) or "default"
+  std::string blas_thread_timeout;  // OPENBLAS_THREAD_TIMEOUT as the process runs with it, "" if unset (28)
+  std::string blas_timeout_src;     // "user", "auto" (copper set it) or "default"
   std::string cpu_features;  // "avx512f avx512bw avx512dq avx512vl avx2 fma" ...
 };
 RuntimeInfo runtime_info();

@@ -90,6 +90,14 @@ TEST(Runtime, OmpUserSettingIsRespected) {
 
 TEST(Runtime, OmpOneThreadNeedsNothing) { EXPECT_EQ(omp_wait_policy_to_set(false, false, 1), nullptr); }
 
+// OpenBLAS's pthread workers poll briefly, unless the user chose, or no worker exists.
+TEST(Runtime, BlasThreadTimeoutDecision) {
+  EXPECT_EQ(str(blas_thread_timeout_to_set(false, true, 2)), "18");
+  EXPECT_EQ(blas_thread_timeout_to_set(true, true, 2), nullptr);   // OPENBLAS_THREAD_TIMEOUT set
+  EXPECT_EQ(blas_thread_timeout_to_set(false, false, 2), nullptr);  // an OpenMP or serial OpenBLAS
+  EXPECT_EQ(blas_thread_timeout_to_set(false, true, 1), nullptr);   // one thread: no worker
+}
+
 TEST(Runtime, InfoOfThisProcess) {
   // test_main.cpp called runtime_init(); whatever this machine is, the report is coherent.
   RuntimeInfo r = runtime_info();
@@ -111,6 +119,13 @@ TEST(Runtime, InfoOfThisProcess) {
     EXPECT_TRUE(r.omp_wait_src == "auto" || r.omp_wait_src == "user") << r.omp_wait_src;
     if (r.omp_wait_src == "auto") {
       EXPECT_EQ(r.omp_wait_policy, "passive");
+    }
+  }
+  // Likewise OPENBLAS_THREAD_TIMEOUT, when OpenBLAS runs its own pthreads on more than one.
+  if (std::getenv("COPPER_NO_REEXEC") == nullptr && r.blas_parallel == "pthreads" && r.blas_threads > 1) {
+    EXPECT_TRUE(r.blas_timeout_src == "auto" || r.blas_timeout_src == "user") << r.blas_timeout_src;
+    if (r.blas_timeout_src == "auto") {
+      EXPECT_EQ(r.blas_thread_timeout, "18");
     }
   }
 }

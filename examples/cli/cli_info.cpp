@@ -126,6 +126,8 @@ nlohmann::ordered_json info_json() {
   j["omp_threads"] = r.omp_threads;
   j["omp_wait_policy"] = r.omp_wait_policy;
   j["omp_wait_policy_source"] = r.omp_wait_src;
+  j["blas_thread_timeout"] = r.blas_thread_timeout;
+  j["blas_thread_timeout_source"] = r.blas_timeout_src;
   j["cuda"] = cuda_json();
   return j;
 }
@@ -154,6 +156,12 @@ void print_info(bool json) {
   std::string wait_src = s("omp_wait_policy_source");
   if (wait_src == "auto") wait_src = "copper set it and re-executed; OMP_WAIT_POLICY or COPPER_NO_REEXEC=1 overrides";
   fmt::print("  omp wait      {} — {}\n", wait, wait_src);
+  std::string timeout = s("blas_thread_timeout").empty() ? "unset (2^28 cycles: workers poll ~0.1 s after each call)"
+                                                          : "2^" + s("blas_thread_timeout") + " cycles";
+  std::string timeout_src = s("blas_thread_timeout_source");
+  if (timeout_src == "auto")
+    timeout_src = "copper set OPENBLAS_THREAD_TIMEOUT and re-executed; setting it or COPPER_NO_REEXEC=1 overrides";
+  fmt::print("  blas poll     {} — {}\n", timeout, timeout_src);
   print_cuda(j["cuda"]);
 }
 
