@@ -5,9 +5,11 @@
 //  2. seed the root with the given gradient (1 for a scalar);
 //  3. take a node whose count is zero, run its closure, add each input gradient into
 //     that input's pending sum (or into a leaf's .grad), decrement counts, repeat.
-// Gradients are summed with `+`, which is what makes a tensor used twice work.
+// Gradients are summed with `+`, which is what makes a tensor used twice work (in place when
+// the running sum is nobody else's: owned_alone).
 // With a LeafGradHook installed, step 1 also counts the edges into each leaf, and step 3
 // calls the hook when a leaf's last edge has been processed (its gradient is final).
+#include <algorithm>
 #include <atomic>
 #include <unordered_map>
 #include <unordered_set>
@@ -90,6 +92,25 @@ void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
     Tensor acc(leaf->grad);
     add_(acc, g.to(leaf->dtype));
   }
+}
+
+// True when nothing but this handle sees t's memory (no other tensor, view or saved tensor
+// shares its storage) and each of its elements has a place of its own there (no broadcast
+// view, whose elements share one). A pending sum like that can take the next gradient in
+// place: one pass over memory, no new buffer. Any other, such as a gradient a backward
+// passed on unchanged to two inputs, is summed into a new tensor.
+bool owned_alone(const Tensor& t) {
+  if (t.impl_ptr().use_count() != 1 || t.impl()->storage.use_count() != 1) return false;
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size) of the dims that vary
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.size(d) > 1) dims.emplace_back(t.strides()[size_t(d)], t.size(d));
+  std::sort(dims.begin(), dims.end());
+  int64_t dense = 1;  // each stride must be the product of the sizes below it
+  for (const auto& [stride, size] : dims) {
+    if (stride != dense) return false;
+    dense *= size;
+  }
+  return true;
 }
 
 }  // namespace
@@ -178,6 +199,8 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
           auto it = pending.find(e.node.get());
           if (it == pending.end())
             pending.emplace(e.node.get(), grads[i]);
+          else if (owned_alone(it->second) && it->second.dtype() == grads[i].dtype())
+            add_(it->second, grads[i]);
           else
             it->second = add(it->second, grads[i]);
         }

@@ -31,6 +31,38 @@ TEST(Autograd, SharedInputAccumulates) {
   EXPECT_EQ(V(y.grad()), (std::vector<double>{4, 4}));
 }
 
+// The engine adds a gradient into a pending sum in place when the sum is nobody else's. It
+// must not when the sum is shared (add passes one gradient to both inputs), a broadcast
+// view (sum's backward), or the user's seed; the values show it did not.
+TEST(Autograd, GradientSumsInPlaceOnlyWhenSafe) {
+  Tensor x = leaf({1, 2, 3});
+  Tensor u = mul(x, 1.0);                   // a node, so that its gradients are summed in pending
+  Tensor loss = add(sum(add(u, u)),         // add: the same gradient to both edges into u
+                    add(sum(u), sum(u)));    // sum: broadcast views of one element
+  loss = add(loss, sum(mul(u, u)));          // and one gradient of its own: 2u
+  loss.backward();
+  EXPECT_EQ(V(x.grad()), (std::vector<double>{6, 8, 10}));  // 2 + 2 + 2u
+  // an op whose backward returns a broadcast view (y_i = sum x, so dx_j = sum g: one element
+  // seen three times); its view reaches w's pending sum first and is alone when 3·g comes
+  auto spread = [](const Tensor& t) {
+    Tensor y = mul(ones(t.shape(), t.dtype()), sum(t.detach()));
+    record_op("spread", y, {t}, [](const Tensor& g) { return std::vector<Tensor>{sum(g).expand(g.shape())}; });
+    return y;
+  };
+  Tensor z = leaf({1, 2, 3});
+  Tensor w = mul(z, 1.0);
+  add(sum(mul(w, 3.0)), sum(spread(w))).backward();
+  EXPECT_EQ(V(z.grad()), (std::vector<double>{6, 6, 6}));  // 3 + 3
+  // a seed the user keeps is not written
+  Tensor y = leaf({1, 2});
+  Tensor v = mul(y, 1.0);
+  Tensor out = add(v, mul(v, 2.0));
+  Tensor seed = F({1, 1}, {2});
+  out.backward(seed);
+  EXPECT_EQ(V(seed), (std::vector<double>{1, 1}));
+  EXPECT_EQ(V(y.grad()), (std::vector<double>{3, 3}));
+}
+
 TEST(Autograd, DiamondGraph) {
   //      x
   //     / \         a = 2x, b = x^2, out = a * b = 2x^3, d/dx = 6x^2
