@@ -90,12 +90,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   COPPER_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear", "input {} does not match weight {} (in = {})",
                shape_str(x.shape()), shape_str(weight.shape()), weight.size(1));
   Tensor y = matmul(x, weight.t());
-  if (bias.defined()) {
-    COPPER_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear", "bias {} for weight {}",
-                 shape_str(bias.shape()), shape_str(weight.shape()));
-    y = add(y, bias);
-  }
-  return y;
+  if (!bias.defined()) return y;
+  COPPER_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear", "bias {} for weight {}",
+               shape_str(bias.shape()), shape_str(weight.shape()));
+  if (bias.dtype() != y.dtype() || bias.device() != y.device() || !y.is_contiguous()) return add(y, bias);
+  // matmul's backward keeps its operands, not its result, so the bias is added into the
+  // product's own buffer: one pass over it, no second buffer. The same rounding as add(y, bias).
+  Tensor out = y.detach();
+  backend_of(out).binary(BinaryOp::add, out, bias.detach().expand(out.shape()), out);
+  record_op("add", out, {y, bias},
+            [bias_shape = bias.shape()](const Tensor& g) { return std::vector<Tensor>{g, sum_to(g, bias_shape)}; });
+  return out;
 }
 
 }  // namespace copper
