@@ -15,10 +15,21 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator* gen) : in_(in
   if (with_bias) bias = register_parameter("bias", rand({out}, DType::f32, gen, -bound, bound));
 }
 
+namespace {
+void check_input(const Tensor& x, int64_t in, int64_t out) {
+  COPPER_CHECK(x.dim() >= 1 && x.size(-1) == in, "Linear", "input {} does not end in {} features. HINT: this "
+               "layer maps {} -> {}", x.repr_shape(), in, in, out);
+}
+}  // namespace
+
 Tensor Linear::forward(const Tensor& x) const {
-  COPPER_CHECK(x.dim() >= 1 && x.size(-1) == in_, "Linear", "input {} does not end in {} features. HINT: this "
-               "layer maps {} -> {}", x.repr_shape(), in_, in_, out_);
+  check_input(x, in_, out_);
   return linear(x, weight, bias);
+}
+
+Tensor Linear::product(const Tensor& x) const {
+  check_input(x, in_, out_);
+  return linear(x, weight, Tensor());
 }
 
 }  // namespace copper::nn

@@ -16,6 +16,8 @@ class Linear : public Module {
 
   // x (..., in) -> (..., out)
   Tensor forward(const Tensor& x) const;
+  // x · Wᵀ alone, for a caller that fuses the bias into what follows (MLP: bias_gelu)
+  Tensor product(const Tensor& x) const;
 
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }

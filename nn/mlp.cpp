@@ -23,13 +23,14 @@ MLP::MLP(int64_t dim, int64_t hidden, const std::string& activation, Generator* 
 }
 
 Tensor MLP::forward(const Tensor& x) const {
-  Tensor h = fc1->forward(x);  // h: (..., H)
-  if (act_ == "relu") {
-    h = relu(h);
-  } else if (act_ == "gelu") {
-    h = gelu(h);
+  Tensor h;  // h: (..., H)
+  if (act_ == "gelu" && fc1->bias.defined()) {
+    h = bias_gelu(fc1->product(x), fc1->bias);  // fc1's bias and the GELU in one pass
   } else {
-    h = silu(h) * gate->forward(x);
+    h = fc1->forward(x);
+    if (act_ == "relu") h = relu(h);
+    else if (act_ == "gelu") h = gelu(h);
+    else h = silu(h) * gate->forward(x);
   }
   return fc2->forward(h);
 }

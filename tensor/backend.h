@@ -54,6 +54,13 @@ class Backend {
   // out = grad * f'(x), with y = f(x) available for ops whose derivative is cheaper from y.
   virtual void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& grad, const Tensor& out,
                               double a, double b) = 0;
+  // The GELU (erf form) of x plus a bias, over contiguous rows: y[r, i] = gelu(x[r, i] + bias[i])
+  // for rows x n. The backward writes dx = g · gelu'(x + bias) and, when dbias is defined, its
+  // column sums. Optional: this default composes binary, unary, unary_backward and reduce; a
+  // backend that fuses them saves a pass over memory each way (the CPU's does).
+  virtual void bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, int64_t rows, int64_t n);
+  virtual void bias_gelu_backward(const Tensor& x, const Tensor& bias, const Tensor& g, const Tensor& dx,
+                                  const Tensor& dbias, int64_t rows, int64_t n);
   // out = a (op) b; a and b are views expanded to out's shape (stride 0 where broadcast).
   virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
   // out = cond != 0 ? a : b; all three expanded to out's shape, any strides.

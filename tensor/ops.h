@@ -77,6 +77,9 @@ Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);
 Tensor gelu(const Tensor& x, bool tanh_approx = false);  // exact erf form unless tanh_approx
+// gelu(x + bias), erf form, bias [n] added to every row of x [..., n]: an MLP's first layer and
+// activation with one pass over memory each way instead of two.
+Tensor bias_gelu(const Tensor& x, const Tensor& bias);
 Tensor silu(const Tensor& x);
 Tensor abs(const Tensor& x);
 // Clamp to [lo, hi]; gradient 1 inside the bounds, bounds included (as PyTorch), 0 outside.

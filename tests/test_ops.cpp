@@ -734,6 +734,16 @@ std::vector<OpCase> all_cases() {
     if (b.defined()) y = add(y, b.to(DType::f64));
     return y;
   };
+  add_case(C("bias_gelu", "3-d", {{2, 3, 5}, {5}}, [](const Inputs& x) { return bias_gelu(x[0], x[1]); })
+               .with_ref([](const Inputs& x) {
+                 Arr a = arr(x[0]), b = arr(x[1]);
+                 const size_t n = b.v.size();
+                 for (size_t i = 0; i < a.v.size(); ++i) {
+                   const double u = a.v[i] + b.v[i % n];
+                   a.v[i] = 0.5 * u * (1 + std::erf(u / std::sqrt(2.0)));
+                 }
+                 return tensor_of(a);
+               }));
   add_case(C("layer_norm", "weight and bias", {{3, 5}, {5}, {5}},
              [](const Inputs& x) { return layer_norm(x[0], x[1], x[2]); })
                .with_ref([=](const Inputs& x) { return ref_norm(x[0], x[1], x[2], 1e-5, false); }));

@@ -170,6 +170,66 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, co
   });
 }
 
+// gelu(x + bias) row by row: the bias add and the GELU in one pass, and the backward's
+// derivative and the bias's column sums in one pass (rows_and_column_sums).
+void CpuBackend::bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, int64_t rows, int64_t n) {
+  COPPER_DISPATCH_FLOAT(x.dtype(), "bias_gelu", [&] {
+    const T* xp = static_cast<const T*>(x.raw_data());
+    const T* bp = static_cast<const T*>(bias.raw_data());
+    T* yp = static_cast<T*>(y.raw_data());
+    parallel_for(rows, n * 8, [=](int64_t r) {
+      const T* xr = xp + r * n;
+      T* yr = yp + r * n;
+      if constexpr (kFast<T>) {
+_Pragma("omp simd")
+        for (int64_t i = 0; i < n; ++i) {
+          const float u = xr[i] + bp[i];
+          yr[i] = u * gelu_parts_fast(u).cdf;
+        }
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          const T u = xr[i] + bp[i];
+          yr[i] = T(0.5) * u * (T(1) + std::erf(u * T(kSqrt1_2)));
+        }
+      }
+    });
+  });
+}
+
+void CpuBackend::bias_gelu_backward(const Tensor& x, const Tensor& bias, const Tensor& g, const Tensor& dx,
+                                    const Tensor& dbias, int64_t rows, int64_t n) {
+  COPPER_DISPATCH_FLOAT(x.dtype(), "bias_gelu_backward", [&] {
+    const T* xp = static_cast<const T*>(x.raw_data());
+    const T* bp = static_cast<const T*>(bias.raw_data());
+    const T* gp = static_cast<const T*>(g.raw_data());
+    T* dp = static_cast<T*>(dx.raw_data());
+    rows_and_column_sums<T>(rows, n, Tensor(), dbias, [=](int64_t r, double*, double* db) {
+      const T* xr = xp + r * n;
+      const T* gr = gp + r * n;
+      T* dr = dp + r * n;
+      if constexpr (kFast<T>) {
+_Pragma("omp simd")
+        for (int64_t i = 0; i < n; ++i) {
+          const float u = xr[i] + bp[i];
+          const GeluParts p = gelu_parts_fast(u);
+          dr[i] = gr[i] * (p.cdf + u * p.pdf);
+        }
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          const T u = xr[i] + bp[i];
+          const T cdf = T(0.5) * (T(1) + std::erf(u * T(kSqrt1_2)));
+          const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * u * u);
+          dr[i] = gr[i] * (cdf + u * pdf);
+        }
+      }
+      if (db) {
+_Pragma("omp simd")
+        for (int64_t i = 0; i < n; ++i) db[i] += double(dr[i]);
+      }
+    });
+  });
+}
+
 void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
   COPPER_DISPATCH_NUMERIC(a.dtype(), "binary", [&] {
     switch (op) {

@@ -1,9 +1,11 @@
 // loops.h — the shared machinery of the CPU kernels: dtype dispatch, the strided
-// row iterator, and the OpenMP size threshold.
+// row iterator, the OpenMP size threshold, and row passes that also sum columns.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "tensor/tensor.h"
 
@@ -129,6 +131,36 @@ template <class F>
 void parallel_for(int64_t n, int64_t work_per_item, F&& f) {
 #pragma omp parallel for schedule(static) if (n > 1 && n * work_per_item >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+// A backward's one pass over rows that also sums columns (a norm's weight and bias
+// gradients, a bias's): rows go in chunks of kRowChunk, and `row(r, w, b)` handles row r and
+// adds its terms of the two column sums into w and b, the chunk's partial sums (double, n
+// each; null when that sum is not wanted). The chunks' sums are then added in chunk order
+// into dweight and dbias, so the result does not depend on the thread count, and the rows
+// are read once, not once per gradient.
+constexpr int64_t kRowChunk = 32;
+
+template <class T, class Row>
+void rows_and_column_sums(int64_t rows, int64_t n, const Tensor& dweight, const Tensor& dbias, Row row) {
+  const int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
+  std::vector<double> wsum(dweight.defined() ? size_t(chunks * n) : 0), bsum(dbias.defined() ? size_t(chunks * n) : 0);
+  parallel_for(chunks, kRowChunk * n * 8, [&](int64_t ch) {
+    double* w = wsum.empty() ? nullptr : wsum.data() + ch * n;
+    double* b = bsum.empty() ? nullptr : bsum.data() + ch * n;
+    for (int64_t r = ch * kRowChunk; r < std::min(rows, (ch + 1) * kRowChunk); ++r) row(r, w, b);
+  });
+  auto total = [&](const std::vector<double>& part, const Tensor& out) {
+    if (!out.defined()) return;
+    T* o = static_cast<T*>(out.raw_data());
+    parallel_for(n, chunks, [&](int64_t c) {
+      double acc = 0;
+      for (int64_t ch = 0; ch < chunks; ++ch) acc += part[size_t(ch * n + c)];
+      o[c] = T(acc);
+    });
+  };
+  total(wsum, dweight);
+  total(bsum, dbias);
 }
 
 }  // namespace copper::cpu

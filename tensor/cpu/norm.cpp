@@ -56,34 +56,6 @@ double row_sum(int64_t n, F f) {
   return total;
 }
 
-// The backward's one pass over the rows: rows go in chunks of kRowChunk, and `row(r, w, b)`
-// writes row r's dx and adds its terms of the weight and bias gradients into w and b, the
-// chunk's partial column sums (double, n each; null when that gradient is not wanted).
-// The chunks' sums are then added in chunk order into dweight and dbias, so the result does
-// not depend on the thread count, and x and dy are read once, not once per gradient.
-constexpr int64_t kRowChunk = 32;
-
-template <class T, class Row>
-void rows_and_column_sums(int64_t rows, int64_t n, const Tensor& dweight, const Tensor& dbias, Row row) {
-  const int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
-  std::vector<double> wsum(dweight.defined() ? size_t(chunks * n) : 0), bsum(dbias.defined() ? size_t(chunks * n) : 0);
-  parallel_for(chunks, kRowChunk * n * 8, [&](int64_t ch) {
-    double* w = wsum.empty() ? nullptr : wsum.data() + ch * n;
-    double* b = bsum.empty() ? nullptr : bsum.data() + ch * n;
-    for (int64_t r = ch * kRowChunk; r < std::min(rows, (ch + 1) * kRowChunk); ++r) row(r, w, b);
-  });
-  auto total = [&](const std::vector<double>& part, const Tensor& out) {
-    if (!out.defined()) return;
-    T* o = static_cast<T*>(out.raw_data());
-    parallel_for(n, chunks, [&](int64_t c) {
-      double acc = 0;
-      for (int64_t ch = 0; ch < chunks; ++ch) acc += part[size_t(ch * n + c)];
-      o[c] = T(acc);
-    });
-  };
-  total(wsum, dweight);
-  total(bsum, dbias);
-}
 }  // namespace
 
 void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y,

@@ -46,6 +46,26 @@ Tensor relu(const Tensor& x) { return unary_op(UnaryOp::relu, "relu", x); }
 Tensor gelu(const Tensor& x, bool tanh_approx) {
   return tanh_approx ? unary_op(UnaryOp::gelu_tanh, "gelu_tanh", x) : unary_op(UnaryOp::gelu_erf, "gelu", x);
 }
+Tensor bias_gelu(const Tensor& x, const Tensor& bias) {
+  const char* op = "bias_gelu";
+  check_float(op, x);
+  check_same(op, x, bias);
+  COPPER_CHECK(x.dim() >= 1 && bias.dim() == 1 && bias.size(0) == x.size(-1), op,
+               "bias {} must be [n] for x {} of shape [..., n]", bias.repr_shape(), x.repr_shape());
+  const int64_t n = x.size(-1), rows = n > 0 ? x.numel() / n : 0;
+  const Tensor xc = x.contiguous(), bc = bias.contiguous();
+  Tensor y = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+  backend_of(xc).bias_gelu(xc, bc, y, rows, n);
+  record_op(op, y, {x, bias},
+            [xd = xc.detach(), bd = bc.detach(), rows, n, want_db = bias.requires_grad()](const Tensor& g) {
+              Tensor gc = g.contiguous();
+              Tensor dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
+              Tensor db = want_db ? Tensor::empty({n}, xd.dtype(), xd.device()) : Tensor();
+              backend_of(xd).bias_gelu_backward(xd, bd, gc, dx, db, rows, n);
+              return std::vector<Tensor>{dx, db};
+            });
+  return y;
+}
 Tensor silu(const Tensor& x) { return unary_op(UnaryOp::silu, "silu", x); }
 Tensor abs(const Tensor& x) { return unary_op(UnaryOp::abs, "abs", x); }
 
