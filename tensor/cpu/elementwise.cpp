@@ -25,6 +25,25 @@ constexpr double kSqrt1_2 = 0.70710678118654752440;
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 constexpr double kSqrt2OverPi = 0.79788456080286535588;
 
+// The exact GELU u·Φ(u) and its derivative Φ(u) + u·φ(u): f32 from gelu_parts_fast, f64 from
+// libm (the reference the f32 forms are tested against).
+template <class T>
+T gelu_of(T u) {
+  if constexpr (kFast<T>) return u * gelu_parts_fast(u).cdf;
+  else return T(0.5) * u * (T(1) + std::erf(u * T(kSqrt1_2)));
+}
+template <class T>
+T gelu_slope(T u) {
+  if constexpr (kFast<T>) {
+    const GeluParts p = gelu_parts_fast(u);
+    return p.cdf + u * p.pdf;
+  } else {
+    const T cdf = T(0.5) * (T(1) + std::erf(u * T(kSqrt1_2)));
+    const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * u * u);
+    return cdf + u * pdf;
+  }
+}
+
 template <class T, class F>
 void map1(const Tensor& x, const Tensor& out, F f) {
   const T* xp = static_cast<const T*>(x.raw_data());
@@ -98,9 +117,7 @@ void CpuBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out, double a,
         if constexpr (kFast<T>) return map1<T>(x, out, [](T v) { return 1.0f / (1.0f + exp_fast(-v)); });
         else return map1<T>(x, out, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
       case UnaryOp::relu: return map1<T>(x, out, [](T v) { return v > T(0) ? v : T(0); });
-      case UnaryOp::gelu_erf:
-        if constexpr (kFast<T>) return map1<T>(x, out, [](T v) { return v * gelu_parts_fast(v).cdf; });
-        else return map1<T>(x, out, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(kSqrt1_2))); });
+      case UnaryOp::gelu_erf: return map1<T>(x, out, [](T v) { return gelu_of(v); });
       case UnaryOp::gelu_tanh:
         return map1<T>(x, out, [](T v) {
           return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
@@ -134,17 +151,7 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, co
       case UnaryOp::tanh: return run([](T, T y, T g) { return g * (T(1) - y * y); });
       case UnaryOp::sigmoid: return run([](T, T y, T g) { return g * y * (T(1) - y); });
       case UnaryOp::relu: return run([](T x, T, T g) { return x > T(0) ? g : T(0); });
-      case UnaryOp::gelu_erf:
-        if constexpr (kFast<T>)
-          return run([](T x, T, T g) {
-            const GeluParts p = gelu_parts_fast(x);
-            return g * (p.cdf + x * p.pdf);
-          });
-        else return run([](T x, T, T g) {
-          T cdf = T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2)));
-          T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
-          return g * (cdf + x * pdf);
-        });
+      case UnaryOp::gelu_erf: return run([](T x, T, T g) { return g * gelu_slope(x); });
       case UnaryOp::gelu_tanh:
         return run([](T x, T, T g) {
           T inner = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
@@ -180,18 +187,8 @@ void CpuBackend::bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y,
     parallel_for(rows, n * 8, [=](int64_t r) {
       const T* xr = xp + r * n;
       T* yr = yp + r * n;
-      if constexpr (kFast<T>) {
-_Pragma("omp simd")
-        for (int64_t i = 0; i < n; ++i) {
-          const float u = xr[i] + bp[i];
-          yr[i] = u * gelu_parts_fast(u).cdf;
-        }
-      } else {
-        for (int64_t i = 0; i < n; ++i) {
-          const T u = xr[i] + bp[i];
-          yr[i] = T(0.5) * u * (T(1) + std::erf(u * T(kSqrt1_2)));
-        }
-      }
+      _Pragma("omp simd")
+      for (int64_t i = 0; i < n; ++i) yr[i] = gelu_of(T(xr[i] + bp[i]));
     });
   });
 }
@@ -207,21 +204,8 @@ void CpuBackend::bias_gelu_backward(const Tensor& x, const Tensor& bias, const T
       const T* xr = xp + r * n;
       const T* gr = gp + r * n;
       T* dr = dp + r * n;
-      if constexpr (kFast<T>) {
-_Pragma("omp simd")
-        for (int64_t i = 0; i < n; ++i) {
-          const float u = xr[i] + bp[i];
-          const GeluParts p = gelu_parts_fast(u);
-          dr[i] = gr[i] * (p.cdf + u * p.pdf);
-        }
-      } else {
-        for (int64_t i = 0; i < n; ++i) {
-          const T u = xr[i] + bp[i];
-          const T cdf = T(0.5) * (T(1) + std::erf(u * T(kSqrt1_2)));
-          const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * u * u);
-          dr[i] = gr[i] * (cdf + u * pdf);
-        }
-      }
+      _Pragma("omp simd")
+      for (int64_t i = 0; i < n; ++i) dr[i] = gr[i] * gelu_slope(T(xr[i] + bp[i]));
       if (db) {
 _Pragma("omp simd")
         for (int64_t i = 0; i < n; ++i) db[i] += double(dr[i]);

@@ -189,6 +189,27 @@ void CpuBackend::causal_softmax_backward(const Tensor& y, const Tensor& dy, cons
   });
 }
 
+namespace {
+
+// One row of the cross-entropy: its loss from the row's log-sum-exp l, and its gradient
+// (softmax - onehot) · s. A target that is `ignore` gives 0s, one out of [0, n) NaNs.
+template <class T>
+T cross_entropy_row_loss(const T* xr, double l, int64_t t, int64_t ignore, int64_t n) {
+  if (t == ignore) return T(0);
+  return t >= 0 && t < n ? T(l - double(xr[t])) : T(NAN);
+}
+template <class T>
+void cross_entropy_row_grad(const T* xr, T lse, T s, T* dr, int64_t t, int64_t ignore, int64_t n) {
+  if (t == ignore || t < 0 || t >= n) {
+    std::fill(dr, dr + n, t == ignore ? T(0) : T(NAN));
+    return;
+  }
+  scaled_softmax_from_lse(xr, lse, s, dr, n);
+  dr[t] -= s;
+}
+
+}  // namespace
+
 void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,
                                int64_t ignore_index) {
   const int64_t rows = logits.size(0), n = logits.size(1);
@@ -198,11 +219,9 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, cons
     T* lp = static_cast<T*>(loss.raw_data());
     T* sp = static_cast<T*>(lse.raw_data());
     parallel_for(rows, n * 8, [&](int64_t r) {
-      const T* xr = xp + r * n;
-      double l = row_logsumexp(xr, n);
+      const double l = row_logsumexp(xp + r * n, n);
       sp[r] = T(l);
-      const int64_t t = tp[r];
-      lp[r] = t == ignore_index ? T(0) : (t >= 0 && t < n ? T(l - double(xr[t])) : T(NAN));
+      lp[r] = cross_entropy_row_loss(xp + r * n, l, tp[r], ignore_index, n);
     });
   });
 }
@@ -217,16 +236,7 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
     T* dp = static_cast<T*>(dlogits.raw_data());
     const T s = *static_cast<const T*>(scale.raw_data());
     parallel_for(rows, n * 8, [&](int64_t r) {
-      const T* xr = xp + r * n;
-      T* dr = dp + r * n;
-      const int64_t t = tp[r];
-      if (t == ignore_index || t < 0 || t >= n) {
-        const T fill = t == ignore_index ? T(0) : T(NAN);
-        for (int64_t i = 0; i < n; ++i) dr[i] = fill;
-        return;
-      }
-      scaled_softmax_from_lse(xr, sp[r], s, dr, n);
-      dr[t] -= s;
+      cross_entropy_row_grad(xp + r * n, sp[r], s, dp + r * n, tp[r], ignore_index, n);
     });
   });
 }
@@ -245,20 +255,10 @@ void CpuBackend::cross_entropy_with_grad(const Tensor& logits, const Tensor& tar
     T* dp = static_cast<T*>(dlogits.raw_data());
     const T s = *static_cast<const T*>(scale.raw_data());
     parallel_for(rows, n * 8, [&](int64_t r) {
-      const T* xr = xp + r * n;
-      T* dr = dp + r * n;
-      const double l = row_logsumexp(xr, n);
+      const double l = row_logsumexp(xp + r * n, n);
       sp[r] = T(l);
-      const int64_t t = tp[r];
-      if (t == ignore_index || t < 0 || t >= n) {
-        const T fill = t == ignore_index ? T(0) : T(NAN);
-        lp[r] = fill;
-        for (int64_t i = 0; i < n; ++i) dr[i] = fill;
-        return;
-      }
-      lp[r] = T(l - double(xr[t]));
-      scaled_softmax_from_lse(xr, T(l), s, dr, n);
-      dr[t] -= s;
+      lp[r] = cross_entropy_row_loss(xp + r * n, l, tp[r], ignore_index, n);
+      cross_entropy_row_grad(xp + r * n, T(l), s, dp + r * n, tp[r], ignore_index, n);
     });
   });
 }
