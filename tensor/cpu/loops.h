@@ -144,10 +144,16 @@ constexpr int64_t kRowChunk = 32;
 template <class T, class Row>
 void rows_and_column_sums(int64_t rows, int64_t n, const Tensor& dweight, const Tensor& dbias, Row row) {
   const int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
-  std::vector<double> wsum(dweight.defined() ? size_t(chunks * n) : 0), bsum(dbias.defined() ? size_t(chunks * n) : 0);
+  // Kept from call to call (per calling thread and call site): a fresh buffer of this size
+  // comes from the OS and costs a page fault per 4 KiB. Each chunk zeroes its own part.
+  static thread_local std::vector<double> wsum, bsum;
+  wsum.resize(dweight.defined() ? size_t(chunks * n) : 0);
+  bsum.resize(dbias.defined() ? size_t(chunks * n) : 0);
   parallel_for(chunks, kRowChunk * n * 8, [&](int64_t ch) {
     double* w = wsum.empty() ? nullptr : wsum.data() + ch * n;
     double* b = bsum.empty() ? nullptr : bsum.data() + ch * n;
+    if (w) std::fill(w, w + n, 0.0);
+    if (b) std::fill(b, b + n, 0.0);
     for (int64_t r = ch * kRowChunk; r < std::min(rows, (ch + 1) * kRowChunk); ++r) row(r, w, b);
   });
   auto total = [&](const std::vector<double>& part, const Tensor& out) {
