@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -25,6 +26,17 @@ constexpr const char* kTimeoutSet = "COPPER_BLAS_TIMEOUT_SET";
 constexpr const char* kBlasThreadTimeout = "18";
 
 bool env_set(const char* name) { return std::getenv(name) != nullptr; }
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// Where one of the settings copper may make came from: "auto" when copper set it (its marker
+// is in the environment), "user" when the variable or its alternate was set, else "default".
+const char* setting_source(const char* marker, const char* var, const char* alternate) {
+  if (env_set(marker)) return "auto";
+  return env_set(var) || env_set(alternate) ? "user" : "default";
+}
 }  // namespace
 
 CpuFeatures detect_cpu_features() {
@@ -109,22 +121,10 @@ RuntimeInfo runtime_info() {
   const char* env = std::getenv("OPENBLAS_CORETYPE");
   r.coretype_env = env ? env : "";
   r.coretype_src = env_set(kCoreSet) ? "auto" : (env ? "user" : "detected");
-  const char* wait = std::getenv("OMP_WAIT_POLICY");
-  r.omp_wait_policy = wait ? wait : "";
-  if (env_set(kWaitSet))
-    r.omp_wait_src = "auto";
-  else if (wait || env_set("GOMP_SPINCOUNT"))
-    r.omp_wait_src = "user";
-  else
-    r.omp_wait_src = "default";
-  const char* timeout = std::getenv("OPENBLAS_THREAD_TIMEOUT");
-  r.blas_thread_timeout = timeout ? timeout : "";
-  if (env_set(kTimeoutSet))
-    r.blas_timeout_src = "auto";
-  else if (timeout || env_set("GOTO_THREAD_TIMEOUT"))
-    r.blas_timeout_src = "user";
-  else
-    r.blas_timeout_src = "default";
+  r.omp_wait_policy = env_or_empty("OMP_WAIT_POLICY");
+  r.omp_wait_src = setting_source(kWaitSet, "OMP_WAIT_POLICY", "GOMP_SPINCOUNT");
+  r.blas_thread_timeout = env_or_empty("OPENBLAS_THREAD_TIMEOUT");
+  r.blas_timeout_src = setting_source(kTimeoutSet, "OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT");
   const char* config = openblas_get_config();
   r.blas_config = config ? config : "";
   // trailing spaces in some builds' config string

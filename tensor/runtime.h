@@ -19,9 +19,9 @@
 //     OpenBLAS's pthread workers poll for the next one, calling sched_yield, for 2^28
 //     cycles (about 0.1 s) before they sleep. A training step calls BLAS every few
 //     milliseconds, so they never sleep, and the elementwise kernels between the products
-//     (bias adds, GELU, the loss) share their cores with them: on the 2-core machine those
-//     ran at half speed, and a step of lm-small took 20 % longer (docs/PERF.md). With 2^18
-//     cycles (about 0.1 ms) a worker still catches back-to-back products awake.
+//     (bias adds, GELU, the loss) share their cores with them (docs/PERF.md measures what
+//     that costs on 2 cores). With 2^18 cycles (about 0.1 ms) a worker still catches
+//     back-to-back products awake.
 //
 // A value the user set is always respected (OPENBLAS_CORETYPE; OMP_WAIT_POLICY or
 // GOMP_SPINCOUNT; OPENBLAS_THREAD_TIMEOUT or GOTO_THREAD_TIMEOUT), and COPPER_NO_REEXEC=1
