@@ -9,7 +9,6 @@
 // the running sum is nobody else's: owned_alone).
 // With a LeafGradHook installed, step 1 also counts the edges into each leaf, and step 3
 // calls the hook when a leaf's last edge has been processed (its gradient is final).
-#include <algorithm>
 #include <atomic>
 #include <unordered_map>
 #include <unordered_set>
@@ -100,17 +99,7 @@ void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
 // place: one pass over memory, no new buffer. Any other, such as a gradient a backward
 // passed on unchanged to two inputs, is summed into a new tensor.
 bool owned_alone(const Tensor& t) {
-  if (t.impl_ptr().use_count() != 1 || t.impl()->storage.use_count() != 1) return false;
-  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size) of the dims that vary
-  for (int64_t d = 0; d < t.dim(); ++d)
-    if (t.size(d) > 1) dims.emplace_back(t.strides()[size_t(d)], t.size(d));
-  std::sort(dims.begin(), dims.end());
-  int64_t dense = 1;  // each stride must be the product of the sizes below it
-  for (const auto& [stride, size] : dims) {
-    if (stride != dense) return false;
-    dense *= size;
-  }
-  return true;
+  return t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1 && t.is_dense();
 }
 
 }  // namespace

@@ -117,6 +117,19 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
+bool Tensor::is_dense() const {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size) of the dims that vary
+  for (int64_t d = 0; d < dim(); ++d)
+    if (shape()[d] > 1) dims.emplace_back(strides()[d], shape()[d]);
+  std::sort(dims.begin(), dims.end());
+  int64_t expected = 1;  // each stride must be the product of the sizes below it
+  for (const auto& [stride, size] : dims) {
+    if (stride != expected) return false;
+    expected *= size;
+  }
+  return true;
+}
+
 void* Tensor::raw_data() const {
   return static_cast<char*>(checked()->storage->data()) + offset() * int64_t(dtype_size(dtype()));
 }

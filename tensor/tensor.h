@@ -58,6 +58,9 @@ class Tensor {
   DType dtype() const { return checked()->dtype; }
   Device device() const { return checked()->storage->device(); }
   bool is_contiguous() const;
+  // Every element has a place of its own and together they fill one block of memory, in some
+  // order of the dims (contiguous, or a permutation of contiguous); false for a broadcast view.
+  bool is_dense() const;
   bool same_storage(const Tensor& o) const { return checked()->storage == o.checked()->storage; }
 
   // Pointer to element 0 of this view. data<T>() checks that T matches the dtype.

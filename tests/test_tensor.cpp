@@ -272,6 +272,12 @@ TEST(View, StridesOffsetsAndContiguity) {
   EXPECT_EQ(V(f.flip({0})), (std::vector<double>{1, 2, 3}));
   EXPECT_EQ(V(exp(f)), V(exp(F({3, 2, 1}))));  // kernels follow negative strides
   EXPECT_EQ(V(f.view({1, 3})), (std::vector<double>{3, 2, 1}));  // a flipped run is still viewable
+  // dense: one block of memory, each element in its own place, in some order of the dims
+  EXPECT_TRUE(x.is_dense());
+  EXPECT_TRUE(t.is_dense());                     // a permutation of contiguous
+  EXPECT_FALSE(e.is_dense());                    // broadcast: rows share memory
+  EXPECT_FALSE(x.narrow(2, 1, 2).is_dense());    // gaps between the rows
+  EXPECT_TRUE(x.narrow(0, 1, 1).is_dense());     // one whole block
 }
 
 TEST(View, ContiguousCopiesOnlyWhenNeeded) {
