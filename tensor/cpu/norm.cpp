@@ -20,22 +20,14 @@ using namespace cpu;
 namespace {
 // A missing weight is a row of ones and a missing bias a row of zeros, so the row loops
 // below have no branch inside: a conditional there keeps the compiler from vectorizing them
-// well (it masks every load). Multiplying by one and adding zero change no value.
+// well (it masks every load). Multiplying by one and adding zero change no value. Returns
+// t's data, or `fill` made n copies of `value`.
 template <class T>
-struct Params {
-  std::vector<T> fill;
-  const T* w;
-  const T* b;
-  Params(const Tensor& weight, const Tensor& bias, int64_t n)
-      : fill(weight.defined() && bias.defined() ? 0 : size_t(2 * n)),
-        w(weight.defined() ? static_cast<const T*>(weight.raw_data()) : fill.data()),
-        b(bias.defined() ? static_cast<const T*>(bias.raw_data()) : fill.data() + n) {
-    if (!fill.empty()) {
-      std::fill(fill.begin(), fill.begin() + n, T(1));
-      std::fill(fill.begin() + n, fill.end(), T(0));
-    }
-  }
-};
+const T* row_or(const Tensor& t, std::vector<T>& fill, int64_t n, T value) {
+  if (t.defined()) return static_cast<const T*>(t.raw_data());
+  fill.assign(size_t(n), value);
+  return fill.data();
+}
 
 // sum_i f(i) over a row: vector partial sums in T over blocks of kSumBlock elements, added
 // in double. (One double accumulator for the whole row makes every add wait for the one
@@ -62,9 +54,9 @@ void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor&
                             const Tensor& mean, const Tensor& rstd, int64_t rows, int64_t n, double eps) {
   COPPER_DISPATCH_FLOAT(x.dtype(), "layer_norm", [&] {
     const T* xp = static_cast<const T*>(x.raw_data());
-    const Params<T> par(weight, bias, n);
-    const T* wp = par.w;
-    const T* bp = par.b;
+    std::vector<T> ones, zeros;
+    const T* wp = row_or(weight, ones, n, T(1));
+    const T* bp = row_or(bias, zeros, n, T(0));
     T* yp = static_cast<T*>(y.raw_data());
     T* mp = static_cast<T*>(mean.raw_data());
     T* rp = static_cast<T*>(rstd.raw_data());
@@ -89,8 +81,8 @@ void CpuBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, cons
                                      int64_t rows, int64_t n) {
   COPPER_DISPATCH_FLOAT(x.dtype(), "layer_norm_backward", [&] {
     const T* xp = static_cast<const T*>(x.raw_data());
-    const Params<T> par(weight, Tensor(), n);
-    const T* wp = par.w;
+    std::vector<T> ones;
+    const T* wp = row_or(weight, ones, n, T(1));
     const T* mp = static_cast<const T*>(mean.raw_data());
     const T* rp = static_cast<const T*>(rstd.raw_data());
     const T* gp = static_cast<const T*>(dy.raw_data());
@@ -123,8 +115,8 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, const Tensor& y
                           int64_t n, double eps) {
   COPPER_DISPATCH_FLOAT(x.dtype(), "rms_norm", [&] {
     const T* xp = static_cast<const T*>(x.raw_data());
-    const Params<T> par(weight, Tensor(), n);
-    const T* wp = par.w;
+    std::vector<T> ones;
+    const T* wp = row_or(weight, ones, n, T(1));
     T* yp = static_cast<T*>(y.raw_data());
     T* rp = static_cast<T*>(rstd.raw_data());
     parallel_for(rows, n * 3, [&](int64_t r) {
@@ -143,8 +135,8 @@ void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const 
                                    const Tensor& dx, const Tensor& dweight, int64_t rows, int64_t n) {
   COPPER_DISPATCH_FLOAT(x.dtype(), "rms_norm_backward", [&] {
     const T* xp = static_cast<const T*>(x.raw_data());
-    const Params<T> par(weight, Tensor(), n);
-    const T* wp = par.w;
+    std::vector<T> ones;
+    const T* wp = row_or(weight, ones, n, T(1));
     const T* rp = static_cast<const T*>(rstd.raw_data());
     const T* gp = static_cast<const T*>(dy.raw_data());
     T* dp = dx.defined() ? static_cast<T*>(dx.raw_data()) : nullptr;
