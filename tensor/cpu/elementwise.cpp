@@ -207,7 +207,7 @@ void CpuBackend::bias_gelu_backward(const Tensor& x, const Tensor& bias, const T
       _Pragma("omp simd")
       for (int64_t i = 0; i < n; ++i) dr[i] = gr[i] * gelu_slope(T(xr[i] + bp[i]));
       if (db) {
-_Pragma("omp simd")
+        _Pragma("omp simd")
         for (int64_t i = 0; i < n; ++i) db[i] += double(dr[i]);
       }
     });
