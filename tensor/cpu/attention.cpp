@@ -291,28 +291,32 @@ struct CopeTerm {
 // What the forward and the backward share: the block's logits turned into probabilities.
 // s [nq, kv] holds the logits divided by `scale` on entry; on exit P = softmax over each
 // row's visible keys (zeros after them). With `lse_out` given (forward) the rows' log-sum-exp
-// are written there; otherwise (backward) they are read from `lse_in`.
+// are written there, and each exp is kept as it is summed and then divided by the sum;
+// otherwise (backward) P = exp(logit - lse) with the lse read from `lse_in`. (The two
+// differ by rounding only.) The scale is positive, so the largest scaled logit is the
+// largest logit scaled.
 template <class T>
 void block_probs(T* s, int64_t nq, int64_t kv, int64_t first_query, T scale, T* lse_out, const T* lse_in) {
   for (int64_t r = 0; r < nq; ++r) {
     T* row = s + r * kv;
     const int64_t n = first_query + r + 1;  // visible keys of this row
     const T sc = scale;
-    T l;
     if (lse_out) {
-      T mx = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : mx)
-      for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j] * sc);
-      double sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < n; ++j) sum += double(exp_of(row[j] * sc - mx));
-      l = T(double(mx) + std::log(sum));
-      lse_out[r] = l;
-    } else {
-      l = lse_in[r];
-    }
+      const T mx = row_max(row, n) * sc;
+      const double sum = row_sum<T>(n, [=](int64_t j) {
+        const T e = exp_of(row[j] * sc - mx);
+        row[j] = e;
+        return e;
+      });
+      lse_out[r] = T(double(mx) + std::log(sum));
+      const T inv = T(1.0 / sum);
 #pragma omp simd
-    for (int64_t j = 0; j < n; ++j) row[j] = exp_of(row[j] * sc - l);
+      for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+    } else {
+      const T l = lse_in[r];
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) row[j] = exp_of(row[j] * sc - l);
+    }
     std::fill(row + n, row + kv, T(0));
   }
 }
@@ -380,6 +384,7 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
           const T* dor = dO(b, r0 + r);
           const T* orow = O(b, r0 + r);
           double d = 0;  // D_r = dO_r · O_r = sum_j P_j dP_j over the kept probabilities
+#pragma omp simd reduction(+ : d)
           for (int64_t c = 0; c < Dh; ++c) d += double(dor[c]) * double(orow[c]);
           D[size_t(r)] = T(d);
         }

@@ -1,9 +1,11 @@
 // loops.h — the shared machinery of the CPU kernels: dtype dispatch, the strided
-// row iterator, the OpenMP size threshold, and row passes that also sum columns.
+// row iterator, the OpenMP size threshold, row reductions (max, sum) written to vectorize,
+// and row passes that also sum columns.
 #pragma once
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -131,6 +133,49 @@ template <class F>
 void parallel_for(int64_t n, int64_t work_per_item, F&& f) {
 #pragma omp parallel for schedule(static) if (n > 1 && n * work_per_item >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+// The largest of x[0, n) (-inf when n is 0; NaNs are skipped). One running maximum per lane
+// of kMaxLanes, so the compiler keeps several vector maxima and no instruction waits for the
+// one before (a single `omp simd reduction(max)` chains them all). max is exact, so the
+// grouping does not change the result.
+inline constexpr int64_t kMaxLanes = 32;
+
+template <class T>
+T row_max(const T* __restrict x, int64_t n) {
+  constexpr T kNone = -std::numeric_limits<T>::infinity();
+  T lane[kMaxLanes];
+  std::fill(lane, lane + kMaxLanes, kNone);
+  int64_t i = 0;
+  for (; i + kMaxLanes <= n; i += kMaxLanes) {
+#pragma omp simd
+    for (int64_t l = 0; l < kMaxLanes; ++l) lane[l] = x[i + l] > lane[l] ? x[i + l] : lane[l];
+  }
+  T mx = kNone;
+  for (; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  for (int64_t l = 0; l < kMaxLanes; ++l) mx = lane[l] > mx ? lane[l] : mx;
+  return mx;
+}
+
+// sum_i f(i) over a row: vector partial sums in T over blocks of kSumBlock elements, added
+// in double. One double accumulator for the whole row makes every add wait for the one
+// before, and converting each float term to double halves the vector width; a float
+// partial over 256 terms loses under 1e-6 of the block's sum. f may also store (a softmax
+// keeps each exp it sums). Callers pass lambdas that capture by value: GCC turns the loads
+// of a by-reference capture into gathers.
+inline constexpr int64_t kSumBlock = 256;
+
+template <class T, class F>
+double row_sum(int64_t n, F f) {
+  double total = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += kSumBlock) {
+    const int64_t i1 = std::min(n, i0 + kSumBlock);
+    T part = 0;
+#pragma omp simd reduction(+ : part)
+    for (int64_t i = i0; i < i1; ++i) part += f(i);
+    total += double(part);
+  }
+  return total;
 }
 
 // A backward's one pass over rows that also sums columns (a norm's weight and bias

@@ -29,25 +29,6 @@ const T* row_or(const Tensor& t, std::vector<T>& fill, int64_t n, T value) {
   return fill.data();
 }
 
-// sum_i f(i) over a row: vector partial sums in T over blocks of kSumBlock elements, added
-// in double. (One double accumulator for the whole row makes every add wait for the one
-// before, and mixing float terms into it vectorizes badly.) Callers pass lambdas that
-// capture by value: GCC turns the loads of a by-reference capture into gathers.
-constexpr int64_t kSumBlock = 256;
-
-template <class T, class F>
-double row_sum(int64_t n, F f) {
-  double total = 0;
-  for (int64_t i0 = 0; i0 < n; i0 += kSumBlock) {
-    const int64_t i1 = std::min(n, i0 + kSumBlock);
-    T part = 0;
-#pragma omp simd reduction(+ : part)
-    for (int64_t i = i0; i < i1; ++i) part += f(i);
-    total += double(part);
-  }
-  return total;
-}
-
 }  // namespace
 
 void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y,

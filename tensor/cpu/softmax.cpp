@@ -15,30 +15,19 @@ using namespace cpu;
 namespace {
 
 // The generic row loops below are the reference (and the f64 path). For f32 these
-// versions do the same passes in a form the compiler vectorises: `omp simd` reductions
-// for the max and the sum, and exp_fast (tensor/cpu/fast_math.h) instead of one libm call
-// per element. About 4x faster on [16384, 256] (docs/PERF.md); tests/test_ops.cpp checks
-// f32 against its double reference.
-// The largest element of an f32 row (-inf for an empty or fully masked row).
-float row_max_f32(const float* __restrict x, int64_t n) {
-  float mx = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : mx)
-  for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
-  return mx;
-}
-
+// versions do the same passes in a form the compiler vectorises: row_max and row_sum
+// (tensor/cpu/loops.h) for the max and the sum, and exp_fast (tensor/cpu/fast_math.h)
+// instead of one libm call per element. tests/test_ops.cpp checks f32 against its double
+// reference.
 void softmax_row_f32(const float* __restrict x, float* __restrict y, int64_t n, bool log) {
-  float mx = row_max_f32(x, n);
+  float mx = row_max(x, n);
   if (std::isinf(mx) && mx < 0) mx = 0;  // a fully masked row: avoid inf - inf
-  // The sum accumulates in double: its rounding then no longer depends on how the compiler
-  // splits the loop into lanes (-O0, -O3, AVX2 or AVX-512 all agree to ~1 ulp of f32).
-  double s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) {
+  // Each exp is kept as it is summed; the softmax then only scales them.
+  const double s = row_sum<float>(n, [=](int64_t i) {
     const float e = exp_fast(x[i] - mx);
     y[i] = e;
-    s += double(e);
-  }
+    return e;
+  });
   if (log) {
     const float lse = float(double(mx) + std::log(s));
 #pragma omp simd
@@ -78,15 +67,11 @@ double row_logsumexp(const T* x, int64_t n) {
   return mx + std::log(s);
 }
 
-// f32 form of row_logsumexp, picked by overload resolution: the max and the sum as `omp simd`
-// reductions, exp_fast for each term, the sum in double as in softmax_row_f32.
+// f32 form of row_logsumexp, picked by overload resolution: row_max, and row_sum over exp_fast.
 double row_logsumexp(const float* __restrict x, int64_t n) {
-  const float mx = row_max_f32(x, n);
+  const float mx = row_max(x, n);
   if (std::isinf(mx)) return double(mx);
-  double s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += double(exp_fast(x[i] - mx));
-  return double(mx) + std::log(s);
+  return double(mx) + std::log(row_sum<float>(n, [=](int64_t i) { return exp_fast(x[i] - mx); }));
 }
 
 // d = exp(x - lse) * scale: the softmax of a cross-entropy row, scaled. The reference, and
@@ -208,6 +193,36 @@ void cross_entropy_row_grad(const T* xr, T lse, T s, T* dr, int64_t t, int64_t i
   dr[t] -= s;
 }
 
+// A row's loss term and gradient together; returns the row's log-sum-exp. The reference
+// composes the two helpers above; the f32 overload makes two passes over the row: its max,
+// then each exp kept in dr as it is summed, which the gradient then only scales (no exp is
+// computed twice).
+template <class T>
+double cross_entropy_row_with_grad(const T* xr, T s, T* loss, T* dr, int64_t t, int64_t ignore, int64_t n) {
+  const double l = row_logsumexp(xr, n);
+  *loss = cross_entropy_row_loss(xr, l, t, ignore, n);
+  cross_entropy_row_grad(xr, T(l), s, dr, t, ignore, n);
+  return l;
+}
+double cross_entropy_row_with_grad(const float* __restrict xr, float s, float* loss, float* __restrict dr, int64_t t,
+                                   int64_t ignore, int64_t n) {
+  const float mx = row_max(xr, n);
+  if (std::isinf(mx) || t == ignore || t < 0 || t >= n)  // the edge cases, as the reference has them
+    return cross_entropy_row_with_grad<float>(xr, s, loss, dr, t, ignore, n);
+  const double sum = row_sum<float>(n, [=](int64_t i) {
+    const float e = exp_fast(xr[i] - mx);
+    dr[i] = e;
+    return e;
+  });
+  const double l = double(mx) + std::log(sum);
+  const float k = float(double(s) / sum);
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dr[i] *= k;
+  dr[t] -= s;
+  *loss = cross_entropy_row_loss(xr, l, t, ignore, n);
+  return l;
+}
+
 }  // namespace
 
 void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& lse,
@@ -255,10 +270,7 @@ void CpuBackend::cross_entropy_with_grad(const Tensor& logits, const Tensor& tar
     T* dp = static_cast<T*>(dlogits.raw_data());
     const T s = *static_cast<const T*>(scale.raw_data());
     parallel_for(rows, n * 8, [&](int64_t r) {
-      const double l = row_logsumexp(xp + r * n, n);
-      sp[r] = T(l);
-      lp[r] = cross_entropy_row_loss(xp + r * n, l, tp[r], ignore_index, n);
-      cross_entropy_row_grad(xp + r * n, T(l), s, dp + r * n, tp[r], ignore_index, n);
+      sp[r] = T(cross_entropy_row_with_grad(xp + r * n, s, lp + r, dp + r * n, tp[r], ignore_index, n));
     });
   });
 }
