@@ -131,13 +131,16 @@ struct NoTerm {
 // s_j scale.
 //
 // Each row is a few passes: the ones without a chain are `omp simd` loops (the gates, the
-// table reads), and the serial ones do as little as possible (suffix_positions). The dz scatter is the
-// backward's trap: adding into dz[floor c_j] key after key makes every add wait for the
-// previous store to the same slot. But c_j only falls as j grows (a suffix sum of gates >= 0,
-// and rounding keeps that order), so the keys reading slot p are one run of consecutive j:
+// table reads, each key's shares of the gradient), and the serial ones do as little as
+// possible (suffix_positions, the prefix sums in grad). The dz scatter is the backward's
+// trap: adding into dz[floor c_j] key after key makes every add wait for the previous store
+// to the same slot. But c_j only falls as j grows (a suffix sum of gates >= 0, and rounding
+// keeps that order), so the keys reading slot p as floor are one run of consecutive j:
 // dz[p] is a difference of two prefix sums of (1 - w_j) dterm_j, taken at the ends of the
-// runs, and the loop over the keys only stores each slot's latest key (no loads). The same
-// for the ceilings. The prefix sums run in double, so their differences lose nothing.
+// runs, and the serial pass only stores each slot's latest key (no loads). A key's ceiling
+// share goes to slot floor + 1 (where w_j = 0 it is zero, whatever the slot), so the same
+// run ends serve the ceilings. The prefix sums run in double, so their differences lose
+// nothing.
 //
 // The cap does the most for speed. Once the count from query i down reaches npos - 1, every
 // earlier key sits at the cap: its term is the constant z_i[npos - 1], and no gradient flows
@@ -177,15 +180,14 @@ template <class T>
 struct CopeTerm {
   // Per thread: the block's gates and clamped positions, row r at r·kv (or every row at 0
   // when the forward does not keep them), each row's first uncapped key, and the backward's
-  // prefix sums and run ends.
+  // per-key values (see grad) and run ends.
   struct Scratch {
-    std::vector<T> g, c;
-    std::vector<int64_t> start;
+    std::vector<T> g, c, dg;
+    std::vector<int64_t> start, floors, end;
     std::vector<double> lo_sum, hi_sum;
-    std::vector<int64_t> lo_end, hi_end;
     Scratch(int64_t elements, int64_t Tk, int64_t npos)
-        : g(size_t(elements)), c(size_t(elements)), start(size_t(kQueryBlock)), lo_sum(size_t(Tk)), hi_sum(size_t(Tk)),
-          lo_end(size_t(npos)), hi_end(size_t(npos)) {}
+        : g(size_t(elements)), c(size_t(elements)), dg(size_t(Tk)), start(size_t(kQueryBlock)), floors(size_t(Tk)),
+          end(size_t(npos)), lo_sum(size_t(Tk)), hi_sum(size_t(Tk)) {}
   };
   T scale;
   const T* Z;  // [bh·Tq, npos], row b·Tq + r0 + r for block row r
@@ -231,58 +233,70 @@ struct CopeTerm {
     }
   }
 
+  // Per row: (1) a vector pass gives each uncapped key t its floor, its shares of dterm for
+  // the floor and ceiling slots and its own term of dg; (2) a serial pass turns those into
+  // prefix sums and stores each floor's last key; (3) a vector pass adds the gates' gradient
+  // to the row; (4) dz from the prefix sums at the run ends. The capped keys below `start` all
+  // read slot npos - 1 with w = 0 and pass nothing to the gates: their one sum stands for
+  // them, as key start - 1.
   void grad(T* ds, int64_t nq, int64_t kv, int64_t b, int64_t r0, int64_t shift, Scratch& sc) const {
     const int64_t top = npos - 1;
     const T cap = T(top), dterm_scale = official ? scale : T(1);
-    double* lo_sum = sc.lo_sum.data();
-    double* hi_sum = sc.hi_sum.data();
-    int64_t* lo_end = sc.lo_end.data();
-    int64_t* hi_end = sc.hi_end.data();
+    double* lo_sum = sc.lo_sum.data();  // prefix sums of (1 - w_t) dterm_t, the floor shares
+    double* hi_sum = sc.hi_sum.data();  // and of w_t dterm_t, the ceiling shares
+    T* dg = sc.dg.data();               // dterm_t (z[ceil] - z[floor]), then its prefix sums dg_t
+    int64_t* floors = sc.floors.data();
+    int64_t* end = sc.end.data();       // end[p]: the last key whose floor is p, or -1
     for (int64_t r = 0; r < nq; ++r) {
       const int64_t n = r0 + r + shift + 1, start = sc.start[size_t(r)];
       T* d = ds + r * kv;
       const T* g = sc.g.data() + r * kv;
       const T* c = sc.c.data() + r * kv;
       const T* z = Z + (b * Tq + r0 + r) * npos;
-      std::fill(lo_end, lo_end + npos, int64_t(-1));
-      std::fill(hi_end, hi_end + npos, int64_t(-1));
-      // The capped keys below `start` all read slot npos - 1 as floor and ceiling with w = 0,
-      // and pass nothing to the gates: one sum, as if the loop below had run over them.
-      double lo_acc = 0, hi_acc = 0;
-      if (start > 0) {
-#pragma omp simd reduction(+ : lo_acc)
-        for (int64_t t = 0; t < start; ++t) lo_acc += double(d[t] * dterm_scale);
-        lo_sum[start - 1] = lo_acc;
-        hi_sum[start - 1] = 0;
-        lo_end[top] = hi_end[top] = start - 1;
-      }
-      T dg = 0;  // dg_t, as t runs forward
+#pragma omp simd
       for (int64_t t = start; t < n; ++t) {
         const T dterm = d[t] * dterm_scale;
         const CopeInterp<T> ip(c[t]);
-        lo_acc += double((T(1) - ip.w) * dterm);
-        hi_acc += double(ip.w * dterm);
-        lo_sum[t] = lo_acc;
-        hi_sum[t] = hi_acc;
-        lo_end[ip.lo] = t;  // the last key so far reading slot lo: a store, no load
-        hi_end[ip.hi] = t;
-        dg += c[t] < cap ? dterm * (z[ip.hi] - z[ip.lo]) : T(0);
-        d[t] += dg * g[t] * (T(1) - g[t]);
+        floors[t] = ip.lo;
+        lo_sum[t] = double((T(1) - ip.w) * dterm);
+        hi_sum[t] = double(ip.w * dterm);
+        dg[t] = c[t] < cap ? dterm * (z[ip.hi] - z[ip.lo]) : T(0);
       }
-      // The keys reading slot p as floor are those after the last key with a higher floor,
-      // up to its own last one: dz[p] = lo_sum[end(p)] - lo_sum[end(p + 1)], end(p) the last
-      // key whose floor is >= p (-1 for none, where the sum is 0). Likewise the ceilings.
+      std::fill(end, end + npos, int64_t(-1));
+      double lo_acc = 0, hi_acc = 0;
+      if (start > 0) {
+        const T* dc = d;
+        lo_acc = row_sum<T>(start, [=](int64_t t) { return dc[t]; }) * double(dterm_scale);
+        lo_sum[start - 1] = lo_acc;
+        hi_sum[start - 1] = 0;
+        end[top] = start - 1;
+      }
+      T dg_acc = 0;
+      for (int64_t t = start; t < n; ++t) {
+        lo_acc += lo_sum[t];
+        lo_sum[t] = lo_acc;
+        hi_acc += hi_sum[t];
+        hi_sum[t] = hi_acc;
+        dg_acc += dg[t];
+        dg[t] = dg_acc;
+        end[floors[t]] = t;  // a store, no load
+      }
+#pragma omp simd
+      for (int64_t t = start; t < n; ++t) d[t] += dg[t] * g[t] * (T(1) - g[t]);
+      // The keys whose floor is p are those after the last key with a higher floor, up to
+      // its own last one: with last(p) the last key whose floor is >= p (-1 for none, where
+      // the sums are 0), the floor shares of slot p are lo_sum[last(p)] - lo_sum[last(p + 1)]
+      // and the ceiling shares hi_sum[last(p - 1)] - hi_sum[last(p)] (last(-1) = n - 1).
       T* dz = dZ + (b * Tq + r0 + r) * npos;
-      int64_t lo_last = -1, hi_last = -1;
-      double lo_above = 0, hi_above = 0;
-      for (int64_t p = npos - 1; p >= 0; --p) {
-        lo_last = std::max(lo_last, lo_end[p]);
-        hi_last = std::max(hi_last, hi_end[p]);
-        const double lo_here = lo_last >= 0 ? lo_sum[lo_last] : 0.0;
-        const double hi_here = hi_last >= 0 ? hi_sum[hi_last] : 0.0;
-        dz[p] = T((lo_here - lo_above) + (hi_here - hi_above));
+      int64_t last = -1;     // last(p + 1), then last(p)
+      double lo_above = 0;   // lo_sum at last(p + 1)
+      auto at = [](const double* sum, int64_t key) { return key >= 0 ? sum[key] : 0.0; };
+      for (int64_t p = top; p >= 0; --p) {
+        last = std::max(last, end[p]);
+        const int64_t below = p > 0 ? std::max(last, end[p - 1]) : n - 1;  // last(p - 1)
+        const double lo_here = at(lo_sum, last);
+        dz[p] = T((lo_here - lo_above) + (at(hi_sum, below) - at(hi_sum, last)));
         lo_above = lo_here;
-        hi_above = hi_here;
       }
     }
   }
