@@ -268,12 +268,12 @@ void bench_rows(const Options& opt, std::FILE* out) {
     const int64_t BH = opt.quick ? 4 : 16, T = opt.quick ? 256 : 1024, Dh = 64, npos = 64;
     const double scale = 1.0 / std::sqrt(double(Dh));
     Tensor q = randn({BH, T, Dh}).requires_grad_(), k = randn({BH, T, Dh}).requires_grad_(),
-           v = randn({BH, T, Dh}).requires_grad_(), z = randn({BH, T, npos}).requires_grad_(),
+           v = randn({BH, T, Dh}).requires_grad_(), e = randn({npos, Dh}).requires_grad_(),
            w = randn({BH, T, Dh});
     for (bool cope : {false, true}) {
       auto step = [&](bool reference) {
-        Tensor y = cope ? (reference ? causal_cope_attention_reference(q, k, v, z, scale, false)
-                                     : causal_cope_attention(q, k, v, z, scale, false))
+        Tensor y = cope ? (reference ? causal_cope_attention_reference(q, k, v, e, scale, false)
+                                     : causal_cope_attention(q, k, v, e, scale, false))
                         : (reference ? causal_attention_reference(q, k, v, scale) : causal_attention(q, k, v, scale));
         sum(y * w).backward();
       };

@@ -23,11 +23,16 @@ namespace copper {
 // npos] holds each query's logit for every integer position (q·eᵀ), in q's dtype. For query
 // i, with s_j = q_i·k_j: gates g_j = sigmoid(s_j scale), positions c_j = min(sum_{t=j..i} g_t,
 // npos - 1), term_j = z_i interpolated at c_j; the logits are s_j scale + term_j, or (s_j +
-// term_j) scale when `official`. Undefined z: plain attention.
+// term_j) scale when `official`. A backend that answers true to attention_reads_cope_table
+// is given the position table e [npos, Dh] instead of z and computes z = q·eᵀ itself; its
+// backward then adds the gradient through z to dq and writes the table's gradient to de.
+// Neither z nor e: plain attention.
 struct AttentionCope {
   Tensor z;
   Tensor dz;  // the backward writes dL/dz here (same shape as z)
   bool official = false;
+  Tensor e{};   // instead of z: the table [npos, Dh], contiguous
+  Tensor de{};  // the backward writes dL/de here (same shape as e)
 };
 
 class Backend {
@@ -144,6 +149,9 @@ class Backend {
   // last stride and a row stride of at least Dh, such as heads split off a (B, T, H·Dh)
   // projection. False: the op passes them all contiguous.
   virtual bool attention_takes_views() const { return false; }
+  // True when the fused attention takes CoPE's position table (AttentionCope::e) and computes
+  // z = q·eᵀ block by block, so that z is never stored; false: the op passes z.
+  virtual bool attention_reads_cope_table() const { return false; }
   virtual void attention(const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/, const Tensor& /*out*/,
                          const Tensor& /*lse*/, int64_t /*bh*/, int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/,
                          double /*scale*/, double /*p*/, uint64_t /*key*/, const AttentionCope& /*cope*/) {

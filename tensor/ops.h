@@ -123,14 +123,16 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
                         Generator* gen = nullptr);
 Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, double scale,
                                   double dropout_p = 0, Generator* gen = nullptr);
-// The same with CoPE's position term in the logits (nn/pe/cope.h): z (..., Tq, npos) = q·eᵀ,
-// s = q kᵀ · scale, term = cope_positions(s, z, Tk - Tq).term (the gates are sigmoid(s)), and
+// The same with CoPE's position term in the logits (nn/pe/cope.h), for the position table e
+// (npos, Dh): z (..., Tq, npos) = q·eᵀ, s = q kᵀ · scale, term = cope_positions(s, z, Tk -
+// Tq).term (the gates are sigmoid(s)), and
 //   dropout(causal_softmax(s + term), p, gen) v        (s + term · scale when `official`)
 // Fused where the backend has the kernel: no (Tq, Tk) gates, positions or probabilities are
-// kept. Differentiable in q, k, v and z.
-Tensor causal_cope_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& z, double scale,
+// kept, and on a backend that reads the table (the CPU) no z either. Differentiable in q, k,
+// v and e.
+Tensor causal_cope_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e, double scale,
                              bool official, double dropout_p = 0, Generator* gen = nullptr);
-Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& z,
+Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e,
                                        double scale, bool official, double dropout_p = 0, Generator* gen = nullptr);
 // logits [N, C] (or [..., C], flattened), targets i64 [N]; mean over targets != ignore_index.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);

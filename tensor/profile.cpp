@@ -244,6 +244,7 @@ class TimingBackend final : public Backend {
   }
   bool has_fused_attention() const override { return in_.has_fused_attention(); }
   bool attention_takes_views() const override { return in_.attention_takes_views(); }
+  bool attention_reads_cope_table() const override { return in_.attention_reads_cope_table(); }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, int64_t bh,
                  int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
                  const AttentionCope& cope) override {

@@ -27,6 +27,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "tensor/autocast.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/philox.h"
 #include "tensor/random.h"
@@ -650,19 +651,22 @@ std::vector<OpCase> all_cases() {
   }
 
   // ---- attention with CoPE's term (the fused kernel and its composed reference) ----
-  // q [.., Tq, Dh] over k, v [.., Tk, Dh], z [.., Tq, npos]; scale 0.5. Query r is i = r + Tk - Tq.
+  // q [.., Tq, Dh] over k, v [.., Tk, Dh], the table e [npos, Dh]; scale 0.5. Query r is i = r + Tk - Tq.
   auto cope_attention_ref = [](bool official) {
     return [official](const Inputs& x) {
-      Arr q = arr(x[0]), k = arr(x[1]), v = arr(x[2]), z = arr(x[3]);
+      Arr q = arr(x[0]), k = arr(x[1]), v = arr(x[2]), e = arr(x[3]);
       const int64_t Dh = q.shape.back(), Tq = q.shape[q.shape.size() - 2], Tk = k.shape[k.shape.size() - 2];
-      const int64_t npos = z.shape.back(), bh = int64_t(q.v.size()) / (Tq * Dh);
+      const int64_t npos = e.shape[0], bh = int64_t(q.v.size()) / (Tq * Dh);
       const double scale = 0.5;
       Arr out = q;
       for (int64_t b = 0; b < bh; ++b)
         for (int64_t r = 0; r < Tq; ++r) {
           const std::vector<double> s = visible_scores(q, k, b, r, scale);
           const int64_t n = int64_t(s.size());
-          const double* zr = &z.v[size_t((b * Tq + r) * npos)];
+          std::vector<double> zrow(static_cast<size_t>(npos), 0.0);  // z_i = q_i·eᵀ
+          for (int64_t p = 0; p < npos; ++p)
+            for (int64_t c = 0; c < Dh; ++c) zrow[size_t(p)] += q.v[size_t((b * Tq + r) * Dh + c)] * e.v[size_t(p * Dh + c)];
+          const double* zr = zrow.data();
           std::vector<double> logit(static_cast<size_t>(n));
           for (int64_t j = 0; j < n; ++j) {
             double p = 0;  // the gates of keys j..i, counted and clamped
@@ -686,14 +690,13 @@ std::vector<OpCase> all_cases() {
   for (auto [qs, ks, npos] : std::vector<std::tuple<Shape, Shape, int64_t>>{{{2, 6, 4}, {2, 9, 4}, 3},
                                                                            {{1, 70, 4}, {1, 70, 4}, 40}})
     for (bool official : {false, true}) {
-      Shape zs = qs;
-      zs.back() = npos;
+      const Shape es{npos, qs.back()};
       const std::string v = fmt::format("q {} over k, v {}, npos {}{}", shape_str(qs), shape_str(ks), npos,
                                         official ? ", official" : "");
-      add_case(C("causal_cope_attention", v, {qs, ks, ks, zs},
+      add_case(C("causal_cope_attention", v, {qs, ks, ks, es},
                  [official](const Inputs& x) { return causal_cope_attention(x[0], x[1], x[2], x[3], 0.5, official); })
                    .with_ref(cope_attention_ref(official)));
-      add_case(C("causal_cope_attention_reference", v, {qs, ks, ks, zs},
+      add_case(C("causal_cope_attention_reference", v, {qs, ks, ks, es},
                  [official](const Inputs& x) {
                    return causal_cope_attention_reference(x[0], x[1], x[2], x[3], 0.5, official);
                  })
@@ -1273,22 +1276,22 @@ TEST(OpValues, CausalAttentionReadsHeadViewsInPlace) {
     for (bool cope : {false, true}) {
       Generator data(11);
       Tensor x = randn({B, T, 3 * H * Dh}, t, &data), dy = randn({B, T, H * Dh}, t, &data);
-      Tensor z = randn({B, H, T, 5}, t, &data);
+      Tensor e = randn({5, Dh}, t, &data);
       auto run = [&](bool views) {
-        Tensor xg = x.clone().requires_grad_(), zg = z.clone().requires_grad_();
+        Tensor xg = x.clone().requires_grad_(), eg = e.clone().requires_grad_();
         auto head = [&](int64_t part) {  // (B, H, T, Dh), row stride 3·H·Dh
           Tensor h = xg.narrow(2, part * H * Dh, H * Dh).view({B, T, H, Dh}).transpose(1, 2);
           return views ? h : h.contiguous();
         };
         Tensor q = head(0), k = head(1), v = head(2);
-        Tensor y = cope ? causal_cope_attention(q, k, v, zg, 0.35, false, 0.0) : causal_attention(q, k, v, 0.35, 0.0);
+        Tensor y = cope ? causal_cope_attention(q, k, v, eg, 0.35, false, 0.0) : causal_attention(q, k, v, 0.35, 0.0);
         Tensor joined = y.transpose(1, 2).reshape({B, T, H * Dh});
         if (views) {
           EXPECT_TRUE(y.transpose(1, 2).is_contiguous()) << "y is not laid out as (B, T, H, Dh)";
           EXPECT_TRUE(joined.same_storage(y)) << "joining the heads copied";
         }
         sum(mul(joined, dy)).backward();
-        return std::vector<Tensor>{joined, xg.grad(), cope ? zg.grad() : zeros({1}, t)};
+        return std::vector<Tensor>{joined, xg.grad(), cope ? eg.grad() : zeros({1}, t)};
       };
       const auto in_place = run(true), copied = run(false);
       const double tol = t == DType::f64 ? 1e-12 : 2e-5;
@@ -1316,16 +1319,19 @@ TEST(OpValues, CausalCopeAttentionIsTheReference) {
       Generator data(5);
       const int64_t tk = 130;
       Tensor q = randn({2, 3, tq, 8}, t, &data), k = randn({2, 3, tk, 8}, t, &data);
-      Tensor v = randn({2, 3, tk, 8}, t, &data), z = randn({2, 3, tq, npos}, t, &data);
+      Tensor v = randn({2, 3, tk, 8}, t, &data), e = randn({npos, 8}, t, &data);
       Tensor dy = randn({2, 3, tq, 8}, t, &data);
+      // The reference runs in f64 for both: in f32 its own rounding (positions from a float
+      // cumsum) is several times the kernel's, so the f32 kernel is held to the f64 values.
       auto run = [&](bool fused) {
-        Tensor qg = q.clone().requires_grad_(), kg = k.clone().requires_grad_(), vg = v.clone().requires_grad_();
-        Tensor zg = z.clone().requires_grad_();
+        const DType rt = fused ? t : DType::f64;
+        auto leaf = [rt](const Tensor& x) { return x.to(rt).detach().clone().requires_grad_(); };
+        Tensor qg = leaf(q), kg = leaf(k), vg = leaf(v), eg = leaf(e);
         Generator g(9);
-        Tensor y = fused ? causal_cope_attention(qg, kg, vg, zg, 0.35, official, 0.2, &g)
-                         : causal_cope_attention_reference(qg, kg, vg, zg, 0.35, official, 0.2, &g);
-        sum(mul(y, dy)).backward();
-        return std::vector<Tensor>{y, qg.grad(), kg.grad(), vg.grad(), zg.grad()};
+        Tensor y = fused ? causal_cope_attention(qg, kg, vg, eg, 0.35, official, 0.2, &g)
+                         : causal_cope_attention_reference(qg, kg, vg, eg, 0.35, official, 0.2, &g);
+        sum(mul(y, dy.to(rt))).backward();
+        return std::vector<Tensor>{y, qg.grad(), kg.grad(), vg.grad(), eg.grad()};
       };
       const auto fused = run(true), ref = run(false);
       const double tol = t == DType::f64 ? 1e-12 : 2e-5;
@@ -1340,6 +1346,46 @@ TEST(OpValues, CausalCopeAttentionIsTheReference) {
                                       << official << ": output " << i;
       }
     }
+}
+
+// The CPU kernel takes CoPE's z rows or the table e (what the op passes it): with e it
+// computes z = q·eᵀ block by block, adds dz·e to dq and writes de = Σ qᵀ dz. Both ways agree
+// (the z way is what a backend that cannot read the table is given, and what the GPU tests
+// compare with).
+TEST(OpValues, CopeKernelReadsZOrTheTable) {
+  Backend& be = backend_for(kCPU);
+  for (DType t : {DType::f32, DType::f64}) {
+    const int64_t bh = 3, Tq = 70, Tk = 90, Dh = 8, npos = 12;
+    Generator data(21);
+    Tensor q = randn({bh, Tq, Dh}, t, &data), k = randn({bh, Tk, Dh}, t, &data), v = randn({bh, Tk, Dh}, t, &data);
+    Tensor e = randn({npos, Dh}, t, &data), dout = randn({bh, Tq, Dh}, t, &data);
+    Tensor z = matmul(q, e.t()).contiguous();
+    auto empty = [&](Shape s) { return Tensor::empty(std::move(s), t); };
+    Tensor out_z = empty({bh, Tq, Dh}), lse_z = empty({bh, Tq}), out_e = empty({bh, Tq, Dh}), lse_e = empty({bh, Tq});
+    be.attention(q, k, v, out_z, lse_z, bh, Tq, Tk, Dh, 0.35, 0.0, 0, AttentionCope{z, Tensor(), false});
+    be.attention(q, k, v, out_e, lse_e, bh, Tq, Tk, Dh, 0.35, 0.0, 0, AttentionCope{Tensor(), Tensor(), false, e});
+    Tensor dq_z = empty({bh, Tq, Dh}), dk_z = empty({bh, Tk, Dh}), dv_z = empty({bh, Tk, Dh}), dz = empty({bh, Tq, npos});
+    Tensor dq_e = empty({bh, Tq, Dh}), dk_e = empty({bh, Tk, Dh}), dv_e = empty({bh, Tk, Dh}), de = empty({npos, Dh});
+    be.attention_backward(q, k, v, out_z, lse_z, dout, dq_z, dk_z, dv_z, bh, Tq, Tk, Dh, 0.35, 0.0, 0,
+                          AttentionCope{z, dz, false});
+    be.attention_backward(q, k, v, out_e, lse_e, dout, dq_e, dk_e, dv_e, bh, Tq, Tk, Dh, 0.35, 0.0, 0,
+                          AttentionCope{Tensor(), Tensor(), false, e, de});
+    const std::vector<std::pair<Tensor, Tensor>> pairs{
+        {out_e, out_z}, {lse_e, lse_z}, {dk_e, dk_z}, {dv_e, dv_z},
+        {dq_e, add(dq_z, matmul(dz, e))},                                   // dq + dz e
+        {de, sum(matmul(q.transpose(-2, -1), dz), {0}).t().contiguous()}};  // Σ_b q_bᵀ dz_b, as (npos, Dh)
+    const double tol = t == DType::f64 ? 1e-12 : 2e-5;
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      const std::vector<double> a = V(pairs[i].first), b = V(pairs[i].second);
+      ASSERT_EQ(a.size(), b.size()) << i;
+      double worst = 0, scale = 1e-30;
+      for (size_t j = 0; j < a.size(); ++j) {
+        worst = std::max(worst, std::abs(a[j] - b[j]));
+        scale = std::max(scale, std::abs(b[j]));
+      }
+      EXPECT_LE(worst, tol * scale) << dtype_name(t) << ": pair " << i;
+    }
+  }
 }
 
 TEST(OpValues, JoinAndSplit) {

@@ -120,9 +120,8 @@ Tensor CoPE::fused_attention(const AttentionContext& ctx, const Tensor& v, doubl
   const DType dt = ctx.q.dtype();
   if (gate_key || (dt != DType::f32 && dt != DType::f64)) return Tensor();
   Tensor e = pos_emb.dtype() == dt ? pos_emb : pos_emb.to(dt);
-  Tensor z = matmul(ctx.q, e.t());  // z: (B, H, Tq, npos), z[r][p] = q_r·e[p]
   last_gates_ = last_positions_ = last_term_ = Tensor();
-  return causal_cope_attention(ctx.q, ctx.k, v, z, scale, scale_ == CopeScale::official, dropout_p);
+  return causal_cope_attention(ctx.q, ctx.k, v, e, scale, scale_ == CopeScale::official, dropout_p);
 }
 
 std::shared_ptr<PositionEncoding> make_cope_pe(const PEConfig& cfg) {

@@ -105,9 +105,11 @@ struct Keep {
 // attention) or CopeTerm. Each has
 //   scratch()        the per-thread buffers its rows need;
 //   softmax_scale()  the factor the softmax applies to what logits() left in the rows;
+//   begin_block()    prepares what the block's rows read (CoPE: their z rows);
 //   logits()         turns the block's q·kᵀ [nq, kv] into logits (before that factor);
 //   grad()           given dL/dlogits, adds the gradient that reaches q·kᵀ through the term
-//                    and writes the term's other input gradients.
+//                    and writes the term's other input gradients;
+//   end_block_backward()  adds what grad() left for the block to dq (and the table's gradient).
 // Block rows are r < nq of batch·head b, first row r0; row r sees keys j < r0 + r + shift + 1.
 template <class T>
 struct NoTerm {
@@ -115,8 +117,10 @@ struct NoTerm {
   T scale;
   Scratch scratch(int64_t /*elements*/, int64_t /*Tk*/) const { return {}; }
   T softmax_scale() const { return scale; }
+  void begin_block(int64_t, int64_t, int64_t, Scratch&) const {}
   void logits(T*, int64_t, int64_t, int64_t, int64_t, int64_t, Scratch&, bool) const {}
   void grad(T*, int64_t, int64_t, int64_t, int64_t, int64_t, Scratch&) const {}
+  void end_block_backward(int64_t, int64_t, int64_t, Scratch&) const {}
 };
 
 // CoPE (nn/pe/cope.h) over a block, query i = r0 + r + shift:
@@ -179,33 +183,62 @@ constexpr int64_t kCopeChunk = 64;
 template <class T>
 struct CopeTerm {
   // Per thread: the block's gates and clamped positions, row r at r·kv (or every row at 0
-  // when the forward does not keep them), each row's first uncapped key, and the backward's
-  // per-key values (see grad) and run ends.
+  // when the forward does not keep them), each row's first uncapped key, the backward's
+  // per-key values (see grad) and run ends, and with a table the block's z and dz rows.
   struct Scratch {
-    std::vector<T> g, c, dg;
+    std::vector<T> g, c, dg, zblock, dzblock;
     std::vector<int64_t> start, floors, end;
     std::vector<double> lo_sum, hi_sum;
-    Scratch(int64_t elements, int64_t Tk, int64_t npos)
-        : g(size_t(elements)), c(size_t(elements)), dg(size_t(Tk)), start(size_t(kQueryBlock)), floors(size_t(Tk)),
-          end(size_t(npos)), lo_sum(size_t(Tk)), hi_sum(size_t(Tk)) {}
+    const T* z = nullptr;  // the block's z rows, row r at r·npos
+    T* dz = nullptr;       // where grad() writes their gradient
+    Scratch(int64_t elements, int64_t Tk, int64_t npos, bool table)
+        : g(size_t(elements)), c(size_t(elements)), dg(size_t(Tk)),
+          zblock(table ? size_t(kQueryBlock * npos) : 0), dzblock(table ? size_t(kQueryBlock * npos) : 0),
+          start(size_t(kQueryBlock)), floors(size_t(Tk)), end(size_t(npos)), lo_sum(size_t(Tk)), hi_sum(size_t(Tk)) {}
   };
   T scale;
-  const T* Z;  // [bh·Tq, npos], row b·Tq + r0 + r for block row r
-  T* dZ;       // the same shape, written by grad()
   int64_t Tq, npos;
   bool official;
+  // Either z itself, [bh·Tq, npos] with row b·Tq + i for query i of batch·head b (and dZ, the
+  // same shape, written by grad()), or the table E [npos, Dh]: each block then computes its
+  // z rows as Q_block Eᵀ, and its backward adds dz E to dq and Q_blockᵀ dz to dE[b], [bh,
+  // npos, Dh], one table gradient per batch·head (summed in order by the caller).
+  const T* Z = nullptr;
+  T* dZ = nullptr;
+  const T* E = nullptr;
+  T* dE = nullptr;
+  const Mats<const T>* Q = nullptr;
+  const Mats<T>* dQ = nullptr;
+  int64_t Dh = 0;
 
-  Scratch scratch(int64_t elements, int64_t Tk) const { return Scratch(elements, Tk, npos); }
+  Scratch scratch(int64_t elements, int64_t Tk) const { return Scratch(elements, Tk, npos, E != nullptr); }
   T softmax_scale() const { return T(1); }
 
-  void logits(T* s, int64_t nq, int64_t kv, int64_t b, int64_t r0, int64_t shift, Scratch& sc, bool keep) const {
+  void begin_block(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
+    if (!E) {
+      sc.z = Z + (b * Tq + r0) * npos;
+      sc.dz = dZ ? dZ + (b * Tq + r0) * npos : nullptr;
+      return;
+    }
+    gemm_rm(false, true, nq, npos, Dh, 1.0, (*Q)(b, r0), Q->ld, E, Dh, 0.0, sc.zblock.data(), npos);  // z = q Eᵀ
+    sc.z = sc.zblock.data();
+    sc.dz = sc.dzblock.data();
+  }
+
+  void end_block_backward(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
+    if (!E) return;
+    gemm_rm(false, false, nq, Dh, npos, 1.0, sc.dz, npos, E, Dh, 1.0, (*dQ)(b, r0), dQ->ld);                 // dq += dz E
+    gemm_rm(true, false, npos, Dh, nq, 1.0, sc.dz, npos, (*Q)(b, r0), Q->ld, 1.0, dE + b * npos * Dh, Dh);  // dE[b] += dzᵀ q
+  }
+
+  void logits(T* s, int64_t nq, int64_t kv, int64_t /*b*/, int64_t r0, int64_t shift, Scratch& sc, bool keep) const {
     const T cap = T(npos - 1), sc_ = scale;
     for (int64_t r = 0; r < nq; ++r) {
       const int64_t n = r0 + r + shift + 1;
       T* row = s + r * kv;
       T* g = sc.g.data() + (keep ? r * kv : 0);
       T* c = sc.c.data() + (keep ? r * kv : 0);
-      const T* z = Z + (b * Tq + r0 + r) * npos;
+      const T* z = sc.z + r * npos;
       // Down from the query, a chunk at a time, until the count reaches the cap: keys below
       // `start` are all capped.
       int64_t start = n;
@@ -239,7 +272,7 @@ struct CopeTerm {
   // to the row; (4) dz from the prefix sums at the run ends. The capped keys below `start` all
   // read slot npos - 1 with w = 0 and pass nothing to the gates: their one sum stands for
   // them, as key start - 1.
-  void grad(T* ds, int64_t nq, int64_t kv, int64_t b, int64_t r0, int64_t shift, Scratch& sc) const {
+  void grad(T* ds, int64_t nq, int64_t kv, int64_t /*b*/, int64_t r0, int64_t shift, Scratch& sc) const {
     const int64_t top = npos - 1;
     const T cap = T(top), dterm_scale = official ? scale : T(1);
     double* lo_sum = sc.lo_sum.data();  // prefix sums of (1 - w_t) dterm_t, the floor shares
@@ -252,7 +285,7 @@ struct CopeTerm {
       T* d = ds + r * kv;
       const T* g = sc.g.data() + r * kv;
       const T* c = sc.c.data() + r * kv;
-      const T* z = Z + (b * Tq + r0 + r) * npos;
+      const T* z = sc.z + r * npos;
 #pragma omp simd
       for (int64_t t = start; t < n; ++t) {
         const T dterm = d[t] * dterm_scale;
@@ -287,7 +320,7 @@ struct CopeTerm {
       // its own last one: with last(p) the last key whose floor is >= p (-1 for none, where
       // the sums are 0), the floor shares of slot p are lo_sum[last(p)] - lo_sum[last(p + 1)]
       // and the ceiling shares hi_sum[last(p - 1)] - hi_sum[last(p)] (last(-1) = n - 1).
-      T* dz = dZ + (b * Tq + r0 + r) * npos;
+      T* dz = sc.dz + r * npos;
       int64_t last = -1;     // last(p + 1), then last(p)
       double lo_above = 0;   // lo_sum at last(p + 1)
       auto at = [](const double* sum, int64_t key) { return key >= 0 ? sum[key] : 0.0; };
@@ -351,6 +384,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
       const int64_t b = item / blocks, r0 = (item % blocks) * kQueryBlock;
       const int64_t nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;  // keys the block's last row sees
       gemm_rm(false, true, nq, kv, Dh, 1.0, Q(b, r0), Q.ld, K(b), K.ld, 0.0, s.data(), kv);  // s = q kᵀ
+      term.begin_block(b, r0, nq, scratch);
       term.logits(s.data(), nq, kv, b, r0, shift, scratch, false);
       block_probs(s.data(), nq, kv, r0 + shift, term.softmax_scale(), L + b * Tq + r0, static_cast<const T*>(nullptr));
       if (p > 0)
@@ -391,6 +425,7 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t r0 = blk * kQueryBlock, nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;
         gemm_rm(false, true, nq, kv, Dh, 1.0, Q(b, r0), Q.ld, K(b), K.ld, 0.0, P.data(), kv);    // P = q kᵀ
+        term.begin_block(b, r0, nq, scratch);
         term.logits(P.data(), nq, kv, b, r0, shift, scratch, true);
         block_probs(P.data(), nq, kv, r0 + shift, term.softmax_scale(), static_cast<T*>(nullptr), L + b * Tq + r0);
         gemm_rm(false, true, nq, kv, Dh, 1.0, dO(b, r0), dO.ld, V(b), V.ld, 0.0, dP.data(), kv);  // dP = dO vᵀ (after dropout)
@@ -430,18 +465,44 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         gemm_rm(true, false, kv, Dh, nq, 1.0, P.data(), kv, dO(b, r0), dO.ld, 1.0, dV(b), dV.ld);          // dv += Pmᵀ dO
         gemm_rm(false, false, nq, Dh, kv, scale, dP.data(), kv, K(b), K.ld, 0.0, dQ(b, r0), dQ.ld);      // dq
         gemm_rm(true, false, kv, Dh, nq, scale, dP.data(), kv, Q(b, r0), Q.ld, 1.0, dK(b), dK.ld);       // dk += dSᵀ q
+        term.end_block_backward(b, r0, nq, scratch);
       }
     }
   }
 }
 
-// Runs `body` with the block term the call asks for: CopeTerm when cope.z is given.
+// Runs `body` with the block term the call asks for: NoTerm, or CopeTerm reading cope.z or
+// cope.e (then dq, when given, is where the backward adds dz E, and cope.de gets the table's
+// gradient: the batch·heads' terms summed in order, so it does not depend on the threads).
 template <class T, class Body>
-void with_term(const AttentionCope& cope, double scale, int64_t Tq, Body&& body) {
-  if (!cope.z.defined()) return body(NoTerm<T>{T(scale)});
-  body(CopeTerm<T>{T(scale), static_cast<const T*>(cope.z.raw_data()),
-                   cope.dz.defined() ? static_cast<T*>(cope.dz.raw_data()) : nullptr, Tq, cope.z.size(-1),
-                   cope.official});
+void with_term(const AttentionCope& cope, double scale, int64_t bh, int64_t Tq, const Tensor& q, const Tensor& dq,
+               Body&& body) {
+  if (!cope.z.defined() && !cope.e.defined()) return body(NoTerm<T>{T(scale)});
+  CopeTerm<T> term{T(scale), Tq, 0, cope.official};
+  if (cope.z.defined()) {
+    term.npos = cope.z.size(-1);
+    term.Z = static_cast<const T*>(cope.z.raw_data());
+    term.dZ = cope.dz.defined() ? static_cast<T*>(cope.dz.raw_data()) : nullptr;
+    return body(term);
+  }
+  term.npos = cope.e.size(0);
+  term.Dh = cope.e.size(1);
+  term.E = static_cast<const T*>(cope.e.raw_data());
+  const Mats<const T> Q(q, bh);
+  term.Q = &Q;
+  if (!dq.defined()) return body(term);
+  const Mats<T> dQ(dq, bh);
+  const int64_t table = term.npos * term.Dh;
+  std::vector<T> dE(size_t(bh * table), T(0));
+  term.dQ = &dQ;
+  term.dE = dE.data();
+  body(term);
+  T* de = static_cast<T*>(cope.de.raw_data());
+  parallel_for(table, bh, [&](int64_t i) {
+    double acc = 0;
+    for (int64_t b = 0; b < bh; ++b) acc += double(dE[size_t(b * table + i)]);
+    de[i] = T(acc);
+  });
 }
 
 }  // namespace
@@ -452,7 +513,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, co
   const Keep keep{key, float(p), 1.0 / (1.0 - p)};
   const SerialBlas serial;
   COPPER_DISPATCH_FLOAT(q.dtype(), "attention", [&] {
-    with_term<T>(cope, scale, Tq, [&](const auto& term) {
+    with_term<T>(cope, scale, bh, Tq, q, Tensor(), [&](const auto& term) {
       attention_forward<T>(q, k, v, out, lse, bh, Tq, Tk, Dh, p, keep, term);
     });
   });
@@ -465,7 +526,7 @@ void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tens
   const Keep keep{key, float(p), 1.0 / (1.0 - p)};
   const SerialBlas serial;
   COPPER_DISPATCH_FLOAT(q.dtype(), "attention_backward", [&] {
-    with_term<T>(cope, scale, Tq, [&](const auto& term) {
+    with_term<T>(cope, scale, bh, Tq, q, dq, [&](const auto& term) {
       attention_backward_impl<T>(q, k, v, out, lse, dout, dq, dk, dv, bh, Tq, Tk, Dh, scale, p, keep, term);
     });
   });

@@ -48,6 +48,7 @@ class CpuBackend final : public Backend {
                                int64_t t0, int64_t npos) override;
   bool has_fused_attention() const override { return true; }
   bool attention_takes_views() const override { return true; }
+  bool attention_reads_cope_table() const override { return true; }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, int64_t bh,
                  int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
                  const AttentionCope& cope) override;

@@ -46,15 +46,13 @@ std::array<int64_t, 4> check_attention(const Tensor& q, const Tensor& k, const T
   return {shape_numel(lead), Tq, Tk, Dh};
 }
 
-// z (..., Tq, npos), npos >= 1: one row of position logits per query, in q's dtype and device.
-void check_cope_table(const Tensor& q, const Tensor& z) {
+// e (npos, Dh), npos >= 1: CoPE's position table, in q's dtype and device.
+void check_cope_table(const Tensor& q, const Tensor& e) {
   const char* op = "causal_cope_attention";
-  check_same(op, q, z);
-  Shape want = q.shape();
-  want.back() = z.dim() > 0 ? z.size(-1) : 0;
-  COPPER_CHECK(z.dim() == q.dim() && z.shape() == want && z.size(-1) >= 1, op,
-               "z {} must be (..., Tq, npos) with q {}'s leading dims and queries, npos >= 1. HINT: z = q·eᵀ for the "
-               "position table e (npos, Dh)", z.repr_shape(), q.repr_shape());
+  check_same(op, q, e);
+  COPPER_CHECK(e.dim() == 2 && e.size(0) >= 1 && e.size(1) == q.size(-1), op,
+               "position table e {} must be (npos, {}) with npos >= 1 for q {}", e.repr_shape(), q.size(-1),
+               q.repr_shape());
 }
 
 // A fresh tensor of t's shape whose memory runs in the order of t's strides (the dims by
@@ -100,10 +98,11 @@ Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor
   return matmul(att, v);                                                      // (..., Tq, Dh)
 }
 
-Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& z,
+Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e,
                                        double scale, bool official, double dropout_p, Generator* gen) {
   const auto [bh, Tq, Tk, Dh] = check_attention(q, k, v, dropout_p);
-  check_cope_table(q, z);
+  check_cope_table(q, e);
+  Tensor z = matmul(q, e.t());                                     // z: (..., Tq, npos), z[r][p] = q_r·e[p]
   Tensor s = mul(matmul(q, k.transpose(-2, -1)), scale);         // s: (..., Tq, Tk), also the gates' logits
   Tensor term = cope_positions(s, z, Tk - Tq).term;                // term: (..., Tq, Tk)
   Tensor att = causal_softmax(official ? add(s, mul(term, scale)) : add(s, term));
@@ -113,30 +112,37 @@ Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const T
 
 namespace {
 
-// The fused kernel for both ops; z undefined for plain attention.
-Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& z, double scale,
-                       bool official, double dropout_p, Generator* gen, const std::array<int64_t, 4>& dims) {
+// The fused kernel for both ops: plain attention (neither z nor e), or CoPE given z or, on a
+// backend that reads it, the table e.
+Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& z, const Tensor& e,
+                       double scale, bool official, double dropout_p, Generator* gen,
+                       const std::array<int64_t, 4>& dims) {
   const auto [bh, Tq, Tk, Dh] = dims;
   Backend& be = backend_of(q);
   const uint64_t key = dropout_p > 0 ? (gen ? *gen : default_generator()).next_u64() : 0;
   const Tensor qc = kernel_operand(be, q), kc = kernel_operand(be, k), vc = kernel_operand(be, v);
-  const Tensor zc = z.defined() ? z.contiguous() : Tensor();
+  const Tensor zc = z.defined() ? z.contiguous() : Tensor(), ec = e.defined() ? e.contiguous() : Tensor();
   Shape lse_shape(q.shape().begin(), q.shape().end() - 1);  // (..., Tq)
   Tensor out = kernel_result_like(be, qc);
   Tensor lse = Tensor::empty(lse_shape, q.dtype(), q.device());
-  be.attention(qc, kc, vc, out, lse, bh, Tq, Tk, Dh, scale, dropout_p, key, AttentionCope{zc, Tensor(), official});
+  be.attention(qc, kc, vc, out, lse, bh, Tq, Tk, Dh, scale, dropout_p, key,
+               AttentionCope{zc, Tensor(), official, ec, Tensor()});
   std::vector<Tensor> inputs{q, k, v};
   if (z.defined()) inputs.push_back(z);
-  record_op(z.defined() ? "causal_cope_attention" : "causal_attention", out, inputs,
+  if (e.defined()) inputs.push_back(e);
+  record_op(z.defined() || e.defined() ? "causal_cope_attention" : "causal_attention", out, inputs,
             [qc = qc.detach(), kc = kc.detach(), vc = vc.detach(), zc = zc.defined() ? zc.detach() : Tensor(),
-             o = out.detach(), lse, bh, Tq, Tk, Dh, scale, official, dropout_p, key](const Tensor& g) {
+             ec = ec.defined() ? ec.detach() : Tensor(), o = out.detach(), lse, bh, Tq, Tk, Dh, scale, official,
+             dropout_p, key](const Tensor& g) {
               Backend& be = backend_of(qc);
               Tensor dq = kernel_result_like(be, qc), dk = kernel_result_like(be, kc), dv = kernel_result_like(be, vc);
-              Tensor dz = zc.defined() ? Tensor::empty(zc.shape(), zc.dtype(), zc.device()) : Tensor();
+              auto like = [](const Tensor& t) { return t.defined() ? Tensor::empty(t.shape(), t.dtype(), t.device()) : Tensor(); };
+              Tensor dz = like(zc), de = like(ec);
               be.attention_backward(qc, kc, vc, o, lse, kernel_operand(be, g), dq, dk, dv, bh, Tq, Tk, Dh, scale,
-                                    dropout_p, key, AttentionCope{zc, dz, official});
+                                    dropout_p, key, AttentionCope{zc, dz, official, ec, de});
               std::vector<Tensor> grads{dq, dk, dv};
               if (dz.defined()) grads.push_back(dz);
+              if (de.defined()) grads.push_back(de);
               return grads;
             });
   return out;
@@ -149,16 +155,18 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
   const auto dims = check_attention(q, k, v, dropout_p);
   if (!backend_of(q).has_fused_attention() || dims[1] == 0 || dims[3] == 0)
     return causal_attention_reference(q, k, v, scale, dropout_p, gen);
-  return fused_attention(q, k, v, Tensor(), scale, false, dropout_p, gen, dims);
+  return fused_attention(q, k, v, Tensor(), Tensor(), scale, false, dropout_p, gen, dims);
 }
 
-Tensor causal_cope_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& z, double scale,
+Tensor causal_cope_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e, double scale,
                              bool official, double dropout_p, Generator* gen) {
   const auto dims = check_attention(q, k, v, dropout_p);
-  check_cope_table(q, z);
-  if (!backend_of(q).has_fused_attention() || dims[1] == 0 || dims[3] == 0)
-    return causal_cope_attention_reference(q, k, v, z, scale, official, dropout_p, gen);
-  return fused_attention(q, k, v, z, scale, official, dropout_p, gen, dims);
+  check_cope_table(q, e);
+  const Backend& be = backend_of(q);
+  if (!be.has_fused_attention() || dims[1] == 0 || dims[3] == 0)
+    return causal_cope_attention_reference(q, k, v, e, scale, official, dropout_p, gen);
+  if (be.attention_reads_cope_table()) return fused_attention(q, k, v, Tensor(), e, scale, official, dropout_p, gen, dims);
+  return fused_attention(q, k, v, matmul(q, e.t()), Tensor(), scale, official, dropout_p, gen, dims);
 }
 
 }  // namespace copper
