@@ -1314,7 +1314,7 @@ TEST(OpValues, CausalCopeAttentionIsTheReference) {
   for (DType t : {DType::f32, DType::f64})
     for (auto [tq, npos, official] : std::vector<std::tuple<int64_t, int64_t, bool>>{
              {70, 6, false}, {130, 200, false}, {70, 200, true}, {1, 6, true},
-             // counts that reach the cap in the second or third chunk of CopeTerm's walk
+             // counts that reach the cap a few chunks down CopeTerm's walk (kCopeChunk 32)
              {130, 40, false}, {130, 60, true}}) {
       Generator data(5);
       const int64_t tk = 130;

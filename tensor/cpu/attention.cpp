@@ -178,7 +178,7 @@ T suffix_positions(const T* g, T* c, int64_t lo, int64_t hi, T acc, T cap) {
 }
 
 // Keys per step of the walk down a row in CopeTerm::logits: a multiple of four (see above).
-constexpr int64_t kCopeChunk = 64;
+constexpr int64_t kCopeChunk = 32;
 
 template <class T>
 struct CopeTerm {
