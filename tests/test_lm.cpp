@@ -30,12 +30,12 @@ std::string corpus(int lines, uint64_t seed) {
   std::string text;
   for (int l = 0; l < lines; ++l) {
     if (l % 9 == 0) {
-      text += " = = Heading " + std::to_string(g.below(40)) + " = = \n";
+      text.append(" = = Heading ").append(std::to_string(g.below(40))).append(" = = \n");
       continue;
     }
     text += " ";
     const int n = 3 + int(g.below(12));
-    for (int w = 0; w < n; ++w) text += "w" + std::to_string(g.below(40)) + " ";
+    for (int w = 0; w < n; ++w) text.append("w").append(std::to_string(g.below(40))).append(" ");
     text += "\n";
   }
   return text;
@@ -48,7 +48,7 @@ std::string prepared(const fs::path& root) {
   fs::create_directories(root);
   const std::string numbers = [] {  // make sure every word of valid/test is in train
     std::string s = " = = Heading";
-    for (int i = 0; i < 40; ++i) s += " " + std::to_string(i) + " w" + std::to_string(i);
+    for (int i = 0; i < 40; ++i) s.append(" ").append(std::to_string(i)).append(" w").append(std::to_string(i));
     return s + " = = \n";
   }();
   for (auto [name, lines, seed] : {std::tuple{"train", 400, 1}, {"valid", 60, 2}, {"test", 60, 3}}) {
