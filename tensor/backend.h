@@ -24,9 +24,11 @@ namespace copper {
 // i, with s_j = q_i·k_j: gates g_j = sigmoid(s_j scale), positions c_j = min(sum_{t=j..i} g_t,
 // npos - 1), term_j = z_i interpolated at c_j; the logits are s_j scale + term_j, or (s_j +
 // term_j) scale when `official`. A backend that answers true to attention_reads_cope_table
-// is given the position table e [npos, Dh] instead of z and computes z = q·eᵀ itself; its
+// is given the position table e [npos, Dh] instead and computes z = q·eᵀ itself; its
 // backward then adds the gradient through z to dq and writes the table's gradient to de.
-// Neither z nor e: plain attention.
+// With e, z may be given as well, as a buffer: the forward writes z there and the backward
+// reads it back instead of computing it again (dz is then not used). Neither z nor e: plain
+// attention.
 struct AttentionCope {
   Tensor z;
   Tensor dz;  // the backward writes dL/dz here (same shape as z)

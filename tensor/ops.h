@@ -128,8 +128,8 @@ Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor
 // Tq).term (the gates are sigmoid(s)), and
 //   dropout(causal_softmax(s + term), p, gen) v        (s + term · scale when `official`)
 // Fused where the backend has the kernel: no (Tq, Tk) gates, positions or probabilities are
-// kept, and on a backend that reads the table (the CPU) no z either. Differentiable in q, k,
-// v and e.
+// kept, and a backend that reads the table (the CPU) computes z inside the kernel.
+// Differentiable in q, k, v and e.
 Tensor causal_cope_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e, double scale,
                              bool official, double dropout_p = 0, Generator* gen = nullptr);
 Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e,

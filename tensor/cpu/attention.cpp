@@ -202,7 +202,8 @@ struct CopeTerm {
   // Either z itself, [bh·Tq, npos] with row b·Tq + i for query i of batch·head b (and dZ, the
   // same shape, written by grad()), or the table E [npos, Dh]: each block then computes its
   // z rows as Q_block Eᵀ, and its backward adds dz E to dq and Q_blockᵀ dz to dE[b], [bh,
-  // npos, Dh], one table gradient per batch·head (summed in order by the caller).
+  // npos, Dh], one table gradient per batch·head (summed in order by the caller). With E, Z
+  // may be given too: the forward writes the z rows there and the backward reads them back.
   const T* Z = nullptr;
   T* dZ = nullptr;
   const T* E = nullptr;
@@ -215,14 +216,20 @@ struct CopeTerm {
   T softmax_scale() const { return T(1); }
 
   void begin_block(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
+    T* rows = Z ? const_cast<T*>(Z) + (b * Tq + r0) * npos : nullptr;  // the block's rows of z, if kept
     if (!E) {
-      sc.z = Z + (b * Tq + r0) * npos;
+      sc.z = rows;
       sc.dz = dZ ? dZ + (b * Tq + r0) * npos : nullptr;
       return;
     }
-    gemm_rm(false, true, nq, npos, Dh, 1.0, (*Q)(b, r0), Q->ld, E, Dh, 0.0, sc.zblock.data(), npos);  // z = q Eᵀ
-    sc.z = sc.zblock.data();
     sc.dz = sc.dzblock.data();
+    if (rows && dQ) {  // the backward, with the forward's z kept
+      sc.z = rows;
+      return;
+    }
+    T* zb = rows ? rows : sc.zblock.data();
+    gemm_rm(false, true, nq, npos, Dh, 1.0, (*Q)(b, r0), Q->ld, E, Dh, 0.0, zb, npos);  // z = q Eᵀ
+    sc.z = zb;
   }
 
   void end_block_backward(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
@@ -286,20 +293,23 @@ struct CopeTerm {
       const T* g = sc.g.data() + r * kv;
       const T* c = sc.c.data() + r * kv;
       const T* z = sc.z + r * npos;
-#pragma omp simd
+      double uncapped = 0;  // sum of dterm_t over the keys t >= start
+#pragma omp simd reduction(+ : uncapped)
       for (int64_t t = start; t < n; ++t) {
         const T dterm = d[t] * dterm_scale;
         const CopeInterp<T> ip(c[t]);
         floors[t] = ip.lo;
         lo_sum[t] = double((T(1) - ip.w) * dterm);
         hi_sum[t] = double(ip.w * dterm);
+        uncapped += double(dterm);
         dg[t] = c[t] < cap ? dterm * (z[ip.hi] - z[ip.lo]) : T(0);
       }
       std::fill(end, end + npos, int64_t(-1));
       double lo_acc = 0, hi_acc = 0;
       if (start > 0) {
-        const T* dc = d;
-        lo_acc = row_sum<T>(start, [=](int64_t t) { return dc[t]; }) * double(dterm_scale);
+        // A softmax's logit gradients sum to zero over the row (sum_j P_j (dP_j - D) = D - D),
+        // so the capped keys' sum is minus the others', and their long prefix is never read.
+        lo_acc = -uncapped;
         lo_sum[start - 1] = lo_acc;
         hi_sum[start - 1] = 0;
         end[top] = start - 1;
@@ -473,13 +483,14 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
 
 // Runs `body` with the block term the call asks for: NoTerm, or CopeTerm reading cope.z or
 // cope.e (then dq, when given, is where the backward adds dz E, and cope.de gets the table's
-// gradient: the batch·heads' terms summed in order, so it does not depend on the threads).
+// gradient: the batch·heads' terms summed in order, so it does not depend on the threads;
+// a cope.z given with e is where the forward keeps z for the backward).
 template <class T, class Body>
 void with_term(const AttentionCope& cope, double scale, int64_t bh, int64_t Tq, const Tensor& q, const Tensor& dq,
                Body&& body) {
   if (!cope.z.defined() && !cope.e.defined()) return body(NoTerm<T>{T(scale)});
   CopeTerm<T> term{T(scale), Tq, 0, cope.official};
-  if (cope.z.defined()) {
+  if (!cope.e.defined()) {
     term.npos = cope.z.size(-1);
     term.Z = static_cast<const T*>(cope.z.raw_data());
     term.dZ = cope.dz.defined() ? static_cast<T*>(cope.dz.raw_data()) : nullptr;
@@ -488,6 +499,7 @@ void with_term(const AttentionCope& cope, double scale, int64_t bh, int64_t Tq, 
   term.npos = cope.e.size(0);
   term.Dh = cope.e.size(1);
   term.E = static_cast<const T*>(cope.e.raw_data());
+  term.Z = cope.z.defined() ? static_cast<const T*>(cope.z.raw_data()) : nullptr;
   const Mats<const T> Q(q, bh);
   term.Q = &Q;
   if (!dq.defined()) return body(term);

@@ -10,7 +10,10 @@
 //
 // On a backend with a fused kernel (Backend::attention; the CPU's is tensor/cpu/attention.cpp)
 // no (Tq, Tk) tensor is kept for the backward: only the rows' log-sum-exp, from which the
-// backward recomputes the probabilities. causal_attention_reference composes matmul,
+// backward recomputes the probabilities. A backend that reads CoPE's table (the CPU)
+// computes z = q·eᵀ block by block inside the kernel, into a (..., Tq, npos) buffer that the
+// backward reads back: no matmul, copy of q or dz tensor around it. For one that does not,
+// the op computes z with matmul and passes it. causal_attention_reference composes matmul,
 // causal_softmax and dropout instead (causal_cope_attention_reference adds cope_positions): it
 // is what a backend without the kernel runs, and what the tests compare the kernel with. Both
 // draw one number from the generator for dropout and mask the same elements (dropout's Philox
@@ -121,7 +124,11 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   Backend& be = backend_of(q);
   const uint64_t key = dropout_p > 0 ? (gen ? *gen : default_generator()).next_u64() : 0;
   const Tensor qc = kernel_operand(be, q), kc = kernel_operand(be, k), vc = kernel_operand(be, v);
-  const Tensor zc = z.defined() ? z.contiguous() : Tensor(), ec = e.defined() ? e.contiguous() : Tensor();
+  const Tensor ec = e.defined() ? e.contiguous() : Tensor();
+  // With the table, z is the kernel's buffer (computed in the forward, read in the backward).
+  Shape z_shape(q.shape().begin(), q.shape().end() - 1);
+  z_shape.push_back(e.defined() ? e.size(0) : 0);
+  const Tensor zc = z.defined() ? z.contiguous() : e.defined() ? Tensor::empty(z_shape, q.dtype(), q.device()) : Tensor();
   Shape lse_shape(q.shape().begin(), q.shape().end() - 1);  // (..., Tq)
   Tensor out = kernel_result_like(be, qc);
   Tensor lse = Tensor::empty(lse_shape, q.dtype(), q.device());
@@ -137,7 +144,7 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
               Backend& be = backend_of(qc);
               Tensor dq = kernel_result_like(be, qc), dk = kernel_result_like(be, kc), dv = kernel_result_like(be, vc);
               auto like = [](const Tensor& t) { return t.defined() ? Tensor::empty(t.shape(), t.dtype(), t.device()) : Tensor(); };
-              Tensor dz = like(zc), de = like(ec);
+              Tensor dz = ec.defined() ? Tensor() : like(zc), de = like(ec);
               be.attention_backward(qc, kc, vc, o, lse, kernel_operand(be, g), dq, dk, dv, bh, Tq, Tk, Dh, scale,
                                     dropout_p, key, AttentionCope{zc, dz, official, ec, de});
               std::vector<Tensor> grads{dq, dk, dv};
