@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "tensor/cpu/cope_interp.h"
@@ -187,7 +188,9 @@ struct CopeTerm {
   // per-key values (see grad) and run ends, and with a table the block's z and dz rows.
   struct Scratch {
     std::vector<T> g, c, dg, zblock, dzblock;
-    std::vector<int64_t> start, floors, end;
+    std::vector<int64_t> start;
+    std::vector<int32_t> floors;  // below npos
+    std::vector<int64_t> end;
     std::vector<double> lo_sum, hi_sum;
     const T* z = nullptr;  // the block's z rows, row r at r·npos
     T* dz = nullptr;       // where grad() writes their gradient
@@ -259,6 +262,14 @@ struct CopeTerm {
       }
       sc.start[size_t(r)] = start;
       const T zcap = z[npos - 1];
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>) {
+        if (npos <= CopeTableInRegisters::kTableInRegisters) {
+          logits_in_registers(row, c, z, start, n, zcap);
+          continue;
+        }
+      }
+#endif
       if (official) {
 #pragma omp simd
         for (int64_t j = 0; j < start; ++j) row[j] = (row[j] + zcap) * sc_;
@@ -273,6 +284,103 @@ struct CopeTerm {
     }
   }
 
+#if defined(__AVX512F__)
+  // The two loops at the end of logits() for f32, the table in registers (cope_interp.h).
+  void logits_in_registers(float* row, const float* c, const float* z, int64_t start, int64_t n, float zcap) const {
+    const float sc_ = scale;
+    if (official) {
+#pragma omp simd
+      for (int64_t j = 0; j < start; ++j) row[j] = (row[j] + zcap) * sc_;
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < start; ++j) row[j] = row[j] * sc_ + zcap;
+    }
+    const CopeTableInRegisters table(z, npos);
+    const __m512 s = _mm512_set1_ps(sc_);
+    for (int64_t j = start; j < n; j += 16) {
+      const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
+      const __m512 term = table.interp(_mm512_maskz_loadu_ps(m, c + j));
+      const __m512 x = _mm512_maskz_loadu_ps(m, row + j);
+      const __m512 y = official ? _mm512_mul_ps(_mm512_add_ps(x, term), s) : _mm512_fmadd_ps(x, s, term);
+      _mm512_mask_storeu_ps(row + j, m, y);
+    }
+  }
+#endif
+
+  // Step (1) of grad() for the keys [start, n) of a row with gradient d and positions c:
+  // each key's floor, its floor and ceiling shares of dterm, and its own term of dg.
+  // Returns the sum of their dterm.
+  double key_shares(const T* d, const T* c, const T* z, int64_t start, int64_t n, int32_t* floors, double* lo_sum,
+                    double* hi_sum, T* dg) const {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (npos <= CopeTableInRegisters::kTableInRegisters)
+        return key_shares_in_registers(d, c, z, start, n, floors, lo_sum, hi_sum, dg);
+    }
+#endif
+    const T cap = T(npos - 1), dterm_scale = official ? scale : T(1);
+    double uncapped = 0;
+#pragma omp simd reduction(+ : uncapped)
+    for (int64_t t = start; t < n; ++t) {
+      const T dterm = d[t] * dterm_scale;
+      const CopeInterp<T> ip(c[t]);
+      floors[t] = int32_t(ip.lo);
+      lo_sum[t] = double((T(1) - ip.w) * dterm);
+      hi_sum[t] = double(ip.w * dterm);
+      uncapped += double(dterm);
+      dg[t] = c[t] < cap ? dterm * (z[ip.hi] - z[ip.lo]) : T(0);
+    }
+    return uncapped;
+  }
+
+#if defined(__AVX512F__)
+  // key_shares for f32, sixteen keys at a time, the table in registers (cope_interp.h); the
+  // double shares are written eight at a time.
+  double key_shares_in_registers(const float* d, const float* c, const float* z, int64_t start, int64_t n,
+                                 int32_t* floors, double* lo_sum, double* hi_sum, float* dg) const {
+    const CopeTableInRegisters table(z, npos);
+    const __m512 dterm_scale = _mm512_set1_ps(official ? scale : 1.0f), cap = _mm512_set1_ps(float(npos - 1));
+    const __m512 one = _mm512_set1_ps(1.0f);
+    // Sixteen floats as two vectors of eight doubles, through memory: GCC 12 warns on the
+    // register forms (their undefined source), and on the plain conversions, hence maskz.
+    alignas(64) float spill[16];
+    auto widen = [&](__m512 x, __m512d& low, __m512d& high) {
+      _mm512_store_ps(spill, x);
+      low = _mm512_maskz_cvtps_pd(__mmask8(0xFF), _mm256_load_ps(spill));
+      high = _mm512_maskz_cvtps_pd(__mmask8(0xFF), _mm256_load_ps(spill + 8));
+    };
+    __m512d total = _mm512_setzero_pd();
+    for (int64_t t = start; t < n; t += 16) {
+      const __mmask16 m = n - t >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - t)) - 1);
+      const __mmask8 m0 = __mmask8(m), m1 = __mmask8(m >> 8);
+      const __m512 cv = _mm512_maskz_loadu_ps(m, c + t);
+      const __m512 dterm = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, d + t), dterm_scale);
+      const __m512i lo = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), cv);
+      const __m512 lof = _mm512_maskz_cvtepi32_ps(__mmask16(0xFFFF), lo);
+      const __m512i hi = _mm512_mask_add_epi32(lo, _mm512_cmp_ps_mask(cv, lof, _CMP_GT_OQ), lo, _mm512_set1_epi32(1));
+      const __m512 w = _mm512_sub_ps(cv, lof);
+      const __m512 dgt = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(cv, cap, _CMP_LT_OQ), dterm,
+                                             _mm512_sub_ps(table.at(hi), table.at(lo)));
+      _mm512_mask_storeu_ps(dg + t, m, dgt);
+      _mm512_mask_storeu_epi32(floors + t, m, lo);
+      __m512d low, high;
+      widen(_mm512_mul_ps(_mm512_sub_ps(one, w), dterm), low, high);
+      _mm512_mask_storeu_pd(lo_sum + t, m0, low);
+      _mm512_mask_storeu_pd(lo_sum + t + 8, m1, high);
+      widen(_mm512_mul_ps(w, dterm), low, high);
+      _mm512_mask_storeu_pd(hi_sum + t, m0, low);
+      _mm512_mask_storeu_pd(hi_sum + t + 8, m1, high);
+      widen(dterm, low, high);
+      total = _mm512_add_pd(total, _mm512_add_pd(low, high));
+    }
+    alignas(64) double lanes[8];
+    _mm512_store_pd(lanes, total);
+    double sum = 0;
+    for (double x : lanes) sum += x;
+    return sum;
+  }
+#endif
+
   // Per row: (1) a vector pass gives each uncapped key t its floor, its shares of dterm for
   // the floor and ceiling slots and its own term of dg; (2) a serial pass turns those into
   // prefix sums and stores each floor's last key; (3) a vector pass adds the gates' gradient
@@ -281,11 +389,10 @@ struct CopeTerm {
   // them, as key start - 1.
   void grad(T* ds, int64_t nq, int64_t kv, int64_t /*b*/, int64_t r0, int64_t shift, Scratch& sc) const {
     const int64_t top = npos - 1;
-    const T cap = T(top), dterm_scale = official ? scale : T(1);
     double* lo_sum = sc.lo_sum.data();  // prefix sums of (1 - w_t) dterm_t, the floor shares
     double* hi_sum = sc.hi_sum.data();  // and of w_t dterm_t, the ceiling shares
     T* dg = sc.dg.data();               // dterm_t (z[ceil] - z[floor]), then its prefix sums dg_t
-    int64_t* floors = sc.floors.data();
+    int32_t* floors = sc.floors.data();
     int64_t* end = sc.end.data();       // end[p]: the last key whose floor is p, or -1
     for (int64_t r = 0; r < nq; ++r) {
       const int64_t n = r0 + r + shift + 1, start = sc.start[size_t(r)];
@@ -293,17 +400,7 @@ struct CopeTerm {
       const T* g = sc.g.data() + r * kv;
       const T* c = sc.c.data() + r * kv;
       const T* z = sc.z + r * npos;
-      double uncapped = 0;  // sum of dterm_t over the keys t >= start
-#pragma omp simd reduction(+ : uncapped)
-      for (int64_t t = start; t < n; ++t) {
-        const T dterm = d[t] * dterm_scale;
-        const CopeInterp<T> ip(c[t]);
-        floors[t] = ip.lo;
-        lo_sum[t] = double((T(1) - ip.w) * dterm);
-        hi_sum[t] = double(ip.w * dterm);
-        uncapped += double(dterm);
-        dg[t] = c[t] < cap ? dterm * (z[ip.hi] - z[ip.lo]) : T(0);
-      }
+      const double uncapped = key_shares(d, c, z, start, n, floors, lo_sum, hi_sum, dg);  // sum of their dterm
       std::fill(end, end + npos, int64_t(-1));
       double lo_acc = 0, hi_acc = 0;
       if (start > 0) {
