@@ -207,7 +207,7 @@ struct CopeTerm {
   // z rows as Q_block Eᵀ, and its backward adds dz E to dq and Q_blockᵀ dz to dE[b], [bh,
   // npos, Dh], one table gradient per batch·head (summed in order by the caller). With E, Z
   // may be given too: the forward writes the z rows there and the backward reads them back.
-  const T* Z = nullptr;
+  T* Z = nullptr;  // written only by a forward with E
   T* dZ = nullptr;
   const T* E = nullptr;
   T* dE = nullptr;
@@ -219,7 +219,7 @@ struct CopeTerm {
   T softmax_scale() const { return T(1); }
 
   void begin_block(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
-    T* rows = Z ? const_cast<T*>(Z) + (b * Tq + r0) * npos : nullptr;  // the block's rows of z, if kept
+    T* rows = Z ? Z + (b * Tq + r0) * npos : nullptr;  // the block's rows of z, if given
     if (!E) {
       sc.z = rows;
       sc.dz = dZ ? dZ + (b * Tq + r0) * npos : nullptr;
@@ -589,14 +589,14 @@ void with_term(const AttentionCope& cope, double scale, int64_t bh, int64_t Tq, 
   CopeTerm<T> term{T(scale), Tq, 0, cope.official};
   if (!cope.e.defined()) {
     term.npos = cope.z.size(-1);
-    term.Z = static_cast<const T*>(cope.z.raw_data());
+    term.Z = static_cast<T*>(cope.z.raw_data());
     term.dZ = cope.dz.defined() ? static_cast<T*>(cope.dz.raw_data()) : nullptr;
     return body(term);
   }
   term.npos = cope.e.size(0);
   term.Dh = cope.e.size(1);
   term.E = static_cast<const T*>(cope.e.raw_data());
-  term.Z = cope.z.defined() ? static_cast<const T*>(cope.z.raw_data()) : nullptr;
+  term.Z = cope.z.defined() ? static_cast<T*>(cope.z.raw_data()) : nullptr;
   const Mats<const T> Q(q, bh);
   term.Q = &Q;
   if (!dq.defined()) return body(term);
