@@ -8,9 +8,11 @@
 // With CoPE (Backend::attention given an AttentionCope) each row's logits also get CoPE's
 // position term before the softmax: the gates are the sigmoids of the row's own scaled q·k,
 // their suffix sums are the positions, and the term interpolates the row's z = q·eᵀ at them
-// (CopeTerm below; the same formulas as cope_positions, tensor/ops/cope.cpp). The block keeps
-// its rows' gates and positions for the backward, which adds the gradient through the gates
-// to the logits' and writes dz; nothing of size (Tq, Tk) outlives the call here either.
+// (CopeTerm below; the same formulas as cope_positions, tensor/ops/cope.cpp). z is given, or
+// computed block by block from the table e (the op passes e on the CPU). The block keeps its
+// rows' gates and positions for the backward, which adds the gradient through the gates to
+// the logits' and writes dz, or with e turns it into dq's and de's shares; nothing of size
+// (Tq, Tk) outlives the call here either.
 //
 // Row r of batch·head b is query i = r + (Tk - Tq): it sees keys j <= i. The references that
 // tests/test_ops.cpp compares this with are causal_attention_reference and
