@@ -19,15 +19,20 @@ namespace {
 // (tensor/cpu/loops.h) for the max and the sum, and exp_fast (tensor/cpu/fast_math.h)
 // instead of one libm call per element. tests/test_ops.cpp checks f32 against its double
 // reference.
-void softmax_row_f32(const float* __restrict x, float* __restrict y, int64_t n, bool log) {
-  float mx = row_max(x, n);
-  if (std::isinf(mx) && mx < 0) mx = 0;  // a fully masked row: avoid inf - inf
-  // Each exp is kept as it is summed; the softmax then only scales them.
-  const double s = row_sum<float>(n, [=](int64_t i) {
+// y[i] = exp(x[i] - mx) over a row, and their sum: the exps a softmax keeps as it sums them,
+// and then only scales.
+double exps_and_sum(const float* __restrict x, float* __restrict y, int64_t n, float mx) {
+  return row_sum<float>(n, [=](int64_t i) {
     const float e = exp_fast(x[i] - mx);
     y[i] = e;
     return e;
   });
+}
+
+void softmax_row_f32(const float* __restrict x, float* __restrict y, int64_t n, bool log) {
+  float mx = row_max(x, n);
+  if (std::isinf(mx) && mx < 0) mx = 0;  // a fully masked row: avoid inf - inf
+  const double s = exps_and_sum(x, y, n, mx);
   if (log) {
     const float lse = float(double(mx) + std::log(s));
 #pragma omp simd
@@ -209,11 +214,7 @@ double cross_entropy_row_with_grad(const float* __restrict xr, float s, float* l
   const float mx = row_max(xr, n);
   if (std::isinf(mx) || t == ignore || t < 0 || t >= n)  // the edge cases, as the reference has them
     return cross_entropy_row_with_grad<float>(xr, s, loss, dr, t, ignore, n);
-  const double sum = row_sum<float>(n, [=](int64_t i) {
-    const float e = exp_fast(xr[i] - mx);
-    dr[i] = e;
-    return e;
-  });
+  const double sum = exps_and_sum(xr, dr, n, mx);
   const double l = double(mx) + std::log(sum);
   const float k = float(double(s) / sum);
 #pragma omp simd
