@@ -152,7 +152,7 @@ class Backend {
   // projection. False: the op passes them all contiguous.
   virtual bool attention_takes_views() const { return false; }
   // True when the fused attention takes CoPE's position table (AttentionCope::e) and computes
-  // z = q·eᵀ block by block, so that z is never stored; false: the op passes z.
+  // z = q·eᵀ itself, block by block; false: the op computes z with matmul and passes it.
   virtual bool attention_reads_cope_table() const { return false; }
   virtual void attention(const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/, const Tensor& /*out*/,
                          const Tensor& /*lse*/, int64_t /*bh*/, int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/,

@@ -264,22 +264,25 @@ struct CopeTerm {
       }
       sc.start[size_t(r)] = start;
       const T zcap = z[npos - 1];
+      if (official) {
+#pragma omp simd
+        for (int64_t j = 0; j < start; ++j) row[j] = (row[j] + zcap) * sc_;
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < start; ++j) row[j] = row[j] * sc_ + zcap;
+      }
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
         if (npos <= CopeTableInRegisters::kTableInRegisters) {
-          logits_in_registers(row, c, z, start, n, zcap);
+          window_in_registers(row, c, z, start, n);
           continue;
         }
       }
 #endif
       if (official) {
 #pragma omp simd
-        for (int64_t j = 0; j < start; ++j) row[j] = (row[j] + zcap) * sc_;
-#pragma omp simd
         for (int64_t j = start; j < n; ++j) row[j] = (row[j] + CopeInterp<T>(c[j]).at(z)) * sc_;
       } else {
-#pragma omp simd
-        for (int64_t j = 0; j < start; ++j) row[j] = row[j] * sc_ + zcap;
 #pragma omp simd
         for (int64_t j = start; j < n; ++j) row[j] = row[j] * sc_ + CopeInterp<T>(c[j]).at(z);
       }
@@ -287,21 +290,14 @@ struct CopeTerm {
   }
 
 #if defined(__AVX512F__)
-  // The two loops at the end of logits() for f32, the table in registers (cope_interp.h).
-  void logits_in_registers(float* row, const float* c, const float* z, int64_t start, int64_t n, float zcap) const {
-    const float sc_ = scale;
-    if (official) {
-#pragma omp simd
-      for (int64_t j = 0; j < start; ++j) row[j] = (row[j] + zcap) * sc_;
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < start; ++j) row[j] = row[j] * sc_ + zcap;
-    }
+  // The last loop of logits() for f32, over the uncapped keys [start, n), the table in
+  // registers (cope_interp.h).
+  void window_in_registers(float* row, const float* c, const float* z, int64_t start, int64_t n) const {
     const CopeTableInRegisters table(z, npos);
-    const __m512 s = _mm512_set1_ps(sc_);
+    const __m512 s = _mm512_set1_ps(scale);
     for (int64_t j = start; j < n; j += 16) {
-      const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
-      const __m512 term = table.interp(_mm512_maskz_loadu_ps(m, c + j));
+      const __mmask16 m = first_lanes(n - j);
+      const __m512 term = table.at(CopeInterp16(_mm512_maskz_loadu_ps(m, c + j)));
       const __m512 x = _mm512_maskz_loadu_ps(m, row + j);
       const __m512 y = official ? _mm512_mul_ps(_mm512_add_ps(x, term), s) : _mm512_fmadd_ps(x, s, term);
       _mm512_mask_storeu_ps(row + j, m, y);
@@ -353,23 +349,20 @@ struct CopeTerm {
     };
     __m512d total = _mm512_setzero_pd();
     for (int64_t t = start; t < n; t += 16) {
-      const __mmask16 m = n - t >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - t)) - 1);
+      const __mmask16 m = first_lanes(n - t);
       const __mmask8 m0 = __mmask8(m), m1 = __mmask8(m >> 8);
       const __m512 cv = _mm512_maskz_loadu_ps(m, c + t);
       const __m512 dterm = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, d + t), dterm_scale);
-      const __m512i lo = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), cv);
-      const __m512 lof = _mm512_maskz_cvtepi32_ps(__mmask16(0xFFFF), lo);
-      const __m512i hi = _mm512_mask_add_epi32(lo, _mm512_cmp_ps_mask(cv, lof, _CMP_GT_OQ), lo, _mm512_set1_epi32(1));
-      const __m512 w = _mm512_sub_ps(cv, lof);
+      const CopeInterp16 ip(cv);
       const __m512 dgt = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(cv, cap, _CMP_LT_OQ), dterm,
-                                             _mm512_sub_ps(table.at(hi), table.at(lo)));
+                                             _mm512_sub_ps(table.at(ip.hi), table.at(ip.lo)));
       _mm512_mask_storeu_ps(dg + t, m, dgt);
-      _mm512_mask_storeu_epi32(floors + t, m, lo);
+      _mm512_mask_storeu_epi32(floors + t, m, ip.lo);
       __m512d low, high;
-      widen(_mm512_mul_ps(_mm512_sub_ps(one, w), dterm), low, high);
+      widen(_mm512_mul_ps(_mm512_sub_ps(one, ip.w), dterm), low, high);
       _mm512_mask_storeu_pd(lo_sum + t, m0, low);
       _mm512_mask_storeu_pd(lo_sum + t + 8, m1, high);
-      widen(_mm512_mul_ps(w, dterm), low, high);
+      widen(_mm512_mul_ps(ip.w, dterm), low, high);
       _mm512_mask_storeu_pd(hi_sum + t, m0, low);
       _mm512_mask_storeu_pd(hi_sum + t + 8, m1, high);
       widen(dterm, low, high);

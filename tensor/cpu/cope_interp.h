@@ -22,20 +22,33 @@ struct CopeInterp {
 };
 
 #if defined(__AVX512F__)
-// CopeInterp for sixteen f32 positions at a time, with a table of at most kTableInRegisters
-// entries held in four registers: an entry is picked by two permutes and a blend instead of
-// a gather, which costs about one cycle per element (the gathers made the interpolation of a
-// row's uncapped keys its slowest loop). The same formula; OpValues.CausalCopeAttention*
-// hold the kernel using it to the f64 reference.
+// The mask of the first `count` of sixteen lanes (all of them for count >= 16, none for <= 0).
+inline __mmask16 first_lanes(int64_t count) {
+  return count >= 16 ? __mmask16(0xFFFF) : count > 0 ? __mmask16((1u << count) - 1) : __mmask16(0);
+}
+
+// CopeInterp for sixteen f32 positions c >= 0 at a time.
+struct CopeInterp16 {
+  __m512i lo, hi;
+  __m512 w;
+  // (The maskz forms of the conversions: GCC 12 warns on the plain ones' undefined source.)
+  explicit CopeInterp16(__m512 c)
+      : lo(_mm512_maskz_cvttps_epi32(first_lanes(16), c)),
+        hi(_mm512_mask_add_epi32(lo, _mm512_cmp_ps_mask(c, _mm512_maskz_cvtepi32_ps(first_lanes(16), lo), _CMP_GT_OQ),
+                                 lo, _mm512_set1_epi32(1))),
+        w(_mm512_sub_ps(c, _mm512_maskz_cvtepi32_ps(first_lanes(16), lo))) {}
+};
+
+// A table z of at most kTableInRegisters f32 entries held in four registers: an entry is
+// picked by two permutes and a blend instead of a gather, which costs about one cycle per
+// element (the gathers made the interpolation of a row's uncapped keys its slowest loop).
+// The same formulas as CopeInterp; OpValues.CausalCopeAttention* hold the kernel using it to
+// the f64 reference.
 struct CopeTableInRegisters {
   static constexpr int64_t kTableInRegisters = 64;
   __m512 part[4];
   CopeTableInRegisters(const float* z, int64_t npos) {
-    for (int k = 0; k < 4; ++k) {
-      const int64_t left = npos - 16 * k;
-      const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
-      part[k] = _mm512_maskz_loadu_ps(m, z + 16 * k);
-    }
+    for (int k = 0; k < 4; ++k) part[k] = _mm512_maskz_loadu_ps(first_lanes(npos - 16 * k), z + 16 * k);
   }
   // z[i] for sixteen indices in [0, 64): bits 0-4 pick within a pair of registers, bit 5 the pair.
   __m512 at(__m512i i) const {
@@ -43,13 +56,10 @@ struct CopeTableInRegisters {
     const __m512 high = _mm512_permutex2var_ps(part[2], i, part[3]);
     return _mm512_mask_blend_ps(_mm512_test_epi32_mask(i, _mm512_set1_epi32(32)), low, high);
   }
-  // The table read at positions c: z[lo] + w (z[hi] - z[lo]).
-  __m512 interp(__m512 c) const {
-    const __m512i lo = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), c);  // (the maskz forms: GCC 12 warns on the plain ones)
-    const __m512 lof = _mm512_maskz_cvtepi32_ps(__mmask16(0xFFFF), lo);
-    const __m512i hi = _mm512_mask_add_epi32(lo, _mm512_cmp_ps_mask(c, lof, _CMP_GT_OQ), lo, _mm512_set1_epi32(1));
-    const __m512 zlo = at(lo);
-    return _mm512_fmadd_ps(_mm512_sub_ps(c, lof), _mm512_sub_ps(at(hi), zlo), zlo);
+  // The table read at the positions: z[lo] + w (z[hi] - z[lo]).
+  __m512 at(const CopeInterp16& ip) const {
+    const __m512 zlo = at(ip.lo);
+    return _mm512_fmadd_ps(ip.w, _mm512_sub_ps(at(ip.hi), zlo), zlo);
   }
 };
 #endif

@@ -125,10 +125,12 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const uint64_t key = dropout_p > 0 ? (gen ? *gen : default_generator()).next_u64() : 0;
   const Tensor qc = kernel_operand(be, q), kc = kernel_operand(be, k), vc = kernel_operand(be, v);
   const Tensor ec = e.defined() ? e.contiguous() : Tensor();
-  // With the table, z is the kernel's buffer (computed in the forward, read in the backward).
-  Shape z_shape(q.shape().begin(), q.shape().end() - 1);
-  z_shape.push_back(e.defined() ? e.size(0) : 0);
-  const Tensor zc = z.defined() ? z.contiguous() : e.defined() ? Tensor::empty(z_shape, q.dtype(), q.device()) : Tensor();
+  Tensor zc = z.defined() ? z.contiguous() : Tensor();
+  if (e.defined()) {  // z is then the kernel's buffer: computed in the forward, read in the backward
+    Shape z_shape(q.shape().begin(), q.shape().end() - 1);  // (..., Tq, npos)
+    z_shape.push_back(e.size(0));
+    zc = Tensor::empty(z_shape, q.dtype(), q.device());
+  }
   Shape lse_shape(q.shape().begin(), q.shape().end() - 1);  // (..., Tq)
   Tensor out = kernel_result_like(be, qc);
   Tensor lse = Tensor::empty(lse_shape, q.dtype(), q.device());
