@@ -40,10 +40,9 @@ struct CopeInterp16 {
 };
 
 // A table z of at most kTableInRegisters f32 entries held in four registers: an entry is
-// picked by two permutes and a blend instead of a gather, which costs about one cycle per
-// element (the gathers made the interpolation of a row's uncapped keys its slowest loop).
-// The same formulas as CopeInterp; OpValues.CausalCopeAttention* hold the kernel using it to
-// the f64 reference.
+// picked by two permutes and a blend instead of a gather, which loads its sixteen elements
+// one by one (docs/PERF.md, "Where CoPE's row time goes"). The same formulas as CopeInterp;
+// OpValues.CausalCopeAttention* hold the kernel using it to the f64 reference.
 struct CopeTableInRegisters {
   static constexpr int64_t kTableInRegisters = 64;
   __m512 part[4];

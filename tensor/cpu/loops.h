@@ -159,10 +159,10 @@ T row_max(const T* __restrict x, int64_t n) {
 
 // sum_i f(i) over a row: vector partial sums in T over blocks of kSumBlock elements, added
 // in double. One double accumulator for the whole row makes every add wait for the one
-// before, and converting each float term to double halves the vector width; a float
-// partial over 256 terms loses under 1e-6 of the block's sum. f may also store (a softmax
-// keeps each exp it sums). Callers pass lambdas that capture by value: GCC turns the loads
-// of a by-reference capture into gathers.
+// before, and converting each float term to double halves the vector width; in a block,
+// each vector lane adds only kSumBlock / (lanes) terms in float before the double sum takes
+// over. f may also store (a softmax keeps each exp it sums). Callers pass lambdas that
+// capture by value: GCC turns the loads of a by-reference capture into gathers.
 inline constexpr int64_t kSumBlock = 256;
 
 template <class T, class F>
