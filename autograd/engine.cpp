@@ -3,8 +3,9 @@
 // backward() in three steps, all iterative so a graph a million ops deep is fine:
 //  1. walk from the root and count, for every node, how many edges point at it;
 //  2. seed the root with the given gradient (1 for a scalar);
-//  3. take a node whose count is zero, run its closure, add each input gradient into
-//     that input's pending sum (or into a leaf's .grad), decrement counts, repeat.
+//  3. take a node whose count is zero, run its closure on its outputs' gradients, add each
+//     input gradient into the pending sum of the output it belongs to (or into a leaf's
+//     .grad), decrement counts, repeat.
 // Gradients are summed with `+`, which is what makes a tensor used twice work (in place when
 // the running sum is nobody else's: owned_alone).
 // With a LeafGradHook installed, step 1 also counts the edges into each leaf, and step 3
@@ -41,27 +42,50 @@ bool any_requires_grad(const std::vector<Tensor>& ts) {
   return false;
 }
 
-void record_op(const char* op, Tensor& out, const std::vector<Tensor>& inputs, Node::BackwardFn fn) {
-  if (!any_requires_grad(inputs)) return;
+namespace {
+
+std::shared_ptr<Node> make_node(const char* op, const std::vector<Tensor>& inputs, Node::BackwardFn fn) {
   auto node = std::make_shared<Node>();
   node->op = op;
   node->backward = std::move(fn);
-  node->out_shape = out.shape();
-  node->out_dtype = out.dtype();
   node->seq = g_node_seq++;
   node->inputs.reserve(inputs.size());
   for (const Tensor& t : inputs) {
     Edge e;
     if (t.defined() && t.requires_grad()) {
-      if (t.grad_fn())
+      if (t.grad_fn()) {
         e.node = t.grad_fn();
-      else
+        e.output = t.grad_fn_output();
+      } else {
         e.leaf = t.impl_ptr();
+      }
     }
     node->inputs.push_back(std::move(e));
   }
-  out.impl()->grad_fn = std::move(node);
+  return node;
+}
+
+void attach(const std::shared_ptr<Node>& node, Tensor& out, int64_t output) {
+  node->outputs.push_back(Node::Output{out.shape(), out.dtype()});
+  out.impl()->grad_fn = node;
+  out.impl()->grad_fn_output = output;
   out.impl()->requires_grad = true;
+}
+
+}  // namespace
+
+void record_op(const char* op, Tensor& out, const std::vector<Tensor>& inputs,
+               std::function<std::vector<Tensor>(const Tensor& grad_out)> fn) {
+  if (!any_requires_grad(inputs)) return;
+  auto node = make_node(op, inputs, [fn = std::move(fn)](const std::vector<Tensor>& g) { return fn(g[0]); });
+  attach(node, out, 0);
+}
+
+void record_op_outputs(const char* op, std::vector<Tensor>& outs, const std::vector<Tensor>& inputs,
+                       Node::BackwardFn fn) {
+  if (!any_requires_grad(inputs)) return;
+  auto node = make_node(op, inputs, std::move(fn));
+  for (size_t i = 0; i < outs.size(); ++i) attach(node, outs[i], int64_t(i));
 }
 
 Node::~Node() {
@@ -142,8 +166,11 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     }
   }
 
-  // 2./3. process nodes whose every consumer has been processed
-  std::unordered_map<Node*, Tensor> pending{{grad_fn().get(), seed}};
+  // 2./3. process nodes whose every consumer has been processed; pending holds, per node, the
+  // running sum of the gradient of each of its outputs
+  std::unordered_map<Node*, std::vector<Tensor>> pending;
+  pending[grad_fn().get()].resize(grad_fn()->outputs.size());
+  pending[grad_fn().get()][size_t(grad_fn_output())] = seed;
   std::vector<std::shared_ptr<Node>> ready{grad_fn()};
   auto consumed = [&](const std::shared_ptr<Node>& input) {
     if (input && --deps[input.get()] == 0) ready.push_back(input);
@@ -162,7 +189,7 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
       }
       continue;
     }
-    Tensor g = std::move(pit->second);
+    std::vector<Tensor> g = std::move(pit->second);
     pending.erase(pit);
     COPPER_CHECK(node->backward != nullptr, op,
                  "the graph through '{}' was already freed by an earlier backward(). HINT: pass retain_graph=true to the first backward() to call it twice",
@@ -179,19 +206,21 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     for (size_t i = 0; i < grads.size(); ++i) {
       const Edge& e = node->inputs[i];
       if (e.active() && grads[i].defined()) {
-        const Shape& want = e.leaf ? e.leaf->shape : e.node->out_shape;
+        const Shape& want = e.leaf ? e.leaf->shape : e.node->outputs[size_t(e.output)].shape;
         COPPER_CHECK(grads[i].shape() == want, op, "backward of '{}' gave gradient {} for its input {} of shape {}",
                      node->op, shape_str(grads[i].shape()), i, shape_str(want));
         if (e.leaf) {
           accumulate_leaf(e.leaf.get(), grads[i]);
         } else {
-          auto it = pending.find(e.node.get());
-          if (it == pending.end())
-            pending.emplace(e.node.get(), grads[i]);
-          else if (owned_alone(it->second) && it->second.dtype() == grads[i].dtype())
-            add_(it->second, grads[i]);
+          std::vector<Tensor>& sums = pending[e.node.get()];
+          sums.resize(e.node->outputs.size());
+          Tensor& sum = sums[size_t(e.output)];
+          if (!sum.defined())
+            sum = grads[i];
+          else if (owned_alone(sum) && sum.dtype() == grads[i].dtype())
+            add_(sum, grads[i]);
           else
-            it->second = add(it->second, grads[i]);
+            sum = add(sum, grads[i]);
         }
       }
       consumed(e.node);
@@ -209,7 +238,12 @@ std::string graph_dot(const Tensor& root) {
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
-    out += fmt::format("  n{} [label=\"{}\\n{}\"];\n", n->seq, n->op, shape_str(n->out_shape));
+    std::string shapes;
+    for (const Node::Output& o : n->outputs) {
+      if (!shapes.empty()) shapes += ' ';
+      shapes += shape_str(o.shape);
+    }
+    out += fmt::format("  n{} [label=\"{}\\n{}\"];\n", n->seq, n->op, shapes);
     for (const Edge& e : n->inputs) {
       if (e.node) {
         out += fmt::format("  n{} -> n{};\n", e.node->seq, n->seq);

@@ -32,6 +32,7 @@ struct TensorImpl {
   // autograd
   bool requires_grad = false;
   std::shared_ptr<Node> grad_fn;        // the node that made this tensor (null for leaves)
+  int64_t grad_fn_output = 0;           // which of grad_fn's outputs this tensor is
   std::shared_ptr<TensorImpl> grad;     // accumulated gradient of a leaf
 };
 
@@ -102,6 +103,7 @@ class Tensor {
   Tensor& requires_grad_(bool on = true);
   bool is_leaf() const { return checked()->grad_fn == nullptr; }
   const std::shared_ptr<Node>& grad_fn() const { return checked()->grad_fn; }
+  int64_t grad_fn_output() const { return checked()->grad_fn_output; }
   Tensor grad() const;                   // undefined if none accumulated yet
   void set_grad(const Tensor& g);        // replace the accumulated gradient
   void zero_grad();                      // drop the accumulated gradient

@@ -1,8 +1,10 @@
 // test_autograd.cpp — the engine: gradient accumulation, graph shapes (shared inputs,
-// diamonds, 100k-deep chains), grad mode, detach, retain_graph, release of saved
-// tensors, no leaks over a training-like loop, and the Graphviz dump.
+// diamonds, 100k-deep chains), nodes with several outputs (split), grad mode, detach,
+// retain_graph, release of saved tensors, no leaks over a training-like loop, and the
+// Graphviz dump.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <thread>
 
 #include "autograd/grad_mode.h"
@@ -194,6 +196,66 @@ TEST(Autograd, BackwardSeedsAndLeafGrads) {
   Tensor x32 = ones({2}).requires_grad_();
   sum(x32.to(DType::f64)).backward();
   EXPECT_EQ(x32.grad().dtype(), DType::f32);
+}
+
+// split returns its pieces under one node with an output per piece. Its backward runs once,
+// after every piece's consumers, and sees each piece's summed gradient (none for a piece
+// that was not used).
+TEST(Autograd, SplitIsOneNodeWithAnOutputPerPiece) {
+  Tensor x = leaf({1, 2, 3, 4, 5, 6}, {6});
+  std::vector<Tensor> p = split(x, std::vector<int64_t>{1, 2, 3});
+  ASSERT_EQ(p.size(), 3u);
+  EXPECT_EQ(p[0].grad_fn(), p[2].grad_fn());
+  EXPECT_EQ(p[2].grad_fn_output(), 2);
+  EXPECT_EQ(p[0].grad_fn()->outputs.size(), 3u);
+  // piece 1 unused, piece 2 used twice (its gradients summed before split's backward runs)
+  add(sum(mul(p[0], 5.0)), sum(mul(p[2], p[2]))).backward();
+  EXPECT_EQ(V(x.grad()), (std::vector<double>{5, 0, 0, 8, 10, 12}));
+  // backward seeded at one piece itself
+  Tensor y = leaf({1, 2, 3, 4}, {2, 2});
+  std::vector<Tensor> q = chunk(y, 2, 1);
+  q[1].backward(F({7, 8}, {2, 1}));
+  EXPECT_EQ(V(y.grad()), (std::vector<double>{0, 7, 0, 8}));
+}
+
+// When the pieces' gradients are the pieces of one buffer (as the fused attention writes dq,
+// dk and dv), split passes that buffer on instead of copying; in any other arrangement it
+// copies, and the values are the same either way.
+TEST(Autograd, SplitPassesOnGradientsWrittenSideBySide) {
+  const Tensor buf = F({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, {2, 7});
+  // `pieces(buf)` are the gradients a two-input op gives its inputs of shapes (2, 2) and (2, 4)
+  auto run = [&](const std::function<std::vector<Tensor>(const Tensor&)>& pieces, Tensor* seen) {
+    Tensor x = leaf(std::vector<double>(12, 0.0), {2, 6});
+    Tensor probe = x.detach();  // records the gradient that reaches x from split
+    record_op("probe", probe, {x}, [seen](const Tensor& g) {
+      *seen = g;
+      return std::vector<Tensor>{g};
+    });
+    std::vector<Tensor> p = split(probe, std::vector<int64_t>{2, 4}, 1);
+    Tensor out = zeros({1}, DType::f64);
+    record_op("pair", out, {p[0], p[1]}, [pieces, buf](const Tensor&) { return pieces(buf); });
+    out.backward(F({1}, {1}));
+    return V(x.grad());
+  };
+  Tensor seen, made;
+  // in place: the buffer's first six columns, pieces where split put them
+  auto in_place = [&made](const Tensor& b) {
+    made = b.narrow(1, 0, 6).contiguous();
+    return std::vector<Tensor>{made.narrow(1, 0, 2), made.narrow(1, 2, 4)};
+  };
+  EXPECT_EQ(run(in_place, &seen), (std::vector<double>{1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13}));
+  EXPECT_TRUE(seen.same_storage(made));
+  // pieces of a (2, 7) buffer: in order, but with a gap between rows, so copied
+  auto gapped = [](const Tensor& b) { return std::vector<Tensor>{b.narrow(1, 0, 2), b.narrow(1, 2, 4)}; };
+  EXPECT_EQ(run(gapped, &seen), (std::vector<double>{1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13}));
+  EXPECT_FALSE(seen.same_storage(buf));
+  // the pieces swapped in the buffer, so copied
+  auto swapped = [&made](const Tensor& b) {
+    made = b.narrow(1, 0, 6).contiguous();
+    return std::vector<Tensor>{made.narrow(1, 4, 2), made.narrow(1, 0, 4)};
+  };
+  EXPECT_EQ(run(swapped, &seen), (std::vector<double>{5, 6, 1, 2, 3, 4, 12, 13, 8, 9, 10, 11}));
+  EXPECT_FALSE(seen.same_storage(made));
 }
 
 TEST(Autograd, LeafGradIsNotAliased) {

@@ -541,6 +541,10 @@ std::vector<OpCase> all_cases() {
              [=](const Inputs& x) { return weighted(split(x[0], int64_t(2), 1), 1); }));
   add_case(C("split", "sizes {1,3} along dim 0", {{4, 2}},
              [=](const Inputs& x) { return weighted(split(x[0], std::vector<int64_t>{1, 3}, 0), 0); }));
+  add_case(C("split", "a piece unused, a piece used twice", {{3, 5}}, [](const Inputs& x) {
+    const std::vector<Tensor> p = split(x[0], std::vector<int64_t>{2, 1, 2}, 1);
+    return add(mul(p[0], 3.0), mul(p[2], p[2]));
+  }));
   add_case(C("chunk", "3 chunks of 7", {{7, 2}}, [=](const Inputs& x) { return weighted(chunk(x[0], 3, 0), 0); }));
 
   // ---- indexing ----

@@ -1,6 +1,7 @@
 // join.cpp — cat, stack, split, chunk.
 // cat copies each input into its slice of the output; its backward hands each input
-// its slice of the gradient. split and chunk are narrow() views (no copy).
+// its slice of the gradient. split and chunk return narrow() views (no copy) under one
+// autograd node, whose backward joins the pieces' gradients into the input's.
 #include "tensor/ops/common.h"
 
 namespace copper {
@@ -58,6 +59,31 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
   return cat(us, d);
 }
 
+namespace {
+
+// The buffer that the pieces' gradients gs are slices of, seen as a tensor of x's shape, when
+// there is one: all of them views of one storage with the same strides, each where split put
+// its piece, together covering the buffer densely. An op that writes its inputs' gradients
+// side by side (the fused attention, for q, k and v split from one projection) makes them so;
+// then the input's gradient costs nothing. Undefined otherwise.
+Tensor joined_gradient(const std::vector<Tensor>& gs, const Shape& x_shape, int64_t d,
+                       const std::vector<int64_t>& sizes) {
+  const Tensor& g0 = gs[0];
+  if (!g0.defined() || g0.dim() != int64_t(x_shape.size())) return Tensor();
+  int64_t at = 0;
+  for (size_t i = 0; i < gs.size(); ++i) {
+    const Tensor& g = gs[i];
+    if (!g.defined() || g.numel() == 0 || g.impl()->storage != g0.impl()->storage || g.dtype() != g0.dtype() ||
+        g.strides() != g0.strides() || g.offset() != g0.offset() + at * g0.stride(d))
+      return Tensor();
+    at += sizes[i];
+  }
+  Tensor whole = as_strided(g0, x_shape, g0.strides(), g0.offset());
+  return whole.is_dense() ? whole : Tensor();
+}
+
+}  // namespace
+
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
   const int64_t d = wrap_dim(dim, x.dim(), "split");
   int64_t total = 0;
@@ -68,11 +94,30 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   COPPER_CHECK(total == x.size(d), "split", "sizes add up to {} but dim {} of {} is {}", total, d,
                shape_str(x.shape()), x.size(d));
   std::vector<Tensor> out;
+  const Tensor xd = x.detach();
   int64_t at = 0;
   for (int64_t s : sizes) {
-    out.push_back(x.narrow(d, at, s));
+    out.push_back(xd.narrow(d, at, s));
     at += s;
   }
+  record_op_outputs("split", out, {x}, [x_shape = x.shape(), dt = x.dtype(), sizes, d](const std::vector<Tensor>& gs) {
+    Tensor whole = joined_gradient(gs, x_shape, d, sizes);
+    if (whole.defined()) return std::vector<Tensor>{whole};
+    bool all = true;
+    Device device = kCPU;
+    for (const Tensor& g : gs) {
+      all = all && g.defined();
+      if (g.defined()) device = g.device();
+    }
+    // every element is written when every piece has a gradient; zeros stand for the others
+    whole = all ? Tensor::empty(x_shape, dt, device) : zeros(x_shape, dt, device);
+    int64_t at = 0;
+    for (size_t i = 0; i < gs.size(); ++i) {
+      if (gs[i].defined()) copy_(whole.narrow(d, at, sizes[i]), gs[i]);
+      at += sizes[i];
+    }
+    return std::vector<Tensor>{whole};
+  });
   return out;
 }
 
