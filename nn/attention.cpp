@@ -26,17 +26,16 @@ Tensor CausalSelfAttention::forward(const Tensor& x, KVCache::Layer* cache) {
   const int64_t B = x.size(0), Tq = x.size(1), H = n_heads_, Dh = d_head_;
   const int64_t t0 = cache ? cache->length() : 0;                              // position of the first new token
   const double scale = 1.0 / std::sqrt(double(Dh));
-  // q, k and v are each a product with its third of the qkv weight and bias (views of the
-  // parameters), and their heads are views: (B, Tq, D) seen as (B, H, Tq, Dh). Nothing is
-  // copied, and the backward gets three gradients of (B, Tq, D), not slices of a (B, Tq, 3D) one
-  // that would each be spread over zeros and added up.
-  auto project = [&](int64_t part) {
-    const Tensor b = qkv->bias.defined() ? qkv->bias.narrow(0, part * d_model_, d_model_) : Tensor();
-    return linear(x, qkv->weight.narrow(0, part * d_model_, d_model_), b).view({B, Tq, H, Dh}).transpose(1, 2);
-  };
-  Tensor q = project(0);                                                     // q: (B, H, Tq, Dh)
-  Tensor k = project(1);                                                     // k: (B, H, Tq, Dh), the new keys
-  Tensor v = project(2);                                                     // v: (B, H, Tq, Dh)
+  // q, k and v come from one product with the whole qkv weight, (B, Tq, 3D), split into three
+  // views, and their heads are views too: (B, Tq, D) seen as (B, H, Tq, Dh). Nothing is
+  // copied. In the backward, the fused attention writes dq, dk and dv side by side, which
+  // split hands on as the product's gradient as it stands: one product for dx and one for
+  // the weight, rather than three of each and a sum.
+  const std::vector<Tensor> parts = split(qkv->forward(x), d_model_, -1);
+  auto heads = [&](const Tensor& t) { return t.view({B, Tq, H, Dh}).transpose(1, 2); };
+  Tensor q = heads(parts[0]);                                                // q: (B, H, Tq, Dh)
+  Tensor k = heads(parts[1]);                                                // k: (B, H, Tq, Dh), the new keys
+  Tensor v = heads(parts[2]);                                                // v: (B, H, Tq, Dh)
   if (pe_) pe_->transform_qk(q, k, t0, t0);
   if (cache) std::tie(k, v) = cache->append(k, v);                           // k, v: (B, H, Tk, Dh), Tk = t0 + Tq
   const double p = is_training() ? dropout_ : 0.0;

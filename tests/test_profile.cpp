@@ -159,6 +159,23 @@ TEST(Profile, PerStepColumnUsesTheCountedSteps) {
   EXPECT_EQ(profile::counted_steps(), 0) << "steps are counted only while the profiler is on";
 }
 
+// The fused attention writes dq, dk and dv side by side, so split's backward passes them on
+// as the qkv product's gradient and moves no bytes. Under RoPE, q and k are rotated copies,
+// so split copies the three gradients into one.
+TEST(Profile, AttentionGradientsReachTheProjectionUncopied) {
+  for (const std::string pe : {"none", "rope"}) {
+    SCOPED_TRACE(pe);
+    ProfileOn on;
+    tiny_step(pe);
+    const auto rows = profile::rows();
+    const profile::Row* split = find_row(rows, profile::Phase::backward, "split");
+    ASSERT_NE(split, nullptr);
+    EXPECT_EQ(split->calls, 1);
+    if (pe == "none") EXPECT_EQ(split->bytes, 0);
+    else EXPECT_GT(split->bytes, 0);
+  }
+}
+
 TEST(Profile, NestedScopesCountOnceInTheOuterRow) {
   ProfileOn on;
   {

@@ -19,6 +19,7 @@
 // draw one number from the generator for dropout and mask the same elements (dropout's Philox
 // stream over the (..., Tq, Tk) probabilities).
 #include <algorithm>
+#include <array>
 
 #include "tensor/ops/common.h"
 #include "tensor/random.h"
@@ -91,6 +92,31 @@ Tensor kernel_result_like(const Backend& be, const Tensor& t) {
   return be.attention_takes_views() ? empty_in_layout_of(t) : Tensor::empty(t.shape(), t.dtype(), t.device());
 }
 
+// Where the backward writes dq, dk and dv. When q, k and v are views side by side in one
+// buffer (the heads of q, k and v split from one (B, T, 3·H·Dh) projection: equal strides,
+// offsets a fixed step apart, densely filling their span), the gradients get the same
+// arrangement in one new buffer, so that split's backward takes that buffer as the
+// projection's gradient without copying (tensor/ops/join.cpp). Otherwise each is like its
+// operand (kernel_result_like).
+std::array<Tensor, 3> attention_gradients(const Backend& be, const Tensor& q, const Tensor& k, const Tensor& v) {
+  const int64_t step = k.offset() - q.offset();
+  const bool side_by_side = be.attention_takes_views() && step > 0 && k.impl()->storage == q.impl()->storage &&
+                            v.impl()->storage == q.impl()->storage && v.offset() - k.offset() == step &&
+                            k.shape() == q.shape() && v.shape() == q.shape() && k.strides() == q.strides() &&
+                            v.strides() == q.strides();
+  if (side_by_side) {
+    Shape shape = q.shape(), strides = q.strides();  // q, k and v as one view with a last dim of 3
+    shape.push_back(3);
+    strides.push_back(step);
+    if (as_strided(q, shape, strides, q.offset()).is_dense()) {
+      const Tensor buffer = Tensor::empty({3 * q.numel()}, q.dtype(), q.device());
+      return {as_strided(buffer, q.shape(), q.strides(), 0), as_strided(buffer, q.shape(), q.strides(), step),
+              as_strided(buffer, q.shape(), q.strides(), 2 * step)};
+    }
+  }
+  return {kernel_result_like(be, q), kernel_result_like(be, k), kernel_result_like(be, v)};
+}
+
 }  // namespace
 
 Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, double scale, double dropout_p,
@@ -144,7 +170,7 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
              ec = ec.defined() ? ec.detach() : Tensor(), o = out.detach(), lse, bh, Tq, Tk, Dh, scale, official,
              dropout_p, key](const Tensor& g) {
               Backend& be = backend_of(qc);
-              Tensor dq = kernel_result_like(be, qc), dk = kernel_result_like(be, kc), dv = kernel_result_like(be, vc);
+              auto [dq, dk, dv] = attention_gradients(be, qc, kc, vc);
               auto like = [](const Tensor& t) { return t.defined() ? Tensor::empty(t.shape(), t.dtype(), t.device()) : Tensor(); };
               Tensor dz = ec.defined() ? Tensor() : like(zc), de = like(ec);
               be.attention_backward(qc, kc, vc, o, lse, kernel_operand(be, g), dq, dk, dv, bh, Tq, Tk, Dh, scale,
