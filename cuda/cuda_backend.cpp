@@ -225,7 +225,7 @@ void CudaBackend::rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& 
                                int64_t t, int64_t p, bool inverse) {
   const int dev = index_of(x, "rotate_pairs");
   DeviceGuard g(dev);
-  launch_rotate_pairs(x.dtype(), ptr(x), x.stride(0), ptr(cs), ptr(sn), ptr(out), outer, t, p, inverse, stream(dev));
+  launch_rotate_pairs(x.dtype(), ptr(x), ptr(cs), ptr(sn), ptr(out), outer, t, p, inverse, stream(dev));
 }
 
 void CudaBackend::cope_positions(const Tensor& gate_logits, const Tensor& z, const Tensor& term, const Tensor& gates,

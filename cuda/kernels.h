@@ -95,10 +95,9 @@ void launch_attention_backward_rows(DType dtype, const AttentionDims& d, const v
                                     const void* z, const void* out, const void* lse, const void* dout, void* ds,
                                     void* pm, void* dz, void* dp, void* gates, cudaStream_t stream);
 
-// rotate.cu: x [outer·t, 2p] with rows x_row_stride apart; out [outer, t, p, 2], cs, sn [t, p]
-// contiguous (Backend::rotate_pairs)
-void launch_rotate_pairs(DType dtype, const void* x, int64_t x_row_stride, const void* cs, const void* sn, void* out,
-                         int64_t outer, int64_t t, int64_t p, bool inverse, cudaStream_t stream);
+// rotate.cu: x, out [outer, t, p, 2], cs, sn [t, p], all contiguous (Backend::rotate_pairs)
+void launch_rotate_pairs(DType dtype, const void* x, const void* cs, const void* sn, void* out, int64_t outer,
+                         int64_t t, int64_t p, bool inverse, cudaStream_t stream);
 
 // index.cu (index: i64; an entry outside [0, n) reads as all bits set and adds nothing)
 void launch_index_select(DType dtype, const void* x, const int64_t* index, int64_t k, void* out, int64_t outer,

@@ -118,12 +118,10 @@ class Backend {
     cross_entropy_backward(logits, targets, lse, dlogits, scale, ignore_index);
   }
 
-  // Rotary position embedding: x [outer·t, 2p], rows of p pairs with unit stride inside a row
-  // and any distance x.stride(0) >= 2p between rows (such as q's rows inside a (B, T, 3D)
-  // projection); each pair (x0, x1) of row r, pair m, turned by the angle whose cosine and
-  // sine are cs[i, m] and sn[i, m] with i = r % t (cs, sn contiguous [t, p], x's dtype):
-  // out0 = x0 cs - x1 sn, out1 = x0 sn + x1 cs. inverse turns by minus the angle (the
-  // transpose of the rotation: the backward). out is contiguous [outer·t, 2p].
+  // Rotary position embedding: contiguous x viewed as [outer, t, p, 2], each pair (x0, x1) at
+  // row i, pair m turned by the angle whose cosine and sine are cs[i, m] and sn[i, m] (cs, sn
+  // contiguous [t, p], x's dtype): out0 = x0 cs - x1 sn, out1 = x0 sn + x1 cs. inverse turns
+  // by minus the angle (the transpose of the rotation: the backward). out is contiguous.
   virtual void rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer,
                             int64_t t, int64_t p, bool inverse) = 0;
 

@@ -34,9 +34,8 @@ void CpuBackend::rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& s
     T* op = static_cast<T*>(out.raw_data());
     const T sign = inverse ? T(-1) : T(1);  // turning by -angle: sin(-a) = -sin(a)
     // One item per (outer, row): 2p elements, with the row's p cosines and sines.
-    const int64_t row_stride = x.stride(0);
     parallel_for(outer * t, 2 * p, [&](int64_t r) {
-      rotate_row(xp + r * row_stride, cp + (r % t) * p, sp + (r % t) * p, op + r * 2 * p, p, sign);
+      rotate_row(xp + r * 2 * p, cp + (r % t) * p, sp + (r % t) * p, op + r * 2 * p, p, sign);
     });
   });
 }

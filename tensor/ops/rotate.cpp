@@ -22,30 +22,23 @@ Tensor rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, bool in
   COPPER_CHECK(!cs.requires_grad() && !sn.requires_grad(), op,
                "the cos/sin tables take no gradient here. HINT: pass them detached (.detach())");
   // Heads viewed out of a (..., t, H·2p) projection, as attention passes them: x (..., H, t, 2p)
-  // whose memory runs (..., t, H, 2p), each token's H·2p values side by side (the rows may be
-  // further apart: q inside a (B, t, 3·H·2p) product). The same rotation over that memory,
-  // rows of H·2p with the tables repeated for each head, reads x in place, and its result
-  // (and, by this same path, its gradient) has the layout (..., t, H, 2p), so that it joins
-  // back into (..., t, H·2p) as a view.
-  const Tensor heads_in_rows = x.dim() >= 3 ? x.transpose(-3, -2) : Tensor();  // (..., t, H, 2p)
-  if (x.dim() >= 3 && x.size(-3) > 1 && heads_in_rows.stride(-1) == 1 && heads_in_rows.stride(-2) == 2 * p) {
+  // whose memory runs (..., t, H, 2p). The same rotation over that memory, rows of H·2p with
+  // the tables repeated for each head, reads x in place, and its result (and, by this same
+  // path, its gradient) keeps the layout, so that it joins back into (..., t, H·2p) as a view.
+  if (x.dim() >= 3 && x.size(-3) > 1 && x.transpose(-3, -2).is_contiguous()) {
     const int64_t H = x.size(-3);
-    Shape flat(heads_in_rows.shape().begin(), heads_in_rows.shape().end() - 2);
+    const Tensor rows = x.transpose(-3, -2);  // (..., t, H, 2p), contiguous
+    Shape flat(rows.shape().begin(), rows.shape().end() - 2);
     flat.push_back(H * 2 * p);
     auto tiled = [&](const Tensor& table) { return table.detach().unsqueeze(1).expand({t, H, p}).reshape({t, H * p}); };
-    return rotate_pairs(heads_in_rows.view(flat), tiled(cs), tiled(sn), inverse)
-        .view(heads_in_rows.shape())
-        .transpose(-3, -2);
+    return rotate_pairs(rows.view(flat), tiled(cs), tiled(sn), inverse).view(rows.shape()).transpose(-3, -2);
   }
-  // The kernel reads rows of 2p with unit stride, equally far apart: x itself when its rows
-  // are (any leading dims that merge into one row index), else a contiguous copy.
-  int64_t outer = 1;  // the dims before [t, 2p]
-  for (int64_t d = 0; d + 2 < x.dim(); ++d) outer *= x.size(d);
-  Tensor rows = x.detach().reshape({outer * t, 2 * p});
-  if (rows.stride(1) != 1 || rows.stride(0) < 2 * p) rows = rows.contiguous();
+  Tensor xc = x.contiguous();
   const Tensor c = cs.contiguous(), s = sn.contiguous();
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  backend_of(x).rotate_pairs(rows, c, s, out, outer, t, p, inverse);
+  Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+  int64_t outer = 1;  // the dims before [t, 2p]
+  for (int64_t d = 0; d + 2 < xc.dim(); ++d) outer *= xc.size(d);
+  backend_of(xc).rotate_pairs(xc, c, s, out, outer, t, p, inverse);
   record_op("rotate_pairs", out, {x},
             [c, s, inverse](const Tensor& g) { return std::vector<Tensor>{rotate_pairs(g, c, s, !inverse)}; });
   return out;
