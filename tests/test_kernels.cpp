@@ -144,6 +144,22 @@ TEST(FastKernels, GeluSigmoidSiluF32MatchF64) {
   }
 }
 
+// A norm's weight and bias gradients are column sums over all rows. The CPU sums them in
+// chunks of rows on every thread (rows_and_column_sums); every chunk must count, whichever
+// thread ran it. Against the sums written out with plain ops, on enough rows for many
+// chunks and both threads.
+TEST(FastKernels, LayerNormColumnSumsCoverEveryRow) {
+  const int64_t rows = 700, n = 64;
+  Generator g(13);
+  Tensor x = randn({rows, n}, DType::f64, &g), r = randn({rows, n}, DType::f64, &g);
+  Tensor w = randn({n}, DType::f64, &g).requires_grad_(), b = randn({n}, DType::f64, &g).requires_grad_();
+  sum(mul(layer_norm(x, w, b), r)).backward();
+  const Tensor centred = sub(x, mean(x, Shape{1}, true));
+  const Tensor xhat = div(centred, sqrt(add(mean(mul(centred, centred), Shape{1}, true), 1e-5)));
+  EXPECT_LT(max_rel_diff(w.grad(), sum(mul(r, xhat), Shape{0})), 1e-12);
+  EXPECT_LT(max_rel_diff(b.grad(), sum(r, Shape{0})), 1e-12);
+}
+
 // causal_softmax is the fast path of attention's softmax(masked_fill(x, causal_mask, -inf)):
 // the same values and gradients, in f64 and f32, square and with more keys than queries.
 TEST(FastKernels, CausalSoftmaxMatchesMaskedSoftmax) {

@@ -191,27 +191,31 @@ void rows_and_column_sums(int64_t rows, int64_t n, const Tensor& dweight, const 
   const int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
   // Kept from call to call (per calling thread and call site): a fresh buffer of this size
   // comes from the OS and costs a page fault per 4 KiB. Each chunk zeroes its own part.
+  // The worker threads write through these pointers: inside the loop below, the names wsum and
+  // bsum would mean each worker's own (empty) thread_local vectors, not the caller's.
   static thread_local std::vector<double> wsum, bsum;
   wsum.resize(dweight.defined() ? size_t(chunks * n) : 0);
   bsum.resize(dbias.defined() ? size_t(chunks * n) : 0);
+  double* const wparts = wsum.empty() ? nullptr : wsum.data();
+  double* const bparts = bsum.empty() ? nullptr : bsum.data();
   parallel_for(chunks, kRowChunk * n * 8, [&](int64_t ch) {
-    double* w = wsum.empty() ? nullptr : wsum.data() + ch * n;
-    double* b = bsum.empty() ? nullptr : bsum.data() + ch * n;
+    double* w = wparts ? wparts + ch * n : nullptr;
+    double* b = bparts ? bparts + ch * n : nullptr;
     if (w) std::fill(w, w + n, 0.0);
     if (b) std::fill(b, b + n, 0.0);
     for (int64_t r = ch * kRowChunk; r < std::min(rows, (ch + 1) * kRowChunk); ++r) row(r, w, b);
   });
-  auto total = [&](const std::vector<double>& part, const Tensor& out) {
+  auto total = [&](const double* parts, const Tensor& out) {
     if (!out.defined()) return;
     T* o = static_cast<T*>(out.raw_data());
     parallel_for(n, chunks, [&](int64_t c) {
       double acc = 0;
-      for (int64_t ch = 0; ch < chunks; ++ch) acc += part[size_t(ch * n + c)];
+      for (int64_t ch = 0; ch < chunks; ++ch) acc += parts[ch * n + c];
       o[c] = T(acc);
     });
   };
-  total(wsum, dweight);
-  total(bsum, dbias);
+  total(wparts, dweight);
+  total(bparts, dbias);
 }
 
 }  // namespace copper::cpu
