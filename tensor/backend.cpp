@@ -32,16 +32,23 @@ void register_backend(DeviceType t, Backend* b) {
   if (t == DeviceType::cuda) cuda_backend_slot() = b;
 }
 
-void Backend::bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, int64_t /*rows*/, int64_t /*n*/) {
+void Backend::bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, const Tensor& slope, int64_t /*rows*/,
+                        int64_t /*n*/) {
+  if (slope.defined()) {  // slope = 1 · gelu'(x + bias), written where x + bias was put
+    binary(BinaryOp::add, x, bias.expand(x.shape()), slope);
+    Tensor ones = Tensor::empty(x.shape(), x.dtype(), x.device());
+    fill(ones, 1.0);
+    unary(UnaryOp::gelu_erf, slope, y, 0, 0);
+    unary_backward(UnaryOp::gelu_erf, slope, y, ones, slope, 0, 0);
+    return;
+  }
   binary(BinaryOp::add, x, bias.expand(x.shape()), y);
   unary(UnaryOp::gelu_erf, y, y, 0, 0);
 }
 
-void Backend::bias_gelu_backward(const Tensor& x, const Tensor& bias, const Tensor& g, const Tensor& dx,
-                                 const Tensor& dbias, int64_t rows, int64_t n) {
-  Tensor u = Tensor::empty(x.shape(), x.dtype(), x.device());
-  binary(BinaryOp::add, x, bias.expand(x.shape()), u);
-  unary_backward(UnaryOp::gelu_erf, u, u, g, dx, 0, 0);
+void Backend::bias_gelu_backward(const Tensor& slope, const Tensor& g, const Tensor& dx, const Tensor& dbias,
+                                 int64_t rows, int64_t n) {
+  binary(BinaryOp::mul, g, slope, dx);
   if (dbias.defined()) reduce(ReduceOp::sum, dx, 1, rows, n, dbias);
 }
 

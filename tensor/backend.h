@@ -62,12 +62,15 @@ class Backend {
   virtual void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& grad, const Tensor& out,
                               double a, double b) = 0;
   // The GELU (erf form) of x plus a bias, over contiguous rows: y[r, i] = gelu(x[r, i] + bias[i])
-  // for rows x n. The backward writes dx = g · gelu'(x + bias) and, when dbias is defined, its
-  // column sums. Optional: this default composes binary, unary, unary_backward and reduce; a
-  // backend that fuses them saves a pass over memory each way (the CPU's does).
-  virtual void bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, int64_t rows, int64_t n);
-  virtual void bias_gelu_backward(const Tensor& x, const Tensor& bias, const Tensor& g, const Tensor& dx,
-                                  const Tensor& dbias, int64_t rows, int64_t n);
+  // for rows x n, and, when slope is defined, the derivative there: slope[r, i] =
+  // gelu'(x[r, i] + bias[i]), which the backward needs instead of x. The backward writes
+  // dx = g · slope and, when dbias is defined, its column sums. Optional: these defaults
+  // compose binary, unary, unary_backward and reduce; a backend that fuses them saves passes
+  // over memory (the CPU's does).
+  virtual void bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, const Tensor& slope, int64_t rows,
+                         int64_t n);
+  virtual void bias_gelu_backward(const Tensor& slope, const Tensor& g, const Tensor& dx, const Tensor& dbias,
+                                  int64_t rows, int64_t n);
   // out = a (op) b; a and b are views expanded to out's shape (stride 0 where broadcast).
   virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
   // out = cond != 0 ? a : b; all three expanded to out's shape, any strides.

@@ -152,14 +152,15 @@ class TimingBackend final : public Backend {
     Scope s(unary_name(op), 0, bytes_of(x, out));
     in_.unary(op, x, out, a, b);
   }
-  void bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, int64_t rows, int64_t n) override {
-    Scope s("bias_gelu", 0, bytes_of(x, y));
-    in_.bias_gelu(x, bias, y, rows, n);
+  void bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, const Tensor& slope, int64_t rows,
+                 int64_t n) override {
+    Scope s("bias_gelu", 0, bytes_of(x, y, slope));
+    in_.bias_gelu(x, bias, y, slope, rows, n);
   }
-  void bias_gelu_backward(const Tensor& x, const Tensor& bias, const Tensor& g, const Tensor& dx, const Tensor& dbias,
-                          int64_t rows, int64_t n) override {
-    Scope s("bias_gelu_backward", 0, bytes_of(x, g, dx));
-    in_.bias_gelu_backward(x, bias, g, dx, dbias, rows, n);
+  void bias_gelu_backward(const Tensor& slope, const Tensor& g, const Tensor& dx, const Tensor& dbias, int64_t rows,
+                          int64_t n) override {
+    Scope s("bias_gelu_backward", 0, bytes_of(slope, g, dx));
+    in_.bias_gelu_backward(slope, g, dx, dbias, rows, n);
   }
   void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& grad, const Tensor& out, double a,
                       double b) override {

@@ -11,6 +11,7 @@
 #include <functional>
 #include <limits>
 
+#include "tensor/backend.h"
 #include "tensor/cpu/fast_math.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
@@ -158,6 +159,36 @@ TEST(FastKernels, LayerNormColumnSumsCoverEveryRow) {
   const Tensor xhat = div(centred, sqrt(add(mean(mul(centred, centred), Shape{1}, true), 1e-5)));
   EXPECT_LT(max_rel_diff(w.grad(), sum(mul(r, xhat), Shape{0})), 1e-12);
   EXPECT_LT(max_rel_diff(b.grad(), sum(r, Shape{0})), 1e-12);
+}
+
+// bias + GELU: the CPU's fused kernel (y and the slope in one pass, the backward a product
+// with the slope) against Backend's default composition of binary, unary, unary_backward
+// and reduce, which backends without a fused kernel (CUDA) run.
+TEST(FastKernels, BiasGeluFusedMatchesTheDefaultComposition) {
+  Backend& be = backend_for(kCPU);
+  const int64_t rows = 300, n = 70;  // many chunks of rows, spread over the threads
+  for (DType dt : {DType::f64, DType::f32}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Generator g(12);
+    const Tensor x = mul(randn({rows, n}, dt, &g), 3.0), bias = randn({n}, dt, &g), gr = randn({rows, n}, dt, &g);
+    auto empty = [&](const Shape& s) { return Tensor::empty(s, dt); };
+    Tensor y1 = empty({rows, n}), s1 = empty({rows, n}), y2 = empty({rows, n}), s2 = empty({rows, n});
+    be.bias_gelu(x, bias, y1, s1, rows, n);
+    be.Backend::bias_gelu(x, bias, y2, s2, rows, n);
+    Tensor y3 = empty({rows, n});
+    be.bias_gelu(x, bias, y3, Tensor(), rows, n);  // no slope wanted
+    const double tol = dt == DType::f64 ? 1e-14 : 1e-6;
+    EXPECT_LT(max_rel_diff(y1, y2), tol);
+    EXPECT_LT(max_rel_diff(s1, s2), tol);
+    EXPECT_EQ(max_rel_diff(y1, y3), 0.0);
+    Tensor dx1 = empty({rows, n}), db1 = empty({n}), dx2 = empty({rows, n}), db2 = empty({n});
+    be.bias_gelu_backward(s1, gr, dx1, db1, rows, n);
+    be.Backend::bias_gelu_backward(s1, gr, dx2, db2, rows, n);
+    EXPECT_LT(max_rel_diff(dx1, dx2), tol);
+    EXPECT_LT(max_rel_diff(db1, db2), 100 * tol);
+    EXPECT_LT(max_rel_diff(db1, sum(dx1, Shape{0})), 100 * tol) << "fused";
+    EXPECT_LT(max_rel_diff(db2, sum(dx1, Shape{0})), 100 * tol) << "default";
+  }
 }
 
 // causal_softmax is the fast path of attention's softmax(masked_fill(x, causal_mask, -inf)):

@@ -20,9 +20,10 @@ class CpuBackend final : public Backend {
   void unary(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) override;
   void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& grad, const Tensor& out, double a,
                       double b) override;
-  void bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, int64_t rows, int64_t n) override;
-  void bias_gelu_backward(const Tensor& x, const Tensor& bias, const Tensor& g, const Tensor& dx, const Tensor& dbias,
-                          int64_t rows, int64_t n) override;
+  void bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, const Tensor& slope, int64_t rows,
+                 int64_t n) override;
+  void bias_gelu_backward(const Tensor& slope, const Tensor& g, const Tensor& dx, const Tensor& dbias, int64_t rows,
+                          int64_t n) override;
   void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
   void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
   void reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& out) override;

@@ -44,6 +44,19 @@ T gelu_slope(T u) {
   }
 }
 
+// Both at one point, sharing Φ and φ (f32) between them.
+template <class T>
+void gelu_and_slope(T u, T& y, T& slope) {
+  if constexpr (kFast<T>) {
+    const GeluParts p = gelu_parts_fast(u);
+    y = u * p.cdf;
+    slope = p.cdf + u * p.pdf;
+  } else {
+    y = gelu_of(u);
+    slope = gelu_slope(u);
+  }
+}
+
 template <class T, class F>
 void map1(const Tensor& x, const Tensor& out, F f) {
   const T* xp = static_cast<const T*>(x.raw_data());
@@ -177,35 +190,43 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, co
   });
 }
 
-// gelu(x + bias) row by row: the bias add and the GELU in one pass, and the backward's
-// derivative and the bias's column sums in one pass (rows_and_column_sums).
-void CpuBackend::bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, int64_t rows, int64_t n) {
+// gelu(x + bias) row by row: the bias add, the GELU and (for the backward) its slope in one
+// pass, which shares Φ and φ between the two; the backward's product with the slope and the
+// bias's column sums in one pass (rows_and_column_sums).
+void CpuBackend::bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, const Tensor& slope, int64_t rows,
+                           int64_t n) {
   COPPER_DISPATCH_FLOAT(x.dtype(), "bias_gelu", [&] {
     const T* xp = static_cast<const T*>(x.raw_data());
     const T* bp = static_cast<const T*>(bias.raw_data());
     T* yp = static_cast<T*>(y.raw_data());
+    T* sp = slope.defined() ? static_cast<T*>(slope.raw_data()) : nullptr;
     parallel_for(rows, n * 8, [=](int64_t r) {
       const T* xr = xp + r * n;
       T* yr = yp + r * n;
+      if (!sp) {
+        _Pragma("omp simd")
+        for (int64_t i = 0; i < n; ++i) yr[i] = gelu_of(T(xr[i] + bp[i]));
+        return;
+      }
+      T* sr = sp + r * n;
       _Pragma("omp simd")
-      for (int64_t i = 0; i < n; ++i) yr[i] = gelu_of(T(xr[i] + bp[i]));
+      for (int64_t i = 0; i < n; ++i) gelu_and_slope(T(xr[i] + bp[i]), yr[i], sr[i]);
     });
   });
 }
 
-void CpuBackend::bias_gelu_backward(const Tensor& x, const Tensor& bias, const Tensor& g, const Tensor& dx,
-                                    const Tensor& dbias, int64_t rows, int64_t n) {
-  COPPER_DISPATCH_FLOAT(x.dtype(), "bias_gelu_backward", [&] {
-    const T* xp = static_cast<const T*>(x.raw_data());
-    const T* bp = static_cast<const T*>(bias.raw_data());
+void CpuBackend::bias_gelu_backward(const Tensor& slope, const Tensor& g, const Tensor& dx, const Tensor& dbias,
+                                    int64_t rows, int64_t n) {
+  COPPER_DISPATCH_FLOAT(slope.dtype(), "bias_gelu_backward", [&] {
+    const T* sp = static_cast<const T*>(slope.raw_data());
     const T* gp = static_cast<const T*>(g.raw_data());
     T* dp = static_cast<T*>(dx.raw_data());
     rows_and_column_sums<T>(rows, n, Tensor(), dbias, [=](int64_t r, double*, double* db) {
-      const T* xr = xp + r * n;
+      const T* sr = sp + r * n;
       const T* gr = gp + r * n;
       T* dr = dp + r * n;
       _Pragma("omp simd")
-      for (int64_t i = 0; i < n; ++i) dr[i] = gr[i] * gelu_slope(T(xr[i] + bp[i]));
+      for (int64_t i = 0; i < n; ++i) dr[i] = gr[i] * sr[i];
       if (db) {
         _Pragma("omp simd")
         for (int64_t i = 0; i < n; ++i) db[i] += double(dr[i]);

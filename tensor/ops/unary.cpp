@@ -55,15 +55,19 @@ Tensor bias_gelu(const Tensor& x, const Tensor& bias) {
   const int64_t n = x.size(-1), rows = n > 0 ? x.numel() / n : 0;
   const Tensor xc = x.contiguous(), bc = bias.contiguous();
   Tensor y = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
-  backend_of(xc).bias_gelu(xc, bc, y, rows, n);
-  record_op(op, y, {x, bias},
-            [xd = xc.detach(), bd = bc.detach(), rows, n, want_db = bias.requires_grad()](const Tensor& g) {
-              Tensor gc = g.contiguous();
-              Tensor dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
-              Tensor db = want_db ? Tensor::empty({n}, xd.dtype(), xd.device()) : Tensor();
-              backend_of(xd).bias_gelu_backward(xd, bd, gc, dx, db, rows, n);
-              return std::vector<Tensor>{dx, db};
-            });
+  // The backward keeps gelu'(x + bias), computed here alongside y, instead of x: the same
+  // memory, and no second evaluation of Φ and φ.
+  const bool grad = any_requires_grad({x, bias});
+  const Tensor slope = grad ? Tensor::empty(xc.shape(), xc.dtype(), xc.device()) : Tensor();
+  backend_of(xc).bias_gelu(xc, bc, y, slope, rows, n);
+  if (!grad) return y;
+  record_op(op, y, {x, bias}, [slope, rows, n, want_db = bias.requires_grad()](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dx = Tensor::empty(slope.shape(), slope.dtype(), slope.device());
+    Tensor db = want_db ? Tensor::empty({n}, slope.dtype(), slope.device()) : Tensor();
+    backend_of(slope).bias_gelu_backward(slope, gc, dx, db, rows, n);
+    return std::vector<Tensor>{dx, db};
+  });
   return y;
 }
 Tensor silu(const Tensor& x) { return unary_op(UnaryOp::silu, "silu", x); }
