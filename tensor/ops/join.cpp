@@ -2,6 +2,8 @@
 // cat copies each input into its slice of the output; its backward hands each input
 // its slice of the gradient. split and chunk return narrow() views (no copy) under one
 // autograd node, whose backward joins the pieces' gradients into the input's.
+#include <algorithm>
+
 #include "tensor/ops/common.h"
 
 namespace copper {
@@ -100,17 +102,13 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
     out.push_back(xd.narrow(d, at, s));
     at += s;
   }
-  record_op_outputs("split", out, {x}, [x_shape = x.shape(), dt = x.dtype(), sizes, d](const std::vector<Tensor>& gs) {
+  record_op_outputs("split", out, {x}, [x_shape = x.shape(), dt = x.dtype(), dev = x.device(), sizes,
+                                        d](const std::vector<Tensor>& gs) {
     Tensor whole = joined_gradient(gs, x_shape, d, sizes);
     if (whole.defined()) return std::vector<Tensor>{whole};
-    bool all = true;
-    Device device = kCPU;
-    for (const Tensor& g : gs) {
-      all = all && g.defined();
-      if (g.defined()) device = g.device();
-    }
     // every element is written when every piece has a gradient; zeros stand for the others
-    whole = all ? Tensor::empty(x_shape, dt, device) : zeros(x_shape, dt, device);
+    const bool all = std::all_of(gs.begin(), gs.end(), [](const Tensor& g) { return g.defined(); });
+    whole = all ? Tensor::empty(x_shape, dt, dev) : zeros(x_shape, dt, dev);
     int64_t at = 0;
     for (size_t i = 0; i < gs.size(); ++i) {
       if (gs[i].defined()) copy_(whole.narrow(d, at, sizes[i]), gs[i]);
