@@ -209,8 +209,14 @@ TEST(Autograd, SplitIsOneNodeWithAnOutputPerPiece) {
   EXPECT_EQ(p[2].grad_fn_output(), 2);
   EXPECT_EQ(p[0].grad_fn()->outputs.size(), 3u);
   // piece 1 unused, piece 2 used twice (its gradients summed before split's backward runs)
-  add(sum(mul(p[0], 5.0)), sum(mul(p[2], p[2]))).backward();
+  Tensor loss = add(sum(mul(p[0], 5.0)), sum(mul(p[2], p[2])));
+  loss.backward(Tensor(), /*retain_graph=*/true);
   EXPECT_EQ(V(x.grad()), (std::vector<double>{5, 0, 0, 8, 10, 12}));
+  loss.backward();  // the node runs again on a retained graph: the gradients add up
+  EXPECT_EQ(V(x.grad()), (std::vector<double>{10, 0, 0, 16, 20, 24}));
+  // the graph dump shows one split node with the shapes of its three outputs
+  const std::string dot = graph_dot(loss);
+  EXPECT_NE(dot.find("split\\n[1] [2] [3]"), std::string::npos) << dot;
   // backward seeded at one piece itself
   Tensor y = leaf({1, 2, 3, 4}, {2, 2});
   std::vector<Tensor> q = chunk(y, 2, 1);
