@@ -291,23 +291,6 @@ TEST(View, ContiguousCopiesOnlyWhenNeeded) {
   EXPECT_TRUE(x.unsqueeze(1).is_contiguous());
 }
 
-// The CPU copies a transposed matrix in tiles (tensor/cpu/copy.cpp): every element lands in
-// its place, for sizes on and off the tile size, a row stride wider than the matrix, and
-// integer and float types alike; against the element-by-element definition.
-TEST(View, TransposedCopiesInTilesPutEveryElementInPlace) {
-  for (DType dt : {DType::f32, DType::f64, DType::i64})
-    for (auto [r, c] : {std::pair<int64_t, int64_t>{32, 32}, {70, 45}, {33, 100}, {256, 31}}) {
-      SCOPED_TRACE(fmt::format("{} [{}, {}]", dtype_name(dt), r, c));
-      const Tensor wide = arange(0, double(r * (c + 3)), 1, DType::f64).view({r, c + 3}).to(dt);
-      const Tensor x = wide.narrow(1, 1, c);  // rows c + 3 apart
-      const Tensor t = x.t().contiguous();    // [c, r]
-      ASSERT_TRUE(t.is_contiguous());
-      const std::vector<double> got = V(t);
-      for (int64_t i = 0; i < c; ++i)
-        for (int64_t j = 0; j < r; ++j) ASSERT_EQ(got[size_t(i * r + j)], double(j * (c + 3) + 1 + i)) << i << " " << j;
-    }
-}
-
 TEST(View, ViewRefusesWhatReshapeCopies) {
   Tensor x = arange(0, 6, 1, DType::f64).view({2, 3});
   std::string msg = error_of([&] { x.t().view({6}); });
