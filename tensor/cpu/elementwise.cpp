@@ -221,7 +221,7 @@ void CpuBackend::bias_gelu_backward(const Tensor& slope, const Tensor& g, const 
     const T* sp = static_cast<const T*>(slope.raw_data());
     const T* gp = static_cast<const T*>(g.raw_data());
     T* dp = static_cast<T*>(dx.raw_data());
-    rows_and_column_sums<T>(rows, n, Tensor(), dbias, [=](int64_t r, double*, double* db) {
+    rows_and_column_sums<T>(rows, n, Tensor(), dbias, [=](int64_t r, T*, T* db) {
       const T* sr = sp + r * n;
       const T* gr = gp + r * n;
       T* dr = dp + r * n;
@@ -229,7 +229,7 @@ void CpuBackend::bias_gelu_backward(const Tensor& slope, const Tensor& g, const 
       for (int64_t i = 0; i < n; ++i) dr[i] = gr[i] * sr[i];
       if (db) {
         _Pragma("omp simd")
-        for (int64_t i = 0; i < n; ++i) db[i] += double(dr[i]);
+        for (int64_t i = 0; i < n; ++i) db[i] += dr[i];
       }
     });
   });

@@ -180,10 +180,11 @@ double row_sum(int64_t n, F f) {
 
 // A backward's one pass over rows that also sums columns (a norm's weight and bias
 // gradients, a bias's): rows go in chunks of kRowChunk, and `row(r, w, b)` handles row r and
-// adds its terms of the two column sums into w and b, the chunk's partial sums (double, n
-// each; null when that sum is not wanted). The chunks' sums are then added in chunk order
-// into dweight and dbias, so the result does not depend on the thread count, and the rows
-// are read once, not once per gradient.
+// adds its terms of the two column sums into w and b, the chunk's partial sums (T, n each;
+// null when that sum is not wanted: a chunk's few rows are summed in the element type, which
+// keeps the per-row adds and stores at the vector width of T). The chunks' sums are then
+// added in double, in chunk order, into dweight and dbias, so the result does not depend on
+// the thread count, and the rows are read once, not once per gradient.
 constexpr int64_t kRowChunk = 32;
 
 template <class T, class Row>
@@ -193,24 +194,24 @@ void rows_and_column_sums(int64_t rows, int64_t n, const Tensor& dweight, const 
   // comes from the OS and costs a page fault per 4 KiB. Each chunk zeroes its own part.
   // The worker threads write through these pointers: inside the loop below, the names wsum and
   // bsum would mean each worker's own (empty) thread_local vectors, not the caller's.
-  static thread_local std::vector<double> wsum, bsum;
+  static thread_local std::vector<T> wsum, bsum;
   wsum.resize(dweight.defined() ? size_t(chunks * n) : 0);
   bsum.resize(dbias.defined() ? size_t(chunks * n) : 0);
-  double* const wparts = wsum.empty() ? nullptr : wsum.data();
-  double* const bparts = bsum.empty() ? nullptr : bsum.data();
+  T* const wparts = wsum.empty() ? nullptr : wsum.data();
+  T* const bparts = bsum.empty() ? nullptr : bsum.data();
   parallel_for(chunks, kRowChunk * n * 8, [&](int64_t ch) {
-    double* w = wparts ? wparts + ch * n : nullptr;
-    double* b = bparts ? bparts + ch * n : nullptr;
-    if (w) std::fill(w, w + n, 0.0);
-    if (b) std::fill(b, b + n, 0.0);
+    T* w = wparts ? wparts + ch * n : nullptr;
+    T* b = bparts ? bparts + ch * n : nullptr;
+    if (w) std::fill(w, w + n, T(0));
+    if (b) std::fill(b, b + n, T(0));
     for (int64_t r = ch * kRowChunk; r < std::min(rows, (ch + 1) * kRowChunk); ++r) row(r, w, b);
   });
-  auto total = [&](const double* parts, const Tensor& out) {
+  auto total = [&](const T* parts, const Tensor& out) {
     if (!out.defined()) return;
     T* o = static_cast<T*>(out.raw_data());
     parallel_for(n, chunks, [&](int64_t c) {
       double acc = 0;
-      for (int64_t ch = 0; ch < chunks; ++ch) acc += parts[ch * n + c];
+      for (int64_t ch = 0; ch < chunks; ++ch) acc += double(parts[ch * n + c]);
       o[c] = T(acc);
     });
   };

@@ -68,7 +68,7 @@ void CpuBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, cons
     const T* rp = static_cast<const T*>(rstd.raw_data());
     const T* gp = static_cast<const T*>(dy.raw_data());
     T* dp = dx.defined() ? static_cast<T*>(dx.raw_data()) : nullptr;
-    rows_and_column_sums<T>(rows, n, dweight, dbias, [&](int64_t r, double* dw, double* db) {
+    rows_and_column_sums<T>(rows, n, dweight, dbias, [&](int64_t r, T* dw, T* db) {
       const T* xr = xp + r * n;
       const T* gr = gp + r * n;
       const T m = mp[r], rs = rp[r];
@@ -82,11 +82,11 @@ void CpuBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, cons
       }
       if (dw) {
         _Pragma("omp simd")
-        for (int64_t i = 0; i < n; ++i) dw[i] += double(gr[i] * (xr[i] - m) * rs);
+        for (int64_t i = 0; i < n; ++i) dw[i] += gr[i] * (xr[i] - m) * rs;
       }
       if (db) {
         _Pragma("omp simd")
-        for (int64_t i = 0; i < n; ++i) db[i] += double(gr[i]);
+        for (int64_t i = 0; i < n; ++i) db[i] += gr[i];
       }
     });
   });
@@ -121,7 +121,7 @@ void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const 
     const T* rp = static_cast<const T*>(rstd.raw_data());
     const T* gp = static_cast<const T*>(dy.raw_data());
     T* dp = dx.defined() ? static_cast<T*>(dx.raw_data()) : nullptr;
-    rows_and_column_sums<T>(rows, n, dweight, Tensor(), [&](int64_t r, double* dw, double*) {
+    rows_and_column_sums<T>(rows, n, dweight, Tensor(), [&](int64_t r, T* dw, T*) {
       const T* xr = xp + r * n;
       const T* gr = gp + r * n;
       const T rs = rp[r];
@@ -134,7 +134,7 @@ void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const 
       }
       if (dw) {
         _Pragma("omp simd")
-        for (int64_t i = 0; i < n; ++i) dw[i] += double(gr[i] * xr[i] * rs);
+        for (int64_t i = 0; i < n; ++i) dw[i] += gr[i] * xr[i] * rs;
       }
     });
   });
