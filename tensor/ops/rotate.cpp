@@ -21,10 +21,12 @@ Tensor rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, bool in
                "tables {} and {} must be [{}, {}] for x {}", cs.repr_shape(), sn.repr_shape(), t, p, x.repr_shape());
   COPPER_CHECK(!cs.requires_grad() && !sn.requires_grad(), op,
                "the cos/sin tables take no gradient here. HINT: pass them detached (.detach())");
-  // Heads viewed out of a (..., t, H·2p) projection, as attention passes them: x (..., H, t, 2p)
-  // whose memory runs (..., t, H, 2p). The same rotation over that memory, rows of H·2p with
-  // the tables repeated for each head, reads x in place, and its result (and, by this same
-  // path, its gradient) keeps the layout, so that it joins back into (..., t, H·2p) as a view.
+  // Heads viewed out of a packed (..., t, H·2p) projection: x (..., H, t, 2p) whose memory runs
+  // (..., t, H, 2p) with nothing between rows. The same rotation over that memory, rows of
+  // H·2p with the tables repeated for each head, reads x in place, and its result (and, by
+  // this same path, its gradient) keeps the layout, so that it joins back into (..., t, H·2p)
+  // as a view. (Attention's q and k, split from a (..., t, 3·H·2p) product, have rows further
+  // apart and take the copy below: the fused attention runs faster on contiguous heads.)
   if (x.dim() >= 3 && x.size(-3) > 1 && x.transpose(-3, -2).is_contiguous()) {
     const int64_t H = x.size(-3);
     const Tensor rows = x.transpose(-3, -2);  // (..., t, H, 2p), contiguous
