@@ -16,8 +16,8 @@
 //               the composed reference (tensor/ops/cope.cpp, nn/pe/cope.cpp)
 //   attention, cope_attention  one layer's causal attention at lm-long's shape, forward and
 //               backward, the fused kernel vs the composed reference (tensor/ops/attention.cpp)
-//   attention_views  the fused attention at lm-small's shape on heads that are views of
-//               (B, T, H·Dh) projections vs on contiguous heads
+//   attention_views  the fused attention at lm-small's shape on heads that are views of a
+//               (B, T, 3·H·Dh) product split in three vs on contiguous heads
 //   interleave  matmul and add in alternation vs each alone: shows thread pools fighting
 // Traffic counted for GB/s: the arrays an op must read and write once each (add: 3,
 // memcpy: 2); the hardware may move more (a write first reads its cache line).
@@ -308,24 +308,21 @@ void bench_rows(const Options& opt, std::FILE* out) {
                    {"reps", fused.reps}});
   }
   // The fused attention at lm-small's shape, forward and backward, on heads that are views of
-  // (B, T, H·Dh) projections (row stride H·Dh, what nn/attention.cpp passes) vs on
-  // contiguous (B, H, T, Dh) heads: what reading the views in place costs the kernel.
+  // one (B, T, 3·H·Dh) product split in three (row stride 3·H·Dh, what nn/attention.cpp
+  // passes) vs on contiguous (B, H, T, Dh) heads: what reading the views in place costs.
   if (wanted(opt, "attention_views")) {
     const int64_t B = opt.quick ? 2 : 16, T = 256, H = 4, Dh = 64, D = H * Dh;
     const double scale = 1.0 / std::sqrt(double(Dh));
-    std::vector<Tensor> proj, heads;
-    for (int i = 0; i < 3; ++i) {
-      proj.push_back(randn({B, T, D}).requires_grad_());
-      heads.push_back(randn({B, H, T, Dh}).requires_grad_());
-    }
+    Tensor proj = randn({B, T, 3 * D}).requires_grad_();
+    std::vector<Tensor> heads;
+    for (int i = 0; i < 3; ++i) heads.push_back(randn({B, H, T, Dh}).requires_grad_());
     Tensor w = randn({B, H, T, Dh});
     auto step = [&](bool views) {
-      auto head = [&](int i) { return views ? proj[size_t(i)].view({B, T, H, Dh}).transpose(1, 2) : heads[size_t(i)]; };
+      const std::vector<Tensor> parts = split(proj, D, -1);
+      auto head = [&](int i) { return views ? parts[size_t(i)].view({B, T, H, Dh}).transpose(1, 2) : heads[size_t(i)]; };
       sum(causal_attention(head(0), head(1), head(2), scale) * w).backward();
-      for (int i = 0; i < 3; ++i) {
-        proj[size_t(i)].zero_grad();
-        heads[size_t(i)].zero_grad();
-      }
+      proj.zero_grad();
+      for (Tensor& h : heads) h.zero_grad();
     };
     const auto [in_place, contiguous] = time_pair([&] { step(true); }, [&] { step(false); }, opt.budget_s);
     emit(out, json{{"bench", "attention_views"},

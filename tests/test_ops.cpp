@@ -1271,7 +1271,7 @@ TEST(OpValues, CausalAttentionWithDropoutIsTheReference) {
   }
 }
 
-// Heads viewed out of (B, T, H·Dh) projections, as nn/attention.cpp passes them: the kernel
+// Heads viewed out of one (B, T, 3·H·Dh) product, as nn/attention.cpp passes them: the kernel
 // reads q, k, v and dy in place, writes y and the gradients in the (B, T, H, Dh) layout (so
 // y merges back into (B, T, H·Dh) as a view), and agrees with the reference on copies.
 TEST(OpValues, CausalAttentionReadsHeadViewsInPlace) {

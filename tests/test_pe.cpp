@@ -351,9 +351,10 @@ TEST(RoPE, FusedKernelMatchesTheComposedReference) {
   EXPECT_EQ(rope_apply(zeros({2, 0, 8}, DType::f32), cs0, sn0).shape(), (Shape{2, 0, 8}));
 }
 
-// Heads viewed out of a (B, T, H·Dh) projection (what attention passes): the kernel reads
-// them in place and keeps their layout, so the result joins back into (B, T, H·Dh) as a
-// view; values and gradient are the composed reference's.
+// Heads viewed out of a packed (B, T, H·Dh) projection: the kernel reads them in place and
+// keeps their layout, so the result joins back into (B, T, H·Dh) as a view; values and
+// gradient are the composed reference's. (Attention's q and k, split from a (B, T, 3·H·Dh)
+// product, have rows further apart and are copied to contiguous heads first.)
 TEST(RoPE, HeadViewsKeepTheirLayout) {
   for (DType dt : {DType::f64, DType::f32}) {
     Generator g(6);
