@@ -18,6 +18,9 @@
 //               backward, the fused kernel vs the composed reference (tensor/ops/attention.cpp)
 //   attention_views  the fused attention at lm-small's shape on heads that are views of a
 //               (B, T, 3·H·Dh) product split in three vs on contiguous heads
+//   rotary_attention  RoPE's attention at lm-small's and lm-long's shapes on heads viewed out
+//               of one (B, T, 3·H·Dh) product, forward and backward: q and k turned inside
+//               the fused kernel (causal_rotary_attention) vs turned first by rotate_pairs
 //   interleave  matmul and add in alternation vs each alone: shows thread pools fighting
 // Traffic counted for GB/s: the arrays an op must read and write once each (add: 3,
 // memcpy: 2); the hardware may move more (a write first reads its cache line).
@@ -330,6 +333,39 @@ void bench_rows(const Options& opt, std::FILE* out) {
                    {"views_fwd_bwd_ms", round3(in_place.median_s * 1e3)},
                    {"contiguous_fwd_bwd_ms", round3(contiguous.median_s * 1e3)},
                    {"reps", in_place.reps}});
+  }
+  // RoPE's attention as nn/attention.cpp runs it, q, k and v split from one (B, T, 3·H·Dh)
+  // product, forward and backward into the product's gradient: the rotation inside the
+  // kernel vs rotate_pairs on q and k first (new contiguous heads; split then copies the
+  // three gradients into one).
+  if (wanted(opt, "rotary_attention")) {
+    for (auto [B, T] : std::vector<std::pair<int64_t, int64_t>>{{16, 256}, {4, 1024}}) {
+      if (opt.quick) B = 1;
+      const int64_t H = 4, Dh = 64, D = H * Dh;
+      const double scale = 1.0 / std::sqrt(double(Dh));
+      std::vector<double> angle(size_t(T * Dh / 2));
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t m = 0; m < Dh / 2; ++m)
+          angle[size_t(t * Dh / 2 + m)] = double(t) * std::pow(10000.0, -2.0 * double(m) / double(Dh));
+      const Tensor angles = from_vector(angle, {T, Dh / 2});
+      const Tensor cs = cos(angles).to(DType::f32), sn = sin(angles).to(DType::f32);
+      Tensor proj = randn({B, T, 3 * D}).requires_grad_(), w = randn({B, H, T, Dh});
+      auto step = [&](bool inside) {
+        const std::vector<Tensor> parts = split(proj, D, -1);
+        auto head = [&](int i) { return parts[size_t(i)].view({B, T, H, Dh}).transpose(1, 2); };
+        Tensor y = inside ? causal_rotary_attention(head(0), head(1), head(2), cs, sn, scale)
+                          : causal_attention(rotate_pairs(head(0), cs, sn), rotate_pairs(head(1), cs, sn), head(2),
+                                             scale);
+        sum(y * w).backward();
+        proj.zero_grad();
+      };
+      const auto [inside, first] = time_pair([&] { step(true); }, [&] { step(false); }, opt.budget_s);
+      emit(out, json{{"bench", "rotary_attention"},
+                     {"shape", shape_str({B, H, T, Dh})},
+                     {"inside_fwd_bwd_ms", round3(inside.median_s * 1e3)},
+                     {"rotate_first_fwd_bwd_ms", round3(first.median_s * 1e3)},
+                     {"reps", inside.reps}});
+    }
   }
 }
 

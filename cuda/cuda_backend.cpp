@@ -262,12 +262,19 @@ AttentionDims attention_dims(int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, dou
   d.official = cope.official;
   return d;
 }
+
+// attention_rotates() is false here: the op rotates q and k before the kernels.
+void no_rotation(const AttentionRotation& rot) {
+  COPPER_CHECK(!rot.cs.defined() && !rot.sn.defined(), "attention",
+               "the CUDA kernels take no RoPE tables. HINT: rotate q and k with rotate_pairs first");
+}
 }  // namespace
 
 void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                             int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
-                            const AttentionCope& cope) {
+                            const AttentionCope& cope, const AttentionRotation& rot) {
   const int dev = index_of(q, "attention");
+  no_rotation(rot);
   DeviceGuard g(dev);
   launch_attention(q.dtype(), attention_dims(bh, Tq, Tk, Dh, scale, p, key, cope), ptr(q), ptr(k), ptr(v),
                    ptr(cope.z), ptr(out), ptr(lse), stream(dev));
@@ -276,8 +283,10 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, c
 void CudaBackend::attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                                      const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
                                      const Tensor& dv, int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale,
-                                     double p, uint64_t key, const AttentionCope& cope) {
+                                     double p, uint64_t key, const AttentionCope& cope,
+                                     const AttentionRotation& rot) {
   const int dev = index_of(q, "attention_backward");
+  no_rotation(rot);
   DeviceGuard g(dev);
   const bool with_cope = cope.z.defined();
   // Workspaces for this call only (the caching allocator serves them again next step).

@@ -36,14 +36,20 @@ Tensor CausalSelfAttention::forward(const Tensor& x, KVCache::Layer* cache) {
   Tensor q = heads(parts[0]);                                                // q: (B, H, Tq, Dh)
   Tensor k = heads(parts[1]);                                                // k: (B, H, Tq, Dh), the new keys
   Tensor v = heads(parts[2]);                                                // v: (B, H, Tq, Dh)
-  if (pe_) pe_->transform_qk(q, k, t0, t0);
+  // An encoding that turns q and k as RoPE does may hand attention its tables instead, and
+  // the fused kernel turns each block's rows as it reads them: q and k stay views of the
+  // product. With a cache (which keeps its keys turned) or maps to record, they are turned here.
+  std::pair<Tensor, Tensor> rotation;                                        // cos, sin: (Tq, Dh/2)
+  if (pe_ && !cache && !record_attention_ && !pe_->adds_logit_terms()) rotation = pe_->qk_rotation_tables(Tq, q);
+  if (pe_ && !rotation.first.defined()) pe_->transform_qk(q, k, t0, t0);
   if (cache) std::tie(k, v) = cache->append(k, v);                           // k, v: (B, H, Tk, Dh), Tk = t0 + Tq
   const double p = is_training() ? dropout_ : 0.0;
   if (!record_attention_) {
     // No map to keep: a fused kernel, which keeps no (Tq, Tk) tensor (tensor/ops/attention.cpp),
     // when there is nothing to add to the logits, or when the encoding fuses its own term.
     Tensor y;                                                                 // y: (B, H, Tq, Dh)
-    if (!(pe_ && pe_->adds_logit_terms())) y = causal_attention(q, k, v, scale, p);
+    if (rotation.first.defined()) y = causal_rotary_attention(q, k, v, rotation.first, rotation.second, scale, p);
+    else if (!(pe_ && pe_->adds_logit_terms())) y = causal_attention(q, k, v, scale, p);
     else y = pe_->fused_attention(AttentionContext{x, q, k, Tensor(), t0, cache ? &cache->pe_state : nullptr}, v,
                                   scale, p);
     if (y.defined()) {

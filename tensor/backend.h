@@ -37,6 +37,17 @@ struct AttentionCope {
   Tensor de{};  // the backward writes dL/de here (same shape as e)
 };
 
+// Rotary position embedding inside fused attention (Backend::attention; nn/pe/rope.h): q and
+// k are turned pair by pair, as rotate_pairs turns them, before their product. cs and sn
+// [Tk, Dh/2] (contiguous, q's dtype) hold the cosines and sines of key j's angles in row j;
+// query r, at position r + (Tk - Tq), takes that row. The backward turns dq and dk back by
+// minus the angles, so they are the gradients of the unrotated q and k. Undefined tables:
+// no rotation. Given only to a backend that answers true to attention_rotates, and never
+// with CoPE's term.
+struct AttentionRotation {
+  Tensor cs, sn;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -157,16 +168,20 @@ class Backend {
   // True when the fused attention takes CoPE's position table (AttentionCope::e) and computes
   // z = q·eᵀ itself, block by block; false: the op computes z with matmul and passes it.
   virtual bool attention_reads_cope_table() const { return false; }
+  // True when the fused attention takes RoPE's tables (AttentionRotation) and turns q and k
+  // itself; false: the op rotates them with rotate_pairs first and passes no tables.
+  virtual bool attention_rotates() const { return false; }
   virtual void attention(const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/, const Tensor& /*out*/,
                          const Tensor& /*lse*/, int64_t /*bh*/, int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/,
-                         double /*scale*/, double /*p*/, uint64_t /*key*/, const AttentionCope& /*cope*/) {
+                         double /*scale*/, double /*p*/, uint64_t /*key*/, const AttentionCope& /*cope*/,
+                         const AttentionRotation& /*rot*/) {
     throw Error(std::string("[attention] the ") + name() + " backend has no fused attention kernel");
   }
   virtual void attention_backward(const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/,
                                   const Tensor& /*out*/, const Tensor& /*lse*/, const Tensor& /*dout*/,
                                   const Tensor& /*dq*/, const Tensor& /*dk*/, const Tensor& /*dv*/, int64_t /*bh*/,
                                   int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/, double /*scale*/, double /*p*/,
-                                  uint64_t /*key*/, const AttentionCope& /*cope*/) {
+                                  uint64_t /*key*/, const AttentionCope& /*cope*/, const AttentionRotation& /*rot*/) {
     throw Error(std::string("[attention] the ") + name() + " backend has no fused attention kernel");
   }
 

@@ -123,6 +123,18 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
                         Generator* gen = nullptr);
 Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, double scale,
                                   double dropout_p = 0, Generator* gen = nullptr);
+// The same over q and k turned by RoPE's tables (nn/pe/rope.h): cs, sn (Tk, Dh/2), row j for
+// key j, the queries taking the last Tq rows:
+//   causal_attention(rotate_pairs(q, cs[Tk-Tq:], sn[Tk-Tq:]), rotate_pairs(k, cs, sn), v, ...)
+// A backend that rotates inside its fused kernel (the CPU) turns each block's rows as it
+// reads them: no rotated copies of q and k are made, and dq and dk are written where they
+// would be for plain attention (side by side with dv for heads split from one product).
+// Differentiable in q, k and v; the tables take no gradient.
+Tensor causal_rotary_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cs, const Tensor& sn,
+                               double scale, double dropout_p = 0, Generator* gen = nullptr);
+Tensor causal_rotary_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cs,
+                                         const Tensor& sn, double scale, double dropout_p = 0,
+                                         Generator* gen = nullptr);
 // The same with CoPE's position term in the logits (nn/pe/cope.h), for the position table e
 // (npos, Dh): z (..., Tq, npos) = q·eᵀ, s = q kᵀ · scale, term = cope_positions(s, z, Tk -
 // Tq).term (the gates are sigmoid(s)), and

@@ -479,6 +479,45 @@ std::vector<OpCase> all_cases() {
                [](const Inputs& x) { return causal_attention_reference(x[0], x[1], x[2], 0.5); })
                  .with_ref(attention_ref));
   }
+  // RoPE's rotation inside the attention: tables of fixed angles for Tk key positions, the
+  // queries taking the last Tq rows; the reference turns q and k in double first.
+  auto rotation_tables = [](int64_t Tk, int64_t p) {
+    std::vector<double> a(size_t(Tk * p));
+    for (int64_t j = 0; j < Tk; ++j)
+      for (int64_t m = 0; m < p; ++m) a[size_t(j * p + m)] = 0.37 * double(j) * double(m + 1) - 0.5 * double(m);
+    const Tensor angles = from_vector(a, {Tk, p});
+    return std::pair<Tensor, Tensor>{cos(angles), sin(angles)};
+  };
+  auto turned = [](const Tensor& x, const Tensor& cs, const Tensor& sn, int64_t first_row) {
+    Arr a = arr(x), c = arr(cs), s = arr(sn);
+    const size_t Dh = size_t(a.shape.back()), T = size_t(a.shape[a.shape.size() - 2]), p = Dh / 2;
+    for (size_t e = 0; e < a.v.size(); e += 2) {
+      const size_t row = size_t(first_row) + (e / Dh) % T, m = (e % Dh) / 2;
+      const double cv = c.v[row * p + m], sv = s.v[row * p + m], x0 = a.v[e], x1 = a.v[e + 1];
+      a.v[e] = x0 * cv - x1 * sv;
+      a.v[e + 1] = x0 * sv + x1 * cv;
+    }
+    return tensor_of(a);
+  };
+  for (auto [qs, ks] : std::vector<std::pair<Shape, Shape>>{{{2, 70, 4}, {2, 70, 4}}, {{2, 1, 3, 4}, {2, 1, 7, 4}}}) {
+    const std::string v = fmt::format("q {} over k, v {}", shape_str(qs), shape_str(ks));
+    const int64_t Tq = qs[qs.size() - 2], Tk = ks[ks.size() - 2];
+    const auto [cs64, sn64] = rotation_tables(Tk, 2);
+    auto rotary_ref = [=](const Inputs& x) {
+      return attention_ref({turned(x[0], cs64, sn64, Tk - Tq), turned(x[1], cs64, sn64, 0), x[2]});
+    };
+    add_case(C("causal_rotary_attention", v, {qs, ks, ks},
+               [=](const Inputs& x) {
+                 return causal_rotary_attention(x[0], x[1], x[2], cs64.to(x[0].dtype()), sn64.to(x[0].dtype()), 0.5);
+               })
+                 .with_ref(rotary_ref));
+    add_case(C("causal_rotary_attention_reference", v, {qs, ks, ks},
+               [=](const Inputs& x) {
+                 return causal_rotary_attention_reference(x[0], x[1], x[2], cs64.to(x[0].dtype()),
+                                                          sn64.to(x[0].dtype()), 0.5);
+               })
+                 .with_ref(rotary_ref));
+  }
   // mean over the rows whose target is not ignored
   auto ce_ref = [](const Tensor& logits, const std::vector<int64_t>& t, int64_t ignore) {
     Tensor ls = ref_along(logits.reshape({-1, logits.size(-1)}), -1, log_softmax_line);
@@ -1311,6 +1350,94 @@ TEST(OpValues, CausalAttentionReadsHeadViewsInPlace) {
     }
 }
 
+namespace {
+
+// RoPE's tables for positions 0..n-1 with p pairs: angle(j, m) = j · 10000^(-m/p).
+std::pair<Tensor, Tensor> rope_like_tables(int64_t n, int64_t p, DType t) {
+  std::vector<double> a(size_t(n * p));
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t m = 0; m < p; ++m) a[size_t(j * p + m)] = double(j) * std::pow(10000.0, -double(m) / double(p));
+  const Tensor angles = from_vector(a, {n, p});
+  return {cos(angles).to(t), sin(angles).to(t)};
+}
+
+// f throws copper::Error whose message names op and contains text.
+void expect_error(const std::function<void()>& f, const std::string& op, const std::string& text) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected [" << op << "] ... " << text;
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("[" + op + "]"), std::string::npos) << m;
+    EXPECT_NE(m.find(text), std::string::npos) << m;
+  }
+}
+
+}  // namespace
+
+// RoPE's rotation inside the fused attention, on heads viewed out of one (B, T, 3·H·Dh)
+// product as nn/attention.cpp passes them, is the reference on copies (rotate_pairs, then the
+// composed attention): values, the product's gradient and the generator's draw, with dropout
+// and with queries over more keys (a KV cache's shape). The kernel turns neither q nor k in
+// place, and its gradients land side by side in one buffer.
+TEST(OpValues, CausalRotaryAttentionIsTheReference) {
+  const int64_t B = 2, H = 3, Dh = 8;
+  for (DType t : {DType::f32, DType::f64})
+    for (auto [Tq, Tk, p] :
+         std::vector<std::tuple<int64_t, int64_t, double>>{{70, 70, 0.0}, {70, 70, 0.25}, {5, 75, 0.2}}) {
+      Generator data(13);
+      Tensor x = randn({B, Tk, 3 * H * Dh}, t, &data), dy = randn({B, Tq, H * Dh}, t, &data);
+      const auto [cs, sn] = rope_like_tables(Tk, Dh / 2, t);
+      auto run = [&](bool fused) {
+        Tensor xg = x.clone().requires_grad_();
+        auto head = [&](int64_t part, int64_t rows) {  // (B, H, rows, Dh): the last `rows` positions
+          Tensor h = xg.narrow(2, part * H * Dh, H * Dh).narrow(1, Tk - rows, rows).view({B, rows, H, Dh});
+          return fused ? h.transpose(1, 2) : h.transpose(1, 2).contiguous();
+        };
+        Tensor q = head(0, Tq), k = head(1, Tk), v = head(2, Tk);
+        const std::vector<double> q_before = V(q);
+        Generator g(9);
+        Tensor y = fused ? causal_rotary_attention(q, k, v, cs, sn, 0.35, p, &g)
+                         : causal_rotary_attention_reference(q, k, v, cs, sn, 0.35, p, &g);
+        EXPECT_EQ(V(q), q_before) << "q was turned in place";
+        sum(mul(y.transpose(1, 2).reshape({B, Tq, H * Dh}), dy)).backward();
+        return std::vector<Tensor>{y, xg.grad(), from_vector(std::vector<int64_t>{int64_t(g.next_u64())})};
+      };
+      const auto fused = run(true), ref = run(false);
+      const double tol = t == DType::f64 ? 1e-12 : 2e-5;
+      for (size_t i = 0; i < 2; ++i) {
+        const std::vector<double> a = V(fused[i]), b = V(ref[i]);
+        double worst = 0, scale = 1e-30;
+        for (size_t j = 0; j < a.size(); ++j) {
+          worst = std::max(worst, std::abs(a[j] - b[j]));
+          scale = std::max(scale, std::abs(b[j]));
+        }
+        EXPECT_LE(worst, tol * scale) << dtype_name(t) << " Tq " << Tq << " p " << p << ": output " << i;
+      }
+      EXPECT_EQ(fused[2].item(), ref[2].item()) << "the generators moved differently";
+    }
+}
+
+// The rotation does not combine with CoPE's term in one kernel call, and bad tables are named.
+TEST(OpErrors, CausalRotaryAttentionChecksItsTables) {
+  Tensor q = randn({1, 2, 6, 4}), k = randn({1, 2, 6, 4}), v = randn({1, 2, 6, 4});
+  const auto [cs, sn] = rope_like_tables(6, 2, DType::f32);
+  expect_error([&] { causal_rotary_attention(q, k, v, cs.narrow(0, 0, 5), sn.narrow(0, 0, 5), 0.5); },
+               "causal_rotary_attention", "must be (6, 2)");
+  expect_error([&] { causal_rotary_attention(q, k, v, cs.to(DType::f64), sn.to(DType::f64), 0.5); },
+               "causal_rotary_attention", "");
+  Tensor odd = randn({1, 2, 6, 3});
+  expect_error([&] { causal_rotary_attention(odd, odd, odd, cs, sn, 0.5); }, "causal_rotary_attention", "odd");
+  expect_error([&] { causal_rotary_attention(q, k, v, cs.clone().requires_grad_(), sn, 0.5); },
+               "causal_rotary_attention", "take no gradient");
+  Backend& be = backend_of(q);
+  Tensor out = Tensor::empty(q.shape()), lse = Tensor::empty({1, 2, 6});
+  expect_error([&] {
+    be.attention(q, k, v, out, lse, 2, 6, 6, 4, 0.5, 0.0, 0, AttentionCope{Tensor(), Tensor(), false, randn({3, 4})},
+                 AttentionRotation{cs, sn});
+  }, "attention", "do not combine");
+}
+
 // The fused CoPE attention is its composed reference (matmul, cope_positions, causal_softmax,
 // dropout, matmul): values and all four gradients, with dropout, both scalings, queries over
 // more keys (a KV cache's shape), and a clamp that bites (npos 6) or does not (npos 200).
@@ -1366,14 +1493,16 @@ TEST(OpValues, CopeKernelReadsZOrTheTable) {
     Tensor z = matmul(q, e.t()).contiguous();
     auto empty = [&](Shape s) { return Tensor::empty(std::move(s), t); };
     Tensor out_z = empty({bh, Tq, Dh}), lse_z = empty({bh, Tq}), out_e = empty({bh, Tq, Dh}), lse_e = empty({bh, Tq});
-    be.attention(q, k, v, out_z, lse_z, bh, Tq, Tk, Dh, 0.35, 0.0, 0, AttentionCope{z, Tensor(), false});
-    be.attention(q, k, v, out_e, lse_e, bh, Tq, Tk, Dh, 0.35, 0.0, 0, AttentionCope{Tensor(), Tensor(), false, e});
+    be.attention(q, k, v, out_z, lse_z, bh, Tq, Tk, Dh, 0.35, 0.0, 0, AttentionCope{z, Tensor(), false},
+                 AttentionRotation{});
+    be.attention(q, k, v, out_e, lse_e, bh, Tq, Tk, Dh, 0.35, 0.0, 0, AttentionCope{Tensor(), Tensor(), false, e},
+                 AttentionRotation{});
     Tensor dq_z = empty({bh, Tq, Dh}), dk_z = empty({bh, Tk, Dh}), dv_z = empty({bh, Tk, Dh}), dz = empty({bh, Tq, npos});
     Tensor dq_e = empty({bh, Tq, Dh}), dk_e = empty({bh, Tk, Dh}), dv_e = empty({bh, Tk, Dh}), de = empty({npos, Dh});
     be.attention_backward(q, k, v, out_z, lse_z, dout, dq_z, dk_z, dv_z, bh, Tq, Tk, Dh, 0.35, 0.0, 0,
-                          AttentionCope{z, dz, false});
+                          AttentionCope{z, dz, false}, AttentionRotation{});
     be.attention_backward(q, k, v, out_e, lse_e, dout, dq_e, dk_e, dv_e, bh, Tq, Tk, Dh, 0.35, 0.0, 0,
-                          AttentionCope{Tensor(), Tensor(), false, e, de});
+                          AttentionCope{Tensor(), Tensor(), false, e, de}, AttentionRotation{});
     const std::vector<std::pair<Tensor, Tensor>> pairs{
         {out_e, out_z}, {lse_e, lse_z}, {dk_e, dk_z}, {dv_e, dv_z},
         {dq_e, add(dq_z, matmul(dz, e))},                                   // dq + dz e

@@ -725,6 +725,33 @@ TEST(CopeModel, FusedAttentionIsTheComposedPath) {
     }
 }
 
+// Attention with RoPE hands its tables to the fused causal_rotary_attention unless it records
+// maps, when RoPE turns q and k first and attention composes the logits and the softmax: one
+// loss and one gradient either way, with dropout drawing the same masks.
+TEST(RoPE, RotationInsideTheFusedAttentionIsTheComposedPath) {
+  TransformerConfig cfg = tiny_config("rope", 2);
+  cfg.context = 70;  // two of the CPU kernel's query blocks
+  cfg.dropout = 0.1;
+  TransformerLM m(cfg);
+  m.to(DType::f64);
+  randomize(m, 13, 0.5);
+  Generator data(5);
+  Tensor ids = randint(0, 7, {2, 70}, DType::i64, &data);
+  auto run = [&](bool record) {
+    m.set_record_attention(record);
+    m.zero_grad();
+    manual_seed(22);
+    Tensor y = m.forward(ids);
+    Tensor loss = mean(y * y);
+    loss.backward();
+    std::vector<Tensor> out{loss.detach()};
+    for (auto& p : m.parameters()) out.push_back(p.grad().clone());
+    return out;
+  };
+  const auto fused = run(false), composed = run(true);
+  for (size_t i = 0; i < fused.size(); ++i) EXPECT_LT(max_abs_diff(fused[i], composed[i]), 1e-11) << "tensor " << i;
+}
+
 // Beyond the trained length CoPE clamps its positions, so a model runs on longer inputs.
 TEST(CopeModel, LongerThanContext) {
   TransformerLM m(tiny_config("cope"));

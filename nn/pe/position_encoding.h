@@ -6,8 +6,9 @@
 //   (b) transform_qk:   how to change q and k before their product   (rope)
 //   (c) add_logit_terms: what to add to the attention logits, given q and k
 //                        — before or after the 1/sqrt(d_head) scale  (rel, alibi, cope)
-// and, for speed, one more: (d) fused_attention, the whole attention in one op whose kernel
-// computes the encoding's logit term itself (cope), so that no (Tq, Tk) logits are made.
+// and, for speed, two more: (d) fused_attention, the whole attention in one op whose kernel
+// computes the encoding's logit term itself (cope), so that no (Tq, Tk) logits are made; and
+// qk_rotation_tables, with which the fused attention turns q and k itself (rope).
 //
 // Rectangles. Every question is asked for tokens at absolute positions, not only 0..T-1:
 // with a KV cache (nn/kv_cache.h) the Tq new queries sit at positions [t0, t0 + Tq) and see
@@ -29,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nn/module.h"
@@ -96,6 +98,11 @@ class PositionEncoding : public Module {
   //     replaced by their transformed versions. Attention passes the new tokens' q and k,
   //     both at the cache length; the cache keeps k transformed.
   virtual void transform_qk(Tensor& /*q*/, Tensor& /*k*/, int64_t /*q_offset*/, int64_t /*k_offset*/) {}
+  //     Optional, for speed: when transform_qk turns q and k as RoPE does (rotate_pairs), its
+  //     cos and sin tables (n, Dh/2) for positions [0, n), in like's dtype and device, so that
+  //     attention can turn them inside its fused kernel (causal_rotary_attention) instead of
+  //     calling transform_qk. Undefined tables (the default): attention calls transform_qk.
+  virtual std::pair<Tensor, Tensor> qk_rotation_tables(int64_t /*n*/, const Tensor& /*like*/) { return {}; }
   // (c) adds this encoding's logit terms, broadcastable to (B, H, Tq, Tk), to `out`.
   virtual void add_logit_terms(const AttentionContext& /*ctx*/, LogitTerms& /*out*/) {}
   // Whether add_logit_terms may add anything. Attention runs the fused causal_attention (no

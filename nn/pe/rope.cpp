@@ -63,19 +63,28 @@ RoPE::RoPE(const PEConfig& cfg) : base_(cfg.base), context_(cfg.context) {
   register_buffer("sin", Tensor());
 }
 
-Tensor RoPE::rotate(const Tensor& x, int64_t offset) {
-  const int64_t T = x.size(-2), Dh = x.size(-1);
+std::pair<Tensor, Tensor> RoPE::tables(int64_t offset, int64_t n, int64_t Dh, const Tensor& like) {
   COPPER_CHECK(offset >= 0, "rope", "negative position offset {}", offset);
+  check_even(Dh);
   const Tensor& cs = buffer("cos");  // cs: (N, Dh/2)
-  if (!cs.defined() || cs.size(0) < offset + T || cs.size(1) != Dh / 2 || cs.dtype() != x.dtype() ||
-      cs.device() != x.device()) {
-    int64_t n = cs.defined() && cs.size(1) == Dh / 2 ? cs.size(0) : 0;
-    if (n < offset + T) n = std::max({offset + T, 2 * n, context_});
-    auto [c, s] = rope_tables(0, n, Dh, base_, x.dtype());  // row t depends on t alone, not on n
-    set_buffer("cos", c.to(x.device()));
-    set_buffer("sin", s.to(x.device()));
+  if (!cs.defined() || cs.size(0) < offset + n || cs.size(1) != Dh / 2 || cs.dtype() != like.dtype() ||
+      cs.device() != like.device()) {
+    int64_t rows = cs.defined() && cs.size(1) == Dh / 2 ? cs.size(0) : 0;
+    if (rows < offset + n) rows = std::max({offset + n, 2 * rows, context_});
+    auto [c, s] = rope_tables(0, rows, Dh, base_, like.dtype());  // row t depends on t alone, not on rows
+    set_buffer("cos", c.to(like.device()));
+    set_buffer("sin", s.to(like.device()));
   }
-  return rope_apply(x, buffer("cos").narrow(0, offset, T), buffer("sin").narrow(0, offset, T));
+  return {buffer("cos").narrow(0, offset, n), buffer("sin").narrow(0, offset, n)};
+}
+
+Tensor RoPE::rotate(const Tensor& x, int64_t offset) {
+  auto [cs, sn] = tables(offset, x.size(-2), x.size(-1), x);
+  return rope_apply(x, cs, sn);
+}
+
+std::pair<Tensor, Tensor> RoPE::qk_rotation_tables(int64_t n, const Tensor& like) {
+  return tables(0, n, like.size(-1), like);
 }
 
 void RoPE::transform_qk(Tensor& q, Tensor& k, int64_t q_offset, int64_t k_offset) {

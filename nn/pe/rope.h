@@ -26,9 +26,13 @@ class RoPE : public PositionEncoding {
   std::string name() const override { return "rope"; }
   // q rotated from position q_offset, k from k_offset; the same values as rope_rotate.
   void transform_qk(Tensor& q, Tensor& k, int64_t q_offset, int64_t k_offset) override;
+  // The cached tables' rows 0..n-1 (the same values as rope_tables(0, n, ...)).
+  std::pair<Tensor, Tensor> qk_rotation_tables(int64_t n, const Tensor& like) override;
   bool adds_logit_terms() const override { return false; }
 
  private:
+  // Rows offset..offset+n-1 of the cached tables for head size Dh, in like's dtype and device.
+  std::pair<Tensor, Tensor> tables(int64_t offset, int64_t n, int64_t Dh, const Tensor& like);
   // x (..., T, Dh) at positions offset.., rotated with the cached tables.
   Tensor rotate(const Tensor& x, int64_t offset);
 

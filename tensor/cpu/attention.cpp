@@ -14,10 +14,14 @@
 // the logits' and writes dz, or with e turns it into dq's and de's shares; nothing of size
 // (Tq, Tk) outlives the call here either.
 //
+// With RoPE's tables (Backend::attention given an AttentionRotation) q and k are turned pair
+// by pair on the way in, into scratch rows, and dq and dk turned back on the way out.
+//
 // Row r of batch·head b is query i = r + (Tk - Tq): it sees keys j <= i. The references that
 // tests/test_ops.cpp compares this with are causal_attention_reference and
 // causal_cope_attention_reference (tensor/ops/attention.cpp): matmul, [cope_positions,]
-// causal_softmax, dropout, matmul.
+// causal_softmax, dropout, matmul; and causal_rotary_attention_reference, which turns q and k
+// with rotate_pairs first.
 #include <cblas.h>
 
 #include <algorithm>
@@ -30,6 +34,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/fast_math.h"
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/rotate.h"
 #include "tensor/philox.h"
 
 namespace copper {
@@ -88,6 +93,35 @@ struct Mats {
   }
   T* operator()(int64_t b, int64_t row = 0) const { return base + start[size_t(b)] + row * ld; }
 };
+
+// RoPE's rotation of q and k (AttentionRotation), or none. The kernels turn a block's queries
+// and the keys it sees into scratch rows before their product, and turn dq and dk back by
+// minus the angles as they leave: q and k themselves are never written.
+template <class T>
+struct Rotation {
+  const T* cs = nullptr;  // [Tk, p]: row j, the cosines of position j's angles
+  const T* sn = nullptr;
+  int64_t p = 0;          // pairs per row, Dh / 2
+  Rotation(const AttentionRotation& rot, int64_t Dh) {
+    if (!rot.cs.defined()) return;
+    cs = static_cast<const T*>(rot.cs.raw_data());
+    sn = static_cast<const T*>(rot.sn.raw_data());
+    p = Dh / 2;
+  }
+  explicit operator bool() const { return cs != nullptr; }
+  // n rows of src (row stride lds) at positions pos0.. turned into dst (row stride ldd);
+  // sign -1 turns them by minus the angles.
+  void rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, int64_t pos0, T sign) const {
+    for (int64_t r = 0; r < n; ++r)
+      rotate_row(src + r * lds, cs + (pos0 + r) * p, sn + (pos0 + r) * p, dst + r * ldd, p, sign);
+  }
+};
+
+// n rows of Dh elements from src (row stride lds) to dst (row stride ldd).
+template <class T>
+void copy_rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, int64_t Dh) {
+  for (int64_t r = 0; r < n; ++r) std::copy(src + r * lds, src + r * lds + Dh, dst + r * ldd);
+}
 
 inline float exp_of(float x) { return exp_fast(x); }
 inline double exp_of(double x) { return std::exp(x); }
@@ -472,20 +506,35 @@ void block_probs(T* s, int64_t nq, int64_t kv, int64_t first_query, T scale, T* 
 
 template <class T, class Term>
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                       int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double p, const Keep& keep, const Term& term) {
+                       int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double p, const Keep& keep, const Term& term,
+                       const Rotation<T>& rot) {
   const int64_t blocks = (Tq + kQueryBlock - 1) / kQueryBlock, shift = Tk - Tq;
   const Mats<const T> Q(q, bh), K(k, bh), V(v, bh);
   const Mats<T> O(out, bh);
   T* L = static_cast<T*>(lse.raw_data());
+  // With a rotation, every batch·head's keys turned once, contiguous, for all its blocks.
+  std::vector<T> kr(rot ? size_t(bh * Tk * Dh) : 0);
+  if (rot)
+    parallel_for(bh, Tk * Dh, [&](int64_t b) { rot.rows(K(b), K.ld, kr.data() + b * Tk * Dh, Dh, Tk, 0, T(1)); });
 #pragma omp parallel if (bh * blocks > 1)
   {
     std::vector<T> s(size_t(kQueryBlock * Tk)), m(p > 0 ? size_t(Tk) : 0);
+    std::vector<T> qr(rot ? size_t(kQueryBlock * Dh) : 0);  // the block's turned queries
     auto scratch = term.scratch(Tk, Tk);  // one row at a time: the forward keeps nothing
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < bh * blocks; ++item) {
       const int64_t b = item / blocks, r0 = (item % blocks) * kQueryBlock;
       const int64_t nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;  // keys the block's last row sees
-      gemm_rm(false, true, nq, kv, Dh, 1.0, Q(b, r0), Q.ld, K(b), K.ld, 0.0, s.data(), kv);  // s = q kᵀ
+      const T* qb = Q(b, r0);
+      const T* kb = K(b);
+      int64_t ldq = Q.ld, ldk = K.ld;
+      if (rot) {
+        rot.rows(qb, ldq, qr.data(), Dh, nq, r0 + shift, T(1));
+        qb = qr.data();
+        kb = kr.data() + b * Tk * Dh;
+        ldq = ldk = Dh;
+      }
+      gemm_rm(false, true, nq, kv, Dh, 1.0, qb, ldq, kb, ldk, 0.0, s.data(), kv);  // s = q kᵀ
       term.begin_block(b, r0, nq, scratch);
       term.logits(s.data(), nq, kv, b, r0, shift, scratch, false);
       block_probs(s.data(), nq, kv, r0 + shift, term.softmax_scale(), L + b * Tq + r0, static_cast<const T*>(nullptr));
@@ -506,7 +555,7 @@ template <class T, class Term>
 void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                              const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t bh,
                              int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, const Keep& keep,
-                             const Term& term) {
+                             const Term& term, const Rotation<T>& rot) {
   // One batch·head per item, its query blocks in order: dk and dv of a batch·head are sums over
   // its blocks, added in the same order whatever the thread count.
   const int64_t blocks = (Tq + kQueryBlock - 1) / kQueryBlock, shift = Tk - Tq;
@@ -517,20 +566,35 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
   {
     std::vector<T> P(size_t(kQueryBlock * Tk)), dP(size_t(kQueryBlock * Tk)), D(static_cast<size_t>(kQueryBlock));
     std::vector<T> M(p > 0 ? size_t(kQueryBlock * Tk) : 0);  // the block's keep-scales
+    // The batch·head's keys (turned, with a rotation) and values in contiguous rows, and its dk
+    // and dv summed there over the blocks, then written out once (dk turned back). With a
+    // rotation, each block's queries are turned too, and its dq is turned back as it leaves.
+    std::vector<T> kr(size_t(Tk * Dh)), vr(size_t(Tk * Dh)), dkr(size_t(Tk * Dh)), dvr(size_t(Tk * Dh));
+    std::vector<T> qr(rot ? size_t(kQueryBlock * Dh) : 0), dqr(rot ? size_t(kQueryBlock * Dh) : 0);
     auto scratch = term.scratch(kQueryBlock * Tk, Tk);
 #pragma omp for schedule(dynamic)
     for (int64_t b = 0; b < bh; ++b) {
-      for (int64_t j = 0; j < Tk; ++j) {
-        std::fill(dK(b, j), dK(b, j) + Dh, T(0));
-        std::fill(dV(b, j), dV(b, j) + Dh, T(0));
-      }
+      if (rot) rot.rows(K(b), K.ld, kr.data(), Dh, Tk, 0, T(1));
+      else copy_rows(K(b), K.ld, kr.data(), Dh, Tk, Dh);
+      copy_rows(V(b), V.ld, vr.data(), Dh, Tk, Dh);
+      std::fill(dkr.begin(), dkr.end(), T(0));
+      std::fill(dvr.begin(), dvr.end(), T(0));
+      const T* kb = kr.data();
+      const T* vb = vr.data();
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t r0 = blk * kQueryBlock, nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;
-        gemm_rm(false, true, nq, kv, Dh, 1.0, Q(b, r0), Q.ld, K(b), K.ld, 0.0, P.data(), kv);    // P = q kᵀ
+        const T* qb = Q(b, r0);
+        int64_t ldq = Q.ld;
+        if (rot) {
+          rot.rows(qb, ldq, qr.data(), Dh, nq, r0 + shift, T(1));
+          qb = qr.data();
+          ldq = Dh;
+        }
+        gemm_rm(false, true, nq, kv, Dh, 1.0, qb, ldq, kb, Dh, 0.0, P.data(), kv);    // P = q kᵀ
         term.begin_block(b, r0, nq, scratch);
         term.logits(P.data(), nq, kv, b, r0, shift, scratch, true);
         block_probs(P.data(), nq, kv, r0 + shift, term.softmax_scale(), static_cast<T*>(nullptr), L + b * Tq + r0);
-        gemm_rm(false, true, nq, kv, Dh, 1.0, dO(b, r0), dO.ld, V(b), V.ld, 0.0, dP.data(), kv);  // dP = dO vᵀ (after dropout)
+        gemm_rm(false, true, nq, kv, Dh, 1.0, dO(b, r0), dO.ld, vb, Dh, 0.0, dP.data(), kv);  // dP = dO vᵀ
         for (int64_t r = 0; r < nq; ++r) {
           const T* dor = dO(b, r0 + r);
           const T* orow = O(b, r0 + r);
@@ -564,11 +628,19 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         }
         term.grad(dP.data(), nq, kv, b, r0, shift, scratch);  // dS: now the gradient of q kᵀ, before the scale
         if (p > 0) apply_mask(P);
-        gemm_rm(true, false, kv, Dh, nq, 1.0, P.data(), kv, dO(b, r0), dO.ld, 1.0, dV(b), dV.ld);          // dv += Pmᵀ dO
-        gemm_rm(false, false, nq, Dh, kv, scale, dP.data(), kv, K(b), K.ld, 0.0, dQ(b, r0), dQ.ld);      // dq
-        gemm_rm(true, false, kv, Dh, nq, scale, dP.data(), kv, Q(b, r0), Q.ld, 1.0, dK(b), dK.ld);       // dk += dSᵀ q
+        gemm_rm(true, false, kv, Dh, nq, 1.0, P.data(), kv, dO(b, r0), dO.ld, 1.0, dvr.data(), Dh);  // dv += Pmᵀ dO
+        if (rot) {  // dq in the turned frame, then turned back
+          gemm_rm(false, false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, 0.0, dqr.data(), Dh);
+          rot.rows(dqr.data(), Dh, dQ(b, r0), dQ.ld, nq, r0 + shift, T(-1));
+        } else {
+          gemm_rm(false, false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, 0.0, dQ(b, r0), dQ.ld);      // dq
+        }
+        gemm_rm(true, false, kv, Dh, nq, scale, dP.data(), kv, qb, ldq, 1.0, dkr.data(), Dh);          // dk += dSᵀ q
         term.end_block_backward(b, r0, nq, scratch);
       }
+      if (rot) rot.rows(dkr.data(), Dh, dK(b), dK.ld, Tk, 0, T(-1));
+      else copy_rows(dkr.data(), Dh, dK(b), dK.ld, Tk, Dh);
+      copy_rows(dvr.data(), Dh, dV(b), dV.ld, Tk, Dh);
     }
   }
 }
@@ -609,16 +681,24 @@ void with_term(const AttentionCope& cope, double scale, int64_t bh, int64_t Tq, 
   });
 }
 
+// CopeTerm reads q itself (its z = q·eᵀ), unturned: the two do not combine.
+void check_rotation(const AttentionCope& cope, const AttentionRotation& rot) {
+  COPPER_CHECK(!rot.cs.defined() || (!cope.z.defined() && !cope.e.defined()), "attention",
+               "RoPE's rotation and CoPE's term do not combine in one kernel call. HINT: rotate q and k with "
+               "rotate_pairs and pass no tables");
+}
+
 }  // namespace
 
 void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                            int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
-                           const AttentionCope& cope) {
+                           const AttentionCope& cope, const AttentionRotation& rot) {
+  check_rotation(cope, rot);
   const Keep keep{key, float(p), 1.0 / (1.0 - p)};
   const SerialBlas serial;
   COPPER_DISPATCH_FLOAT(q.dtype(), "attention", [&] {
     with_term<T>(cope, scale, bh, Tq, q, Tensor(), [&](const auto& term) {
-      attention_forward<T>(q, k, v, out, lse, bh, Tq, Tk, Dh, p, keep, term);
+      attention_forward<T>(q, k, v, out, lse, bh, Tq, Tk, Dh, p, keep, term, Rotation<T>(rot, Dh));
     });
   });
 }
@@ -626,12 +706,15 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, co
 void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                                     const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
                                     const Tensor& dv, int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale,
-                                    double p, uint64_t key, const AttentionCope& cope) {
+                                    double p, uint64_t key, const AttentionCope& cope,
+                                    const AttentionRotation& rot) {
+  check_rotation(cope, rot);
   const Keep keep{key, float(p), 1.0 / (1.0 - p)};
   const SerialBlas serial;
   COPPER_DISPATCH_FLOAT(q.dtype(), "attention_backward", [&] {
     with_term<T>(cope, scale, bh, Tq, q, dq, [&](const auto& term) {
-      attention_backward_impl<T>(q, k, v, out, lse, dout, dq, dk, dv, bh, Tq, Tk, Dh, scale, p, keep, term);
+      attention_backward_impl<T>(q, k, v, out, lse, dout, dq, dk, dv, bh, Tq, Tk, Dh, scale, p, keep, term,
+                                 Rotation<T>(rot, Dh));
     });
   });
 }

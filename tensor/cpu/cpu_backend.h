@@ -50,13 +50,14 @@ class CpuBackend final : public Backend {
   bool has_fused_attention() const override { return true; }
   bool attention_takes_views() const override { return true; }
   bool attention_reads_cope_table() const override { return true; }
+  bool attention_rotates() const override { return true; }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, int64_t bh,
                  int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
-                 const AttentionCope& cope) override;
+                 const AttentionCope& cope, const AttentionRotation& rot) override;
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                           const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t bh,
                           int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
-                          const AttentionCope& cope) override;
+                          const AttentionCope& cope, const AttentionRotation& rot) override;
   void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override;
   void index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
                     int64_t inner) override;

@@ -4,26 +4,11 @@
 // compare this kernel with.
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/rotate.h"
 
 namespace copper {
 
 using namespace cpu;
-
-namespace {
-
-// One row: p pairs of x turned by the row's angles (sign -1: by minus them).
-template <class T>
-void rotate_row(const T* __restrict x, const T* __restrict c, const T* __restrict s, T* __restrict o, int64_t p,
-                T sign) {
-#pragma omp simd
-  for (int64_t m = 0; m < p; ++m) {
-    const T x0 = x[2 * m], x1 = x[2 * m + 1], sm = sign * s[m];
-    o[2 * m] = x0 * c[m] - x1 * sm;
-    o[2 * m + 1] = x0 * sm + x1 * c[m];
-  }
-}
-
-}  // namespace
 
 void CpuBackend::rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, const Tensor& out, int64_t outer,
                               int64_t t, int64_t p, bool inverse) {

@@ -3,7 +3,9 @@
 //
 //   out = dropout(causal_softmax(q kᵀ · scale)) v
 //
-// and causal_cope_attention, the same with CoPE's position term (nn/pe/cope.h) in the logits:
+// causal_rotary_attention, the same over q and k turned by RoPE's tables (nn/pe/rope.h), which
+// a backend that rotates (the CPU) turns inside the kernel, and causal_cope_attention, the
+// same with CoPE's position term (nn/pe/cope.h) in the logits:
 //
 //   s = q kᵀ · scale,  term = cope_positions(s, z).term,  z = q·eᵀ (..., Tq, npos)
 //   out = dropout(causal_softmax(s + term)) v      ("appendix";  s + term · scale "official")
@@ -57,6 +59,22 @@ void check_cope_table(const Tensor& q, const Tensor& e) {
   COPPER_CHECK(e.dim() == 2 && e.size(0) >= 1 && e.size(1) == q.size(-1), op,
                "position table e {} must be (npos, {}) with npos >= 1 for q {}", e.repr_shape(), q.size(-1),
                q.repr_shape());
+}
+
+// cs, sn (Tk, Dh/2), without gradients: RoPE's tables for the keys' positions, in q's dtype
+// and device. Returns the queries' rows of them (the last Tq).
+std::pair<Tensor, Tensor> check_rotation_tables(const Tensor& q, const Tensor& k, const Tensor& cs, const Tensor& sn) {
+  const char* op = "causal_rotary_attention";
+  check_same(op, q, cs);
+  check_same(op, q, sn);
+  const int64_t Tq = q.size(-2), Tk = k.size(-2), Dh = q.size(-1);
+  COPPER_CHECK(Dh % 2 == 0, op, "head size {} is odd: the rotation turns pairs of features", Dh);
+  COPPER_CHECK(cs.shape() == (Shape{Tk, Dh / 2}) && sn.shape() == cs.shape(), op,
+               "tables {} and {} must be ({}, {}): a row per key position, a column per pair, for k {}",
+               cs.repr_shape(), sn.repr_shape(), Tk, Dh / 2, k.repr_shape());
+  COPPER_CHECK(!cs.requires_grad() && !sn.requires_grad(), op,
+               "the cos/sin tables take no gradient here. HINT: pass them detached (.detach())");
+  return {cs.narrow(0, Tk - Tq, Tq), sn.narrow(0, Tk - Tq, Tq)};
 }
 
 // A fresh tensor of t's shape whose memory runs in the order of t's strides (the dims by
@@ -139,13 +157,21 @@ Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const T
   return matmul(att, v);                                           // (..., Tq, Dh)
 }
 
+Tensor causal_rotary_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cs,
+                                         const Tensor& sn, double scale, double dropout_p, Generator* gen) {
+  check_attention(q, k, v, dropout_p);
+  const auto [cq, sq] = check_rotation_tables(q, k, cs, sn);
+  return causal_attention_reference(rotate_pairs(q, cq, sq), rotate_pairs(k, cs, sn), v, scale, dropout_p, gen);
+}
+
 namespace {
 
-// The fused kernel for both ops: plain attention (neither z nor e), or CoPE given z or, on a
-// backend that reads it, the table e.
+// The fused kernel for the three ops: plain attention (neither z nor e), CoPE given z or, on
+// a backend that reads it, the table e, or plain attention over q and k turned by RoPE's
+// tables rot (on a backend that rotates).
 Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& z, const Tensor& e,
                        double scale, bool official, double dropout_p, Generator* gen,
-                       const std::array<int64_t, 4>& dims) {
+                       const std::array<int64_t, 4>& dims, const AttentionRotation& rot = {}) {
   const auto [bh, Tq, Tk, Dh] = dims;
   Backend& be = backend_of(q);
   const uint64_t key = dropout_p > 0 ? (gen ? *gen : default_generator()).next_u64() : 0;
@@ -160,21 +186,26 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   Shape lse_shape(q.shape().begin(), q.shape().end() - 1);  // (..., Tq)
   Tensor out = kernel_result_like(be, qc);
   Tensor lse = Tensor::empty(lse_shape, q.dtype(), q.device());
+  const AttentionRotation rc{rot.cs.defined() ? rot.cs.contiguous() : Tensor(),
+                            rot.sn.defined() ? rot.sn.contiguous() : Tensor()};
   be.attention(qc, kc, vc, out, lse, bh, Tq, Tk, Dh, scale, dropout_p, key,
-               AttentionCope{zc, Tensor(), official, ec, Tensor()});
+               AttentionCope{zc, Tensor(), official, ec, Tensor()}, rc);
   std::vector<Tensor> inputs{q, k, v};
   if (z.defined()) inputs.push_back(z);
   if (e.defined()) inputs.push_back(e);
-  record_op(z.defined() || e.defined() ? "causal_cope_attention" : "causal_attention", out, inputs,
+  const char* name = z.defined() || e.defined() ? "causal_cope_attention"
+                     : rc.cs.defined()            ? "causal_rotary_attention"
+                                                  : "causal_attention";
+  record_op(name, out, inputs,
             [qc = qc.detach(), kc = kc.detach(), vc = vc.detach(), zc = zc.defined() ? zc.detach() : Tensor(),
              ec = ec.defined() ? ec.detach() : Tensor(), o = out.detach(), lse, bh, Tq, Tk, Dh, scale, official,
-             dropout_p, key](const Tensor& g) {
+             dropout_p, key, rc](const Tensor& g) {
               Backend& be = backend_of(qc);
               auto [dq, dk, dv] = attention_gradients(be, qc, kc, vc);
               auto like = [](const Tensor& t) { return t.defined() ? Tensor::empty(t.shape(), t.dtype(), t.device()) : Tensor(); };
               Tensor dz = ec.defined() ? Tensor() : like(zc), de = like(ec);
               be.attention_backward(qc, kc, vc, o, lse, kernel_operand(be, g), dq, dk, dv, bh, Tq, Tk, Dh, scale,
-                                    dropout_p, key, AttentionCope{zc, dz, official, ec, de});
+                                    dropout_p, key, AttentionCope{zc, dz, official, ec, de}, rc);
               std::vector<Tensor> grads{dq, dk, dv};
               if (dz.defined()) grads.push_back(dz);
               if (de.defined()) grads.push_back(de);
@@ -202,6 +233,17 @@ Tensor causal_cope_attention(const Tensor& q, const Tensor& k, const Tensor& v, 
     return causal_cope_attention_reference(q, k, v, e, scale, official, dropout_p, gen);
   if (be.attention_reads_cope_table()) return fused_attention(q, k, v, Tensor(), e, scale, official, dropout_p, gen, dims);
   return fused_attention(q, k, v, matmul(q, e.t()), Tensor(), scale, official, dropout_p, gen, dims);
+}
+
+Tensor causal_rotary_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cs, const Tensor& sn,
+                               double scale, double dropout_p, Generator* gen) {
+  const auto dims = check_attention(q, k, v, dropout_p);
+  const auto [cq, sq] = check_rotation_tables(q, k, cs, sn);
+  const Backend& be = backend_of(q);
+  if (be.has_fused_attention() && be.attention_rotates() && dims[1] > 0 && dims[3] > 0)
+    return fused_attention(q, k, v, Tensor(), Tensor(), scale, false, dropout_p, gen, dims,
+                           AttentionRotation{cs.detach(), sn.detach()});
+  return causal_attention(rotate_pairs(q, cq, sq), rotate_pairs(k, cs, sn), v, scale, dropout_p, gen);
 }
 
 }  // namespace copper
