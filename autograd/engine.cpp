@@ -241,7 +241,7 @@ std::string graph_dot(const Tensor& root) {
     std::string shapes;
     for (const Node::Output& o : n->outputs) {
       if (!shapes.empty()) shapes += ' ';
-      shapes += shape_str(o.shape);
+      shapes += dtype_name(o.dtype) + shape_str(o.shape);
     }
     out += fmt::format("  n{} [label=\"{}\\n{}\"];\n", n->seq, n->op, shapes);
     for (const Edge& e : n->inputs) {
@@ -250,8 +250,8 @@ std::string graph_dot(const Tensor& root) {
         if (seen.insert(e.node.get()).second) stack.push_back(e.node.get());
       } else if (e.leaf) {
         if (leaves.insert(e.leaf.get()).second)
-          out += fmt::format("  l{} [label=\"leaf\\n{}\", shape=ellipse];\n", fmt::ptr(e.leaf.get()),
-                             shape_str(e.leaf->shape));
+          out += fmt::format("  l{} [label=\"leaf\\n{}{}\", shape=ellipse];\n", fmt::ptr(e.leaf.get()),
+                             dtype_name(e.leaf->dtype), shape_str(e.leaf->shape));
         out += fmt::format("  l{} -> n{};\n", fmt::ptr(e.leaf.get()), n->seq);
       }
     }

@@ -34,7 +34,7 @@ struct Node {
   using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grads_out)>;
   struct Output {
     Shape shape;  // to check the gradients that arrive
-    DType dtype = DType::f32;
+    DType dtype = DType::f32;  // shown with the shape by graph_dot
   };
 
   std::string op;               // "matmul", "add", ... (error messages and graph dumps)
@@ -64,7 +64,8 @@ void record_op_outputs(const char* op, std::vector<Tensor>& outs, const std::vec
 // True if grad mode is on and any of the tensors requires grad.
 bool any_requires_grad(const std::vector<Tensor>& ts);
 
-// Graphviz dot text of the graph that produced `root` (docs/02-autograd.md shows one).
+// Graphviz dot text of the graph that produced `root` (docs/02-autograd.md shows one): a box
+// per node with its op and its outputs' dtypes and shapes, an ellipse per leaf.
 std::string graph_dot(const Tensor& root);
 
 }  // namespace copper

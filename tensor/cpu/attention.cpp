@@ -194,7 +194,7 @@ struct NoTerm {
 // hi - 1 with the running total `acc` of the keys above; returns the total at lo. Four keys at
 // a time: their partial sums do not wait for the running total, which then takes one
 // addition per four keys. Every c_j is still rounded from one addition to the total before
-// it, so c never rises as j falls (what CopeTerm::grad relies on). Called on chunks whose
+// it, so c never falls as j falls (what CopeTerm::grad relies on). Called on chunks whose
 // length is a multiple of four, it groups the keys exactly as one call over the whole row.
 template <class T>
 T suffix_positions(const T* g, T* c, int64_t lo, int64_t hi, T acc, T cap) {
