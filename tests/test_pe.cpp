@@ -689,6 +689,20 @@ TEST(CopeModel, SeparateKeyGradcheckAndOfficialScale) {
   EXPECT_TRUE(r.ok) << r.message;
 }
 
+// A model's loss mean(y²) on ids and the gradients of its parameters, with attention maps
+// recorded or not, the generator seeded for dropout.
+std::vector<Tensor> loss_and_gradients(TransformerLM& m, const Tensor& ids, bool record, uint64_t seed) {
+  m.set_record_attention(record);
+  m.zero_grad();
+  manual_seed(seed);
+  Tensor y = m.forward(ids);
+  Tensor loss = mean(y * y);
+  loss.backward();
+  std::vector<Tensor> out{loss.detach()};
+  for (auto& p : m.parameters()) out.push_back(p.grad().clone());
+  return out;
+}
+
 // Attention with CoPE runs the fused causal_cope_attention unless it records maps, when it
 // composes the logits, CoPE's term and the softmax: both give one loss and one gradient, for
 // CoPE alone (both scalings) and combined with RoPE, with dropout drawing the same masks.
@@ -708,14 +722,7 @@ TEST(CopeModel, FusedAttentionIsTheComposedPath) {
       Tensor ids = randint(0, 7, {2, 70}, DType::i64, &data);
       const bool fuses = std::string(pe) != "cope+rel";
       auto run = [&](bool record) {
-        m.set_record_attention(record);
-        m.zero_grad();
-        manual_seed(21);
-        Tensor y = m.forward(ids);
-        Tensor loss = mean(y * y);
-        loss.backward();
-        std::vector<Tensor> out{loss.detach()};
-        for (auto& p : m.parameters()) out.push_back(p.grad().clone());
+        std::vector<Tensor> out = loss_and_gradients(m, ids, record, 21);
         EXPECT_EQ(!m.cope_gates().empty(), record || !fuses) << pe << ": gates are kept only while composing";
         return out;
       };
@@ -737,18 +744,7 @@ TEST(RoPE, RotationInsideTheFusedAttentionIsTheComposedPath) {
   randomize(m, 13, 0.5);
   Generator data(5);
   Tensor ids = randint(0, 7, {2, 70}, DType::i64, &data);
-  auto run = [&](bool record) {
-    m.set_record_attention(record);
-    m.zero_grad();
-    manual_seed(22);
-    Tensor y = m.forward(ids);
-    Tensor loss = mean(y * y);
-    loss.backward();
-    std::vector<Tensor> out{loss.detach()};
-    for (auto& p : m.parameters()) out.push_back(p.grad().clone());
-    return out;
-  };
-  const auto fused = run(false), composed = run(true);
+  const auto fused = loss_and_gradients(m, ids, false, 22), composed = loss_and_gradients(m, ids, true, 22);
   for (size_t i = 0; i < fused.size(); ++i) EXPECT_LT(max_abs_diff(fused[i], composed[i]), 1e-11) << "tensor " << i;
 }
 
