@@ -94,9 +94,9 @@ struct Mats {
   T* operator()(int64_t b, int64_t row = 0) const { return base + start[size_t(b)] + row * ld; }
 };
 
-// RoPE's rotation of q and k (AttentionRotation), or none. The kernels turn a block's queries
-// and the keys it sees into scratch rows before their product, and turn dq and dk back by
-// minus the angles as they leave: q and k themselves are never written.
+// RoPE's rotation of q and k (AttentionRotation), or none. The kernels turn each head's keys
+// and each block's queries into scratch rows before their products, and turn dq and dk back
+// by minus the angles as they leave: q and k themselves are never written.
 template <class T>
 struct Rotation {
   const T* cs = nullptr;  // [Tk, p]: row j, the cosines of position j's angles
