@@ -1428,6 +1428,8 @@ TEST(OpErrors, CausalRotaryAttentionChecksItsTables) {
                "causal_rotary_attention", "");
   Tensor odd = randn({1, 2, 6, 3});
   expect_error([&] { causal_rotary_attention(odd, odd, odd, cs, sn, 0.5); }, "causal_rotary_attention", "odd");
+  expect_error([&] { causal_rotary_attention(q, randn({1, 2, 5, 4}), v, cs, sn, 0.5); }, "causal_rotary_attention",
+               "must have one shape");
   expect_error([&] { causal_rotary_attention(q, k, v, cs.clone().requires_grad_(), sn, 0.5); },
                "causal_rotary_attention", "take no gradient");
   Backend& be = backend_of(q);

@@ -32,9 +32,9 @@ using namespace detail;
 
 namespace {
 
-// Leading dims of q and k, v equal; Tq <= Tk; Dh equal. Returns (bh, Tq, Tk, Dh).
-std::array<int64_t, 4> check_attention(const Tensor& q, const Tensor& k, const Tensor& v, double p) {
-  const char* op = "causal_attention";
+// Leading dims of q and k, v equal; Tq <= Tk; Dh equal. Returns (bh, Tq, Tk, Dh). op names the
+// caller in the errors.
+std::array<int64_t, 4> check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, double p) {
   check_float(op, q);
   check_same(op, q, k);
   check_same(op, q, v);
@@ -139,7 +139,7 @@ std::array<Tensor, 3> attention_gradients(const Backend& be, const Tensor& q, co
 
 Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, double scale, double dropout_p,
                                   Generator* gen) {
-  check_attention(q, k, v, dropout_p);
+  check_attention("causal_attention_reference", q, k, v, dropout_p);
   Tensor att = causal_softmax(mul(matmul(q, k.transpose(-2, -1)), scale));  // att: (..., Tq, Tk)
   if (dropout_p > 0) att = dropout(att, dropout_p, true, gen);
   return matmul(att, v);                                                      // (..., Tq, Dh)
@@ -147,7 +147,7 @@ Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor
 
 Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e,
                                        double scale, bool official, double dropout_p, Generator* gen) {
-  const auto [bh, Tq, Tk, Dh] = check_attention(q, k, v, dropout_p);
+  const auto [bh, Tq, Tk, Dh] = check_attention("causal_cope_attention_reference", q, k, v, dropout_p);
   check_cope_table(q, e);
   Tensor z = matmul(q, e.t());                                     // z: (..., Tq, npos), z[r][p] = q_r·e[p]
   Tensor s = mul(matmul(q, k.transpose(-2, -1)), scale);         // s: (..., Tq, Tk), also the gates' logits
@@ -159,7 +159,7 @@ Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const T
 
 Tensor causal_rotary_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cs,
                                          const Tensor& sn, double scale, double dropout_p, Generator* gen) {
-  check_attention(q, k, v, dropout_p);
+  check_attention("causal_rotary_attention_reference", q, k, v, dropout_p);
   const auto [cq, sq] = check_rotation_tables(q, k, cs, sn);
   return causal_attention_reference(rotate_pairs(q, cq, sq), rotate_pairs(k, cs, sn), v, scale, dropout_p, gen);
 }
@@ -218,7 +218,7 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
 
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, double dropout_p,
                         Generator* gen) {
-  const auto dims = check_attention(q, k, v, dropout_p);
+  const auto dims = check_attention("causal_attention", q, k, v, dropout_p);
   if (!backend_of(q).has_fused_attention() || dims[1] == 0 || dims[3] == 0)
     return causal_attention_reference(q, k, v, scale, dropout_p, gen);
   return fused_attention(q, k, v, Tensor(), Tensor(), scale, false, dropout_p, gen, dims);
@@ -226,7 +226,7 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
 
 Tensor causal_cope_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e, double scale,
                              bool official, double dropout_p, Generator* gen) {
-  const auto dims = check_attention(q, k, v, dropout_p);
+  const auto dims = check_attention("causal_cope_attention", q, k, v, dropout_p);
   check_cope_table(q, e);
   const Backend& be = backend_of(q);
   if (!be.has_fused_attention() || dims[1] == 0 || dims[3] == 0)
@@ -237,7 +237,7 @@ Tensor causal_cope_attention(const Tensor& q, const Tensor& k, const Tensor& v, 
 
 Tensor causal_rotary_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cs, const Tensor& sn,
                                double scale, double dropout_p, Generator* gen) {
-  const auto dims = check_attention(q, k, v, dropout_p);
+  const auto dims = check_attention("causal_rotary_attention", q, k, v, dropout_p);
   const auto [cq, sq] = check_rotation_tables(q, k, cs, sn);
   const Backend& be = backend_of(q);
   if (be.has_fused_attention() && be.attention_rotates() && dims[1] > 0 && dims[3] > 0)
