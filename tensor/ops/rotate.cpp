@@ -26,7 +26,8 @@ Tensor rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, bool in
   // H·2p with the tables repeated for each head, reads x in place, and its result (and, by
   // this same path, its gradient) keeps the layout, so that it joins back into (..., t, H·2p)
   // as a view. (Attention's q and k, split from a (..., t, 3·H·2p) product, have rows further
-  // apart and take the copy below: the fused attention runs faster on contiguous heads.)
+  // apart and take the copy below; in training on the CPU they do not come here at all: the
+  // fused attention turns them as it reads them, causal_rotary_attention.)
   if (x.dim() >= 3 && x.size(-3) > 1 && x.transpose(-3, -2).is_contiguous()) {
     const int64_t H = x.size(-3);
     const Tensor rows = x.transpose(-3, -2);  // (..., t, H, 2p), contiguous
