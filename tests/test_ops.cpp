@@ -49,6 +49,29 @@ struct Arr {
 Arr arr(const Tensor& t) { return {t.shape(), t.to_vector<double>()}; }
 Tensor tensor_of(const Arr& a) { return from_vector(a.v, {int64_t(a.v.size())}).reshape(a.shape); }
 
+// RoPE's tables for positions 0..n-1 with p pairs: angle(j, m) = j · 10000^(-m/p).
+std::pair<Tensor, Tensor> rope_like_tables(int64_t n, int64_t p, DType t) {
+  std::vector<double> a(size_t(n * p));
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t m = 0; m < p; ++m) a[size_t(j * p + m)] = double(j) * std::pow(10000.0, -double(m) / double(p));
+  const Tensor angles = from_vector(a, {n, p});
+  return {cos(angles).to(t), sin(angles).to(t)};
+}
+
+// x [.., t, 2p] with its pairs turned in double: row r by table row first_row + r (sign -1:
+// by minus the angles). The reference for rotate_pairs and for q and k in the rotary attention.
+Tensor turned_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, int64_t first_row, double sign = 1) {
+  Arr a = arr(x), c = arr(cs), s = arr(sn);
+  const size_t Dh = size_t(a.shape.back()), T = size_t(a.shape[a.shape.size() - 2]), p = Dh / 2;
+  for (size_t e = 0; e < a.v.size(); e += 2) {
+    const size_t row = size_t(first_row) + (e / Dh) % T, m = (e % Dh) / 2;
+    const double cv = c.v[row * p + m], sv = sign * s.v[row * p + m], x0 = a.v[e], x1 = a.v[e + 1];
+    a.v[e] = x0 * cv - x1 * sv;
+    a.v[e + 1] = x0 * sv + x1 * cv;
+  }
+  return tensor_of(a);
+}
+
 Shape unravel(int64_t e, const Shape& s) {
   Shape idx(s.size());
   for (int64_t d = int64_t(s.size()) - 1; d >= 0; --d) {
@@ -479,32 +502,14 @@ std::vector<OpCase> all_cases() {
                [](const Inputs& x) { return causal_attention_reference(x[0], x[1], x[2], 0.5); })
                  .with_ref(attention_ref));
   }
-  // RoPE's rotation inside the attention: tables of fixed angles for Tk key positions, the
-  // queries taking the last Tq rows; the reference turns q and k in double first.
-  auto rotation_tables = [](int64_t Tk, int64_t p) {
-    std::vector<double> a(size_t(Tk * p));
-    for (int64_t j = 0; j < Tk; ++j)
-      for (int64_t m = 0; m < p; ++m) a[size_t(j * p + m)] = 0.37 * double(j) * double(m + 1) - 0.5 * double(m);
-    const Tensor angles = from_vector(a, {Tk, p});
-    return std::pair<Tensor, Tensor>{cos(angles), sin(angles)};
-  };
-  auto turned = [](const Tensor& x, const Tensor& cs, const Tensor& sn, int64_t first_row) {
-    Arr a = arr(x), c = arr(cs), s = arr(sn);
-    const size_t Dh = size_t(a.shape.back()), T = size_t(a.shape[a.shape.size() - 2]), p = Dh / 2;
-    for (size_t e = 0; e < a.v.size(); e += 2) {
-      const size_t row = size_t(first_row) + (e / Dh) % T, m = (e % Dh) / 2;
-      const double cv = c.v[row * p + m], sv = s.v[row * p + m], x0 = a.v[e], x1 = a.v[e + 1];
-      a.v[e] = x0 * cv - x1 * sv;
-      a.v[e + 1] = x0 * sv + x1 * cv;
-    }
-    return tensor_of(a);
-  };
+  // RoPE's rotation inside the attention: tables for Tk key positions, the queries taking the
+  // last Tq rows; the reference turns q and k in double first.
   for (auto [qs, ks] : std::vector<std::pair<Shape, Shape>>{{{2, 70, 4}, {2, 70, 4}}, {{2, 1, 3, 4}, {2, 1, 7, 4}}}) {
     const std::string v = fmt::format("q {} over k, v {}", shape_str(qs), shape_str(ks));
     const int64_t Tq = qs[qs.size() - 2], Tk = ks[ks.size() - 2];
-    const auto [cs64, sn64] = rotation_tables(Tk, 2);
+    const auto [cs64, sn64] = rope_like_tables(Tk, 2, DType::f64);
     auto rotary_ref = [=](const Inputs& x) {
-      return attention_ref({turned(x[0], cs64, sn64, Tk - Tq), turned(x[1], cs64, sn64, 0), x[2]});
+      return attention_ref({turned_pairs(x[0], cs64, sn64, Tk - Tq), turned_pairs(x[1], cs64, sn64, 0), x[2]});
     };
     add_case(C("causal_rotary_attention", v, {qs, ks, ks},
                [=](const Inputs& x) {
@@ -653,18 +658,7 @@ std::vector<OpCase> all_cases() {
                  [=](const Inputs& x) {
                    return rotate_pairs(x[0], cs64.to(x[0].dtype()), sn64.to(x[0].dtype()), inverse);
                  })
-                   .with_ref([=](const Inputs& x) {
-                     Arr a = arr(x[0]), c = arr(cs64), s = arr(sn64);
-                     Arr r{a.shape, std::vector<double>(a.v.size())};
-                     const size_t t = 4, p = 3;
-                     for (size_t e = 0; e < a.v.size(); e += 2) {
-                       const size_t row = (e / (2 * p)) % t, m = (e / 2) % p;
-                       const double cv = c.v[row * p + m], sv = (inverse ? -1 : 1) * s.v[row * p + m];
-                       r.v[e] = a.v[e] * cv - a.v[e + 1] * sv;
-                       r.v[e + 1] = a.v[e] * sv + a.v[e + 1] * cv;
-                     }
-                     return tensor_of(r);
-                   }));
+                   .with_ref([=](const Inputs& x) { return turned_pairs(x[0], cs64, sn64, 0, inverse ? -1 : 1); }));
   }
 
   // ---- counted positions (CoPE's kernel): 3 queries at positions 2..4 over 5 keys, npos 3 ----
@@ -1351,15 +1345,6 @@ TEST(OpValues, CausalAttentionReadsHeadViewsInPlace) {
 }
 
 namespace {
-
-// RoPE's tables for positions 0..n-1 with p pairs: angle(j, m) = j · 10000^(-m/p).
-std::pair<Tensor, Tensor> rope_like_tables(int64_t n, int64_t p, DType t) {
-  std::vector<double> a(size_t(n * p));
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t m = 0; m < p; ++m) a[size_t(j * p + m)] = double(j) * std::pow(10000.0, -double(m) / double(p));
-  const Tensor angles = from_vector(a, {n, p});
-  return {cos(angles).to(t), sin(angles).to(t)};
-}
 
 // f throws copper::Error whose message names op and contains text.
 void expect_error(const std::function<void()>& f, const std::string& op, const std::string& text) {
