@@ -62,9 +62,9 @@ void check_cope_table(const Tensor& q, const Tensor& e) {
 }
 
 // cs, sn (Tk, Dh/2), without gradients: RoPE's tables for the keys' positions, in q's dtype
-// and device. Returns the queries' rows of them (the last Tq).
-std::pair<Tensor, Tensor> check_rotation_tables(const Tensor& q, const Tensor& k, const Tensor& cs, const Tensor& sn) {
-  const char* op = "causal_rotary_attention";
+// and device. Returns the queries' rows of them (the last Tq). op names the caller in the errors.
+std::pair<Tensor, Tensor> check_rotation_tables(const char* op, const Tensor& q, const Tensor& k, const Tensor& cs,
+                                                const Tensor& sn) {
   check_same(op, q, cs);
   check_same(op, q, sn);
   const int64_t Tq = q.size(-2), Tk = k.size(-2), Dh = q.size(-1);
@@ -159,8 +159,9 @@ Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const T
 
 Tensor causal_rotary_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cs,
                                          const Tensor& sn, double scale, double dropout_p, Generator* gen) {
-  check_attention("causal_rotary_attention_reference", q, k, v, dropout_p);
-  const auto [cq, sq] = check_rotation_tables(q, k, cs, sn);
+  const char* op = "causal_rotary_attention_reference";
+  check_attention(op, q, k, v, dropout_p);
+  const auto [cq, sq] = check_rotation_tables(op, q, k, cs, sn);
   return causal_attention_reference(rotate_pairs(q, cq, sq), rotate_pairs(k, cs, sn), v, scale, dropout_p, gen);
 }
 
@@ -237,8 +238,9 @@ Tensor causal_cope_attention(const Tensor& q, const Tensor& k, const Tensor& v, 
 
 Tensor causal_rotary_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cs, const Tensor& sn,
                                double scale, double dropout_p, Generator* gen) {
-  const auto dims = check_attention("causal_rotary_attention", q, k, v, dropout_p);
-  const auto [cq, sq] = check_rotation_tables(q, k, cs, sn);
+  const char* op = "causal_rotary_attention";
+  const auto dims = check_attention(op, q, k, v, dropout_p);
+  const auto [cq, sq] = check_rotation_tables(op, q, k, cs, sn);
   const Backend& be = backend_of(q);
   if (be.has_fused_attention() && be.attention_rotates() && dims[1] > 0 && dims[3] > 0)
     return fused_attention(q, k, v, Tensor(), Tensor(), scale, false, dropout_p, gen, dims,
