@@ -214,6 +214,28 @@ T suffix_positions(const T* g, T* c, int64_t lo, int64_t hi, T acc, T cap) {
   return acc;
 }
 
+#if defined(__AVX512F__)
+// Inclusive prefix sums across the lanes of one vector: log2(lanes) shifted adds, each lane
+// shifted up by 1, 2, 4 (and 8) with zeros coming in from below. (The maskz forms of the
+// intrinsics, all lanes set: GCC 12 warns on the plain ones' undefined source.)
+inline __m512 scan16(__m512 x) {
+  const __m512i zero = _mm512_setzero_si512();
+  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_castps_si512(x), zero, 15)));
+  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_castps_si512(x), zero, 14)));
+  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_castps_si512(x), zero, 12)));
+  return _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_castps_si512(x), zero, 8)));
+}
+inline __m512d scan8(__m512d x) {
+  const __m512i zero = _mm512_setzero_si512();
+  x = _mm512_add_pd(x, _mm512_castsi512_pd(_mm512_maskz_alignr_epi64(__mmask8(0xFF), _mm512_castpd_si512(x), zero, 7)));
+  x = _mm512_add_pd(x, _mm512_castsi512_pd(_mm512_maskz_alignr_epi64(__mmask8(0xFF), _mm512_castpd_si512(x), zero, 6)));
+  return _mm512_add_pd(x, _mm512_castsi512_pd(_mm512_maskz_alignr_epi64(__mmask8(0xFF), _mm512_castpd_si512(x), zero, 4)));
+}
+// The last lane of x in every lane.
+inline __m512 last_lane(__m512 x) { return _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), _mm512_set1_epi32(15), x); }
+inline __m512d last_lane(__m512d x) { return _mm512_maskz_permutexvar_pd(__mmask8(0xFF), _mm512_set1_epi64(7), x); }
+#endif
+
 // Keys per step of the walk down a row in CopeTerm::logits: a multiple of four (see above).
 constexpr int64_t kCopeChunk = 32;
 
@@ -339,21 +361,22 @@ struct CopeTerm {
   }
 #endif
 
-  // Step (1) of grad() for the keys [start, n) of a row with gradient d and positions c:
-  // each key's floor, its floor and ceiling shares of dterm, and its own term of dg.
-  // Returns the sum of their dterm.
-  double key_shares(const T* d, const T* c, const T* z, int64_t start, int64_t n, int32_t* floors, double* lo_sum,
-                    double* hi_sum, T* dg) const {
+  // Steps (1)-(3) of grad() for the keys [start, n) of a row with gradient d, gates g and
+  // positions c: each key's floor, the prefix sums over [start, t] of its floor and ceiling
+  // shares of dterm and of its own term of dg, and the gates' gradient added to d. Returns the
+  // sum of their dterm.
+  double key_gradients(T* d, const T* g, const T* c, const T* z, int64_t start, int64_t n, int32_t* floors,
+                       double* lo_sum, double* hi_sum, T* dg) const {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
       if (npos <= CopeTableInRegisters::kTableInRegisters)
-        return key_shares_in_registers(d, c, z, start, n, floors, lo_sum, hi_sum, dg);
+        return key_gradients_in_registers(d, g, c, z, start, n, floors, lo_sum, hi_sum);
     }
 #endif
     const T cap = T(npos - 1), dterm_scale = official ? scale : T(1);
     double uncapped = 0;
 #pragma omp simd reduction(+ : uncapped)
-    for (int64_t t = start; t < n; ++t) {
+    for (int64_t t = start; t < n; ++t) {  // (1)
       const T dterm = d[t] * dterm_scale;
       const CopeInterp<T> ip(c[t]);
       floors[t] = int32_t(ip.lo);
@@ -362,14 +385,27 @@ struct CopeTerm {
       uncapped += double(dterm);
       dg[t] = c[t] < cap ? dterm * (z[ip.hi] - z[ip.lo]) : T(0);
     }
+    double lo_acc = 0, hi_acc = 0;
+    T dg_acc = 0;
+    for (int64_t t = start; t < n; ++t) {  // (2)
+      lo_acc += lo_sum[t];
+      lo_sum[t] = lo_acc;
+      hi_acc += hi_sum[t];
+      hi_sum[t] = hi_acc;
+      dg_acc += dg[t];
+      dg[t] = dg_acc;
+    }
+#pragma omp simd
+    for (int64_t t = start; t < n; ++t) d[t] += dg[t] * g[t] * (T(1) - g[t]);  // (3)
     return uncapped;
   }
 
 #if defined(__AVX512F__)
-  // key_shares for f32, sixteen keys at a time, the table in registers (cope_interp.h); the
-  // double shares are written eight at a time.
-  double key_shares_in_registers(const float* d, const float* c, const float* z, int64_t start, int64_t n,
-                                 int32_t* floors, double* lo_sum, double* hi_sum, float* dg) const {
+  // key_gradients for f32 in one pass, sixteen keys at a time: the table in registers
+  // (cope_interp.h), the prefix sums taken inside each vector (scan16, scan8) and carried
+  // from one vector to the next, the double shares eight at a time.
+  double key_gradients_in_registers(float* d, const float* g, const float* c, const float* z, int64_t start,
+                                    int64_t n, int32_t* floors, double* lo_sum, double* hi_sum) const {
     const CopeTableInRegisters table(z, npos);
     const __m512 dterm_scale = _mm512_set1_ps(official ? scale : 1.0f), cap = _mm512_set1_ps(float(npos - 1));
     const __m512 one = _mm512_set1_ps(1.0f);
@@ -381,24 +417,36 @@ struct CopeTerm {
       low = _mm512_maskz_cvtps_pd(__mmask8(0xFF), _mm256_load_ps(spill));
       high = _mm512_maskz_cvtps_pd(__mmask8(0xFF), _mm256_load_ps(spill + 8));
     };
-    __m512d total = _mm512_setzero_pd();
+    // The running sums of the keys before the vector, in every lane.
+    __m512 dg_acc = _mm512_setzero_ps();
+    __m512d lo_acc = _mm512_setzero_pd(), hi_acc = _mm512_setzero_pd(), total = _mm512_setzero_pd();
+    // x's prefix sums, added to the running sum acc, stored to sum[t..t+16) under the masks;
+    // acc becomes the last of them.
+    auto carry_into = [](__m512d low, __m512d high, __m512d& acc, double* sum, __mmask8 m0, __mmask8 m1) {
+      low = _mm512_add_pd(scan8(low), acc);
+      high = _mm512_add_pd(scan8(high), last_lane(low));
+      _mm512_mask_storeu_pd(sum, m0, low);
+      _mm512_mask_storeu_pd(sum + 8, m1, high);
+      acc = last_lane(high);
+    };
     for (int64_t t = start; t < n; t += 16) {
       const __mmask16 m = first_lanes(n - t);
       const __mmask8 m0 = __mmask8(m), m1 = __mmask8(m >> 8);
-      const __m512 cv = _mm512_maskz_loadu_ps(m, c + t);
-      const __m512 dterm = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, d + t), dterm_scale);
+      const __m512 cv = _mm512_maskz_loadu_ps(m, c + t), dv = _mm512_maskz_loadu_ps(m, d + t);
+      const __m512 dterm = _mm512_mul_ps(dv, dterm_scale);
       const CopeInterp16 ip(cv);
       const __m512 dgt = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(cv, cap, _CMP_LT_OQ), dterm,
                                              _mm512_sub_ps(table.at(ip.hi), table.at(ip.lo)));
-      _mm512_mask_storeu_ps(dg + t, m, dgt);
+      const __m512 dgs = _mm512_add_ps(scan16(dgt), dg_acc);
+      dg_acc = last_lane(dgs);
+      const __m512 gv = _mm512_maskz_loadu_ps(m, g + t);
+      _mm512_mask_storeu_ps(d + t, m, _mm512_fmadd_ps(_mm512_mul_ps(dgs, gv), _mm512_sub_ps(one, gv), dv));
       _mm512_mask_storeu_epi32(floors + t, m, ip.lo);
       __m512d low, high;
       widen(_mm512_mul_ps(_mm512_sub_ps(one, ip.w), dterm), low, high);
-      _mm512_mask_storeu_pd(lo_sum + t, m0, low);
-      _mm512_mask_storeu_pd(lo_sum + t + 8, m1, high);
+      carry_into(low, high, lo_acc, lo_sum + t, m0, m1);
       widen(_mm512_mul_ps(ip.w, dterm), low, high);
-      _mm512_mask_storeu_pd(hi_sum + t, m0, low);
-      _mm512_mask_storeu_pd(hi_sum + t + 8, m1, high);
+      carry_into(low, high, hi_acc, hi_sum + t, m0, m1);
       widen(dterm, low, high);
       total = _mm512_add_pd(total, _mm512_add_pd(low, high));
     }
@@ -412,10 +460,11 @@ struct CopeTerm {
 
   // Per row: (1) a vector pass gives each uncapped key t its floor, its shares of dterm for
   // the floor and ceiling slots and its own term of dg; (2) a serial pass turns those into
-  // prefix sums and stores each floor's last key; (3) a vector pass adds the gates' gradient
-  // to the row; (4) dz from the prefix sums at the run ends. The capped keys below `start` all
-  // read slot npos - 1 with w = 0 and pass nothing to the gates: their one sum stands for
-  // them, as key start - 1.
+  // prefix sums from the first uncapped key; (3) a vector pass adds the gates' gradient to
+  // the row (on AVX-512 the three are one pass, key_gradients_in_registers); then each
+  // floor's last key is found, and (4) dz comes from the prefix sums at the run ends. The
+  // capped keys below `start` all read slot npos - 1 with w = 0 and pass nothing to the
+  // gates: their one sum stands for them, as key start - 1.
   void grad(T* ds, int64_t nq, int64_t kv, int64_t /*b*/, int64_t r0, int64_t shift, Scratch& sc) const {
     const int64_t top = npos - 1;
     double* lo_sum = sc.lo_sum.data();  // prefix sums of (1 - w_t) dterm_t, the floor shares
@@ -429,36 +478,27 @@ struct CopeTerm {
       const T* g = sc.g.data() + r * kv;
       const T* c = sc.c.data() + r * kv;
       const T* z = sc.z + r * npos;
-      const double uncapped = key_shares(d, c, z, start, n, floors, lo_sum, hi_sum, dg);  // sum of their dterm
+      const double uncapped = key_gradients(d, g, c, z, start, n, floors, lo_sum, hi_sum, dg);  // sum of their dterm
       std::fill(end, end + npos, int64_t(-1));
-      double lo_acc = 0, hi_acc = 0;
+      // A softmax's logit gradients sum to zero over the row (sum_j P_j (dP_j - D) = D - D),
+      // so the capped keys' sum is minus the others': the floor shares' sum before `start`,
+      // where the prefix sums start from 0, is -uncapped, and their long prefix is never read.
+      double lo_capped = 0;
       if (start > 0) {
-        // A softmax's logit gradients sum to zero over the row (sum_j P_j (dP_j - D) = D - D),
-        // so the capped keys' sum is minus the others', and their long prefix is never read.
-        lo_acc = -uncapped;
-        lo_sum[start - 1] = lo_acc;
+        lo_capped = -uncapped;
+        lo_sum[start - 1] = 0;
         hi_sum[start - 1] = 0;
         end[top] = start - 1;
       }
-      T dg_acc = 0;
-      for (int64_t t = start; t < n; ++t) {
-        lo_acc += lo_sum[t];
-        lo_sum[t] = lo_acc;
-        hi_acc += hi_sum[t];
-        hi_sum[t] = hi_acc;
-        dg_acc += dg[t];
-        dg[t] = dg_acc;
-        end[floors[t]] = t;  // a store, no load
-      }
-#pragma omp simd
-      for (int64_t t = start; t < n; ++t) d[t] += dg[t] * g[t] * (T(1) - g[t]);
+      for (int64_t t = start; t < n; ++t) end[floors[t]] = t;  // a store, no load
       // The keys whose floor is p are those after the last key with a higher floor, up to
       // its own last one: with last(p) the last key whose floor is >= p (-1 for none, where
       // the sums are 0), the floor shares of slot p are lo_sum[last(p)] - lo_sum[last(p + 1)]
-      // and the ceiling shares hi_sum[last(p - 1)] - hi_sum[last(p)] (last(-1) = n - 1).
+      // and the ceiling shares hi_sum[last(p - 1)] - hi_sum[last(p)] (last(-1) = n - 1). The
+      // top slot's floor shares take the capped keys' sum too.
       T* dz = sc.dz + r * npos;
-      int64_t last = -1;     // last(p + 1), then last(p)
-      double lo_above = 0;   // lo_sum at last(p + 1)
+      int64_t last = -1;             // last(p + 1), then last(p)
+      double lo_above = -lo_capped;  // lo_sum at last(p + 1), less the capped keys' sum at the top
       auto at = [](const double* sum, int64_t key) { return key >= 0 ? sum[key] : 0.0; };
       for (int64_t p = top; p >= 0; --p) {
         last = std::max(last, end[p]);
