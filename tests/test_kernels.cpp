@@ -3,15 +3,18 @@
 // tests/test_ops.cpp checks every op's f32 forward against a double reference on small
 // shapes; this file adds what it does not reach: exp_fast and the GELU/sigmoid/SiLU fast
 // forms over wide ranges, cross-entropy over a wide vocabulary, the f32 backwards (the
-// harness gradchecks in f64, which takes the reference path), and causal_softmax against
-// the masked softmax it replaces.
+// harness gradchecks in f64, which takes the reference path), causal_softmax against
+// the masked softmax it replaces, and the attention's block products against BLAS.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <random>
+#include <vector>
 
 #include "tensor/backend.h"
+#include "tensor/cpu/block_gemm.h"
 #include "tensor/cpu/fast_math.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
@@ -228,4 +231,45 @@ TEST(FastKernels, CausalSoftmaxRejectsMoreQueriesThanKeys) {
     EXPECT_NE(std::string(e.what()).find("causal_softmax"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("[3,2]"), std::string::npos) << e.what();
   }
+}
+
+// block_gemm (the fused attention's f32 products) against cblas_sgemm, over the shapes its
+// tiles cut unevenly: rows around the tile's 6, columns around its 16-float vectors and
+// 64-column panels, K from 0, both forms of A, overwriting and accumulating, with row
+// strides wider than the rows. An overwritten C starts as NaN: none of it may be read.
+TEST(FastKernels, BlockGemmMatchesBlas) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  int cases = 0;
+  for (bool trans_a : {false, true})
+    for (bool accumulate : {false, true})
+      for (int64_t m : {1, 5, 6, 7, 13, 64})
+        for (int64_t n : {1, 15, 16, 17, 63, 64, 65, 130})
+          for (int64_t K : {0, 1, 7, 64}) {
+            const int64_t lda = (trans_a ? m : K) + 3, ldb = n + 5, ldc = n + 2;
+            std::vector<float> a(size_t((trans_a ? K : m) * lda + 1)), b(size_t(K * ldb + 1)), c0(size_t(m * ldc));
+            for (float& x : a) x = normal(rng);
+            for (float& x : b) x = normal(rng);
+            for (float& x : c0) x = accumulate ? normal(rng) : nan;
+            std::vector<float> fast = c0, ref = c0;
+            cpu::block_gemm(trans_a, m, n, K, 0.75f, a.data(), lda, b.data(), ldb, accumulate, fast.data(), ldc);
+            cpu::block_gemm_reference(trans_a, m, n, K, 0.75f, a.data(), lda, b.data(), ldb, accumulate, ref.data(),
+                                      ldc);
+            double worst = 0;
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t j = 0; j < n; ++j) {
+                const size_t at = size_t(i * ldc + j);
+                worst = std::max(worst, std::abs(double(fast[at]) - double(ref[at])) / (1 + std::abs(double(ref[at]))));
+              }
+            for (int64_t i = 0; i < m; ++i)  // the columns past n are not C's: left as they were
+              for (int64_t j = n; j < ldc; ++j) {
+                const size_t at = size_t(i * ldc + j);
+                EXPECT_TRUE(std::isnan(fast[at]) ? std::isnan(c0[at]) : fast[at] == c0[at]);
+              }
+            EXPECT_LT(worst, 2e-6) << "trans_a " << trans_a << " accumulate " << accumulate << " m " << m << " n "
+                                   << n << " K " << K;
+            ++cases;
+          }
+  EXPECT_EQ(cases, 2 * 2 * 6 * 8 * 4);
 }

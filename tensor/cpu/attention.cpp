@@ -2,8 +2,9 @@
 // (batch·head) and block of kQueryBlock queries, the logits q·kᵀ of the block's visible keys,
 // the causal softmax, dropout and the product with v, in a scratch buffer of one block's rows.
 // Nothing of size (Tq, Tk) outlives the call: the forward keeps only each row's log-sum-exp,
-// and the backward recomputes the probabilities from it. The products are BLAS calls on the
-// block; the row work (max, exp, sum, dropout) is plain loops over the visible keys.
+// and the backward recomputes the probabilities from it. The products are block_gemm calls on
+// the block (BLAS in f64); the row work (max, exp, sum, dropout) is plain loops over the
+// visible keys.
 //
 // With CoPE (Backend::attention given an AttentionCope) each row's logits also get CoPE's
 // position term before the softmax: the gates are the sigmoids of the row's own scaled q·k,
@@ -30,6 +31,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "tensor/cpu/block_gemm.h"
 #include "tensor/cpu/cope_interp.h"
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/fast_math.h"
@@ -46,20 +48,25 @@ namespace {
 // Queries per block: the scratch rows (kQueryBlock x Tk) stay in L2 for Tk up to a few thousand.
 constexpr int64_t kQueryBlock = 64;
 
-// C[n, m] = alpha A[n, k] op(B) + beta C, row-major; B is [m, k] (trans_b) or [k, m].
-void gemm_rm(bool trans_a, bool trans_b, int64_t n, int64_t m, int64_t k, double alpha, const float* a, int64_t lda,
-             const float* b, int64_t ldb, double beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(n), int(m),
-              int(k), float(alpha), a, int(lda), b, int(ldb), float(beta), c, int(ldc));
+// The block products, C = alpha op(A) B (+ C with `accumulate`), row-major: op(A) is [m, K],
+// A itself or (trans_a) the transpose of a [K, m] matrix; B is [K, n]. f32 runs block_gemm
+// (block_gemm.h), which reads both operands in place; f64, the gradchecks' type, runs BLAS.
+// Every product takes B in rows, so the keys and values enter the products that need their
+// transpose (q kᵀ, dO vᵀ) transposed once per batch·head (transpose_rows).
+void product(bool trans_a, int64_t m, int64_t n, int64_t K, double alpha, const float* a, int64_t lda, const float* b,
+             int64_t ldb, bool accumulate, float* c, int64_t ldc) {
+  block_gemm(trans_a, m, n, K, float(alpha), a, lda, b, ldb, accumulate, c, ldc);
 }
-void gemm_rm(bool trans_a, bool trans_b, int64_t n, int64_t m, int64_t k, double alpha, const double* a, int64_t lda,
-             const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(n), int(m),
-              int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+void product(bool trans_a, int64_t m, int64_t n, int64_t K, double alpha, const double* a, int64_t lda,
+             const double* b, int64_t ldb, bool accumulate, double* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans, int(m), int(n), int(K), alpha, a,
+              int(lda), b, int(ldb), accumulate ? 1.0 : 0.0, c, int(ldc));
 }
 
-// The block products run inside an OpenMP loop, one per thread, so each BLAS call must stay
-// on its thread: OpenBLAS's own threads would oversubscribe the cores. Restored on exit.
+// The block products run inside an OpenMP loop, one per thread, so each BLAS call (f64, or
+// f32 without AVX-512) must stay on its thread: OpenBLAS's own threads would oversubscribe
+// the cores. Restored on exit.
 class SerialBlas {
  public:
   SerialBlas() : before_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
@@ -70,8 +77,8 @@ class SerialBlas {
 };
 
 // The (T, Dh) matrices of a (..., T, Dh) tensor with a unit last stride: where matrix b (the
-// leading indices in row-major order) starts, and the row stride BLAS takes as its leading
-// dimension. Heads split off a (B, T, H·Dh) projection are such views, read in place.
+// leading indices in row-major order) starts, and the row stride the products take as its
+// leading dimension. Heads split off a (B, T, H·Dh) projection are such views, read in place.
 template <class T>
 struct Mats {
   T* base;
@@ -121,6 +128,27 @@ struct Rotation {
 template <class T>
 void copy_rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, int64_t Dh) {
   for (int64_t r = 0; r < n; ++r) std::copy(src + r * lds, src + r * lds + Dh, dst + r * ldd);
+}
+
+// n rows of Dh elements from src (row stride lds) to the columns of dst: dst[c·ldd + j] =
+// src[j·lds + c], sixteen rows at a time so that each row of dst is written in runs.
+template <class T>
+void transpose_rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, int64_t Dh) {
+  constexpr int64_t kRun = 16;
+  for (int64_t j0 = 0; j0 < n; j0 += kRun) {
+    const int64_t run = std::min(kRun, n - j0);
+    for (int64_t c = 0; c < Dh; ++c)
+      for (int64_t j = j0; j < j0 + run; ++j) dst[c * ldd + j] = src[j * lds + c];
+  }
+}
+
+// The row stride of n columns transposed: n rounded up to whole cache lines, and an odd
+// number of them, so that the rows a product walks down do not all fall in one L1 set (a
+// stride of a multiple of 4 KB would).
+inline int64_t transposed_stride(int64_t n) {
+  constexpr int64_t kLine = 16;  // floats per 64-byte line
+  const int64_t lines = (n + kLine - 1) / kLine;
+  return kLine * (lines % 2 == 1 ? lines : lines + 1);
 }
 
 inline float exp_of(float x) { return exp_fast(x); }
@@ -268,6 +296,7 @@ struct CopeTerm {
   T* Z = nullptr;  // written only by a forward with E
   T* dZ = nullptr;
   const T* E = nullptr;
+  const T* Et = nullptr;  // E transposed, [Dh, npos]
   T* dE = nullptr;
   const Mats<const T>* Q = nullptr;
   const Mats<T>* dQ = nullptr;
@@ -289,14 +318,14 @@ struct CopeTerm {
       return;
     }
     T* zb = rows ? rows : sc.zblock.data();
-    gemm_rm(false, true, nq, npos, Dh, 1.0, (*Q)(b, r0), Q->ld, E, Dh, 0.0, zb, npos);  // z = q Eᵀ
+    product(false, nq, npos, Dh, 1.0, (*Q)(b, r0), Q->ld, Et, npos, false, zb, npos);  // z = q Eᵀ
     sc.z = zb;
   }
 
   void end_block_backward(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
     if (!E) return;
-    gemm_rm(false, false, nq, Dh, npos, 1.0, sc.dz, npos, E, Dh, 1.0, (*dQ)(b, r0), dQ->ld);                 // dq += dz E
-    gemm_rm(true, false, npos, Dh, nq, 1.0, sc.dz, npos, (*Q)(b, r0), Q->ld, 1.0, dE + b * npos * Dh, Dh);  // dE[b] += dzᵀ q
+    product(false, nq, Dh, npos, 1.0, sc.dz, npos, E, Dh, true, (*dQ)(b, r0), dQ->ld);                 // dq += dz E
+    product(true, npos, Dh, nq, 1.0, sc.dz, npos, (*Q)(b, r0), Q->ld, true, dE + b * npos * Dh, Dh);  // dE[b] += dzᵀ q
   }
 
   void logits(T* s, int64_t nq, int64_t kv, int64_t /*b*/, int64_t r0, int64_t shift, Scratch& sc, bool keep) const {
@@ -552,10 +581,22 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const Mats<const T> Q(q, bh), K(k, bh), V(v, bh);
   const Mats<T> O(out, bh);
   T* L = static_cast<T*>(lse.raw_data());
-  // With a rotation, every batch·head's keys turned once, contiguous, for all its blocks.
-  std::vector<T> kr(rot ? size_t(bh * Tk * Dh) : 0);
-  if (rot)
-    parallel_for(bh, Tk * Dh, [&](int64_t b) { rot.rows(K(b), K.ld, kr.data() + b * Tk * Dh, Dh, Tk, 0, T(1)); });
+  // Every batch·head's keys transposed (turned first, with a rotation) and its values in
+  // contiguous rows, once for all its blocks (in buffers from the caching allocator).
+  const int64_t ldt = transposed_stride(Tk);
+  const Tensor kt_buffer = Tensor::empty({bh, Dh, ldt}, q.dtype()), vc_buffer = Tensor::empty({bh, Tk, Dh}, q.dtype());
+  T* kt = static_cast<T*>(kt_buffer.raw_data());
+  T* vc = static_cast<T*>(vc_buffer.raw_data());
+  parallel_for(bh, Tk * Dh, [&](int64_t b) {
+    if (rot) {
+      std::vector<T> turned(size_t(Tk * Dh));
+      rot.rows(K(b), K.ld, turned.data(), Dh, Tk, 0, T(1));
+      transpose_rows(turned.data(), Dh, kt + b * Dh * ldt, ldt, Tk, Dh);
+    } else {
+      transpose_rows(K(b), K.ld, kt + b * Dh * ldt, ldt, Tk, Dh);
+    }
+    copy_rows(V(b), V.ld, vc + b * Tk * Dh, Dh, Tk, Dh);
+  });
 #pragma omp parallel if (bh * blocks > 1)
   {
     std::vector<T> s(size_t(kQueryBlock * Tk)), m(p > 0 ? size_t(Tk) : 0);
@@ -566,15 +607,13 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
       const int64_t b = item / blocks, r0 = (item % blocks) * kQueryBlock;
       const int64_t nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;  // keys the block's last row sees
       const T* qb = Q(b, r0);
-      const T* kb = K(b);
-      int64_t ldq = Q.ld, ldk = K.ld;
+      int64_t ldq = Q.ld;
       if (rot) {
         rot.rows(qb, ldq, qr.data(), Dh, nq, r0 + shift, T(1));
         qb = qr.data();
-        kb = kr.data() + b * Tk * Dh;
-        ldq = ldk = Dh;
+        ldq = Dh;
       }
-      gemm_rm(false, true, nq, kv, Dh, 1.0, qb, ldq, kb, ldk, 0.0, s.data(), kv);  // s = q kᵀ
+      product(false, nq, kv, Dh, 1.0, qb, ldq, kt + b * Dh * ldt, ldt, false, s.data(), kv);  // s = q kᵀ
       term.begin_block(b, r0, nq, scratch);
       term.logits(s.data(), nq, kv, b, r0, shift, scratch, false);
       block_probs(s.data(), nq, kv, r0 + shift, term.softmax_scale(), L + b * Tq + r0, static_cast<const T*>(nullptr));
@@ -586,7 +625,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
 #pragma omp simd
           for (int64_t j = 0; j < n; ++j) row[j] *= m[size_t(j)];
         }
-      gemm_rm(false, false, nq, Dh, kv, 1.0, s.data(), kv, V(b), V.ld, 0.0, O(b, r0), O.ld);
+      product(false, nq, Dh, kv, 1.0, s.data(), kv, vc + b * Tk * Dh, Dh, false, O(b, r0), O.ld);  // out = P v
     }
   }
 }
@@ -606,21 +645,24 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
   {
     std::vector<T> P(size_t(kQueryBlock * Tk)), dP(size_t(kQueryBlock * Tk)), D(static_cast<size_t>(kQueryBlock));
     std::vector<T> M(p > 0 ? size_t(kQueryBlock * Tk) : 0);  // the block's keep-scales
-    // The batch·head's keys (turned, with a rotation) and values in contiguous rows, and its dk
-    // and dv summed there over the blocks, then written out once (dk turned back). With a
-    // rotation, each block's queries are turned too, and its dq is turned back as it leaves.
-    std::vector<T> kr(size_t(Tk * Dh)), vr(size_t(Tk * Dh)), dkr(size_t(Tk * Dh)), dvr(size_t(Tk * Dh));
+    // The batch·head's keys (turned, with a rotation) in contiguous rows and transposed, its
+    // values transposed, and its dk and dv summed in contiguous rows over the blocks, then
+    // written out once (dk turned back). With a rotation, each block's queries are turned too,
+    // and its dq is turned back as it leaves.
+    const int64_t ldt = transposed_stride(Tk);
+    std::vector<T> kr(size_t(Tk * Dh)), kt(size_t(Dh * ldt)), vt(size_t(Dh * ldt)), dkr(size_t(Tk * Dh)),
+        dvr(size_t(Tk * Dh));
     std::vector<T> qr(rot ? size_t(kQueryBlock * Dh) : 0), dqr(rot ? size_t(kQueryBlock * Dh) : 0);
     auto scratch = term.scratch(kQueryBlock * Tk, Tk);
 #pragma omp for schedule(dynamic)
     for (int64_t b = 0; b < bh; ++b) {
       if (rot) rot.rows(K(b), K.ld, kr.data(), Dh, Tk, 0, T(1));
       else copy_rows(K(b), K.ld, kr.data(), Dh, Tk, Dh);
-      copy_rows(V(b), V.ld, vr.data(), Dh, Tk, Dh);
+      transpose_rows(kr.data(), Dh, kt.data(), ldt, Tk, Dh);
+      transpose_rows(V(b), V.ld, vt.data(), ldt, Tk, Dh);
       std::fill(dkr.begin(), dkr.end(), T(0));
       std::fill(dvr.begin(), dvr.end(), T(0));
       const T* kb = kr.data();
-      const T* vb = vr.data();
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t r0 = blk * kQueryBlock, nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;
         const T* qb = Q(b, r0);
@@ -630,11 +672,11 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
           qb = qr.data();
           ldq = Dh;
         }
-        gemm_rm(false, true, nq, kv, Dh, 1.0, qb, ldq, kb, Dh, 0.0, P.data(), kv);    // P = q kᵀ
+        product(false, nq, kv, Dh, 1.0, qb, ldq, kt.data(), ldt, false, P.data(), kv);  // P = q kᵀ
         term.begin_block(b, r0, nq, scratch);
         term.logits(P.data(), nq, kv, b, r0, shift, scratch, true);
         block_probs(P.data(), nq, kv, r0 + shift, term.softmax_scale(), static_cast<T*>(nullptr), L + b * Tq + r0);
-        gemm_rm(false, true, nq, kv, Dh, 1.0, dO(b, r0), dO.ld, vb, Dh, 0.0, dP.data(), kv);  // dP = dO vᵀ
+        product(false, nq, kv, Dh, 1.0, dO(b, r0), dO.ld, vt.data(), ldt, false, dP.data(), kv);  // dP = dO vᵀ
         for (int64_t r = 0; r < nq; ++r) {
           const T* dor = dO(b, r0 + r);
           const T* orow = O(b, r0 + r);
@@ -668,14 +710,14 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         }
         term.grad(dP.data(), nq, kv, b, r0, shift, scratch);  // dS: now the gradient of q kᵀ, before the scale
         if (p > 0) apply_mask(P);
-        gemm_rm(true, false, kv, Dh, nq, 1.0, P.data(), kv, dO(b, r0), dO.ld, 1.0, dvr.data(), Dh);  // dv += Pmᵀ dO
+        product(true, kv, Dh, nq, 1.0, P.data(), kv, dO(b, r0), dO.ld, true, dvr.data(), Dh);  // dv += Pmᵀ dO
         if (rot) {  // dq in the turned frame, then turned back
-          gemm_rm(false, false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, 0.0, dqr.data(), Dh);
+          product(false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, false, dqr.data(), Dh);
           rot.rows(dqr.data(), Dh, dQ(b, r0), dQ.ld, nq, r0 + shift, T(-1));
         } else {
-          gemm_rm(false, false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, 0.0, dQ(b, r0), dQ.ld);      // dq
+          product(false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, false, dQ(b, r0), dQ.ld);  // dq
         }
-        gemm_rm(true, false, kv, Dh, nq, scale, dP.data(), kv, qb, ldq, 1.0, dkr.data(), Dh);          // dk += dSᵀ q
+        product(true, kv, Dh, nq, scale, dP.data(), kv, qb, ldq, true, dkr.data(), Dh);  // dk += dSᵀ q
         term.end_block_backward(b, r0, nq, scratch);
       }
       if (rot) rot.rows(dkr.data(), Dh, dK(b), dK.ld, Tk, 0, T(-1));
@@ -703,6 +745,9 @@ void with_term(const AttentionCope& cope, double scale, int64_t bh, int64_t Tq, 
   term.npos = cope.e.size(0);
   term.Dh = cope.e.size(1);
   term.E = static_cast<const T*>(cope.e.raw_data());
+  std::vector<T> et(size_t(term.npos * term.Dh));
+  transpose_rows(term.E, term.Dh, et.data(), term.npos, term.npos, term.Dh);
+  term.Et = et.data();
   term.Z = cope.z.defined() ? static_cast<T*>(cope.z.raw_data()) : nullptr;
   const Mats<const T> Q(q, bh);
   term.Q = &Q;

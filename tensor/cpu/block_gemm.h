@@ -1,0 +1,29 @@
+// block_gemm.h — the small f32 products inside the fused attention (tensor/cpu/attention.cpp):
+// a query block's logits q·kᵀ and output P·v, and the backward's dP, dq, dk and dv, each a
+// block of 64 queries against up to Tk keys with a head's size (64 in the bench models) as
+// the inner or the outer dimension.
+//
+// A general BLAS product copies ("packs") panels of both operands into its own layout before
+// every call. For these shapes the packing is a quarter of the attention's time, and the keys
+// are packed again for every query block. block_gemm reads both operands where they lie
+// instead: B one row at a time, op(A) one element at a time, broadcast. The caller gives the
+// keys (and the values) transposed once per batch·head, so that every product has B in rows.
+#pragma once
+#include <cstdint>
+
+namespace copper::cpu {
+
+// C = alpha op(A) B, or C += alpha op(A) B with `accumulate`; f32, row-major:
+//   op(A)[i, k] = a[i·lda + k], or a[k·lda + i] with trans_a     (i < m, k < K)
+//   B[k, j]     = b[k·ldb + j]                                    (j < n)
+//   C[i, j]     = c[i·ldc + j]
+// With AVX-512 a register tile of 6 rows by 64 columns of C is summed over k in 24 vector
+// registers; elsewhere this is block_gemm_reference.
+void block_gemm(bool trans_a, int64_t m, int64_t n, int64_t K, float alpha, const float* a, int64_t lda,
+                const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc);
+
+// The same product by cblas_sgemm: what block_gemm is tested against (tests/test_kernels.cpp).
+void block_gemm_reference(bool trans_a, int64_t m, int64_t n, int64_t K, float alpha, const float* a, int64_t lda,
+                          const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc);
+
+}  // namespace copper::cpu
