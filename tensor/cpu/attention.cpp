@@ -52,13 +52,15 @@ constexpr int64_t kQueryBlock = 64;
 // A itself or (trans_a) the transpose of a [K, m] matrix; B is [K, n]. f32 runs block_gemm
 // (block_gemm.h), which reads both operands in place; f64, the gradchecks' type, runs BLAS.
 // Every product takes B in rows, so the keys and values enter the products that need their
-// transpose (q kᵀ, dO vᵀ) transposed once per batch·head (transpose_rows).
+// transpose (q kᵀ, dO vᵀ) transposed once per batch·head (transpose_rows). `causal` and
+// `shift` say what the causal mask lets block_gemm skip (block_gemm.h); BLAS computes all.
 void product(bool trans_a, int64_t m, int64_t n, int64_t K, double alpha, const float* a, int64_t lda, const float* b,
-             int64_t ldb, bool accumulate, float* c, int64_t ldc) {
-  block_gemm(trans_a, m, n, K, float(alpha), a, lda, b, ldb, accumulate, c, ldc);
+             int64_t ldb, bool accumulate, float* c, int64_t ldc, Causal causal = Causal::none, int64_t shift = 0) {
+  block_gemm(trans_a, m, n, K, float(alpha), a, lda, b, ldb, accumulate, c, ldc, causal, shift);
 }
 void product(bool trans_a, int64_t m, int64_t n, int64_t K, double alpha, const double* a, int64_t lda,
-             const double* b, int64_t ldb, bool accumulate, double* c, int64_t ldc) {
+             const double* b, int64_t ldb, bool accumulate, double* c, int64_t ldc, Causal = Causal::none,
+             int64_t = 0) {
   if (m == 0 || n == 0) return;
   cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans, int(m), int(n), int(K), alpha, a,
               int(lda), b, int(ldb), accumulate ? 1.0 : 0.0, c, int(ldc));
@@ -613,7 +615,9 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
         qb = qr.data();
         ldq = Dh;
       }
-      product(false, nq, kv, Dh, 1.0, qb, ldq, kt + b * Dh * ldt, ldt, false, s.data(), kv);  // s = q kᵀ
+      const int64_t seen = r0 + shift;  // the block's first query sees keys <= seen
+      product(false, nq, kv, Dh, 1.0, qb, ldq, kt + b * Dh * ldt, ldt, false, s.data(), kv, Causal::output,
+              seen);  // s = q kᵀ
       term.begin_block(b, r0, nq, scratch);
       term.logits(s.data(), nq, kv, b, r0, shift, scratch, false);
       block_probs(s.data(), nq, kv, r0 + shift, term.softmax_scale(), L + b * Tq + r0, static_cast<const T*>(nullptr));
@@ -625,7 +629,8 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
 #pragma omp simd
           for (int64_t j = 0; j < n; ++j) row[j] *= m[size_t(j)];
         }
-      product(false, nq, Dh, kv, 1.0, s.data(), kv, vc + b * Tk * Dh, Dh, false, O(b, r0), O.ld);  // out = P v
+      product(false, nq, Dh, kv, 1.0, s.data(), kv, vc + b * Tk * Dh, Dh, false, O(b, r0), O.ld, Causal::a_rows,
+              seen);  // out = P v
     }
   }
 }
@@ -672,11 +677,13 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
           qb = qr.data();
           ldq = Dh;
         }
-        product(false, nq, kv, Dh, 1.0, qb, ldq, kt.data(), ldt, false, P.data(), kv);  // P = q kᵀ
+        const int64_t seen = r0 + shift;  // the block's first query sees keys <= seen
+        product(false, nq, kv, Dh, 1.0, qb, ldq, kt.data(), ldt, false, P.data(), kv, Causal::output, seen);  // P = q kᵀ
         term.begin_block(b, r0, nq, scratch);
         term.logits(P.data(), nq, kv, b, r0, shift, scratch, true);
         block_probs(P.data(), nq, kv, r0 + shift, term.softmax_scale(), static_cast<T*>(nullptr), L + b * Tq + r0);
-        product(false, nq, kv, Dh, 1.0, dO(b, r0), dO.ld, vt.data(), ldt, false, dP.data(), kv);  // dP = dO vᵀ
+        product(false, nq, kv, Dh, 1.0, dO(b, r0), dO.ld, vt.data(), ldt, false, dP.data(), kv, Causal::output,
+                seen);  // dP = dO vᵀ
         for (int64_t r = 0; r < nq; ++r) {
           const T* dor = dO(b, r0 + r);
           const T* orow = O(b, r0 + r);
@@ -710,14 +717,17 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         }
         term.grad(dP.data(), nq, kv, b, r0, shift, scratch);  // dS: now the gradient of q kᵀ, before the scale
         if (p > 0) apply_mask(P);
-        product(true, kv, Dh, nq, 1.0, P.data(), kv, dO(b, r0), dO.ld, true, dvr.data(), Dh);  // dv += Pmᵀ dO
+        product(true, kv, Dh, nq, 1.0, P.data(), kv, dO(b, r0), dO.ld, true, dvr.data(), Dh, Causal::a_columns,
+                seen);  // dv += Pmᵀ dO
         if (rot) {  // dq in the turned frame, then turned back
-          product(false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, false, dqr.data(), Dh);
+          product(false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, false, dqr.data(), Dh, Causal::a_rows, seen);
           rot.rows(dqr.data(), Dh, dQ(b, r0), dQ.ld, nq, r0 + shift, T(-1));
         } else {
-          product(false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, false, dQ(b, r0), dQ.ld);  // dq
+          product(false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, false, dQ(b, r0), dQ.ld, Causal::a_rows,
+                  seen);  // dq
         }
-        product(true, kv, Dh, nq, scale, dP.data(), kv, qb, ldq, true, dkr.data(), Dh);  // dk += dSᵀ q
+        product(true, kv, Dh, nq, scale, dP.data(), kv, qb, ldq, true, dkr.data(), Dh, Causal::a_columns,
+                seen);  // dk += dSᵀ q
         term.end_block_backward(b, r0, nq, scratch);
       }
       if (rot) rot.rows(dkr.data(), Dh, dK(b), dK.ld, Tk, 0, T(-1));

@@ -13,14 +13,24 @@
 
 namespace copper::cpu {
 
+// What a product of a causal block may skip. Query i of the block (counted from 0) sees the
+// keys k <= i + shift, and the mask makes the rest zero or unneeded:
+//   output     C is [queries, keys] (the logits q kᵀ, and dO vᵀ): C[i, k] past key i + shift
+//              is not needed, and is left as it was or computed, a tile of rows at a time
+//   a_rows     op(A) is [queries, keys] (P or dS, as in P v): zero past key i + shift
+//   a_columns  op(A) is [keys, queries] (Pᵀ or dSᵀ, as in Pᵀ dO): zero before query k - shift
+enum class Causal { none, output, a_rows, a_columns };
+
 // C = alpha op(A) B, or C += alpha op(A) B with `accumulate`; f32, row-major:
 //   op(A)[i, k] = a[i·lda + k], or a[k·lda + i] with trans_a     (i < m, k < K)
 //   B[k, j]     = b[k·ldb + j]                                    (j < n)
 //   C[i, j]     = c[i·ldc + j]
 // With AVX-512 a register tile of 6 rows by 64 columns of C is summed over k in 24 vector
-// registers; elsewhere this is block_gemm_reference.
+// registers, skipping what `causal` allows; elsewhere this is block_gemm_reference, which
+// computes everything.
 void block_gemm(bool trans_a, int64_t m, int64_t n, int64_t K, float alpha, const float* a, int64_t lda,
-                const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc);
+                const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc, Causal causal = Causal::none,
+                int64_t shift = 0);
 
 // The same product by cblas_sgemm: what block_gemm is tested against (tests/test_kernels.cpp).
 void block_gemm_reference(bool trans_a, int64_t m, int64_t n, int64_t K, float alpha, const float* a, int64_t lda,
