@@ -21,6 +21,9 @@
 //   rotary_attention  RoPE's attention at lm-small's and lm-long's shapes on heads viewed out
 //               of one (B, T, 3·H·Dh) product, forward and backward: q and k turned inside
 //               the fused kernel (causal_rotary_attention) vs turned first by rotate_pairs
+//   block_gemm  the fused attention's block products on one thread (the kernel runs one per
+//               thread), block_gemm (tensor/cpu/block_gemm.h) vs cblas_sgemm, GFLOP/s: whether
+//               reading the operands in place beats BLAS's packing on this CPU
 //   interleave  matmul and add in alternation vs each alone: shows thread pools fighting
 // Traffic counted for GB/s: the arrays an op must read and write once each (add: 3,
 // memcpy: 2); the hardware may move more (a write first reads its cache line).
@@ -29,9 +32,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "bench/bench.h"
+#include "tensor/cpu/block_gemm.h"
 #include "nn/pe/cope.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
@@ -366,6 +372,44 @@ void bench_rows(const Options& opt, std::FILE* out) {
                      {"rotate_first_fwd_bwd_ms", round3(first.median_s * 1e3)},
                      {"reps", inside.reps}});
     }
+  }
+  // A block of 64 queries against 1024 keys, Dh = 64, the keys and values rows of a (T, 3·D)
+  // product as the kernel reads them: the logits q kᵀ (the keys transposed, as the kernel
+  // passes them), the output P v, and the backward's Pᵀ dO, each whole (no causal skip).
+  if (wanted(opt, "block_gemm")) {
+    const int64_t nq = 64, kv = opt.quick ? 256 : 1024, Dh = 64, ld = 3 * 256;
+    const Tensor q = randn({nq, ld}), kt = randn({Dh, kv + 16}), v = randn({kv, ld}), p = rand({nq, kv});
+    Tensor s = Tensor::empty({nq, kv}), o = Tensor::empty({nq, Dh}), dv = zeros({kv, Dh});
+    auto f = [](const Tensor& t) { return t.data<float>(); };
+    auto w = [](Tensor& t) { return static_cast<float*>(t.raw_data()); };
+    // own: block_gemm, else cblas_sgemm
+    auto gemm = [](bool own, bool trans_a, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                   const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc) {
+      if (own) cpu::block_gemm(trans_a, m, n, k, 1.0f, a, lda, b, ldb, accumulate, c, ldc);
+      else cpu::block_gemm_reference(trans_a, m, n, k, 1.0f, a, lda, b, ldb, accumulate, c, ldc);
+    };
+    struct Product {
+      const char* name;
+      std::function<void(bool)> run;  // its argument: `own` above
+    };
+    const std::vector<Product> products = {
+        {"q kT", [&](bool own) { gemm(own, false, nq, kv, Dh, f(q), ld, f(kt), kv + 16, false, w(s), kv); }},
+        {"P v", [&](bool own) { gemm(own, false, nq, Dh, kv, f(p), kv, f(v), ld, false, w(o), Dh); }},
+        {"PT dO", [&](bool own) { gemm(own, true, kv, Dh, nq, f(p), kv, f(q), ld, true, w(dv), Dh); }},
+    };
+    const int before = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    for (const Product& product : products) {
+      const auto [own, blas] = time_pair([&] { product.run(true); }, [&] { product.run(false); }, opt.budget_s);
+      const double flop = 2.0 * double(nq * kv * Dh);
+      emit(out, json{{"bench", "block_gemm"},
+                     {"product", product.name},
+                     {"shape", shape_str({nq, kv, Dh})},
+                     {"block_gemm_gflops", round3(flop / own.median_s / 1e9)},
+                     {"blas_gflops", round3(flop / blas.median_s / 1e9)},
+                     {"reps", own.reps}});
+    }
+    openblas_set_num_threads(before);
   }
 }
 
