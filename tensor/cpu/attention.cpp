@@ -51,9 +51,7 @@ constexpr int64_t kQueryBlock = 64;
 // The block products, C = alpha op(A) B (+ C with `accumulate`), row-major: op(A) is [m, K],
 // A itself or (trans_a) the transpose of a [K, m] matrix; B is [K, n]. f32 runs block_gemm
 // (block_gemm.h), which reads both operands in place; f64, the gradchecks' type, runs BLAS.
-// Every product takes B in rows, so the keys and values enter the products that need their
-// transpose (q kᵀ, dO vᵀ) transposed once per batch·head (transpose_rows). `causal` and
-// `shift` say what the causal mask lets block_gemm skip (block_gemm.h); BLAS computes all.
+// `causal` and `shift` say what the causal mask lets block_gemm skip; BLAS computes all.
 void product(bool trans_a, int64_t m, int64_t n, int64_t K, double alpha, const float* a, int64_t lda, const float* b,
              int64_t ldb, bool accumulate, float* c, int64_t ldc, Causal causal = Causal::none, int64_t shift = 0) {
   block_gemm(trans_a, m, n, K, float(alpha), a, lda, b, ldb, accumulate, c, ldc, causal, shift);
@@ -64,6 +62,37 @@ void product(bool trans_a, int64_t m, int64_t n, int64_t K, double alpha, const 
   if (m == 0 || n == 0) return;
   cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans, int(m), int(n), int(K), alpha, a,
               int(lda), b, int(ldb), accumulate ? 1.0 : 0.0, c, int(ldc));
+}
+
+// The products with a transposed operand, the keys in q kᵀ and the values in dO vᵀ. block_gemm's
+// tile reads B in rows, so for it (f32 with AVX-512) each batch·head's keys and values are
+// transposed once, [Dh, Tk], and every block's product reads them so. BLAS packs its operands
+// anyway, so for it they stay [Tk, Dh] rows, read transposed (NT): no transposes to pay.
+template <class T>
+constexpr bool kTransposedKeys = std::is_same_v<T, float> && kBlockGemmTiled;
+
+// A batch·head's keys or values as a product reads them: [Tk, Dh] rows, or, for the products
+// with their transpose under kTransposedKeys, [Dh, Tk]; row stride ld.
+template <class T>
+struct HeadRows {
+  const T* p;
+  int64_t ld;
+};
+
+// C = A Bᵀ for the block's queries (q kᵀ, dO vᵀ), A [nq, Dh], B the keys or values: only
+// the columns the causal mask lets a row see are needed (the first sees keys <= seen).
+void product_bt(int64_t nq, int64_t kv, int64_t Dh, const float* a, int64_t lda, HeadRows<float> b, float* c,
+                int64_t seen) {
+  if constexpr (kTransposedKeys<float>)
+    block_gemm(false, nq, kv, Dh, 1.0f, a, lda, b.p, b.ld, false, c, kv, Causal::output, seen);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nq), int(kv), int(Dh), 1.0f, a, int(lda), b.p,
+                int(b.ld), 0.0f, c, int(kv));
+}
+void product_bt(int64_t nq, int64_t kv, int64_t Dh, const double* a, int64_t lda, HeadRows<double> b, double* c,
+                int64_t /*seen*/) {
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nq), int(kv), int(Dh), 1.0, a, int(lda), b.p, int(b.ld),
+              0.0, c, int(kv));
 }
 
 // The block products run inside an OpenMP loop, one per thread, so each BLAS call (f64, or
@@ -583,22 +612,31 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const Mats<const T> Q(q, bh), K(k, bh), V(v, bh);
   const Mats<T> O(out, bh);
   T* L = static_cast<T*>(lse.raw_data());
-  // Every batch·head's keys transposed (turned first, with a rotation) and its values in
-  // contiguous rows, once for all its blocks (in buffers from the caching allocator).
-  const int64_t ldt = transposed_stride(Tk);
-  const Tensor kt_buffer = Tensor::empty({bh, Dh, ldt}, q.dtype()), vc_buffer = Tensor::empty({bh, Tk, Dh}, q.dtype());
-  T* kt = static_cast<T*>(kt_buffer.raw_data());
-  T* vc = static_cast<T*>(vc_buffer.raw_data());
-  parallel_for(bh, Tk * Dh, [&](int64_t b) {
-    if (rot) {
-      std::vector<T> turned(size_t(Tk * Dh));
-      rot.rows(K(b), K.ld, turned.data(), Dh, Tk, 0, T(1));
-      transpose_rows(turned.data(), Dh, kt + b * Dh * ldt, ldt, Tk, Dh);
-    } else {
-      transpose_rows(K(b), K.ld, kt + b * Dh * ldt, ldt, Tk, Dh);
-    }
-    copy_rows(V(b), V.ld, vc + b * Tk * Dh, Dh, Tk, Dh);
-  });
+  // Once for all blocks (in buffers from the caching allocator): with kTransposedKeys, every
+  // batch·head's keys transposed (turned first, with a rotation) and its values in contiguous
+  // rows; otherwise, with a rotation, the turned keys in rows, and q, k and v read in place.
+  constexpr bool transposed = kTransposedKeys<T>;
+  const int64_t ldt = transposed ? transposed_stride(Tk) : Dh;
+  Tensor keys_buffer, values_buffer;
+  if (transposed || rot) keys_buffer = Tensor::empty({bh, transposed ? Dh * ldt : Tk * Dh}, q.dtype());
+  if (transposed) values_buffer = Tensor::empty({bh, Tk * Dh}, q.dtype());
+  T* kb = keys_buffer.defined() ? static_cast<T*>(keys_buffer.raw_data()) : nullptr;
+  T* vb = values_buffer.defined() ? static_cast<T*>(values_buffer.raw_data()) : nullptr;
+  if (kb)
+    parallel_for(bh, Tk * Dh, [&](int64_t b) {
+      T* keys = kb + b * keys_buffer.size(1);
+      if (!transposed) return rot.rows(K(b), K.ld, keys, Dh, Tk, 0, T(1));
+      if (rot) {
+        std::vector<T> turned(size_t(Tk * Dh));
+        rot.rows(K(b), K.ld, turned.data(), Dh, Tk, 0, T(1));
+        transpose_rows(turned.data(), Dh, keys, ldt, Tk, Dh);
+      } else {
+        transpose_rows(K(b), K.ld, keys, ldt, Tk, Dh);
+      }
+      copy_rows(V(b), V.ld, vb + b * Tk * Dh, Dh, Tk, Dh);
+    });
+  auto keys_of = [&](int64_t b) { return kb ? HeadRows<T>{kb + b * keys_buffer.size(1), ldt} : HeadRows<T>{K(b), K.ld}; };
+  auto values_of = [&](int64_t b) { return vb ? HeadRows<T>{vb + b * Tk * Dh, Dh} : HeadRows<T>{V(b), V.ld}; };
 #pragma omp parallel if (bh * blocks > 1)
   {
     std::vector<T> s(size_t(kQueryBlock * Tk)), m(p > 0 ? size_t(Tk) : 0);
@@ -616,8 +654,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
         ldq = Dh;
       }
       const int64_t seen = r0 + shift;  // the block's first query sees keys <= seen
-      product(false, nq, kv, Dh, 1.0, qb, ldq, kt + b * Dh * ldt, ldt, false, s.data(), kv, Causal::output,
-              seen);  // s = q kᵀ
+      product_bt(nq, kv, Dh, qb, ldq, keys_of(b), s.data(), seen);  // s = q kᵀ
       term.begin_block(b, r0, nq, scratch);
       term.logits(s.data(), nq, kv, b, r0, shift, scratch, false);
       block_probs(s.data(), nq, kv, r0 + shift, term.softmax_scale(), L + b * Tq + r0, static_cast<const T*>(nullptr));
@@ -629,7 +666,8 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
 #pragma omp simd
           for (int64_t j = 0; j < n; ++j) row[j] *= m[size_t(j)];
         }
-      product(false, nq, Dh, kv, 1.0, s.data(), kv, vc + b * Tk * Dh, Dh, false, O(b, r0), O.ld, Causal::a_rows,
+      const HeadRows<T> values = values_of(b);
+      product(false, nq, Dh, kv, 1.0, s.data(), kv, values.p, values.ld, false, O(b, r0), O.ld, Causal::a_rows,
               seen);  // out = P v
     }
   }
@@ -650,21 +688,28 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
   {
     std::vector<T> P(size_t(kQueryBlock * Tk)), dP(size_t(kQueryBlock * Tk)), D(static_cast<size_t>(kQueryBlock));
     std::vector<T> M(p > 0 ? size_t(kQueryBlock * Tk) : 0);  // the block's keep-scales
-    // The batch·head's keys (turned, with a rotation) in contiguous rows and transposed, its
-    // values transposed, and its dk and dv summed in contiguous rows over the blocks, then
-    // written out once (dk turned back). With a rotation, each block's queries are turned too,
-    // and its dq is turned back as it leaves.
-    const int64_t ldt = transposed_stride(Tk);
-    std::vector<T> kr(size_t(Tk * Dh)), kt(size_t(Dh * ldt)), vt(size_t(Dh * ldt)), dkr(size_t(Tk * Dh)),
-        dvr(size_t(Tk * Dh));
+    // The batch·head's keys (turned, with a rotation) in contiguous rows, for dq, and as the
+    // products with their transpose read them (kTransposedKeys: transposed), its values too,
+    // and its dk and dv summed in contiguous rows over the blocks, then written out once (dk
+    // turned back). With a rotation, each block's queries are turned too, and its dq is turned
+    // back as it leaves.
+    constexpr bool transposed = kTransposedKeys<T>;
+    const int64_t ldt = transposed ? transposed_stride(Tk) : Dh;
+    std::vector<T> kr(size_t(Tk * Dh)), kread(transposed ? size_t(Dh * ldt) : 0),
+        vread(transposed ? size_t(Dh * ldt) : size_t(Tk * Dh)), dkr(size_t(Tk * Dh)), dvr(size_t(Tk * Dh));
+    const HeadRows<T> keys{transposed ? kread.data() : kr.data(), ldt}, values{vread.data(), ldt};
     std::vector<T> qr(rot ? size_t(kQueryBlock * Dh) : 0), dqr(rot ? size_t(kQueryBlock * Dh) : 0);
     auto scratch = term.scratch(kQueryBlock * Tk, Tk);
 #pragma omp for schedule(dynamic)
     for (int64_t b = 0; b < bh; ++b) {
       if (rot) rot.rows(K(b), K.ld, kr.data(), Dh, Tk, 0, T(1));
       else copy_rows(K(b), K.ld, kr.data(), Dh, Tk, Dh);
-      transpose_rows(kr.data(), Dh, kt.data(), ldt, Tk, Dh);
-      transpose_rows(V(b), V.ld, vt.data(), ldt, Tk, Dh);
+      if (transposed) {
+        transpose_rows(kr.data(), Dh, kread.data(), ldt, Tk, Dh);
+        transpose_rows(V(b), V.ld, vread.data(), ldt, Tk, Dh);
+      } else {
+        copy_rows(V(b), V.ld, vread.data(), Dh, Tk, Dh);
+      }
       std::fill(dkr.begin(), dkr.end(), T(0));
       std::fill(dvr.begin(), dvr.end(), T(0));
       const T* kb = kr.data();
@@ -678,12 +723,11 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
           ldq = Dh;
         }
         const int64_t seen = r0 + shift;  // the block's first query sees keys <= seen
-        product(false, nq, kv, Dh, 1.0, qb, ldq, kt.data(), ldt, false, P.data(), kv, Causal::output, seen);  // P = q kᵀ
+        product_bt(nq, kv, Dh, qb, ldq, keys, P.data(), seen);  // P = q kᵀ
         term.begin_block(b, r0, nq, scratch);
         term.logits(P.data(), nq, kv, b, r0, shift, scratch, true);
         block_probs(P.data(), nq, kv, r0 + shift, term.softmax_scale(), static_cast<T*>(nullptr), L + b * Tq + r0);
-        product(false, nq, kv, Dh, 1.0, dO(b, r0), dO.ld, vt.data(), ldt, false, dP.data(), kv, Causal::output,
-                seen);  // dP = dO vᵀ
+        product_bt(nq, kv, Dh, dO(b, r0), dO.ld, values, dP.data(), seen);  // dP = dO vᵀ
         for (int64_t r = 0; r < nq; ++r) {
           const T* dor = dO(b, r0 + r);
           const T* orow = O(b, r0 + r);

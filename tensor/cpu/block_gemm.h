@@ -32,6 +32,13 @@ void block_gemm(bool trans_a, int64_t m, int64_t n, int64_t K, float alpha, cons
                 const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc, Causal causal = Causal::none,
                 int64_t shift = 0);
 
+// Whether block_gemm has its own tile on this build (AVX-512) or is block_gemm_reference.
+#if defined(__AVX512F__)
+inline constexpr bool kBlockGemmTiled = true;
+#else
+inline constexpr bool kBlockGemmTiled = false;
+#endif
+
 // The same product by cblas_sgemm: what block_gemm is tested against (tests/test_kernels.cpp).
 void block_gemm_reference(bool trans_a, int64_t m, int64_t n, int64_t K, float alpha, const float* a, int64_t lda,
                           const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc);
