@@ -3,8 +3,8 @@
 // the causal softmax, dropout and the product with v, in a scratch buffer of one block's rows.
 // Nothing of size (Tq, Tk) outlives the call: the forward keeps only each row's log-sum-exp,
 // and the backward recomputes the probabilities from it. The products are block_gemm calls on
-// the block (BLAS in f64); the row work (max, exp, sum, dropout) is plain loops over the
-// visible keys.
+// the block (BLAS in f64 and without AVX-512); the row work (max, exp, sum, dropout) is plain
+// loops over the visible keys.
 //
 // With CoPE (Backend::attention given an AttentionCope) each row's logits also get CoPE's
 // position term before the softmax: the gates are the sigmoids of the row's own scaled q·k,
@@ -50,8 +50,8 @@ constexpr int64_t kQueryBlock = 64;
 
 // The block products, C = alpha op(A) B (+ C with `accumulate`), row-major: op(A) is [m, K],
 // A itself or (trans_a) the transpose of a [K, m] matrix; B is [K, n]. f32 runs block_gemm
-// (block_gemm.h), which reads both operands in place; f64, the gradchecks' type, runs BLAS.
-// `causal` and `shift` say what the causal mask lets block_gemm skip; BLAS computes all.
+// (block_gemm.h), whose AVX-512 tile reads both operands in place; f64, the gradchecks' type,
+// runs BLAS. `causal` and `shift` say what the causal mask lets the tile skip; BLAS computes all.
 void product(bool trans_a, int64_t m, int64_t n, int64_t K, double alpha, const float* a, int64_t lda, const float* b,
              int64_t ldb, bool accumulate, float* c, int64_t ldc, Causal causal = Causal::none, int64_t shift = 0) {
   block_gemm(trans_a, m, n, K, float(alpha), a, lda, b, ldb, accumulate, c, ldc, causal, shift);
@@ -64,7 +64,7 @@ void product(bool trans_a, int64_t m, int64_t n, int64_t K, double alpha, const 
               int(lda), b, int(ldb), accumulate ? 1.0 : 0.0, c, int(ldc));
 }
 
-// The products with a transposed operand, the keys in q kᵀ and the values in dO vᵀ. block_gemm's
+// The products with a transposed operand: the keys in q kᵀ, the values in dO vᵀ. block_gemm's
 // tile reads B in rows, so for it (f32 with AVX-512) each batch·head's keys and values are
 // transposed once, [Dh, Tk], and every block's product reads them so. BLAS packs its operands
 // anyway, so for it they stay [Tk, Dh] rows, read transposed (NT): no transposes to pay.
@@ -274,21 +274,30 @@ T suffix_positions(const T* g, T* c, int64_t lo, int64_t hi, T acc, T cap) {
 }
 
 #if defined(__AVX512F__)
-// Inclusive prefix sums across the lanes of one vector: log2(lanes) shifted adds, each lane
-// shifted up by 1, 2, 4 (and 8) with zeros coming in from below. (The maskz forms of the
+// x with its lanes moved up by N, zeros coming in at the bottom. (The maskz forms of the
 // intrinsics, all lanes set: GCC 12 warns on the plain ones' undefined source.)
+template <int N>
+__m512 lanes_up(__m512 x) {
+  return _mm512_castsi512_ps(
+      _mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_castps_si512(x), _mm512_setzero_si512(), 16 - N));
+}
+template <int N>
+__m512d lanes_up(__m512d x) {
+  return _mm512_castsi512_pd(
+      _mm512_maskz_alignr_epi64(__mmask8(0xFF), _mm512_castpd_si512(x), _mm512_setzero_si512(), 8 - N));
+}
+// Inclusive prefix sums across the lanes of one vector: log2(lanes) adds of the vector with
+// its lanes moved up by 1, 2, 4 (and 8).
 inline __m512 scan16(__m512 x) {
-  const __m512i zero = _mm512_setzero_si512();
-  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_castps_si512(x), zero, 15)));
-  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_castps_si512(x), zero, 14)));
-  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_castps_si512(x), zero, 12)));
-  return _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_castps_si512(x), zero, 8)));
+  x = _mm512_add_ps(x, lanes_up<1>(x));
+  x = _mm512_add_ps(x, lanes_up<2>(x));
+  x = _mm512_add_ps(x, lanes_up<4>(x));
+  return _mm512_add_ps(x, lanes_up<8>(x));
 }
 inline __m512d scan8(__m512d x) {
-  const __m512i zero = _mm512_setzero_si512();
-  x = _mm512_add_pd(x, _mm512_castsi512_pd(_mm512_maskz_alignr_epi64(__mmask8(0xFF), _mm512_castpd_si512(x), zero, 7)));
-  x = _mm512_add_pd(x, _mm512_castsi512_pd(_mm512_maskz_alignr_epi64(__mmask8(0xFF), _mm512_castpd_si512(x), zero, 6)));
-  return _mm512_add_pd(x, _mm512_castsi512_pd(_mm512_maskz_alignr_epi64(__mmask8(0xFF), _mm512_castpd_si512(x), zero, 4)));
+  x = _mm512_add_pd(x, lanes_up<1>(x));
+  x = _mm512_add_pd(x, lanes_up<2>(x));
+  return _mm512_add_pd(x, lanes_up<4>(x));
 }
 // The last lane of x in every lane.
 inline __m512 last_lane(__m512 x) { return _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), _mm512_set1_epi32(15), x); }
@@ -355,8 +364,9 @@ struct CopeTerm {
 
   void end_block_backward(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
     if (!E) return;
-    product(false, nq, Dh, npos, 1.0, sc.dz, npos, E, Dh, true, (*dQ)(b, r0), dQ->ld);                 // dq += dz E
-    product(true, npos, Dh, nq, 1.0, sc.dz, npos, (*Q)(b, r0), Q->ld, true, dE + b * npos * Dh, Dh);  // dE[b] += dzᵀ q
+    product(false, nq, Dh, npos, 1.0, sc.dz, npos, E, Dh, true, (*dQ)(b, r0), dQ->ld);  // dq += dz E
+    product(true, npos, Dh, nq, 1.0, sc.dz, npos, (*Q)(b, r0), Q->ld, true, dE + b * npos * Dh,
+            Dh);  // dE[b] += dzᵀ q
   }
 
   void logits(T* s, int64_t nq, int64_t kv, int64_t /*b*/, int64_t r0, int64_t shift, Scratch& sc, bool keep) const {
@@ -635,7 +645,9 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
       }
       copy_rows(V(b), V.ld, vb + b * Tk * Dh, Dh, Tk, Dh);
     });
-  auto keys_of = [&](int64_t b) { return kb ? HeadRows<T>{kb + b * keys_buffer.size(1), ldt} : HeadRows<T>{K(b), K.ld}; };
+  auto keys_of = [&](int64_t b) {
+    return kb ? HeadRows<T>{kb + b * keys_buffer.size(1), ldt} : HeadRows<T>{K(b), K.ld};
+  };
   auto values_of = [&](int64_t b) { return vb ? HeadRows<T>{vb + b * Tk * Dh, Dh} : HeadRows<T>{V(b), V.ld}; };
 #pragma omp parallel if (bh * blocks > 1)
   {

@@ -39,7 +39,7 @@ inline constexpr bool kBlockGemmTiled = true;
 inline constexpr bool kBlockGemmTiled = false;
 #endif
 
-// The same product by cblas_sgemm: what block_gemm is tested against (tests/test_kernels.cpp).
+// The same product by cblas_sgemm: what block_gemm is tested against (tests/test_block_gemm.cpp).
 void block_gemm_reference(bool trans_a, int64_t m, int64_t n, int64_t K, float alpha, const float* a, int64_t lda,
                           const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc);
 
