@@ -71,8 +71,9 @@ void product(bool trans_a, int64_t m, int64_t n, int64_t K, double alpha, const 
 template <class T>
 constexpr bool kTransposedKeys = std::is_same_v<T, float> && kBlockGemmTiled;
 
-// A batch·head's keys or values as a product reads them: [Tk, Dh] rows, or, for the products
-// with their transpose under kTransposedKeys, [Dh, Tk]; row stride ld.
+// Rows of a batch·head as a product reads them, with row stride ld: its queries, or its keys
+// or values, [Tk, Dh], or for the products with their transpose under kTransposedKeys
+// [Dh, Tk].
 template <class T>
 struct HeadRows {
   const T* p;
@@ -154,6 +155,16 @@ struct Rotation {
       rotate_row(src + r * lds, cs + (pos0 + r) * p, sn + (pos0 + r) * p, dst + r * ldd, p, sign);
   }
 };
+
+// A block's nq queries, from row r0 of batch·head b, as its products read them: Q's rows in
+// place, or with a rotation turned (to positions pos0 on) into the scratch rows `turned`.
+template <class T>
+HeadRows<T> block_queries(const Mats<const T>& Q, const Rotation<T>& rot, int64_t b, int64_t r0, int64_t nq,
+                          int64_t pos0, T* turned, int64_t Dh) {
+  if (!rot) return {Q(b, r0), Q.ld};
+  rot.rows(Q(b, r0), Q.ld, turned, Dh, nq, pos0, T(1));
+  return {turned, Dh};
+}
 
 // n rows of Dh elements from src (row stride lds) to dst (row stride ldd).
 template <class T>
@@ -658,13 +669,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
     for (int64_t item = 0; item < bh * blocks; ++item) {
       const int64_t b = item / blocks, r0 = (item % blocks) * kQueryBlock;
       const int64_t nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;  // keys the block's last row sees
-      const T* qb = Q(b, r0);
-      int64_t ldq = Q.ld;
-      if (rot) {
-        rot.rows(qb, ldq, qr.data(), Dh, nq, r0 + shift, T(1));
-        qb = qr.data();
-        ldq = Dh;
-      }
+      const auto [qb, ldq] = block_queries(Q, rot, b, r0, nq, r0 + shift, qr.data(), Dh);
       const int64_t seen = r0 + shift;  // the block's first query sees keys <= seen
       product_bt(nq, kv, Dh, qb, ldq, keys_of(b), s.data(), seen);  // s = q kᵀ
       term.begin_block(b, r0, nq, scratch);
@@ -727,13 +732,7 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
       const T* kb = kr.data();
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t r0 = blk * kQueryBlock, nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;
-        const T* qb = Q(b, r0);
-        int64_t ldq = Q.ld;
-        if (rot) {
-          rot.rows(qb, ldq, qr.data(), Dh, nq, r0 + shift, T(1));
-          qb = qr.data();
-          ldq = Dh;
-        }
+        const auto [qb, ldq] = block_queries(Q, rot, b, r0, nq, r0 + shift, qr.data(), Dh);
         const int64_t seen = r0 + shift;  // the block's first query sees keys <= seen
         product_bt(nq, kv, Dh, qb, ldq, keys, P.data(), seen);  // P = q kᵀ
         term.begin_block(b, r0, nq, scratch);

@@ -4,8 +4,8 @@
 // the inner or the outer dimension.
 //
 // A general BLAS product copies ("packs") panels of both operands into its own layout before
-// every call. For these shapes the packing is a quarter of the attention's time, and the keys
-// are packed again for every query block. block_gemm reads both operands where they lie
+// every call. For these shapes the packing is a large share of the attention's time (docs/PERF.md),
+// and the keys are packed again for every query block. block_gemm reads both operands where they lie
 // instead: B one row at a time, op(A) one element at a time, broadcast. The caller gives the
 // keys (and the values) transposed once per batch·head, so that every product has B in rows.
 #pragma once
