@@ -199,8 +199,7 @@ void run_train(const TrainOptions& opt, std::FILE* out) {
     const AutocastGuard precision(dtype_from_name(opt.dtype));
     auto step = [&] {  // loss.item() at the end waits for a GPU's queued kernels
       optim.zero_grad();
-      Tensor logits = model.forward(ids_d);  // (B, T, vocab)
-      Tensor loss = cross_entropy(logits.reshape({tokens, m.vocab}), targets_d);
+      Tensor loss = model.loss(ids_d, targets_d);  // the head and the loss in chunks of rows
       loss.backward();
       {
         profile::PhaseScope phase(profile::Phase::optimizer);

@@ -40,7 +40,6 @@ Perplexity perplexity(nn::TransformerLM& model, const TokenFile& tokens, int64_t
                "never be scored. HINT: use a stride of at most the context", stride, ctx);
   COPPER_CHECK(opt.batch >= 1, "lm eval", "batch must be at least 1, got {}", opt.batch);
   COPPER_CHECK(tokens.size() >= 2, "lm eval", "the split has {} tokens: nothing to predict", tokens.size());
-  const int64_t V = model.config().vocab;
   NoGradGuard ng;
   const bool was_training = model.is_training();
   model.eval();
@@ -53,9 +52,8 @@ Perplexity perplexity(nn::TransformerLM& model, const TokenFile& tokens, int64_t
   int64_t rows = 0, length = 0, count = 0;
   auto flush = [&] {
     if (rows == 0) return;
-    Tensor logits = model.forward(from_vector(ids, {rows, length}));  // logits: (rows, L, V)
-    Tensor loss = cross_entropy(logits.reshape({rows * length, V}),
-                                from_vector(targets, {rows * length}).to(logits.device()), train::kIgnoreIndex);
+    Tensor loss = model.loss(from_vector(ids, {rows, length}), from_vector(targets, {rows, length}),
+                             train::kIgnoreIndex);
     r.nll += loss.item() * double(count);
     r.scored += count;
     if (opt.progress) opt.progress(r.scored, total);

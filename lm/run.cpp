@@ -20,9 +20,7 @@ enum Stream : uint64_t { kInitStream = 1, kWindowStream = 2 };
 
 // The mean next-token cross-entropy of a batch: logits (B, T, V) against targets (B, T).
 Tensor lm_loss(nn::TransformerLM& model, const train::Batch& b) {
-  const int64_t B = b.ids.size(0), T = b.ids.size(1), V = model.config().vocab;
-  Tensor logits = model.forward(b.ids);  // logits: (B, T, V)
-  return cross_entropy(logits.reshape({B * T, V}), b.targets.reshape({B * T}).to(logits.device()), train::kIgnoreIndex);
+  return model.loss(b.ids, b.targets, train::kIgnoreIndex);
 }
 
 Perplexity split_perplexity(nn::TransformerLM& model, const PreparedData& data, const std::string& split,

@@ -103,6 +103,17 @@ TransformerLM::TransformerLM(const TransformerConfig& cfg, Generator* init_gen) 
 }
 
 Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) {
+  const Tensor x = hidden(ids, cache);
+  return head ? head->forward(x) : matmul(x, embed->weight.t());  // (B, T, vocab)
+}
+
+Tensor TransformerLM::loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index) {
+  const Tensor x = hidden(ids);
+  return linear_cross_entropy(x, head ? head->weight : embed->weight, head ? head->bias : Tensor(),
+                              targets.to(x.device()), ignore_index);
+}
+
+Tensor TransformerLM::hidden(const Tensor& ids, KVCache* cache) {
   COPPER_CHECK(ids.defined() && ids.dim() == 2 && is_integer(ids.dtype()), "TransformerLM",
                "ids must be (B, T) integers, got {}", ids.defined() ? ids.repr_shape() : std::string("undefined"));
   const int64_t T = ids.size(1);
@@ -121,7 +132,7 @@ Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) {
   for (size_t i = 0; i < blocks.size(); ++i) x = blocks[i]->forward(x, cache ? &cache->layer(i) : nullptr);
   if (cache && blocks.empty()) cache->advance_no_layers(T);
   if (norm_f) x = norm_f->forward(x);
-  return head ? head->forward(x) : matmul(x, embed->weight.t());  // (B, T, vocab)
+  return x;
 }
 
 KVCache TransformerLM::make_cache(int64_t capacity) const { return KVCache(int64_t(blocks.size()), capacity); }

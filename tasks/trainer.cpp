@@ -223,11 +223,7 @@ namespace {
 // Mean cross-entropy over the counted positions of one batch, with the autograd graph.
 // ids, targets: [B, T] i64.
 Tensor loss_of(nn::TransformerLM& model, const Tensor& ids, const Tensor& targets) {
-  const auto& mc = model.config();
-  Tensor logits = model.forward(ids);  // [B, T, V]
-  const int64_t B = ids.size(0), T = ids.size(1);
-  return cross_entropy(logits.reshape({B * T, mc.vocab}), targets.reshape({B * T}).to(logits.device()),
-                       train::kIgnoreIndex);
+  return model.loss(ids, targets, train::kIgnoreIndex);
 }
 
 // The training batches of a task run. Generated data: cfg.batch fresh examples per step from

@@ -124,7 +124,8 @@ class Backend {
   // Both at once, for a loss whose gradient will be wanted: loss and lse as cross_entropy, and
   // dlogits as cross_entropy_backward with `scale`. A backend that can fuse them reads each
   // row of logits from memory once instead of twice (the CPU's does); this default calls one
-  // after the other.
+  // after the other. dlogits may be logits itself: a row's loss is taken before its gradient
+  // overwrites it (linear_cross_entropy writes the gradient over the logits).
   virtual void cross_entropy_with_grad(const Tensor& logits, const Tensor& targets, const Tensor& loss,
                                        const Tensor& lse, const Tensor& dlogits, const Tensor& scale,
                                        int64_t ignore_index) {

@@ -148,6 +148,15 @@ Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const T
                                        double scale, bool official, double dropout_p = 0, Generator* gen = nullptr);
 // logits [N, C] (or [..., C], flattened), targets i64 [N]; mean over targets != ignore_index.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+// cross_entropy(linear(x, weight, bias), targets) without the logits as a tensor
+// (ops/linear_cross_entropy.cpp): x [..., in], weight [classes, in], bias [classes] or
+// undefined, targets x's shape without its last dim. The rows go in chunks of chunk_rows
+// (0: on the CPU as many as keep a chunk's logits in cache, elsewhere all), each chunk's
+// loss computed while its logits are in cache; under grad one [rows, classes] buffer holds
+// their gradient, without grad only one chunk's logits exist at a time. Differentiable in x,
+// weight and bias. A language model's head and loss: TransformerLM::loss.
+Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& targets,
+                            int64_t ignore_index = -100, int64_t chunk_rows = 0);
 
 // ---------------- matmul (ops/matmul.cpp) ----------------
 // [.., n, k] x [.., k, m] -> [.., n, m], batch dims broadcast; 1-d operands as numpy.

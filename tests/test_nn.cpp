@@ -451,6 +451,31 @@ TEST(Transformer, LoadStateDictMismatchMessage) {
   }
 }
 
+TEST(Transformer, LossIsTheCrossEntropyOfTheLogits) {
+  // TransformerLM::loss (the head and the loss as one op) against cross_entropy of forward's
+  // logits: the value and every parameter's gradient, with the head untied and tied, an
+  // ignored target among them.
+  Generator g(4);
+  Tensor ids = randint(0, 11, {3, 8}, DType::i64, &g);
+  Tensor targets = randint(0, 11, {3, 8}, DType::i64, &g);
+  targets.data<int64_t>()[5] = -100;
+  for (bool tied : {false, true}) {
+    TransformerConfig c = small();
+    c.tie_embeddings = tied;
+    TransformerLM a(c), b(c);
+    Tensor want = cross_entropy(a.forward(ids).reshape({-1, c.vocab}), targets.reshape({-1}));
+    Tensor got = b.loss(ids, targets);
+    EXPECT_NEAR(got.item(), want.item(), 1e-5) << "tied " << tied;
+    want.backward();
+    got.backward();
+    const auto pa = a.named_parameters(), pb = b.named_parameters();
+    ASSERT_EQ(pa.size(), pb.size());
+    for (size_t i = 0; i < pa.size(); ++i)
+      EXPECT_LT(max(abs(sub(pb[i].second.grad(), pa[i].second.grad()))).item(), 1e-5)
+          << pa[i].first << ", tied " << tied;
+  }
+}
+
 TEST(Transformer, EveryVariantTrainsAStep) {
   // Each switch of the config builds, runs forward and backward, and the loss falls after
   // a few plain gradient steps on one batch.

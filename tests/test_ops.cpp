@@ -541,6 +541,19 @@ std::vector<OpCase> all_cases() {
   add_case(C("cross_entropy", "[2,3,5] logits, ignore_index 2", {{2, 3, 5}},
              [](const Inputs& x) { return cross_entropy(x[0], i64s({4, 2, 0, 2, 1, 3}, {2, 3}), 2); })
                .with_ref([=](const Inputs& x) { return ce_ref(x[0], {4, 2, 0, 2, 1, 3}, 2); }));
+  // the head and the loss as one op: rows in chunks of 2 (the last one short) and of 1, the
+  // whole batch in one, with and without a bias
+  for (int64_t chunk : {2, 1, 0}) {
+    const std::vector<int64_t> t = {1, -100, 3, 0, 2};
+    add_case(C("linear_cross_entropy", fmt::format("[5,3] x [4,3] + bias, chunks of {}", chunk), {{5, 3}, {4, 3}, {4}},
+               [=](const Inputs& x) { return linear_cross_entropy(x[0], x[1], x[2], i64s(t), -100, chunk); })
+                 .with_ref([=](const Inputs& x) { return ce_ref(add(ref_matmul(x[0], x[1].t()), x[2]), t, -100); }));
+  }
+  add_case(C("linear_cross_entropy", "[2,3,4] x [5,4], no bias, ignore_index 2", {{2, 3, 4}, {5, 4}},
+             [](const Inputs& x) {
+               return linear_cross_entropy(x[0], x[1], Tensor(), i64s({4, 2, 0, 2, 1, 3}, {2, 3}), 2, 4);
+             })
+               .with_ref([=](const Inputs& x) { return ce_ref(ref_matmul(x[0], x[1].t()), {4, 2, 0, 2, 1, 3}, 2); }));
 
   // ---- matmul ----
   const std::vector<std::pair<std::string, std::vector<Shape>>> mm = {
@@ -1359,6 +1372,39 @@ void expect_error(const std::function<void()>& f, const std::string& op, const s
 }
 
 }  // namespace
+
+// linear_cross_entropy against the composition it replaces, in f32 on sizes where the CPU's
+// row kernels take their vector paths: the loss with and without grad, a backward that does
+// not start at the loss (g != 1), and the messages for bad targets.
+TEST(OpValues, LinearCrossEntropyMatchesTheComposition) {
+  Generator gen(7);
+  const int64_t N = 37, D = 24, V = 300;
+  const Tensor x = randn({N, D}, DType::f32, &gen), w = randn({V, D}, DType::f32, &gen), b = randn({V}, DType::f32, &gen);
+  Tensor t = randint(0, V, {N}, DType::i64, &gen);
+  t.data<int64_t>()[5] = -100;
+  auto leaves = [&] {
+    return std::vector<Tensor>{x.detach().requires_grad_(), w.detach().requires_grad_(), b.detach().requires_grad_()};
+  };
+  std::vector<Tensor> want = leaves(), got = leaves();
+  Tensor lw = cross_entropy(linear(want[0], want[1], want[2]), t);
+  Tensor lg = linear_cross_entropy(got[0], got[1], got[2], t, -100, 8);
+  EXPECT_NEAR(lg.item(), lw.item(), 1e-5);
+  mul(lw, 3.0).backward();
+  mul(lg, 3.0).backward();
+  for (size_t i = 0; i < want.size(); ++i)
+    EXPECT_LT(max(abs(sub(got[i].grad(), want[i].grad()))).item(), 1e-4) << "input " << i;
+  {
+    NoGradGuard ng;  // chunk by chunk, one chunk's buffer
+    EXPECT_NEAR(linear_cross_entropy(x, w, b, t, -100, 8).item(), lw.item(), 1e-5);
+    EXPECT_NEAR(linear_cross_entropy(x, w, b, t).item(), lw.item(), 1e-5);
+  }
+  const std::string op = "linear_cross_entropy";
+  expect_error([&] { linear_cross_entropy(x, w, b, t.narrow(0, 0, 3)); }, op, "3 targets for 37 rows");
+  Tensor bad = t.clone();
+  bad.data<int64_t>()[2] = V;
+  expect_error([&] { linear_cross_entropy(x, w, b, bad); }, op, "target 300 at position 2 is out of range [0, 300)");
+  expect_error([&] { linear_cross_entropy(x, w.narrow(1, 0, 5), b, t); }, op, "does not match weight");
+}
 
 // RoPE's rotation inside the fused attention, on heads viewed out of one (B, T, 3·H·Dh)
 // product as nn/attention.cpp passes them, is the reference on copies (rotate_pairs, then the

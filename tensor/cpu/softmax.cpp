@@ -21,7 +21,7 @@ namespace {
 // reference.
 // y[i] = exp(x[i] - mx) over a row, and their sum: the exps a softmax keeps as it sums them,
 // and then only scales.
-double exps_and_sum(const float* __restrict x, float* __restrict y, int64_t n, float mx) {
+double exps_and_sum(const float* x, float* y, int64_t n, float mx) {  // y may be x
   return row_sum<float>(n, [=](int64_t i) {
     const float e = exp_fast(x[i] - mx);
     y[i] = e;
@@ -85,7 +85,7 @@ template <class T>
 void scaled_softmax_from_lse(const T* x, T lse, T scale, T* d, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] = std::exp(x[i] - lse) * scale;
 }
-void scaled_softmax_from_lse(const float* __restrict x, float lse, float scale, float* __restrict d, int64_t n) {
+void scaled_softmax_from_lse(const float* x, float lse, float scale, float* d, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) d[i] = exp_fast(x[i] - lse) * scale;
 }
@@ -201,7 +201,7 @@ void cross_entropy_row_grad(const T* xr, T lse, T s, T* dr, int64_t t, int64_t i
 // A row's loss term and gradient together; returns the row's log-sum-exp. The reference
 // composes the two helpers above; the f32 overload makes two passes over the row: its max,
 // then each exp kept in dr as it is summed, which the gradient then only scales (no exp is
-// computed twice).
+// computed twice). Both take the loss before writing the gradient, so dr may be xr.
 template <class T>
 double cross_entropy_row_with_grad(const T* xr, T s, T* loss, T* dr, int64_t t, int64_t ignore, int64_t n) {
   const double l = row_logsumexp(xr, n);
@@ -209,18 +209,19 @@ double cross_entropy_row_with_grad(const T* xr, T s, T* loss, T* dr, int64_t t, 
   cross_entropy_row_grad(xr, T(l), s, dr, t, ignore, n);
   return l;
 }
-double cross_entropy_row_with_grad(const float* __restrict xr, float s, float* loss, float* __restrict dr, int64_t t,
-                                   int64_t ignore, int64_t n) {
+double cross_entropy_row_with_grad(const float* xr, float s, float* loss, float* dr, int64_t t, int64_t ignore,
+                                   int64_t n) {
   const float mx = row_max(xr, n);
   if (std::isinf(mx) || t == ignore || t < 0 || t >= n)  // the edge cases, as the reference has them
     return cross_entropy_row_with_grad<float>(xr, s, loss, dr, t, ignore, n);
+  const float target_logit = xr[t];  // read before dr is written: dr may be xr
   const double sum = exps_and_sum(xr, dr, n, mx);
   const double l = double(mx) + std::log(sum);
   const float k = float(double(s) / sum);
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) dr[i] *= k;
   dr[t] -= s;
-  *loss = cross_entropy_row_loss(xr, l, t, ignore, n);
+  *loss = float(l - double(target_logit));
   return l;
 }
 

@@ -55,6 +55,34 @@ inline void check_index_range(const char* op, const Tensor& idx64, int64_t n, co
     COPPER_CHECK(p[i] >= 0 && p[i] < n, op, "index {} out of range [0, {}) for a dim of {}", p[i], n, shape_str(of));
 }
 
+// A cross-entropy's targets: contiguous i64 [rows] on the logits' device, each in [0, classes)
+// or ignore_index. CPU targets are checked here, naming the first bad one. A device's are not
+// read on the host (that would wait for the device every step); there a bad target makes the
+// loss NaN.
+inline Tensor cross_entropy_targets(const char* op, const Tensor& targets, const Tensor& logits, int64_t rows,
+                                    int64_t classes, int64_t ignore_index) {
+  Tensor t = as_index(op, targets, logits).reshape({-1});
+  COPPER_CHECK(t.numel() == rows, op,
+               "{} targets for {} rows of logits {}. HINT: targets have the logits' shape without the class dim",
+               t.numel(), rows, shape_str(logits.shape()));
+  if (t.device().is_cpu()) {
+    const int64_t* tp = t.data<int64_t>();
+    for (int64_t i = 0; i < t.numel(); ++i)
+      COPPER_CHECK(tp[i] == ignore_index || (tp[i] >= 0 && tp[i] < classes), op,
+                   "target {} at position {} is out of range [0, {})", tp[i], i, classes);
+  }
+  return t;
+}
+
+// The number of targets a cross-entropy counts (those != ignore_index), at least 1, as a 0-d
+// tensor of `dtype` on the targets' device. With none counted every row's loss is 0, so the
+// mean is 0 (not NaN), and its gradient 0 too.
+inline Tensor counted_targets(const Tensor& t, int64_t ignore_index, DType dtype) {
+  NoGradGuard ng;
+  const Tensor ignore = full({}, double(ignore_index), DType::i64, t.device());
+  return clamp(sum(ne(t, ignore).to(dtype)), 1.0, std::nullopt);
+}
+
 // x (contiguous) viewed as [outer, n, inner] around dimension d.
 struct Split3 {
   int64_t outer = 1, n = 1, inner = 1;

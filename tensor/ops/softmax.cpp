@@ -65,29 +65,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   check_float("cross_entropy", logits);
   COPPER_CHECK(logits.dim() >= 1, "cross_entropy", "logits must be [..., classes], got {}", shape_str(logits.shape()));
   const int64_t c = logits.size(-1);
-  Tensor t = as_index("cross_entropy", targets, logits).reshape({-1});
   Tensor x = logits.reshape({-1, c}).contiguous();
-  COPPER_CHECK(t.numel() == x.size(0), "cross_entropy",
-               "{} targets for {} rows of logits {}. HINT: targets have the logits' shape without the class dim",
-               t.numel(), x.size(0), shape_str(logits.shape()));
-  // CPU targets are checked here, naming the first bad one. A device's are not read on the host
-  // (that would wait for the device every step); there a bad target makes the loss NaN.
-  if (t.device().is_cpu()) {
-    const int64_t* tp = t.data<int64_t>();
-    for (int64_t i = 0; i < t.numel(); ++i)
-      COPPER_CHECK(tp[i] == ignore_index || (tp[i] >= 0 && tp[i] < c), "cross_entropy",
-                   "target {} at position {} is out of range [0, {})", tp[i], i, c);
-  }
+  const Tensor t = cross_entropy_targets("cross_entropy", targets, logits, x.size(0), c, ignore_index);
   Tensor rows = Tensor::empty({x.size(0)}, x.dtype(), x.device());
   Tensor lse = Tensor::empty({x.size(0)}, x.dtype(), x.device());
-  // The mean over the counted targets, all on the device. With none counted every row is 0, so
-  // dividing by max(count, 1) makes the loss 0 (not NaN), and its gradient 0 too.
-  Tensor count;
-  {
-    NoGradGuard ng;
-    const Tensor ignore = full({}, double(ignore_index), DType::i64, t.device());
-    count = clamp(sum(ne(t, ignore).to(x.dtype())), 1.0, std::nullopt);
-  }
+  const Tensor count = counted_targets(t, ignore_index, x.dtype());  // the mean's divisor, on the device
   if (!any_requires_grad({logits})) {
     backend_of(x).cross_entropy(x, t, rows, lse, ignore_index);
     NoGradGuard ng;

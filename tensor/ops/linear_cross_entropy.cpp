@@ -1,0 +1,103 @@
+// linear_cross_entropy.cpp — a language model's head and its loss as one op:
+//
+//   linear_cross_entropy(x [N, D], weight [V, D], bias [V] or none, targets [N])
+//     = cross_entropy(linear(x, weight, bias), targets)
+//
+// without the [N, V] logits ever being a tensor of their own. The rows go through in chunks
+// whose logits fit in cache: a chunk's product is written, and its loss (and under grad its
+// gradient, in place of its logits: Backend::cross_entropy_with_grad with dlogits == logits)
+// computed while the chunk is still there, instead of the cross-entropy reading every
+// logit back from memory and writing a second [N, V] buffer. Under grad the chunks fill one
+// [N, V] buffer with the logits' gradient, for d(loss) = 1, which the backward scales and
+// multiplies out:
+//   dx = dl W,   dW = (xᵀ dl)ᵀ,   db = the column sums of dl.
+// Without grad one chunk's buffer is reused, so evaluating a batch holds one chunk of logits.
+// The reference it is tested against is the composition above (tests/test_ops.cpp).
+#include "tensor/autocast.h"
+#include "tensor/ops/common.h"
+
+namespace copper {
+
+using namespace detail;
+
+namespace {
+
+// On the CPU a chunk's logits take at most this many bytes, to stay in the caches between
+// the product that writes them and the loss that reads them (and rewrites them as dlogits).
+constexpr int64_t kCpuChunkBytes = int64_t(16) << 20;
+
+int64_t rows_per_chunk(int64_t requested, int64_t rows, int64_t classes, const Tensor& like) {
+  if (requested > 0) return std::min(requested, std::max<int64_t>(rows, 1));
+  if (!like.device().is_cpu()) return std::max<int64_t>(rows, 1);  // a GPU gains nothing by chunks
+  const int64_t per_row = std::max<int64_t>(classes, 1) * int64_t(dtype_size(like.dtype()));
+  return std::clamp<int64_t>(kCpuChunkBytes / per_row, 1, std::max<int64_t>(rows, 1));
+}
+
+}  // namespace
+
+Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& targets,
+                            int64_t ignore_index, int64_t chunk_rows) {
+  const char* op = "linear_cross_entropy";
+  check_float(op, x);
+  check_same(op, x, weight);
+  COPPER_CHECK(weight.dim() == 2, op, "weight must be [classes, in], got {}", shape_str(weight.shape()));
+  COPPER_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), op, "input {} does not match weight {} (in = {})",
+               shape_str(x.shape()), shape_str(weight.shape()), weight.size(1));
+  if (bias.defined()) {
+    check_same(op, x, bias);
+    COPPER_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), op, "bias {} for weight {}",
+                 shape_str(bias.shape()), shape_str(weight.shape()));
+  }
+  COPPER_CHECK(chunk_rows >= 0, op, "chunk_rows must be >= 0 (0: chosen for the device), got {}", chunk_rows);
+  // Mixed precision rounds the product's operands (matmul.cpp); the composition does that.
+  if (x.dtype() == DType::f32 && autocast_dtype() != DType::f32)
+    return cross_entropy(linear(x, weight, bias), targets, ignore_index);
+
+  const int64_t D = weight.size(1), V = weight.size(0);
+  const Tensor xd = x.detach().reshape({-1, D}).contiguous();
+  const Tensor wd = weight.detach().contiguous();  // a no-op for a layer's weight
+  const Tensor bd = bias.defined() ? bias.detach() : Tensor();
+  const int64_t N = xd.size(0);
+  const Tensor t = cross_entropy_targets(op, targets, x, N, V, ignore_index);
+  const Tensor count = counted_targets(t, ignore_index, x.dtype());
+  Tensor rows = Tensor::empty({N}, x.dtype(), x.device());
+  Tensor lse = Tensor::empty({N}, x.dtype(), x.device());
+  Backend& be = backend_of(xd);
+  const bool grad = any_requires_grad({x, weight, bias});
+  const int64_t chunk = rows_per_chunk(chunk_rows, N, V, xd);
+
+  // dl: every row's gradient under grad; else one chunk's logits, reused.
+  Tensor dl = Tensor::empty({grad ? N : std::min(chunk, N), V}, x.dtype(), x.device());
+  const Tensor wt = wd.t().unsqueeze(0);  // [1, D, V], read transposed
+  Tensor scale;
+  if (grad) {
+    NoGradGuard ng;
+    scale = div(ones({}, x.dtype(), x.device()), count).contiguous();  // d(loss)/d(row loss)
+  }
+  for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+    const int64_t m = std::min(chunk, N - r0);
+    const Tensor logits = dl.narrow(0, grad ? r0 : 0, m);
+    be.gemm(xd.narrow(0, r0, m).unsqueeze(0), wt, logits.unsqueeze(0), false);
+    if (bd.defined()) be.binary(BinaryOp::add, logits, bd.expand(logits.shape()), logits);
+    const Tensor tc = t.narrow(0, r0, m), rc = rows.narrow(0, r0, m), lc = lse.narrow(0, r0, m);
+    if (grad) be.cross_entropy_with_grad(logits, tc, rc, lc, logits, scale, ignore_index);
+    else be.cross_entropy(logits, tc, rc, lc, ignore_index);
+  }
+  Tensor loss;
+  {
+    NoGradGuard ng;
+    loss = div(sum(rows), count);
+  }
+  if (!grad) return loss;
+  record_op(op, loss, {x, weight, bias},
+            [dl, xd, wd, x_shape = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
+             gb = bias.defined() && bias.requires_grad()](const Tensor& g) {
+              const Tensor d = g.device().is_cpu() && g.item() == 1.0 ? dl : mul(dl, g.to(dl.dtype()));
+              return std::vector<Tensor>{gx ? matmul(d, wd).view(x_shape) : Tensor(),
+                                         gw ? matmul(xd.t(), d).t() : Tensor(),  // (in, out): BLAS's faster form
+                                         gb ? sum(d, {0}) : Tensor()};
+            });
+  return loss;
+}
+
+}  // namespace copper
