@@ -133,6 +133,22 @@ struct Mats {
   T* operator()(int64_t b, int64_t row = 0) const { return base + start[size_t(b)] + row * ld; }
 };
 
+// Software prefetch for rows of heads viewed out of a (B, T, 3·H·Dh) projection: 256 bytes
+// every 3 KB, so that nearly every row starts in a page of its own, where the hardware
+// prefetchers do not follow, and each row read or written in turn would wait for memory.
+// The loops that copy or turn such rows ask for the row kRowsAhead on; the backward asks
+// for a block's rows of dO, O and dq before its products. prefetch_row asks for the Dh
+// elements at row, to read or (write) to write.
+constexpr int64_t kRowsAhead = 8;
+template <class T>
+void prefetch_row(const T* row, int64_t Dh, bool write) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t c = 0; c < Dh; c += kLine) {
+    if (write) __builtin_prefetch(row + c, 1);
+    else __builtin_prefetch(row + c, 0);
+  }
+}
+
 // RoPE's rotation of q and k (AttentionRotation), or none. The kernels turn each head's keys
 // and each block's queries into scratch rows before their products, and turn dq and dk back
 // by minus the angles as they leave: q and k themselves are never written.
@@ -151,10 +167,27 @@ struct Rotation {
   // n rows of src (row stride lds) at positions pos0.. turned into dst (row stride ldd);
   // sign -1 turns them by minus the angles.
   void rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, int64_t pos0, T sign) const {
-    for (int64_t r = 0; r < n; ++r)
+    for (int64_t r = 0; r < n; ++r) {
+      if (r + kRowsAhead < n) {
+        if (lds != 2 * p) prefetch_row(src + (r + kRowsAhead) * lds, 2 * p, false);
+        if (ldd != 2 * p) prefetch_row(dst + (r + kRowsAhead) * ldd, 2 * p, true);
+      }
       rotate_row(src + r * lds, cs + (pos0 + r) * p, sn + (pos0 + r) * p, dst + r * ldd, p, sign);
+    }
   }
 };
+
+// n rows of Dh elements from src (row stride lds) to dst (row stride ldd).
+template <class T>
+void copy_rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, int64_t Dh) {
+  for (int64_t r = 0; r < n; ++r) {
+    if (r + kRowsAhead < n) {
+      if (lds != Dh) prefetch_row(src + (r + kRowsAhead) * lds, Dh, false);
+      if (ldd != Dh) prefetch_row(dst + (r + kRowsAhead) * ldd, Dh, true);
+    }
+    std::copy(src + r * lds, src + r * lds + Dh, dst + r * ldd);
+  }
+}
 
 // A block's nq queries, from row r0 of batch·head b, as its products read them: Q's rows in
 // place, or with a rotation turned (to positions pos0 on) into the scratch rows `turned`.
@@ -166,12 +199,6 @@ HeadRows<T> block_queries(const Mats<const T>& Q, const Rotation<T>& rot, int64_
   return {turned, Dh};
 }
 
-// n rows of Dh elements from src (row stride lds) to dst (row stride ldd).
-template <class T>
-void copy_rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, int64_t Dh) {
-  for (int64_t r = 0; r < n; ++r) std::copy(src + r * lds, src + r * lds + Dh, dst + r * ldd);
-}
-
 // n rows of Dh elements from src (row stride lds) to the columns of dst: dst[c·ldd + j] =
 // src[j·lds + c], sixteen rows at a time so that each row of dst is written in runs.
 template <class T>
@@ -179,6 +206,8 @@ void transpose_rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, i
   constexpr int64_t kRun = 16;
   for (int64_t j0 = 0; j0 < n; j0 += kRun) {
     const int64_t run = std::min(kRun, n - j0);
+    if (lds != Dh)
+      for (int64_t j = j0 + kRun; j < std::min(n, j0 + 2 * kRun); ++j) prefetch_row(src + j * lds, Dh, false);
     for (int64_t c = 0; c < Dh; ++c)
       for (int64_t j = j0; j < j0 + run; ++j) dst[c * ldd + j] = src[j * lds + c];
   }
@@ -732,6 +761,11 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
       const T* kb = kr.data();
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t r0 = blk * kQueryBlock, nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;
+        for (int64_t r = 0; r < nq; ++r) {  // the block's rows of dO, O and dq, needed below
+          prefetch_row(dO(b, r0 + r), Dh, false);
+          prefetch_row(O(b, r0 + r), Dh, false);
+          prefetch_row(dQ(b, r0 + r), Dh, true);
+        }
         const auto [qb, ldq] = block_queries(Q, rot, b, r0, nq, r0 + shift, qr.data(), Dh);
         const int64_t seen = r0 + shift;  // the block's first query sees keys <= seen
         product_bt(nq, kv, Dh, qb, ldq, keys, P.data(), seen);  // P = q kᵀ
