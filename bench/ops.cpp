@@ -17,7 +17,8 @@
 //   attention, cope_attention  one layer's causal attention at lm-long's shape, forward and
 //               backward, the fused kernel vs the composed reference (tensor/ops/attention.cpp)
 //   attention_views  the fused attention at lm-small's shape on heads that are views of a
-//               (B, T, 3·H·Dh) product split in three vs on contiguous heads
+//               (B, T, 3·H·Dh) product split in three vs on contiguous heads, forward and
+//               backward, and the forward alone
 //   rotary_attention  RoPE's attention at lm-small's and lm-long's shapes on heads viewed out
 //               of one (B, T, 3·H·Dh) product, forward and backward: q and k turned inside
 //               the fused kernel (causal_rotary_attention) vs turned first by rotate_pairs
@@ -36,6 +37,7 @@
 #include <memory>
 #include <vector>
 
+#include "autograd/grad_mode.h"
 #include "bench/bench.h"
 #include "tensor/cpu/block_gemm.h"
 #include "nn/pe/cope.h"
@@ -333,11 +335,20 @@ void bench_rows(const Options& opt, std::FILE* out) {
       proj.zero_grad();
       for (Tensor& h : heads) h.zero_grad();
     };
+    auto forward = [&](bool views) {  // the kernel's forward alone: no graph, no backward
+      NoGradGuard ng;
+      const std::vector<Tensor> parts = split(proj, D, -1);
+      auto head = [&](int i) { return views ? parts[size_t(i)].view({B, T, H, Dh}).transpose(1, 2) : heads[size_t(i)]; };
+      causal_attention(head(0), head(1), head(2), scale);
+    };
     const auto [in_place, contiguous] = time_pair([&] { step(true); }, [&] { step(false); }, opt.budget_s);
+    const auto [in_place_fwd, contiguous_fwd] = time_pair([&] { forward(true); }, [&] { forward(false); }, opt.budget_s);
     emit(out, json{{"bench", "attention_views"},
                    {"shape", shape_str({B, H, T, Dh})},
                    {"views_fwd_bwd_ms", round3(in_place.median_s * 1e3)},
                    {"contiguous_fwd_bwd_ms", round3(contiguous.median_s * 1e3)},
+                   {"views_fwd_ms", round3(in_place_fwd.median_s * 1e3)},
+                   {"contiguous_fwd_ms", round3(contiguous_fwd.median_s * 1e3)},
                    {"reps", in_place.reps}});
   }
   // RoPE's attention as nn/attention.cpp runs it, q, k and v split from one (B, T, 3·H·Dh)

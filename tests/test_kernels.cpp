@@ -39,6 +39,25 @@ TEST(FastMath, ExpFastEdges) {
   EXPECT_NEAR(cpu::exp_fast(88.7f) / std::exp(double(88.7f)), 1.0, 1e-6);
 }
 
+#if defined(__AVX512F__)
+TEST(FastMath, Exp16IsExpFastOnEveryLane) {
+  // The same steps: equal to the last bit, over the range and at the edges.
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> xs = {0.0f, -0.0f, -inf, inf, nan, -100.0f, 100.0f, -86.6f, -86.7f, 88.7f, 88.72283f, 88.8f};
+  for (float x = -90.0f; x < 90.0f; x += 0.0078125f) xs.push_back(x);
+  while (xs.size() % 16 != 0) xs.push_back(1.0f);
+  for (size_t i = 0; i < xs.size(); i += 16) {
+    alignas(64) float y[16];
+    _mm512_store_ps(y, cpu::exp16(_mm512_loadu_ps(xs.data() + i)));
+    for (size_t l = 0; l < 16; ++l) {
+      const float want = cpu::exp_fast(xs[i + l]);
+      if (std::isnan(want)) EXPECT_TRUE(std::isnan(y[l])) << xs[i + l];
+      else EXPECT_EQ(y[l], want) << "x = " << xs[i + l];
+    }
+  }
+}
+#endif
+
 namespace {
 // max |a - b| / (1 + |b|) over all elements
 double max_rel_diff(const Tensor& a, const Tensor& b) {

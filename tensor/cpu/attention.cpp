@@ -339,6 +339,18 @@ inline __m512d scan8(__m512d x) {
   x = _mm512_add_pd(x, lanes_up<2>(x));
   return _mm512_add_pd(x, lanes_up<4>(x));
 }
+// The sum and the largest of the sixteen lanes of x (in a tree: halves, quarters, ...).
+inline __m512 lanes_fold(__m512 x, bool max) {
+  const __mmask16 all = 0xFFFF;
+  auto step = [&](__m512 y) { return max ? _mm512_maskz_max_ps(all, x, y) : _mm512_add_ps(x, y); };
+  x = step(_mm512_maskz_shuffle_f32x4(all, x, x, 0x4E));  // 256-bit halves swapped
+  x = step(_mm512_maskz_shuffle_f32x4(all, x, x, 0xB1));  // 128-bit quarters swapped in pairs
+  x = step(_mm512_maskz_permute_ps(all, x, 0x4E));        // 64-bit pairs swapped
+  x = step(_mm512_maskz_permute_ps(all, x, 0xB1));        // neighbours swapped
+  return x;
+}
+inline float lanes_sum(__m512 x) { return _mm512_cvtss_f32(lanes_fold(x, false)); }
+inline float lanes_max(__m512 x) { return _mm512_cvtss_f32(lanes_fold(x, true)); }
 // The last lane of x in every lane.
 inline __m512 last_lane(__m512 x) { return _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), _mm512_set1_epi32(15), x); }
 inline __m512d last_lane(__m512d x) { return _mm512_maskz_permutexvar_pd(__mmask8(0xFF), _mm512_set1_epi64(7), x); }
@@ -653,6 +665,47 @@ void block_probs(T* s, int64_t nq, int64_t kv, int64_t first_query, T scale, T* 
     std::fill(row + n, row + kv, T(0));
   }
 }
+
+#if defined(__AVX512F__)
+// block_probs for f32, sixteen keys at a time with a masked last vector: a row of a block is
+// short (its visible keys), so the scalar tails of `omp simd` loops, each exp one element at
+// a time, and row_max's and row_sum's lane-by-lane reductions were much of its time. The sum
+// of a row's exps is taken in float lanes, added in double at the end.
+void block_probs(float* s, int64_t nq, int64_t kv, int64_t first_query, float scale, float* lse_out,
+                 const float* lse_in) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int64_t r = 0; r < nq; ++r) {
+    float* row = s + r * kv;
+    const int64_t n = first_query + r + 1;  // visible keys of this row
+    if (lse_out) {
+      __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+      for (int64_t j = 0; j < n; j += 16) mx = _mm512_mask_max_ps(mx, first_lanes(n - j), mx, _mm512_loadu_ps(row + j));
+      const __m512 top = _mm512_set1_ps(lanes_max(mx) * scale);
+      __m512 sum = _mm512_setzero_ps();
+      for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 m = first_lanes(n - j);
+        const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, row + j), sc, top)));
+        _mm512_mask_storeu_ps(row + j, m, e);
+        sum = _mm512_add_ps(sum, e);
+      }
+      const double total = double(lanes_sum(sum));
+      lse_out[r] = float(double(_mm512_cvtss_f32(top)) + std::log(total));
+      const __m512 inv = _mm512_set1_ps(float(1.0 / total));
+      for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 m = first_lanes(n - j);
+        _mm512_mask_storeu_ps(row + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), inv));
+      }
+    } else {
+      const __m512 l = _mm512_set1_ps(lse_in[r]);
+      for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 m = first_lanes(n - j);
+        _mm512_mask_storeu_ps(row + j, m, exp16(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, row + j), sc, l)));
+      }
+    }
+    std::fill(row + n, row + kv, 0.0f);
+  }
+}
+#endif
 
 template <class T, class Term>
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
