@@ -1291,10 +1291,13 @@ TEST(OpValues, MatmulUnderAutocastIsTheBf16ProductSummedInF32) {
 // draw of the generator each, the same Philox stream over the probabilities), so values and
 // gradients agree; and the generators move alike.
 TEST(OpValues, CausalAttentionWithDropoutIsTheReference) {
-  for (DType t : {DType::f32, DType::f64}) {
+  // Dh 32: the f32 kernel's keys and values turned in 16 × 16 blocks (transpose16), 75 keys
+  // leaving a short run of rows.
+  for (DType t : {DType::f32, DType::f64})
+  for (int64_t Dh : {8, 32}) {
     Generator data(3);
-    Tensor q = randn({2, 3, 70, 8}, t, &data), k = randn({2, 3, 75, 8}, t, &data), v = randn({2, 3, 75, 8}, t, &data);
-    Tensor dy = randn({2, 3, 70, 8}, t, &data);
+    Tensor q = randn({2, 3, 70, Dh}, t, &data), k = randn({2, 3, 75, Dh}, t, &data), v = randn({2, 3, 75, Dh}, t, &data);
+    Tensor dy = randn({2, 3, 70, Dh}, t, &data);
     auto run = [&](bool fused) {
       Tensor qg = q.clone().requires_grad_(), kg = k.clone().requires_grad_(), vg = v.clone().requires_grad_();
       Generator g(9);
@@ -1311,7 +1314,7 @@ TEST(OpValues, CausalAttentionWithDropoutIsTheReference) {
         worst = std::max(worst, std::abs(a[j] - b[j]));
         scale = std::max(scale, std::abs(b[j]));
       }
-      EXPECT_LE(worst, tol * scale) << dtype_name(t) << " output " << i;
+      EXPECT_LE(worst, tol * scale) << dtype_name(t) << " Dh " << Dh << " output " << i;
     }
     EXPECT_EQ(fused[4].item(), ref[4].item()) << "the generators moved differently";
   }
@@ -1412,10 +1415,10 @@ TEST(OpValues, LinearCrossEntropyMatchesTheComposition) {
 // and with queries over more keys (a KV cache's shape). The kernel turns neither q nor k in
 // place, and its gradients land side by side in one buffer.
 TEST(OpValues, CausalRotaryAttentionIsTheReference) {
-  const int64_t B = 2, H = 3, Dh = 8;
+  const int64_t B = 2, H = 3;
   for (DType t : {DType::f32, DType::f64})
-    for (auto [Tq, Tk, p] :
-         std::vector<std::tuple<int64_t, int64_t, double>>{{70, 70, 0.0}, {70, 70, 0.25}, {5, 75, 0.2}}) {
+    for (auto [Tq, Tk, p, Dh] : std::vector<std::tuple<int64_t, int64_t, double, int64_t>>{
+             {70, 70, 0.0, 8}, {70, 70, 0.25, 8}, {5, 75, 0.2, 8}, {70, 70, 0.0, 32}, {5, 75, 0.2, 32}}) {
       Generator data(13);
       Tensor x = randn({B, Tk, 3 * H * Dh}, t, &data), dy = randn({B, Tq, H * Dh}, t, &data);
       const auto [cs, sn] = rope_like_tables(Tk, Dh / 2, t);
@@ -1443,7 +1446,7 @@ TEST(OpValues, CausalRotaryAttentionIsTheReference) {
           worst = std::max(worst, std::abs(a[j] - b[j]));
           scale = std::max(scale, std::abs(b[j]));
         }
-        EXPECT_LE(worst, tol * scale) << dtype_name(t) << " Tq " << Tq << " p " << p << ": output " << i;
+        EXPECT_LE(worst, tol * scale) << dtype_name(t) << " Tq " << Tq << " p " << p << " Dh " << Dh << ": output " << i;
       }
       EXPECT_EQ(fused[2].item(), ref[2].item()) << "the generators moved differently";
     }
@@ -1476,15 +1479,18 @@ TEST(OpErrors, CausalRotaryAttentionChecksItsTables) {
 // more keys (a KV cache's shape), and a clamp that bites (npos 6) or does not (npos 200).
 TEST(OpValues, CausalCopeAttentionIsTheReference) {
   for (DType t : {DType::f32, DType::f64})
-    for (auto [tq, npos, official] : std::vector<std::tuple<int64_t, int64_t, bool>>{
-             {70, 6, false}, {130, 200, false}, {70, 200, true}, {1, 6, true},
+    for (auto [tq, npos, official, Dh] : std::vector<std::tuple<int64_t, int64_t, bool, int64_t>>{
+             {70, 6, false, 8}, {130, 200, false, 8}, {70, 200, true, 8}, {1, 6, true, 8},
              // counts that reach the cap a few chunks down CopeTerm's walk (kCopeChunk 32)
-             {130, 40, false}, {130, 60, true}}) {
+             {130, 40, false, 8}, {130, 60, true, 8},
+             // the f32 kernel's keys, values and table turned in 16 × 16 blocks (transpose16)
+             {130, 40, false, 32}}) {
       Generator data(5);
       const int64_t tk = 130;
-      Tensor q = randn({2, 3, tq, 8}, t, &data), k = randn({2, 3, tk, 8}, t, &data);
-      Tensor v = randn({2, 3, tk, 8}, t, &data), e = randn({npos, 8}, t, &data);
-      Tensor dy = randn({2, 3, tq, 8}, t, &data);
+      // q scaled so that the logits have Dh 8's spread whatever Dh (f32's error grows with them)
+      Tensor q = mul(randn({2, 3, tq, Dh}, t, &data), std::sqrt(8.0 / double(Dh))), k = randn({2, 3, tk, Dh}, t, &data);
+      Tensor v = randn({2, 3, tk, Dh}, t, &data), e = randn({npos, Dh}, t, &data);
+      Tensor dy = randn({2, 3, tq, Dh}, t, &data);
       // The reference runs in f64 for both: in f32 its own rounding (positions from a float
       // cumsum) is several times the kernel's, so the f32 kernel is held to the f64 values.
       auto run = [&](bool fused) {
@@ -1507,7 +1513,7 @@ TEST(OpValues, CausalCopeAttentionIsTheReference) {
           scale = std::max(scale, std::abs(b[j]));
         }
         EXPECT_LE(worst, tol * scale) << dtype_name(t) << " tq " << tq << " npos " << npos << " official "
-                                      << official << ": output " << i;
+                                      << official << " Dh " << Dh << ": output " << i;
       }
     }
 }
