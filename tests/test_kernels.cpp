@@ -13,6 +13,7 @@
 
 #include "tensor/backend.h"
 #include "tensor/cpu/fast_math.h"
+#include "tensor/cpu/transpose.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 
@@ -59,6 +60,33 @@ TEST(FastMath, Exp16IsExpFastOnEveryLane) {
   }
 }
 #endif
+
+// transpose.h's blocks (transpose16 on AVX-512) against its plain loop, on sizes with whole
+// 16 x 16 blocks and edges, strided rows on both sides; and CpuBackend::copy making a
+// transposed view contiguous, which runs them, against the element-by-element definition.
+TEST(Transpose, BlocksAreThePlainLoop) {
+  for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{16, 16}, {37, 50}, {64, 33}, {5, 80}}) {
+    const int64_t lds = cols + 3, ldd = rows + 5;
+    std::vector<float> src(size_t(rows * lds));
+    for (size_t i = 0; i < src.size(); ++i) src[i] = float(i % 977) * 0.5f - 100.0f;
+    std::vector<float> fast(size_t(cols * ldd), -1.0f), plain(size_t(cols * ldd), -1.0f);
+    cpu::transpose(src.data(), lds, fast.data(), ldd, rows, cols, true);
+    cpu::transpose(src.data(), lds, plain.data(), ldd, rows, cols, false);
+    EXPECT_EQ(fast, plain) << rows << " x " << cols;
+    EXPECT_EQ(plain[size_t(3 * ldd + 2)], src[size_t(2 * lds + 3)]);  // dst[j][i] = src[i][j]
+  }
+}
+
+TEST(Transpose, CopyMakesATransposedViewContiguous) {
+  for (DType t : {DType::f32, DType::f64, DType::bf16}) {
+    Tensor a = randn({37, 50}).to(t);
+    Tensor c = a.t().contiguous();
+    ASSERT_EQ(c.shape(), (Shape{50, 37}));
+    const std::vector<double> av = a.to_vector<double>(), cv = c.to_vector<double>();
+    for (int64_t i = 0; i < 50; ++i)
+      for (int64_t j = 0; j < 37; ++j) ASSERT_EQ(cv[size_t(i * 37 + j)], av[size_t(j * 50 + i)]) << dtype_name(t);
+  }
+}
 
 namespace {
 // max |a - b| / (1 + |b|) over all elements

@@ -37,6 +37,7 @@
 #include "tensor/cpu/fast_math.h"
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/rotate.h"
+#include "tensor/cpu/transpose.h"
 #include "tensor/philox.h"
 
 namespace copper {
@@ -202,61 +203,15 @@ HeadRows<T> block_queries(const Mats<const T>& Q, const Rotation<T>& rot, int64_
   return {turned, Dh};
 }
 
-#if defined(__AVX512F__)
-// A 16 × 16 block of floats transposed in registers: dst[c·ldd + j] = src[j·lds + c]. Three
-// rounds of shuffles: neighbouring rows' elements interleaved, then pairs of pairs, then the
-// 128-bit quarters of four rows gathered into each row of the result. (The maskz forms of the
-// intrinsics: GCC 12 warns on the plain ones' undefined source.)
-inline void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd) {
-  const __mmask16 all = 0xFFFF;
-  const __mmask8 all8 = 0xFF;
-  __m512 a[16], t[16];
-  for (int i = 0; i < 16; ++i) a[i] = _mm512_loadu_ps(src + i * lds);
-  for (int i = 0; i < 16; i += 2) {  // per quarter k: rows i, i + 1 at columns 4k, 4k + 1 (and + 2, + 3)
-    t[i] = _mm512_maskz_unpacklo_ps(all, a[i], a[i + 1]);
-    t[i + 1] = _mm512_maskz_unpackhi_ps(all, a[i], a[i + 1]);
-  }
-  auto pairs = [&](__m512 x, __m512 y, bool high) {
-    const __m512d xd = _mm512_castps_pd(x), yd = _mm512_castps_pd(y);
-    return _mm512_castpd_ps(high ? _mm512_maskz_unpackhi_pd(all8, xd, yd) : _mm512_maskz_unpacklo_pd(all8, xd, yd));
-  };
-  for (int g = 0; g < 16; g += 4) {  // a[g + m], quarter k: rows g..g + 3 at column 4k + m
-    a[g] = pairs(t[g], t[g + 2], false);
-    a[g + 1] = pairs(t[g], t[g + 2], true);
-    a[g + 2] = pairs(t[g + 1], t[g + 3], false);
-    a[g + 3] = pairs(t[g + 1], t[g + 3], true);
-  }
-  for (int m = 0; m < 4; ++m) {  // column 4k + m: quarter k of a[m], a[4 + m], a[8 + m], a[12 + m]
-    const __m512 v0 = _mm512_maskz_shuffle_f32x4(all, a[m], a[4 + m], 0x44);
-    const __m512 v1 = _mm512_maskz_shuffle_f32x4(all, a[m], a[4 + m], 0xEE);
-    const __m512 v2 = _mm512_maskz_shuffle_f32x4(all, a[8 + m], a[12 + m], 0x44);
-    const __m512 v3 = _mm512_maskz_shuffle_f32x4(all, a[8 + m], a[12 + m], 0xEE);
-    _mm512_storeu_ps(dst + m * ldd, _mm512_maskz_shuffle_f32x4(all, v0, v2, 0x88));
-    _mm512_storeu_ps(dst + (4 + m) * ldd, _mm512_maskz_shuffle_f32x4(all, v0, v2, 0xDD));
-    _mm512_storeu_ps(dst + (8 + m) * ldd, _mm512_maskz_shuffle_f32x4(all, v1, v3, 0x88));
-    _mm512_storeu_ps(dst + (12 + m) * ldd, _mm512_maskz_shuffle_f32x4(all, v1, v3, 0xDD));
-  }
-}
-#endif
-
 // n rows of Dh elements from src (row stride lds) to the columns of dst: dst[c·ldd + j] =
-// src[j·lds + c], sixteen rows at a time so that each row of dst is written in runs; on
-// AVX-512, f32 blocks of 16 × 16 are turned in registers (transpose16).
+// src[j·lds + c] (transpose.h), asking for each run's strided rows one run ahead.
 template <class T>
 void transpose_rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, int64_t Dh) {
-  constexpr int64_t kRun = 16;
-  for (int64_t j0 = 0; j0 < n; j0 += kRun) {
-    const int64_t run = std::min(kRun, n - j0);
+  for (int64_t j0 = 0; j0 < n; j0 += kTransposeRun) {
     if (lds != Dh)
-      for (int64_t j = j0 + kRun; j < std::min(n, j0 + 2 * kRun); ++j) prefetch_row(src + j * lds, Dh, false);
-    int64_t c0 = 0;
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float>)
-      if (run == kRun)
-        for (; c0 + kRun <= Dh; c0 += kRun) transpose16(src + j0 * lds + c0, lds, dst + c0 * ldd + j0, ldd);
-#endif
-    for (int64_t c = c0; c < Dh; ++c)
-      for (int64_t j = j0; j < j0 + run; ++j) dst[c * ldd + j] = src[j * lds + c];
+      for (int64_t j = j0 + kTransposeRun; j < std::min(n, j0 + 2 * kTransposeRun); ++j)
+        prefetch_row(src + j * lds, Dh, false);
+    transpose_run(src, lds, dst, ldd, j0, std::min(kTransposeRun, n - j0), Dh);
   }
 }
 

@@ -1,14 +1,33 @@
-// copy.cpp — strided copy with dtype conversion, fill, and the host side of transfer.
+// copy.cpp — strided copy with dtype conversion (a transposed matrix in blocks), fill, and the
+// host side of transfer.
 #include <cstring>
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/transpose.h"
 
 namespace copper {
 
 using namespace cpu;
 
 void CpuBackend::copy(const Tensor& src, const Tensor& dst) {
+  // A transposed matrix made contiguous (a weight's gradient arrives as one): turned in blocks
+  // (transpose.h), sixteen of src's rows at a time per thread, instead of one strided element
+  // after another.
+  if (src.dtype() == dst.dtype() && dst.dim() == 2 && dst.is_contiguous() && src.stride(0) == 1 &&
+      src.size(0) > 1 && src.size(1) > 1 && src.stride(1) >= src.size(0)) {
+    const int64_t rows = dst.size(0), cols = dst.size(1), lds = src.stride(1);
+    COPPER_DISPATCH_ALL(src.dtype(), "copy", [&] {
+      const T* s = static_cast<const T*>(src.raw_data());
+      T* d = static_cast<T*>(dst.raw_data());
+      // src is `cols` rows of `rows` elements, row stride lds; dst its transpose
+      parallel_for((cols + kTransposeRun - 1) / kTransposeRun, kTransposeRun * rows, [&](int64_t b) {
+        const int64_t i0 = b * kTransposeRun;
+        transpose_run(s, lds, d, cols, i0, std::min(kTransposeRun, cols - i0), rows);
+      });
+    });
+    return;
+  }
   COPPER_DISPATCH_ALL(src.dtype(), "copy", [&] {
     using S = T;
     const S* s = static_cast<const S*>(src.raw_data());
