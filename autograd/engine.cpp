@@ -105,18 +105,6 @@ Node::~Node() {
 
 namespace {
 
-// Add g into a leaf's .grad. The first gradient is copied so that no two leaves (and no
-// saved tensor) share a gradient buffer that an optimizer might later modify in place.
-void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
-  if (!leaf->grad) {
-    Tensor own = g.to(leaf->dtype);  // a new tensor when the dtype differs, else g itself
-    leaf->grad = (own.impl() == g.impl() ? g.clone() : own).impl_ptr();
-  } else {
-    Tensor acc(leaf->grad);
-    add_(acc, g.to(leaf->dtype));
-  }
-}
-
 // True when nothing but this handle sees t's memory (no other tensor, view or saved tensor
 // shares its storage) and each of its elements has a place of its own there (no broadcast
 // view, whose elements share one). A pending sum like that can take the next gradient in
@@ -124,6 +112,23 @@ void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
 // passed on unchanged to two inputs, is summed into a new tensor.
 bool owned_alone(const Tensor& t) {
   return t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1 && t.is_dense();
+}
+
+// Add g into a leaf's .grad. The first gradient becomes the .grad as it is when nothing else
+// sees it (owned_alone) and it is contiguous; otherwise it is copied, so that no two leaves
+// (and no saved tensor) share a gradient buffer that an optimizer might later modify in place.
+void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
+  if (!leaf->grad) {
+    if (g.dtype() == leaf->dtype && g.is_contiguous() && owned_alone(g)) {  // nothing else sees it: kept as it is
+      leaf->grad = g.impl_ptr();
+      return;
+    }
+    Tensor own = g.to(leaf->dtype);  // a new tensor when the dtype differs, else g itself
+    leaf->grad = (own.impl() == g.impl() ? g.clone() : own).impl_ptr();
+  } else {
+    Tensor acc(leaf->grad);
+    add_(acc, g.to(leaf->dtype));
+  }
 }
 
 }  // namespace
