@@ -199,7 +199,7 @@ void run_train(const TrainOptions& opt, std::FILE* out) {
     const AutocastGuard precision(dtype_from_name(opt.dtype));
     auto step = [&] {  // loss.item() at the end waits for a GPU's queued kernels
       optim.zero_grad();
-      Tensor loss = model.loss(ids_d, targets_d);  // the head and the loss in chunks of rows
+      Tensor loss = model.loss(ids_d, targets_d);  // the head and the loss as one op
       loss.backward();
       {
         profile::PhaseScope phase(profile::Phase::optimizer);

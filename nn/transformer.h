@@ -104,7 +104,7 @@ class TransformerLM : public Module {
   Tensor hidden(const Tensor& ids, KVCache* cache = nullptr);
   // The mean next-token cross-entropy of ids (B, T) against targets (B, T), positions whose
   // target is ignore_index not counted: cross_entropy(forward(ids)) without the (B, T, vocab)
-  // logits as a tensor (linear_cross_entropy: the head and the loss in chunks of rows).
+  // logits as a tensor (linear_cross_entropy: the loss's gradient written over the logits).
   Tensor loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index = -100);
   // An empty cache with one layer per block; capacity > 0 preallocates that many tokens.
   KVCache make_cache(int64_t capacity = 0) const;

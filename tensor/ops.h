@@ -150,11 +150,11 @@ Tensor causal_cope_attention_reference(const Tensor& q, const Tensor& k, const T
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 // cross_entropy(linear(x, weight, bias), targets) without the logits as a tensor
 // (ops/linear_cross_entropy.cpp): x [..., in], weight [classes, in], bias [classes] or
-// undefined, targets x's shape without its last dim. The rows go in chunks of chunk_rows
-// (0: on the CPU as many as keep a chunk's logits in cache, elsewhere all), each chunk's
-// loss computed while its logits are in cache; under grad one [rows, classes] buffer holds
-// their gradient, without grad only one chunk's logits exist at a time. Differentiable in x,
-// weight and bias. A language model's head and loss: TransformerLM::loss.
+// undefined, targets x's shape without its last dim. Under grad the logits are written into
+// the [rows, classes] buffer of their gradient and turned into it in place; without grad the
+// rows go in chunks (16 MB of logits on the CPU, all rows elsewhere) through one chunk's
+// buffer. chunk_rows > 0 sets the chunks either way. Differentiable in x, weight and bias.
+// A language model's head and loss: TransformerLM::loss.
 Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& targets,
                             int64_t ignore_index = -100, int64_t chunk_rows = 0);
 

@@ -3,16 +3,18 @@
 //   linear_cross_entropy(x [N, D], weight [V, D], bias [V] or none, targets [N])
 //     = cross_entropy(linear(x, weight, bias), targets)
 //
-// without the [N, V] logits ever being a tensor of their own. The rows go through in chunks
-// whose logits fit in cache: a chunk's product is written, and its loss (and under grad its
-// gradient, in place of its logits: Backend::cross_entropy_with_grad with dlogits == logits)
-// computed while the chunk is still there, instead of the cross-entropy reading every
-// logit back from memory and writing a second [N, V] buffer. Under grad the chunks fill one
-// [N, V] buffer with the logits' gradient, for d(loss) = 1, which the backward scales and
-// multiplies out:
+// without the [N, V] logits ever being a tensor of their own. Under grad the head's product
+// writes the logits into the buffer that will hold their gradient, and the cross-entropy
+// turns them into it in place (Backend::cross_entropy_with_grad with dlogits == logits), for
+// d(loss) = 1: one [N, V] buffer where the composition has two, and no second stream of
+// writes. The backward scales it and multiplies it out:
 //   dx = dl W,   dW = (xᵀ dl)ᵀ,   db = the column sums of dl.
-// Without grad one chunk's buffer is reused, so evaluating a batch holds one chunk of logits.
-// The reference it is tested against is the composition above (tests/test_ops.cpp).
+// Without grad the rows go through in chunks whose logits take kCpuChunkBytes on the CPU,
+// one chunk's buffer reused, so evaluating a batch holds one chunk of logits whatever its
+// size. (Under grad the product is not cut into chunks: BLAS would pack the weight again for
+// each, and the loss gained nothing measurable from the chunk in cache; docs/PERF.md.)
+// `chunk_rows` sets the chunks in both cases, which is how the tests reach the chunked path
+// under grad. The reference it is tested against is the composition above (tests/test_ops.cpp).
 #include "tensor/autocast.h"
 #include "tensor/ops/common.h"
 
@@ -22,15 +24,17 @@ using namespace detail;
 
 namespace {
 
-// On the CPU a chunk's logits take at most this many bytes, to stay in the caches between
-// the product that writes them and the loss that reads them (and rewrites them as dlogits).
+// Without grad, on the CPU, a chunk's logits take at most this many bytes: the memory an
+// evaluation holds for them, small enough to stay in the caches between the product and the
+// loss.
 constexpr int64_t kCpuChunkBytes = int64_t(16) << 20;
 
-int64_t rows_per_chunk(int64_t requested, int64_t rows, int64_t classes, const Tensor& like) {
-  if (requested > 0) return std::min(requested, std::max<int64_t>(rows, 1));
-  if (!like.device().is_cpu()) return std::max<int64_t>(rows, 1);  // a GPU gains nothing by chunks
+int64_t rows_per_chunk(int64_t requested, int64_t rows, int64_t classes, const Tensor& like, bool grad) {
+  const int64_t all = std::max<int64_t>(rows, 1);
+  if (requested > 0) return std::min(requested, all);
+  if (grad || !like.device().is_cpu()) return all;  // one product (a GPU gains nothing by chunks)
   const int64_t per_row = std::max<int64_t>(classes, 1) * int64_t(dtype_size(like.dtype()));
-  return std::clamp<int64_t>(kCpuChunkBytes / per_row, 1, std::max<int64_t>(rows, 1));
+  return std::clamp<int64_t>(kCpuChunkBytes / per_row, 1, all);
 }
 
 }  // namespace
@@ -64,7 +68,7 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor&
   Tensor lse = Tensor::empty({N}, x.dtype(), x.device());
   Backend& be = backend_of(xd);
   const bool grad = any_requires_grad({x, weight, bias});
-  const int64_t chunk = rows_per_chunk(chunk_rows, N, V, xd);
+  const int64_t chunk = rows_per_chunk(chunk_rows, N, V, xd, grad);
 
   // dl: every row's gradient under grad; else one chunk's logits, reused.
   Tensor dl = Tensor::empty({grad ? N : std::min(chunk, N), V}, x.dtype(), x.device());
