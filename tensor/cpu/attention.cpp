@@ -681,7 +681,10 @@ void block_probs(float* s, int64_t nq, int64_t kv, int64_t first_query, float sc
     const int64_t n = first_query + r + 1;  // visible keys of this row
     if (lse_out) {
       __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-      for (int64_t j = 0; j < n; j += 16) mx = _mm512_mask_max_ps(mx, first_lanes(n - j), mx, _mm512_loadu_ps(row + j));
+      for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 m = first_lanes(n - j);
+        mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, row + j));
+      }
       const __m512 top = _mm512_set1_ps(lanes_max(mx) * scale);
       __m512 sum = _mm512_setzero_ps();
       for (int64_t j = 0; j < n; j += 16) {
