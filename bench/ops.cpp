@@ -14,6 +14,8 @@
 //   causal_softmax  attention's masked softmax as one op vs masked_fill + softmax
 //   cope        CoPE's gates -> positions -> logit term, forward and backward, the fused op vs
 //               the composed reference (tensor/ops/cope.cpp, nn/pe/cope.cpp)
+//   linear_cross_entropy  the LM head and its loss at lm-small's shape, forward and backward,
+//               the one op vs cross_entropy(linear(...))
 //   attention, cope_attention  one layer's causal attention at lm-long's shape, forward and
 //               backward, the fused kernel vs the composed reference (tensor/ops/attention.cpp)
 //   attention_views  the fused attention at lm-small's shape on heads that are views of a
@@ -317,6 +319,25 @@ void bench_rows(const Options& opt, std::FILE* out) {
                    {"one_pass_ms", round3(fused.median_s * 1e3)},
                    {"two_passes_ms", round3(two.median_s * 1e3)},
                    {"reps", fused.reps}});
+  }
+  // The LM head and its loss at lm-small's shape (4096 tokens, d 256, vocabulary 8192),
+  // forward and backward: linear_cross_entropy (the gradient written over the logits) vs
+  // cross_entropy(linear(...)) (a logits tensor and a gradient tensor).
+  if (wanted(opt, "linear_cross_entropy")) {
+    const int64_t rows = opt.quick ? 512 : 4096, d = 256, n = 8192;
+    Tensor x = mul(randn({rows, d}), 0.1).requires_grad_(), w = mul(randn({n, d}), 0.1).requires_grad_();
+    const Tensor t = randint(0, n, {rows});
+    auto step = [&](bool fused) {
+      (fused ? linear_cross_entropy(x, w, Tensor(), t) : cross_entropy(linear(x, w), t)).backward();
+      x.zero_grad();
+      w.zero_grad();
+    };
+    const auto [one_op, composed] = time_pair([&] { step(true); }, [&] { step(false); }, opt.budget_s);
+    emit(out, json{{"bench", "linear_cross_entropy"},
+                   {"shape", shape_str({rows, d}) + " x " + shape_str({n, d})},
+                   {"one_op_fwd_bwd_ms", round3(one_op.median_s * 1e3)},
+                   {"composed_fwd_bwd_ms", round3(composed.median_s * 1e3)},
+                   {"reps", one_op.reps}});
   }
   // The fused attention at lm-small's shape, forward and backward, on heads that are views of
   // one (B, T, 3·H·Dh) product split in three (row stride 3·H·Dh, what nn/attention.cpp
