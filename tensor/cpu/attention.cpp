@@ -141,9 +141,10 @@ struct Mats {
 // for a block's rows of dO, O and dq before its products. prefetch_row asks for the Dh
 // elements at row, to read or (write) to write.
 constexpr int64_t kRowsAhead = 8;
+constexpr int64_t kCacheLineBytes = 64;
 template <class T>
 void prefetch_row(const T* row, int64_t Dh, bool write) {
-  constexpr int64_t kLine = 64 / sizeof(T);
+  constexpr int64_t kLine = kCacheLineBytes / int64_t(sizeof(T));
   for (int64_t c = 0; c < Dh; c += kLine) {
     if (write) __builtin_prefetch(row + c, 1);
     else __builtin_prefetch(row + c, 0);
@@ -219,7 +220,7 @@ void transpose_rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, i
 // number of them, so that the rows a product walks down do not all fall in one L1 set (a
 // stride of a multiple of 4 KB would).
 inline int64_t transposed_stride(int64_t n) {
-  constexpr int64_t kLine = 16;  // floats per 64-byte line
+  constexpr int64_t kLine = kCacheLineBytes / int64_t(sizeof(float));  // the keys are f32 (kTransposedKeys)
   const int64_t lines = (n + kLine - 1) / kLine;
   return kLine * (lines % 2 == 1 ? lines : lines + 1);
 }

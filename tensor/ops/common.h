@@ -83,6 +83,20 @@ inline Tensor counted_targets(const Tensor& t, int64_t ignore_index, DType dtype
   return clamp(sum(ne(t, ignore).to(dtype)), 1.0, std::nullopt);
 }
 
+// d(loss)/d(row loss) for a mean over `count` rows: 1 / count, 0-d and contiguous, the scale a
+// backend's cross_entropy_with_grad reads on the device.
+inline Tensor mean_scale(const Tensor& count) {
+  NoGradGuard ng;
+  return div(ones({}, count.dtype(), count.device()), count).contiguous();
+}
+
+// A loss's gradient d, computed for d(loss) = 1, times the d(loss) g that backward() brings:
+// d itself when g is 1 on the CPU (backward() started at this loss), else d · g.
+inline Tensor times_loss_gradient(const Tensor& d, const Tensor& g) {
+  if (g.device().is_cpu() && g.item() == 1.0) return d;
+  return mul(d, g.to(d.dtype()));
+}
+
 // x (contiguous) viewed as [outer, n, inner] around dimension d.
 struct Split3 {
   int64_t outer = 1, n = 1, inner = 1;

@@ -73,11 +73,7 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor&
   // dl: every row's gradient under grad; else one chunk's logits, reused.
   Tensor dl = Tensor::empty({grad ? N : std::min(chunk, N), V}, x.dtype(), x.device());
   const Tensor wt = wd.t().unsqueeze(0);  // [1, D, V], read transposed
-  Tensor scale;
-  if (grad) {
-    NoGradGuard ng;
-    scale = div(ones({}, x.dtype(), x.device()), count).contiguous();  // d(loss)/d(row loss)
-  }
+  const Tensor scale = grad ? mean_scale(count) : Tensor();
   for (int64_t r0 = 0; r0 < N; r0 += chunk) {
     const int64_t m = std::min(chunk, N - r0);
     const Tensor logits = dl.narrow(0, grad ? r0 : 0, m);
@@ -96,7 +92,7 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor&
   record_op(op, loss, {x, weight, bias},
             [dl, xd, wd, x_shape = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
              gb = bias.defined() && bias.requires_grad()](const Tensor& g) {
-              const Tensor d = g.device().is_cpu() && g.item() == 1.0 ? dl : mul(dl, g.to(dl.dtype()));
+              const Tensor d = times_loss_gradient(dl, g);
               return std::vector<Tensor>{gx ? matmul(d, wd).view(x_shape) : Tensor(),
                                          gw ? matmul(xd.t(), d).t() : Tensor(),  // (in, out): BLAS's faster form
                                          gb ? sum(d, {0}) : Tensor()};

@@ -82,13 +82,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   Tensor loss;
   {
     NoGradGuard ng;
-    const Tensor scale = div(ones({}, x.dtype(), x.device()), count).contiguous();  // d(loss)/d(row loss)
-    backend_of(x).cross_entropy_with_grad(x, t, rows, lse, dx, scale, ignore_index);
+    backend_of(x).cross_entropy_with_grad(x, t, rows, lse, dx, mean_scale(count), ignore_index);
     loss = div(sum(rows), count);
   }
   record_op("cross_entropy", loss, {logits}, [dx, shape = logits.shape()](const Tensor& g) {
-    if (g.device().is_cpu() && g.item() == 1.0) return std::vector<Tensor>{dx.view(shape)};
-    return std::vector<Tensor>{mul(dx, g.to(dx.dtype())).view(shape)};
+    return std::vector<Tensor>{times_loss_gradient(dx, g).view(shape)};
   });
   return loss;
 }
