@@ -41,9 +41,9 @@
 
 #include "autograd/grad_mode.h"
 #include "bench/bench.h"
-#include "tensor/cpu/block_gemm.h"
 #include "nn/pe/cope.h"
 #include "tensor/backend.h"
+#include "tensor/cpu/block_gemm.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
@@ -349,18 +349,19 @@ void bench_rows(const Options& opt, std::FILE* out) {
     std::vector<Tensor> heads;
     for (int i = 0; i < 3; ++i) heads.push_back(randn({B, H, T, Dh}).requires_grad_());
     Tensor w = randn({B, H, T, Dh});
-    auto step = [&](bool views) {
+    auto attend = [&](bool views) {  // the layer's attention on views of proj or on `heads`
       const std::vector<Tensor> parts = split(proj, D, -1);
       auto head = [&](int i) { return views ? parts[size_t(i)].view({B, T, H, Dh}).transpose(1, 2) : heads[size_t(i)]; };
-      sum(causal_attention(head(0), head(1), head(2), scale) * w).backward();
+      return causal_attention(head(0), head(1), head(2), scale);
+    };
+    auto step = [&](bool views) {
+      sum(attend(views) * w).backward();
       proj.zero_grad();
       for (Tensor& h : heads) h.zero_grad();
     };
     auto forward = [&](bool views) {  // the kernel's forward alone: no graph, no backward
       NoGradGuard ng;
-      const std::vector<Tensor> parts = split(proj, D, -1);
-      auto head = [&](int i) { return views ? parts[size_t(i)].view({B, T, H, Dh}).transpose(1, 2) : heads[size_t(i)]; };
-      causal_attention(head(0), head(1), head(2), scale);
+      attend(views);
     };
     const auto [in_place, contiguous] = time_pair([&] { step(true); }, [&] { step(false); }, opt.budget_s);
     const auto [in_place_fwd, contiguous_fwd] = time_pair([&] { forward(true); }, [&] { forward(false); }, opt.budget_s);
