@@ -670,10 +670,10 @@ void block_probs(T* s, int64_t nq, int64_t kv, int64_t first_query, T scale, T* 
 }
 
 #if defined(__AVX512F__)
-// block_probs for f32, sixteen keys at a time with a masked last vector: a row of a block is
-// short (its visible keys), so the scalar tails of `omp simd` loops, each exp one element at
-// a time, and row_max's and row_sum's lane-by-lane reductions were much of its time. The sum
-// of a row's exps is taken in float lanes, added in double at the end.
+// block_probs for f32, sixteen keys at a time with a masked last vector, lanes folded in a
+// tree: a row of a block is short (its visible keys), so the scalar tail an `omp simd` loop
+// leaves (an exp per element) and a lane-by-lane reduction would be much of a row's work.
+// The sum of a row's exps is taken in float lanes, added in double at the end.
 void block_probs(float* s, int64_t nq, int64_t kv, int64_t first_query, float scale, float* lse_out,
                  const float* lse_in) {
   const __m512 sc = _mm512_set1_ps(scale);
