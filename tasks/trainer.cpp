@@ -104,8 +104,8 @@ TrainConfig preset_config(const std::string& preset, const TaskConfig& task_in, 
       c.task.symbols = 16;
       c.optim.lr = 1e-3;
       c.steps = 4000;
-      // `copper demo`: at this rate CoPE's loss is below 0.02 by step 200 and its error 0 % on
-      // every split after 300 steps (seed 0, one thread, as the demo trains), where abs and
+      // `copper demo`: at this rate CoPE's loss is below 0.03 by step 200 and its error 0 % on
+      // every split after 300 steps (seed 1, one thread, as the demo trains), where abs and
       // RoPE are at 100 %. About 1.5 minutes for the three on 2 otherwise idle cores.
       if (preset == "demo") {
         c.optim.lr = 3e-3;

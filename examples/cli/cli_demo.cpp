@@ -46,7 +46,9 @@ namespace {
 constexpr const char* kDemoTask = "selective-copy";
 constexpr const char* kDemoPreset = "demo";
 const std::vector<std::string> kDemoEncodings{"abs", "rope", "cope"};
-constexpr uint64_t kDemoSeed = 0;
+// Seed 0 put CoPE's 300 steps at the edge of a plateau: whether it learned the task by then
+// changed with the last bits of the attention's rounding (docs/RESULTS.md, "The demo").
+constexpr uint64_t kDemoSeed = 1;
 // Held-out examples for the gate read-out, and lines of the data file the closing hint uses.
 constexpr int64_t kGateExamples = 50;
 constexpr int64_t kHintExamples = 5;
