@@ -357,6 +357,23 @@ inline float lanes_max(__m512 x) { return _mm512_cvtss_f32(lanes_fold(x, true));
 // The last lane of x in every lane.
 inline __m512 last_lane(__m512 x) { return _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), _mm512_set1_epi32(15), x); }
 inline __m512d last_lane(__m512d x) { return _mm512_maskz_permutexvar_pd(__mmask8(0xFF), _mm512_set1_epi64(7), x); }
+#elif defined(__AVX2__)
+// The AVX2 forms: inclusive prefix sums across the lanes of one vector, each 128-bit half
+// scanned by byte shifts (which stay inside a half) and then the low half's total added to
+// the high half; and the last lane in every lane.
+inline __m256 scan8(__m256 x) {
+  x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(x), 4)));
+  x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(x), 8)));
+  const __m256 totals = _mm256_permute_ps(x, 0xFF);                 // each half's last lane, in all four
+  return _mm256_add_ps(x, _mm256_permute2f128_ps(totals, totals, 0x08));  // low half zero, high half the low total
+}
+inline __m256d scan4(__m256d x) {
+  x = _mm256_add_pd(x, _mm256_castsi256_pd(_mm256_slli_si256(_mm256_castpd_si256(x), 8)));
+  const __m256d totals = _mm256_permute_pd(x, 0xF);
+  return _mm256_add_pd(x, _mm256_permute2f128_pd(totals, totals, 0x08));
+}
+inline __m256 last_lane(__m256 x) { return _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(7)); }
+inline __m256d last_lane(__m256d x) { return _mm256_permute4x64_pd(x, 0xFF); }
 #endif
 
 // Keys per step of the walk down a row in CopeTerm::logits: a multiple of four (see above).
@@ -459,6 +476,11 @@ struct CopeTerm {
           continue;
         }
       }
+#elif defined(__AVX2__)
+      if constexpr (std::is_same_v<T, float>) {
+        window_gathered(row, c, z, start, n);
+        continue;
+      }
 #endif
       if (official) {
 #pragma omp simd
@@ -484,6 +506,18 @@ struct CopeTerm {
       _mm512_mask_storeu_ps(row + j, m, y);
     }
   }
+#elif defined(__AVX2__)
+  // The same loop on AVX2, eight keys at a time, the table read by gathers (cope_interp.h).
+  void window_gathered(float* row, const float* c, const float* z, int64_t start, int64_t n) const {
+    const __m256 s = _mm256_set1_ps(scale);
+    for (int64_t j = start; j < n; j += 8) {
+      const __m256i m = first_lanes8(n - j);
+      const __m256 term = cope_table_at(z, CopeInterp8(_mm256_maskload_ps(c + j, m)));
+      const __m256 x = _mm256_maskload_ps(row + j, m);
+      const __m256 y = official ? _mm256_mul_ps(_mm256_add_ps(x, term), s) : _mm256_fmadd_ps(x, s, term);
+      _mm256_maskstore_ps(row + j, m, y);
+    }
+  }
 #endif
 
   // Steps (1)-(3) of grad() for the keys [start, n) of a row with gradient d, gates g and
@@ -497,6 +531,8 @@ struct CopeTerm {
       if (npos <= CopeTableInRegisters::kTableInRegisters)
         return key_gradients_in_registers(d, g, c, z, start, n, floors, lo_sum, hi_sum);
     }
+#elif defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float>) return key_gradients_gathered(d, g, c, z, start, n, floors, lo_sum, hi_sum);
 #endif
     const T cap = T(npos - 1), dterm_scale = official ? scale : T(1);
     double uncapped = 0;
@@ -581,15 +617,60 @@ struct CopeTerm {
     for (double x : lanes) sum += x;
     return sum;
   }
+#elif defined(__AVX2__)
+  // key_gradients for f32 on AVX2 in one pass, eight keys at a time: the table read by
+  // gathers (cope_interp.h), the prefix sums as in key_gradients_in_registers, the double
+  // shares four at a time.
+  double key_gradients_gathered(float* d, const float* g, const float* c, const float* z, int64_t start, int64_t n,
+                                int32_t* floors, double* lo_sum, double* hi_sum) const {
+    const __m256 dterm_scale = _mm256_set1_ps(official ? scale : 1.0f), cap = _mm256_set1_ps(float(npos - 1));
+    const __m256 one = _mm256_set1_ps(1.0f);
+    // The running sums of the keys before the vector, in every lane.
+    __m256 dg_acc = _mm256_setzero_ps();
+    __m256d lo_acc = _mm256_setzero_pd(), hi_acc = _mm256_setzero_pd(), total = _mm256_setzero_pd();
+    // x's prefix sums, in double, added to the running sum acc, stored to sum[t..t+8) under the
+    // masks of its two halves; acc becomes the last of them.
+    auto carry_into = [](__m256 x, __m256d& acc, double* sum, __m256i m0, __m256i m1) {
+      const __m256d low = _mm256_add_pd(scan4(_mm256_cvtps_pd(_mm256_castps256_ps128(x))), acc);
+      const __m256d high = _mm256_add_pd(scan4(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))), last_lane(low));
+      _mm256_maskstore_pd(sum, m0, low);
+      _mm256_maskstore_pd(sum + 4, m1, high);
+      acc = last_lane(high);
+    };
+    for (int64_t t = start; t < n; t += 8) {
+      const __m256i m = first_lanes8(n - t);
+      const __m256i m0 = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(m));
+      const __m256i m1 = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(m, 1));
+      const __m256 cv = _mm256_maskload_ps(c + t, m), dv = _mm256_maskload_ps(d + t, m);
+      const __m256 dterm = _mm256_mul_ps(dv, dterm_scale);
+      const CopeInterp8 ip(cv);
+      const __m256 zlo = _mm256_i32gather_ps(z, ip.lo, 4), zhi = _mm256_i32gather_ps(z, ip.hi, 4);
+      const __m256 dgt =
+          _mm256_and_ps(_mm256_cmp_ps(cv, cap, _CMP_LT_OQ), _mm256_mul_ps(dterm, _mm256_sub_ps(zhi, zlo)));
+      const __m256 dgs = _mm256_add_ps(scan8(dgt), dg_acc);
+      dg_acc = last_lane(dgs);
+      const __m256 gv = _mm256_maskload_ps(g + t, m);
+      _mm256_maskstore_ps(d + t, m, _mm256_fmadd_ps(_mm256_mul_ps(dgs, gv), _mm256_sub_ps(one, gv), dv));
+      _mm256_maskstore_epi32(reinterpret_cast<int*>(floors + t), m, ip.lo);
+      carry_into(_mm256_mul_ps(_mm256_sub_ps(one, ip.w), dterm), lo_acc, lo_sum + t, m0, m1);
+      carry_into(_mm256_mul_ps(ip.w, dterm), hi_acc, hi_sum + t, m0, m1);
+      total = _mm256_add_pd(total, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(dterm)),
+                                                 _mm256_cvtps_pd(_mm256_extractf128_ps(dterm, 1))));
+    }
+    alignas(32) double lanes[4];
+    _mm256_store_pd(lanes, total);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  }
 #endif
 
   // Per row: (1) a vector pass gives each uncapped key t its floor, its shares of dterm for
   // the floor and ceiling slots and its own term of dg; (2) a serial pass turns those into
   // prefix sums from the first uncapped key; (3) a vector pass adds the gates' gradient to
-  // the row (on AVX-512 the three are one pass, key_gradients_in_registers); then each
-  // floor's last key is found, and (4) dz comes from the prefix sums at the run ends. The
-  // capped keys below `start` all read slot npos - 1 with w = 0 and pass nothing to the
-  // gates: their one sum stands for them, as key start - 1.
+  // the row (in f32 the three are one vector pass: key_gradients_in_registers on AVX-512,
+  // key_gradients_gathered on AVX2); then each floor's last key is found, and (4) dz comes
+  // from the prefix sums at the run ends. The capped keys below `start` all read slot
+  // npos - 1 with w = 0 and pass nothing to the gates: their one sum stands for them, as key
+  // start - 1.
   void grad(T* ds, int64_t nq, int64_t kv, int64_t /*b*/, int64_t r0, int64_t shift, Scratch& sc) const {
     const int64_t top = npos - 1;
     double* lo_sum = sc.lo_sum.data();  // prefix sums of (1 - w_t) dterm_t, the floor shares

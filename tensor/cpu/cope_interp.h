@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -61,6 +61,31 @@ struct CopeTableInRegisters {
     return _mm512_fmadd_ps(ip.w, _mm512_sub_ps(at(ip.hi), zlo), zlo);
   }
 };
+#elif defined(__AVX2__)
+// The first `count` of eight 32-bit lanes set (all of them for count >= 8, none for <= 0), as
+// AVX2's masked loads and stores take a mask: the lanes' sign bits.
+inline __m256i first_lanes8(int64_t count) {
+  const int32_t k = int32_t(count < 0 ? 0 : count > 8 ? 8 : count);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// CopeInterp for eight f32 positions c >= 0 at a time (a true comparison is -1 in a lane, so
+// hi = lo - (c > lo)).
+struct CopeInterp8 {
+  __m256i lo, hi;
+  __m256 w;
+  explicit CopeInterp8(__m256 c)
+      : lo(_mm256_cvttps_epi32(c)),
+        hi(_mm256_sub_epi32(lo, _mm256_castps_si256(_mm256_cmp_ps(c, _mm256_cvtepi32_ps(lo), _CMP_GT_OQ)))),
+        w(_mm256_sub_ps(c, _mm256_cvtepi32_ps(lo))) {}
+};
+
+// A table z read at eight positions by two gathers: z[lo] + w (z[hi] - z[lo]). (AVX2 has
+// no two-register permute, so a table in registers would take eight permutes per read.)
+inline __m256 cope_table_at(const float* z, const CopeInterp8& ip) {
+  const __m256 zlo = _mm256_i32gather_ps(z, ip.lo, 4);
+  return _mm256_fmadd_ps(ip.w, _mm256_sub_ps(_mm256_i32gather_ps(z, ip.hi, 4), zlo), zlo);
+}
 #endif
 
 }  // namespace copper::cpu

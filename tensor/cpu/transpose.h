@@ -65,6 +65,8 @@ void transpose_run(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t i0, i
     if (blocks && run == kTransposeRun)
       for (; j0 + kTransposeRun <= cols; j0 += kTransposeRun)
         transpose16(src + i0 * lds + j0, lds, dst + j0 * ldd + i0, ldd);
+#else
+  (void)blocks;  // the plain loop is the only form here
 #endif
   for (int64_t j = j0; j < cols; ++j)
     for (int64_t i = i0; i < i0 + run; ++i) dst[j * ldd + i] = src[i * lds + j];
