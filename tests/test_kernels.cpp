@@ -3,8 +3,9 @@
 // tests/test_ops.cpp checks every op's f32 forward against a double reference on small
 // shapes; this file adds what it does not reach: exp_fast and the GELU/sigmoid/SiLU fast
 // forms over wide ranges, cross-entropy over a wide vocabulary, the f32 backwards (the
-// harness gradchecks in f64, which takes the reference path), and causal_softmax against
-// the masked softmax it replaces. (The attention's block products: test_block_gemm.cpp.)
+// harness gradchecks in f64, which takes the reference path), causal_softmax against the
+// masked softmax it replaces, and the lane helpers of the kernels written with intrinsics.
+// (The attention's block products: test_block_gemm.cpp.)
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,7 +13,9 @@
 #include <limits>
 
 #include "tensor/backend.h"
+#include "tensor/cpu/cope_interp.h"
 #include "tensor/cpu/fast_math.h"
+#include "tensor/cpu/lanes.h"
 #include "tensor/cpu/transpose.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
@@ -57,6 +60,86 @@ TEST(FastMath, Exp16IsExpFastOnEveryLane) {
       else if (std::isinf(want) || want == 0.0f) EXPECT_EQ(y[l], want) << "x = " << xs[i + l];
       else EXPECT_LE(std::abs(double(y[l]) - double(want)), 2.5e-7 * double(want)) << "x = " << xs[i + l];
     }
+  }
+}
+#endif
+
+// lanes.h and cope_interp.h's vector forms, for the instruction set this build has, against
+// their definitions one lane at a time: the masks, the prefix sums (on whole numbers, so
+// every order of addition gives the exact sum), the folds, the last lane, and the table
+// positions of CoPE's interpolation.
+#if defined(__AVX512F__)
+TEST(Lanes, Avx512FormsAreTheirDefinitions) {
+  for (int64_t count = -1; count <= 17; ++count)
+    EXPECT_EQ(cpu::first_lanes(count), count <= 0 ? 0u : count >= 16 ? 0xFFFFu : (1u << count) - 1) << count;
+  alignas(64) float x[16], y[16];
+  alignas(64) double xd[8], yd[8];
+  for (int l = 0; l < 16; ++l) x[l] = float((l * 7) % 11) - 3.0f;
+  for (int l = 0; l < 8; ++l) xd[l] = double((l * 5) % 9) - 2.0;
+  _mm512_store_ps(y, cpu::scan16(_mm512_load_ps(x)));
+  _mm512_store_pd(yd, cpu::scan8(_mm512_load_pd(xd)));
+  float sum = 0, mx = x[0];
+  for (int l = 0; l < 16; ++l) {
+    sum += x[l];
+    mx = std::max(mx, x[l]);
+    EXPECT_EQ(y[l], sum) << "lane " << l;
+  }
+  double sumd = 0;
+  for (int l = 0; l < 8; ++l) EXPECT_EQ(yd[l], sumd += xd[l]) << "lane " << l;
+  EXPECT_EQ(cpu::lanes_sum(_mm512_load_ps(x)), sum);
+  EXPECT_EQ(cpu::lanes_max(_mm512_load_ps(x)), mx);
+  _mm512_store_ps(y, cpu::last_lane(_mm512_load_ps(x)));
+  _mm512_store_pd(yd, cpu::last_lane(_mm512_load_pd(xd)));
+  for (int l = 0; l < 16; ++l) EXPECT_EQ(y[l], x[15]);
+  for (int l = 0; l < 8; ++l) EXPECT_EQ(yd[l], xd[7]);
+  for (int l = 0; l < 16; ++l) x[l] = 0.37f * float(l * l);  // whole and fractional positions
+  x[3] = 5.0f;
+  const cpu::CopeInterp16 v(_mm512_load_ps(x));
+  alignas(64) int32_t lo[16], hi[16];
+  _mm512_store_epi32(lo, v.lo);
+  _mm512_store_epi32(hi, v.hi);
+  _mm512_store_ps(y, v.w);
+  for (int l = 0; l < 16; ++l) {
+    const cpu::CopeInterp<float> want(x[l]);
+    EXPECT_EQ(lo[l], want.lo);
+    EXPECT_EQ(hi[l], want.hi);
+    EXPECT_EQ(y[l], want.w);
+  }
+}
+#elif defined(__AVX2__)
+TEST(Lanes, Avx2FormsAreTheirDefinitions) {
+  for (int64_t count = -1; count <= 9; ++count) {
+    alignas(32) int32_t m[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(m), cpu::first_lanes8(count));
+    for (int64_t l = 0; l < 8; ++l) EXPECT_EQ(m[l], l < count ? -1 : 0) << count << " lane " << l;
+  }
+  alignas(32) float x[8], y[8];
+  alignas(32) double xd[4], yd[4];
+  for (int l = 0; l < 8; ++l) x[l] = float((l * 7) % 11) - 3.0f;
+  for (int l = 0; l < 4; ++l) xd[l] = double((l * 5) % 9) - 2.0;
+  _mm256_store_ps(y, cpu::scan8(_mm256_load_ps(x)));
+  _mm256_store_pd(yd, cpu::scan4(_mm256_load_pd(xd)));
+  float sum = 0;
+  for (int l = 0; l < 8; ++l) EXPECT_EQ(y[l], sum += x[l]) << "lane " << l;
+  double sumd = 0;
+  for (int l = 0; l < 4; ++l) EXPECT_EQ(yd[l], sumd += xd[l]) << "lane " << l;
+  _mm256_store_ps(y, cpu::last_lane(_mm256_load_ps(x)));
+  _mm256_store_pd(yd, cpu::last_lane(_mm256_load_pd(xd)));
+  for (int l = 0; l < 8; ++l) EXPECT_EQ(y[l], x[7]);
+  for (int l = 0; l < 4; ++l) EXPECT_EQ(yd[l], xd[3]);
+  const float z[8] = {1.0f, -2.0f, 4.0f, 0.5f, 3.0f, -1.0f, 2.0f, 7.0f};
+  for (int l = 0; l < 8; ++l) x[l] = 0.83f * float(l);  // whole and fractional positions in [0, 7)
+  x[5] = 3.0f;
+  const cpu::CopeInterp8 v(_mm256_load_ps(x));
+  alignas(32) int32_t lo[8], hi[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lo), v.lo);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(hi), v.hi);
+  _mm256_store_ps(y, cpu::cope_table_at(z, v));
+  for (int l = 0; l < 8; ++l) {
+    const cpu::CopeInterp<float> want(x[l]);
+    EXPECT_EQ(lo[l], want.lo);
+    EXPECT_EQ(hi[l], want.hi);
+    EXPECT_NEAR(y[l], want.at(z), 1e-6f) << "lane " << l;  // one fused multiply-add, or two steps
   }
 }
 #endif

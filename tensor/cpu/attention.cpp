@@ -9,7 +9,7 @@
 // With CoPE (Backend::attention given an AttentionCope) each row's logits also get CoPE's
 // position term before the softmax: the gates are the sigmoids of the row's own scaled q·k,
 // their suffix sums are the positions, and the term interpolates the row's z = q·eᵀ at them
-// (CopeTerm below; the same formulas as cope_positions, tensor/ops/cope.cpp). z is given, or
+// (CopeTerm, cope_term.h; the same formulas as cope_positions, tensor/ops/cope.cpp). z is given, or
 // computed block by block from the table e (the op passes e on the CPU). The block keeps its
 // rows' gates and positions for the backward, which adds the gradient through the gates to
 // the logits' and writes dz, or with e turns it into dq's and de's shares; nothing of size
@@ -31,10 +31,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "tensor/cpu/attention_blocks.h"
 #include "tensor/cpu/block_gemm.h"
-#include "tensor/cpu/cope_interp.h"
+#include "tensor/cpu/cope_term.h"
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/fast_math.h"
+#include "tensor/cpu/lanes.h"
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/rotate.h"
 #include "tensor/cpu/transpose.h"
@@ -45,25 +47,6 @@ namespace copper {
 using namespace cpu;
 
 namespace {
-
-// Queries per block: the scratch rows (kQueryBlock x Tk) stay in L2 for Tk up to a few thousand.
-constexpr int64_t kQueryBlock = 64;
-
-// The block products, C = alpha op(A) B (+ C with `accumulate`), row-major: op(A) is [m, K],
-// A itself or (trans_a) the transpose of a [K, m] matrix; B is [K, n]. f32 runs block_gemm
-// (block_gemm.h), whose AVX-512 tile reads both operands in place; f64, the gradchecks' type,
-// runs BLAS. `causal` and `shift` say what the causal mask lets the tile skip; BLAS computes all.
-void product(bool trans_a, int64_t m, int64_t n, int64_t K, double alpha, const float* a, int64_t lda, const float* b,
-             int64_t ldb, bool accumulate, float* c, int64_t ldc, Causal causal = Causal::none, int64_t shift = 0) {
-  block_gemm(trans_a, m, n, K, float(alpha), a, lda, b, ldb, accumulate, c, ldc, causal, shift);
-}
-void product(bool trans_a, int64_t m, int64_t n, int64_t K, double alpha, const double* a, int64_t lda,
-             const double* b, int64_t ldb, bool accumulate, double* c, int64_t ldc, Causal = Causal::none,
-             int64_t = 0) {
-  if (m == 0 || n == 0) return;
-  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans, int(m), int(n), int(K), alpha, a,
-              int(lda), b, int(ldb), accumulate ? 1.0 : 0.0, c, int(ldc));
-}
 
 // The products with a transposed operand: the keys in q kᵀ, the values in dO vᵀ. block_gemm's
 // tile reads B in rows, so for it (f32 with AVX-512) each batch·head's keys and values are
@@ -107,31 +90,6 @@ class SerialBlas {
 
  private:
   int before_;
-};
-
-// The (T, Dh) matrices of a (..., T, Dh) tensor with a unit last stride: where matrix b (the
-// leading indices in row-major order) starts, and the row stride the products take as its
-// leading dimension. Heads split off a (B, T, H·Dh) projection are such views, read in place.
-template <class T>
-struct Mats {
-  T* base;
-  std::vector<int64_t> start;
-  int64_t ld;
-  Mats(const Tensor& t, int64_t count) : base(static_cast<T*>(t.raw_data())), start(size_t(count)), ld(t.stride(-2)) {
-    const int64_t lead = t.dim() - 2;
-    std::vector<int64_t> idx(size_t(lead), 0);
-    int64_t off = 0;
-    for (int64_t b = 0; b < count; ++b) {
-      start[size_t(b)] = off;
-      for (int64_t d = lead - 1; d >= 0; --d) {  // the next leading index, last dim fastest
-        off += t.stride(d);
-        if (++idx[size_t(d)] < t.size(d)) break;
-        off -= t.stride(d) * t.size(d);
-        idx[size_t(d)] = 0;
-      }
-    }
-  }
-  T* operator()(int64_t b, int64_t row = 0) const { return base + start[size_t(b)] + row * ld; }
 };
 
 // Software prefetch for rows of heads viewed out of a (B, T, 3·H·Dh) projection: 256 bytes
@@ -225,9 +183,6 @@ inline int64_t transposed_stride(int64_t n) {
   return kLine * (lines % 2 == 1 ? lines : lines + 1);
 }
 
-inline float exp_of(float x) { return exp_fast(x); }
-inline double exp_of(double x) { return std::exp(x); }
-
 // Dropout inside the kernel: the keep-scales of row elements, as dropout_mask writes them at
 // element base + j of the (bh, Tq, Tk) probabilities (philox::keep_scales).
 struct Keep {
@@ -241,7 +196,7 @@ struct Keep {
 };
 
 // What a block's logits add to q·kᵀ. The kernels below take one of two: NoTerm (plain
-// attention) or CopeTerm. Each has
+// attention) or CopeTerm (cope_term.h). Each has
 //   scratch()        the per-thread buffers its rows need;
 //   softmax_scale()  the factor the softmax applies to what logits() left in the rows;
 //   begin_block()    prepares what the block's rows read (CoPE: their z rows);
@@ -260,461 +215,6 @@ struct NoTerm {
   void logits(T*, int64_t, int64_t, int64_t, int64_t, int64_t, Scratch&, bool) const {}
   void grad(T*, int64_t, int64_t, int64_t, int64_t, int64_t, Scratch&) const {}
   void end_block_backward(int64_t, int64_t, int64_t, Scratch&) const {}
-};
-
-// CoPE (nn/pe/cope.h) over a block, query i = r0 + r + shift:
-//   g_j = sigmoid(s_j scale), c_j = min(sum_{t=j..i} g_t, npos - 1), term_j = z_i at c_j
-//   logit_j = s_j scale + term_j ("appendix") or (s_j + term_j) scale ("official")
-// Its backward, with d_j = dL/dlogit_j and dterm_j = d_j (appendix) or d_j scale (official):
-//   dz_i[floor c_j] += (1 - w_j) dterm_j,  dz_i[ceil c_j] += w_j dterm_j
-//   dg_t = sum_{j<=t} dterm_j (z_i[ceil c_j] - z_i[floor c_j]) [c_j < npos - 1]
-//   dL/ds_t = scale (d_t + dg_t g_t (1 - g_t))
-// so grad() leaves d_t + dg_t g_t (1 - g_t) in the row and the caller's products apply the
-// scale. These are cope_positions' formulas (tensor/ops/cope.cpp) with the gate logits
-// s_j scale.
-//
-// Each row is a few passes: the ones without a chain are `omp simd` loops (the gates, the
-// table reads, each key's shares of the gradient), and the serial ones do as little as
-// possible (suffix_positions, the prefix sums in grad). The dz scatter is the backward's
-// trap: adding into dz[floor c_j] key after key makes every add wait for the previous store
-// to the same slot. But c_j only falls as j grows (a suffix sum of gates >= 0, and rounding
-// keeps that order), so the keys reading slot p as floor are one run of consecutive j:
-// dz[p] is a difference of two prefix sums of (1 - w_j) dterm_j, taken at the ends of the
-// runs, and the serial pass only stores each slot's latest key (no loads). A key's ceiling
-// share goes to slot floor + 1 (where w_j = 0 it is zero, whatever the slot), so the same
-// run ends serve the ceilings. The prefix sums run in double, so their differences lose
-// nothing.
-//
-// The cap does the most for speed. Once the count from query i down reaches npos - 1, every
-// earlier key sits at the cap: its term is the constant z_i[npos - 1], and no gradient flows
-// through its gate (dc_j/dg = 0 there, and dg_t only sums keys j <= t, all capped when t is).
-// So a row walks down from its query a chunk of keys at a time and stops at the first chunk
-// whose total reaches the cap: the gates, positions and gate gradients of the keys below
-// (`start`, most of a long row) are never computed, and their logits take one add. With
-// gates near 1/2 that is after about 2 npos keys, whatever the row's length.
-// c_j = min(sum_{t=j..hi-1} g_t + acc, cap) for the keys j in [lo, hi), walking down from
-// hi - 1 with the running total `acc` of the keys above; returns the total at lo. Four keys at
-// a time: their partial sums do not wait for the running total, which then takes one
-// addition per four keys. Every c_j is still rounded from one addition to the total before
-// it, so c never falls as j falls (what CopeTerm::grad relies on). Called on chunks whose
-// length is a multiple of four, it groups the keys exactly as one call over the whole row.
-template <class T>
-T suffix_positions(const T* g, T* c, int64_t lo, int64_t hi, T acc, T cap) {
-  int64_t j = hi - 1;
-  for (; j >= lo + 3; j -= 4) {
-    const T p1 = g[j], p2 = p1 + g[j - 1], p3 = p2 + g[j - 2], p4 = p3 + g[j - 3];
-    c[j] = std::min(acc + p1, cap);
-    c[j - 1] = std::min(acc + p2, cap);
-    c[j - 2] = std::min(acc + p3, cap);
-    acc += p4;
-    c[j - 3] = std::min(acc, cap);
-  }
-  for (; j >= lo; --j) {
-    acc += g[j];
-    c[j] = std::min(acc, cap);
-  }
-  return acc;
-}
-
-#if defined(__AVX512F__)
-// x with its lanes moved up by N, zeros coming in at the bottom. (The maskz forms of the
-// intrinsics, all lanes set: GCC 12 warns on the plain ones' undefined source.)
-template <int N>
-__m512 lanes_up(__m512 x) {
-  return _mm512_castsi512_ps(
-      _mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_castps_si512(x), _mm512_setzero_si512(), 16 - N));
-}
-template <int N>
-__m512d lanes_up(__m512d x) {
-  return _mm512_castsi512_pd(
-      _mm512_maskz_alignr_epi64(__mmask8(0xFF), _mm512_castpd_si512(x), _mm512_setzero_si512(), 8 - N));
-}
-// Inclusive prefix sums across the lanes of one vector: log2(lanes) adds of the vector with
-// its lanes moved up by 1, 2, 4 (and 8).
-inline __m512 scan16(__m512 x) {
-  x = _mm512_add_ps(x, lanes_up<1>(x));
-  x = _mm512_add_ps(x, lanes_up<2>(x));
-  x = _mm512_add_ps(x, lanes_up<4>(x));
-  return _mm512_add_ps(x, lanes_up<8>(x));
-}
-inline __m512d scan8(__m512d x) {
-  x = _mm512_add_pd(x, lanes_up<1>(x));
-  x = _mm512_add_pd(x, lanes_up<2>(x));
-  return _mm512_add_pd(x, lanes_up<4>(x));
-}
-// The sum and the largest of the sixteen lanes of x (in a tree: halves, quarters, ...).
-inline __m512 lanes_fold(__m512 x, bool max) {
-  const __mmask16 all = 0xFFFF;
-  auto step = [&](__m512 y) { return max ? _mm512_maskz_max_ps(all, x, y) : _mm512_add_ps(x, y); };
-  x = step(_mm512_maskz_shuffle_f32x4(all, x, x, 0x4E));  // 256-bit halves swapped
-  x = step(_mm512_maskz_shuffle_f32x4(all, x, x, 0xB1));  // 128-bit quarters swapped in pairs
-  x = step(_mm512_maskz_permute_ps(all, x, 0x4E));        // 64-bit pairs swapped
-  x = step(_mm512_maskz_permute_ps(all, x, 0xB1));        // neighbours swapped
-  return x;
-}
-inline float lanes_sum(__m512 x) { return _mm512_cvtss_f32(lanes_fold(x, false)); }
-inline float lanes_max(__m512 x) { return _mm512_cvtss_f32(lanes_fold(x, true)); }
-// The last lane of x in every lane.
-inline __m512 last_lane(__m512 x) { return _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), _mm512_set1_epi32(15), x); }
-inline __m512d last_lane(__m512d x) { return _mm512_maskz_permutexvar_pd(__mmask8(0xFF), _mm512_set1_epi64(7), x); }
-#elif defined(__AVX2__)
-// The AVX2 forms: inclusive prefix sums across the lanes of one vector, each 128-bit half
-// scanned by byte shifts (which stay inside a half) and then the low half's total added to
-// the high half; and the last lane in every lane.
-inline __m256 scan8(__m256 x) {
-  x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(x), 4)));
-  x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(x), 8)));
-  const __m256 totals = _mm256_permute_ps(x, 0xFF);                 // each half's last lane, in all four
-  return _mm256_add_ps(x, _mm256_permute2f128_ps(totals, totals, 0x08));  // low half zero, high half the low total
-}
-inline __m256d scan4(__m256d x) {
-  x = _mm256_add_pd(x, _mm256_castsi256_pd(_mm256_slli_si256(_mm256_castpd_si256(x), 8)));
-  const __m256d totals = _mm256_permute_pd(x, 0xF);
-  return _mm256_add_pd(x, _mm256_permute2f128_pd(totals, totals, 0x08));
-}
-inline __m256 last_lane(__m256 x) { return _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(7)); }
-inline __m256d last_lane(__m256d x) { return _mm256_permute4x64_pd(x, 0xFF); }
-#endif
-
-// Keys per step of the walk down a row in CopeTerm::logits: a multiple of four (see above).
-constexpr int64_t kCopeChunk = 32;
-
-template <class T>
-struct CopeTerm {
-  // Per thread: the block's gates and clamped positions, row r at r·kv (or every row at 0
-  // when the forward does not keep them), each row's first uncapped key, the backward's
-  // per-key values (see grad) and run ends, and with a table the block's z and dz rows.
-  struct Scratch {
-    std::vector<T> g, c, dg, zblock, dzblock;
-    std::vector<int64_t> start;
-    std::vector<int32_t> floors;  // below npos
-    std::vector<int64_t> end;
-    std::vector<double> lo_sum, hi_sum;
-    const T* z = nullptr;  // the block's z rows, row r at r·npos
-    T* dz = nullptr;       // where grad() writes their gradient
-    Scratch(int64_t elements, int64_t Tk, int64_t npos, bool table)
-        : g(size_t(elements)), c(size_t(elements)), dg(size_t(Tk)),
-          zblock(table ? size_t(kQueryBlock * npos) : 0), dzblock(table ? size_t(kQueryBlock * npos) : 0),
-          start(size_t(kQueryBlock)), floors(size_t(Tk)), end(size_t(npos)), lo_sum(size_t(Tk)), hi_sum(size_t(Tk)) {}
-  };
-  T scale;
-  int64_t Tq, npos;
-  bool official;
-  // Either z itself, [bh·Tq, npos] with row b·Tq + i for query i of batch·head b (and dZ, the
-  // same shape, written by grad()), or the table E [npos, Dh]: each block then computes its
-  // z rows as Q_block Eᵀ, and its backward adds dz E to dq and Q_blockᵀ dz to dE[b], [bh,
-  // npos, Dh], one table gradient per batch·head (summed in order by the caller). With E, Z
-  // may be given too: the forward writes the z rows there and the backward reads them back.
-  T* Z = nullptr;  // written only by a forward with E
-  T* dZ = nullptr;
-  const T* E = nullptr;
-  const T* Et = nullptr;  // E transposed, [Dh, npos]
-  T* dE = nullptr;
-  const Mats<const T>* Q = nullptr;
-  const Mats<T>* dQ = nullptr;
-  int64_t Dh = 0;
-
-  Scratch scratch(int64_t elements, int64_t Tk) const { return Scratch(elements, Tk, npos, E != nullptr); }
-  T softmax_scale() const { return T(1); }
-
-  void begin_block(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
-    T* rows = Z ? Z + (b * Tq + r0) * npos : nullptr;  // the block's rows of z, if given
-    if (!E) {
-      sc.z = rows;
-      sc.dz = dZ ? dZ + (b * Tq + r0) * npos : nullptr;
-      return;
-    }
-    sc.dz = sc.dzblock.data();
-    if (rows && dQ) {  // the backward, with the forward's z kept
-      sc.z = rows;
-      return;
-    }
-    T* zb = rows ? rows : sc.zblock.data();
-    product(false, nq, npos, Dh, 1.0, (*Q)(b, r0), Q->ld, Et, npos, false, zb, npos);  // z = q Eᵀ
-    sc.z = zb;
-  }
-
-  void end_block_backward(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
-    if (!E) return;
-    product(false, nq, Dh, npos, 1.0, sc.dz, npos, E, Dh, true, (*dQ)(b, r0), dQ->ld);  // dq += dz E
-    product(true, npos, Dh, nq, 1.0, sc.dz, npos, (*Q)(b, r0), Q->ld, true, dE + b * npos * Dh,
-            Dh);  // dE[b] += dzᵀ q
-  }
-
-  void logits(T* s, int64_t nq, int64_t kv, int64_t /*b*/, int64_t r0, int64_t shift, Scratch& sc, bool keep) const {
-    const T cap = T(npos - 1), sc_ = scale;
-    for (int64_t r = 0; r < nq; ++r) {
-      const int64_t n = r0 + r + shift + 1;
-      T* row = s + r * kv;
-      T* g = sc.g.data() + (keep ? r * kv : 0);
-      T* c = sc.c.data() + (keep ? r * kv : 0);
-      const T* z = sc.z + r * npos;
-      // Down from the query, a chunk at a time, until the count reaches the cap: keys below
-      // `start` are all capped.
-      int64_t start = n;
-      T acc = 0;
-      while (start > 0 && acc < cap) {
-        const int64_t hi = start;
-        start = std::max<int64_t>(0, hi - kCopeChunk);
-#pragma omp simd
-        for (int64_t j = start; j < hi; ++j) g[j] = T(1) / (T(1) + exp_of(-row[j] * sc_));
-        acc = suffix_positions(g, c, start, hi, acc, cap);
-      }
-      sc.start[size_t(r)] = start;
-      const T zcap = z[npos - 1];
-      if (official) {
-#pragma omp simd
-        for (int64_t j = 0; j < start; ++j) row[j] = (row[j] + zcap) * sc_;
-      } else {
-#pragma omp simd
-        for (int64_t j = 0; j < start; ++j) row[j] = row[j] * sc_ + zcap;
-      }
-#if defined(__AVX512F__)
-      if constexpr (std::is_same_v<T, float>) {
-        if (npos <= CopeTableInRegisters::kTableInRegisters) {
-          window_in_registers(row, c, z, start, n);
-          continue;
-        }
-      }
-#elif defined(__AVX2__)
-      if constexpr (std::is_same_v<T, float>) {
-        window_gathered(row, c, z, start, n);
-        continue;
-      }
-#endif
-      if (official) {
-#pragma omp simd
-        for (int64_t j = start; j < n; ++j) row[j] = (row[j] + CopeInterp<T>(c[j]).at(z)) * sc_;
-      } else {
-#pragma omp simd
-        for (int64_t j = start; j < n; ++j) row[j] = row[j] * sc_ + CopeInterp<T>(c[j]).at(z);
-      }
-    }
-  }
-
-#if defined(__AVX512F__)
-  // The last loop of logits() for f32, over the uncapped keys [start, n), the table in
-  // registers (cope_interp.h).
-  void window_in_registers(float* row, const float* c, const float* z, int64_t start, int64_t n) const {
-    const CopeTableInRegisters table(z, npos);
-    const __m512 s = _mm512_set1_ps(scale);
-    for (int64_t j = start; j < n; j += 16) {
-      const __mmask16 m = first_lanes(n - j);
-      const __m512 term = table.at(CopeInterp16(_mm512_maskz_loadu_ps(m, c + j)));
-      const __m512 x = _mm512_maskz_loadu_ps(m, row + j);
-      const __m512 y = official ? _mm512_mul_ps(_mm512_add_ps(x, term), s) : _mm512_fmadd_ps(x, s, term);
-      _mm512_mask_storeu_ps(row + j, m, y);
-    }
-  }
-#elif defined(__AVX2__)
-  // The same loop on AVX2, eight keys at a time, the table read by gathers (cope_interp.h).
-  void window_gathered(float* row, const float* c, const float* z, int64_t start, int64_t n) const {
-    const __m256 s = _mm256_set1_ps(scale);
-    for (int64_t j = start; j < n; j += 8) {
-      const __m256i m = first_lanes8(n - j);
-      const __m256 term = cope_table_at(z, CopeInterp8(_mm256_maskload_ps(c + j, m)));
-      const __m256 x = _mm256_maskload_ps(row + j, m);
-      const __m256 y = official ? _mm256_mul_ps(_mm256_add_ps(x, term), s) : _mm256_fmadd_ps(x, s, term);
-      _mm256_maskstore_ps(row + j, m, y);
-    }
-  }
-#endif
-
-  // Steps (1)-(3) of grad() for the keys [start, n) of a row with gradient d, gates g and
-  // positions c: each key's floor, the prefix sums over [start, t] of its floor and ceiling
-  // shares of dterm and of its own term of dg, and the gates' gradient added to d. Returns the
-  // sum of their dterm.
-  double key_gradients(T* d, const T* g, const T* c, const T* z, int64_t start, int64_t n, int32_t* floors,
-                       double* lo_sum, double* hi_sum, T* dg) const {
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float>) {
-      if (npos <= CopeTableInRegisters::kTableInRegisters)
-        return key_gradients_in_registers(d, g, c, z, start, n, floors, lo_sum, hi_sum);
-    }
-#elif defined(__AVX2__)
-    if constexpr (std::is_same_v<T, float>) return key_gradients_gathered(d, g, c, z, start, n, floors, lo_sum, hi_sum);
-#endif
-    const T cap = T(npos - 1), dterm_scale = official ? scale : T(1);
-    double uncapped = 0;
-#pragma omp simd reduction(+ : uncapped)
-    for (int64_t t = start; t < n; ++t) {  // (1)
-      const T dterm = d[t] * dterm_scale;
-      const CopeInterp<T> ip(c[t]);
-      floors[t] = int32_t(ip.lo);
-      lo_sum[t] = double((T(1) - ip.w) * dterm);
-      hi_sum[t] = double(ip.w * dterm);
-      uncapped += double(dterm);
-      dg[t] = c[t] < cap ? dterm * (z[ip.hi] - z[ip.lo]) : T(0);
-    }
-    double lo_acc = 0, hi_acc = 0;
-    T dg_acc = 0;
-    for (int64_t t = start; t < n; ++t) {  // (2)
-      lo_acc += lo_sum[t];
-      lo_sum[t] = lo_acc;
-      hi_acc += hi_sum[t];
-      hi_sum[t] = hi_acc;
-      dg_acc += dg[t];
-      dg[t] = dg_acc;
-    }
-#pragma omp simd
-    for (int64_t t = start; t < n; ++t) d[t] += dg[t] * g[t] * (T(1) - g[t]);  // (3)
-    return uncapped;
-  }
-
-#if defined(__AVX512F__)
-  // key_gradients for f32 in one pass, sixteen keys at a time: the table in registers
-  // (cope_interp.h), the prefix sums taken inside each vector (scan16, scan8) and carried
-  // from one vector to the next, the double shares eight at a time.
-  double key_gradients_in_registers(float* d, const float* g, const float* c, const float* z, int64_t start,
-                                    int64_t n, int32_t* floors, double* lo_sum, double* hi_sum) const {
-    const CopeTableInRegisters table(z, npos);
-    const __m512 dterm_scale = _mm512_set1_ps(official ? scale : 1.0f), cap = _mm512_set1_ps(float(npos - 1));
-    const __m512 one = _mm512_set1_ps(1.0f);
-    // Sixteen floats as two vectors of eight doubles, through memory: GCC 12 warns on the
-    // register forms (their undefined source), and on the plain conversions, hence maskz.
-    alignas(64) float spill[16];
-    auto widen = [&](__m512 x, __m512d& low, __m512d& high) {
-      _mm512_store_ps(spill, x);
-      low = _mm512_maskz_cvtps_pd(__mmask8(0xFF), _mm256_load_ps(spill));
-      high = _mm512_maskz_cvtps_pd(__mmask8(0xFF), _mm256_load_ps(spill + 8));
-    };
-    // The running sums of the keys before the vector, in every lane.
-    __m512 dg_acc = _mm512_setzero_ps();
-    __m512d lo_acc = _mm512_setzero_pd(), hi_acc = _mm512_setzero_pd(), total = _mm512_setzero_pd();
-    // x's prefix sums, added to the running sum acc, stored to sum[t..t+16) under the masks;
-    // acc becomes the last of them.
-    auto carry_into = [](__m512d low, __m512d high, __m512d& acc, double* sum, __mmask8 m0, __mmask8 m1) {
-      low = _mm512_add_pd(scan8(low), acc);
-      high = _mm512_add_pd(scan8(high), last_lane(low));
-      _mm512_mask_storeu_pd(sum, m0, low);
-      _mm512_mask_storeu_pd(sum + 8, m1, high);
-      acc = last_lane(high);
-    };
-    for (int64_t t = start; t < n; t += 16) {
-      const __mmask16 m = first_lanes(n - t);
-      const __mmask8 m0 = __mmask8(m), m1 = __mmask8(m >> 8);
-      const __m512 cv = _mm512_maskz_loadu_ps(m, c + t), dv = _mm512_maskz_loadu_ps(m, d + t);
-      const __m512 dterm = _mm512_mul_ps(dv, dterm_scale);
-      const CopeInterp16 ip(cv);
-      const __m512 dgt = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(cv, cap, _CMP_LT_OQ), dterm,
-                                             _mm512_sub_ps(table.at(ip.hi), table.at(ip.lo)));
-      const __m512 dgs = _mm512_add_ps(scan16(dgt), dg_acc);
-      dg_acc = last_lane(dgs);
-      const __m512 gv = _mm512_maskz_loadu_ps(m, g + t);
-      _mm512_mask_storeu_ps(d + t, m, _mm512_fmadd_ps(_mm512_mul_ps(dgs, gv), _mm512_sub_ps(one, gv), dv));
-      _mm512_mask_storeu_epi32(floors + t, m, ip.lo);
-      __m512d low, high;
-      widen(_mm512_mul_ps(_mm512_sub_ps(one, ip.w), dterm), low, high);
-      carry_into(low, high, lo_acc, lo_sum + t, m0, m1);
-      widen(_mm512_mul_ps(ip.w, dterm), low, high);
-      carry_into(low, high, hi_acc, hi_sum + t, m0, m1);
-      widen(dterm, low, high);
-      total = _mm512_add_pd(total, _mm512_add_pd(low, high));
-    }
-    alignas(64) double lanes[8];
-    _mm512_store_pd(lanes, total);
-    double sum = 0;
-    for (double x : lanes) sum += x;
-    return sum;
-  }
-#elif defined(__AVX2__)
-  // key_gradients for f32 on AVX2 in one pass, eight keys at a time: the table read by
-  // gathers (cope_interp.h), the prefix sums as in key_gradients_in_registers, the double
-  // shares four at a time.
-  double key_gradients_gathered(float* d, const float* g, const float* c, const float* z, int64_t start, int64_t n,
-                                int32_t* floors, double* lo_sum, double* hi_sum) const {
-    const __m256 dterm_scale = _mm256_set1_ps(official ? scale : 1.0f), cap = _mm256_set1_ps(float(npos - 1));
-    const __m256 one = _mm256_set1_ps(1.0f);
-    // The running sums of the keys before the vector, in every lane.
-    __m256 dg_acc = _mm256_setzero_ps();
-    __m256d lo_acc = _mm256_setzero_pd(), hi_acc = _mm256_setzero_pd(), total = _mm256_setzero_pd();
-    // x's prefix sums, in double, added to the running sum acc, stored to sum[t..t+8) under the
-    // masks of its two halves; acc becomes the last of them.
-    auto carry_into = [](__m256 x, __m256d& acc, double* sum, __m256i m0, __m256i m1) {
-      const __m256d low = _mm256_add_pd(scan4(_mm256_cvtps_pd(_mm256_castps256_ps128(x))), acc);
-      const __m256d high = _mm256_add_pd(scan4(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))), last_lane(low));
-      _mm256_maskstore_pd(sum, m0, low);
-      _mm256_maskstore_pd(sum + 4, m1, high);
-      acc = last_lane(high);
-    };
-    for (int64_t t = start; t < n; t += 8) {
-      const __m256i m = first_lanes8(n - t);
-      const __m256i m0 = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(m));
-      const __m256i m1 = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(m, 1));
-      const __m256 cv = _mm256_maskload_ps(c + t, m), dv = _mm256_maskload_ps(d + t, m);
-      const __m256 dterm = _mm256_mul_ps(dv, dterm_scale);
-      const CopeInterp8 ip(cv);
-      const __m256 zlo = _mm256_i32gather_ps(z, ip.lo, 4), zhi = _mm256_i32gather_ps(z, ip.hi, 4);
-      const __m256 dgt =
-          _mm256_and_ps(_mm256_cmp_ps(cv, cap, _CMP_LT_OQ), _mm256_mul_ps(dterm, _mm256_sub_ps(zhi, zlo)));
-      const __m256 dgs = _mm256_add_ps(scan8(dgt), dg_acc);
-      dg_acc = last_lane(dgs);
-      const __m256 gv = _mm256_maskload_ps(g + t, m);
-      _mm256_maskstore_ps(d + t, m, _mm256_fmadd_ps(_mm256_mul_ps(dgs, gv), _mm256_sub_ps(one, gv), dv));
-      _mm256_maskstore_epi32(reinterpret_cast<int*>(floors + t), m, ip.lo);
-      carry_into(_mm256_mul_ps(_mm256_sub_ps(one, ip.w), dterm), lo_acc, lo_sum + t, m0, m1);
-      carry_into(_mm256_mul_ps(ip.w, dterm), hi_acc, hi_sum + t, m0, m1);
-      total = _mm256_add_pd(total, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(dterm)),
-                                                 _mm256_cvtps_pd(_mm256_extractf128_ps(dterm, 1))));
-    }
-    alignas(32) double lanes[4];
-    _mm256_store_pd(lanes, total);
-    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-  }
-#endif
-
-  // Per row: (1) a vector pass gives each uncapped key t its floor, its shares of dterm for
-  // the floor and ceiling slots and its own term of dg; (2) a serial pass turns those into
-  // prefix sums from the first uncapped key; (3) a vector pass adds the gates' gradient to
-  // the row (in f32 the three are one vector pass: key_gradients_in_registers on AVX-512,
-  // key_gradients_gathered on AVX2); then each floor's last key is found, and (4) dz comes
-  // from the prefix sums at the run ends. The capped keys below `start` all read slot
-  // npos - 1 with w = 0 and pass nothing to the gates: their one sum stands for them, as key
-  // start - 1.
-  void grad(T* ds, int64_t nq, int64_t kv, int64_t /*b*/, int64_t r0, int64_t shift, Scratch& sc) const {
-    const int64_t top = npos - 1;
-    double* lo_sum = sc.lo_sum.data();  // prefix sums of (1 - w_t) dterm_t, the floor shares
-    double* hi_sum = sc.hi_sum.data();  // and of w_t dterm_t, the ceiling shares
-    T* dg = sc.dg.data();               // dterm_t (z[ceil] - z[floor]), then its prefix sums dg_t
-    int32_t* floors = sc.floors.data();
-    int64_t* end = sc.end.data();       // end[p]: the last key whose floor is p, or -1
-    for (int64_t r = 0; r < nq; ++r) {
-      const int64_t n = r0 + r + shift + 1, start = sc.start[size_t(r)];
-      T* d = ds + r * kv;
-      const T* g = sc.g.data() + r * kv;
-      const T* c = sc.c.data() + r * kv;
-      const T* z = sc.z + r * npos;
-      const double uncapped = key_gradients(d, g, c, z, start, n, floors, lo_sum, hi_sum, dg);  // sum of their dterm
-      std::fill(end, end + npos, int64_t(-1));
-      // A softmax's logit gradients sum to zero over the row (sum_j P_j (dP_j - D) = D - D),
-      // so the capped keys' sum is minus the others': the floor shares' sum before `start`,
-      // where the prefix sums start from 0, is -uncapped, and their long prefix is never read.
-      double lo_capped = 0;
-      if (start > 0) {
-        lo_capped = -uncapped;
-        lo_sum[start - 1] = 0;
-        hi_sum[start - 1] = 0;
-        end[top] = start - 1;
-      }
-      for (int64_t t = start; t < n; ++t) end[floors[t]] = t;  // a store, no load
-      // The keys whose floor is p are those after the last key with a higher floor, up to
-      // its own last one: with last(p) the last key whose floor is >= p (-1 for none, where
-      // the sums are 0), the floor shares of slot p are lo_sum[last(p)] - lo_sum[last(p + 1)]
-      // and the ceiling shares hi_sum[last(p - 1)] - hi_sum[last(p)] (last(-1) = n - 1). The
-      // top slot's floor shares take the capped keys' sum too.
-      T* dz = sc.dz + r * npos;
-      int64_t last = -1;             // last(p + 1), then last(p)
-      double lo_above = -lo_capped;  // lo_sum at last(p + 1), less the capped keys' sum at the top
-      auto at = [](const double* sum, int64_t key) { return key >= 0 ? sum[key] : 0.0; };
-      for (int64_t p = top; p >= 0; --p) {
-        last = std::max(last, end[p]);
-        const int64_t below = p > 0 ? std::max(last, end[p - 1]) : n - 1;  // last(p - 1)
-        const double lo_here = at(lo_sum, last);
-        dz[p] = T((lo_here - lo_above) + (at(hi_sum, below) - at(hi_sum, last)));
-        lo_above = lo_here;
-      }
-    }
-  }
 };
 
 // What the forward and the backward share: the block's logits turned into probabilities.

@@ -1,12 +1,10 @@
 // cope_interp.h — the interpolation step that CoPE's CPU kernels share (cope.cpp's rows and
-// attention.cpp's fused CoPE attention): a counted position is fractional, and its logit is
-// read from the integer table between its floor and its ceiling.
+// the fused attention's CoPE term, cope_term.h): a counted position is fractional, and its
+// logit is read from the integer table between its floor and its ceiling.
 #pragma once
 #include <cstdint>
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
+#include "tensor/cpu/lanes.h"
 
 namespace copper::cpu {
 
@@ -22,11 +20,6 @@ struct CopeInterp {
 };
 
 #if defined(__AVX512F__)
-// The mask of the first `count` of sixteen lanes (all of them for count >= 16, none for <= 0).
-inline __mmask16 first_lanes(int64_t count) {
-  return count >= 16 ? __mmask16(0xFFFF) : count > 0 ? __mmask16((1u << count) - 1) : __mmask16(0);
-}
-
 // CopeInterp for sixteen f32 positions c >= 0 at a time.
 struct CopeInterp16 {
   __m512i lo, hi;
@@ -62,13 +55,6 @@ struct CopeTableInRegisters {
   }
 };
 #elif defined(__AVX2__)
-// The first `count` of eight 32-bit lanes set (all of them for count >= 8, none for <= 0), as
-// AVX2's masked loads and stores take a mask: the lanes' sign bits.
-inline __m256i first_lanes8(int64_t count) {
-  const int32_t k = int32_t(count < 0 ? 0 : count > 8 ? 8 : count);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 // CopeInterp for eight f32 positions c >= 0 at a time (a true comparison is -1 in a lane, so
 // hi = lo - (c > lo)).
 struct CopeInterp8 {
