@@ -3,17 +3,17 @@
 // the causal softmax, dropout and the product with v, in a scratch buffer of one block's rows.
 // Nothing of size (Tq, Tk) outlives the call: the forward keeps only each row's log-sum-exp,
 // and the backward recomputes the probabilities from it. The products are block_gemm calls on
-// the block (BLAS in f64 and without AVX-512); the row work (max, exp, sum, dropout) is plain
-// loops over the visible keys.
+// the block (BLAS in f64 and without AVX-512); the row work (max, exp, sum, dropout) runs over
+// each row's visible keys only, in vector loops (f32 on AVX-512: intrinsics, block_probs).
 //
 // With CoPE (Backend::attention given an AttentionCope) each row's logits also get CoPE's
 // position term before the softmax: the gates are the sigmoids of the row's own scaled q·k,
 // their suffix sums are the positions, and the term interpolates the row's z = q·eᵀ at them
-// (CopeTerm, cope_term.h; the same formulas as cope_positions, tensor/ops/cope.cpp). z is given, or
-// computed block by block from the table e (the op passes e on the CPU). The block keeps its
-// rows' gates and positions for the backward, which adds the gradient through the gates to
-// the logits' and writes dz, or with e turns it into dq's and de's shares; nothing of size
-// (Tq, Tk) outlives the call here either.
+// (CopeTerm, cope_term.h; the same formulas as cope_positions, tensor/ops/cope.cpp). z is
+// given, or computed block by block from the table e (the op passes e on the CPU). The
+// backward computes each block's gates and positions again and keeps them while it adds the
+// gradient through the gates to the logits' and writes dz, or with e turns it into dq's and
+// de's shares; nothing of size (Tq, Tk) outlives the call here either.
 //
 // With RoPE's tables (Backend::attention given an AttentionRotation) q and k are turned pair
 // by pair on the way in, into scratch rows, and dq and dk turned back on the way out.
