@@ -43,6 +43,7 @@ namespace copper::cpu {
 // whose total reaches the cap: the gates, positions and gate gradients of the keys below
 // (`start`, most of a long row) are never computed, and their logits take one add. With
 // gates near 1/2 that is after about 2 npos keys, whatever the row's length.
+
 // c_j = min(sum_{t=j..hi-1} g_t + acc, cap) for the keys j in [lo, hi), walking down from
 // hi - 1 with the running total `acc` of the keys above; returns the total at lo. Four keys at
 // a time: their partial sums do not wait for the running total, which then takes one
