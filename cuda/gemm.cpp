@@ -12,7 +12,8 @@
 // CPU to about 1e-6 relative, unless allow_tf32() (tensor/autocast.h) asks for TF32 tensor
 // cores. bf16 operands with an f32 result (mixed precision) run on the bf16 tensor cores with f32
 // accumulation. One cuBLAS handle per GPU, bound to that GPU's stream; its math mode is set per
-// call (a host-side setting, no synchronisation).
+// call (a host-side setting, no synchronisation). cuBLAS itself is opened at the first product
+// (cublas_loader.h), so that CPU-only processes do not carry it.
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "cuda/check.h"
+#include "cuda/cublas_loader.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 #include "tensor/autocast.h"
@@ -36,9 +38,9 @@ cublasHandle_t handle(int dev) {
   if (!handles[size_t(dev)]) {
     DeviceGuard g(dev);
     cublasHandle_t h = nullptr;
-    COPPER_CUBLAS_CHECK(cublasCreate(&h));
-    COPPER_CUBLAS_CHECK(cublasSetStream(h, stream(dev)));
-    COPPER_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH));  // no TF32, no reduced-precision shortcuts
+    COPPER_CUBLAS_CHECK(cublas::create(&h));
+    COPPER_CUBLAS_CHECK(cublas::set_stream(h, stream(dev)));
+    COPPER_CUBLAS_CHECK(cublas::set_math_mode(h, CUBLAS_PEDANTIC_MATH));  // no TF32, no reduced-precision shortcuts
     handles[size_t(dev)] = h;  // lives until the process ends
   }
   return handles[size_t(dev)];
@@ -101,12 +103,12 @@ void CudaBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool a
                  "HINT: convert with .to(DType::f32)", dtype_name(a.dtype()), c.repr_shape());
   }
   cublasHandle_t h = handle(dev);
-  COPPER_CUBLAS_CHECK(cublasSetMathMode(h, math));  // a host-side setting of the handle: no sync
+  COPPER_CUBLAS_CHECK(cublas::set_math_mode(h, math));  // a host-side setting of the handle: no sync
   // column-major: c^T [m, n] = b^T [m, k] @ a^T [k, n]
-  COPPER_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, ob.op, oa.op, int(m), int(n), int(k), alpha, b.raw_data(),
-                                                 in_type, int(ob.ld), sb, a.raw_data(), in_type, int(oa.ld), sa, beta,
-                                                 c.raw_data(), out_type, int(m), sc, int(batch), compute,
-                                                 CUBLAS_GEMM_DEFAULT));
+  COPPER_CUBLAS_CHECK(cublas::gemm_strided_batched_ex(h, ob.op, oa.op, int(m), int(n), int(k), alpha, b.raw_data(),
+                                                      in_type, int(ob.ld), sb, a.raw_data(), in_type, int(oa.ld), sa,
+                                                      beta, c.raw_data(), out_type, int(m), sc, int(batch), compute,
+                                                      CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace copper::cuda

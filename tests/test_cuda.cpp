@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "tests/gpu_skip.h"
 
 #ifdef COPPER_HAS_CUDA
+#include "cuda/cublas_loader.h"
 #include "cuda/cuda.h"
 #endif
 
@@ -112,6 +114,36 @@ TEST(Cuda, NoDevice) {
   }
   EXPECT_NO_THROW(synchronize(kGPU));
 }
+
+#ifdef COPPER_HAS_CUDA
+// Whether this process has cuBLAS mapped (/proc/self/maps names every mapped file).
+bool cublas_mapped() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line))
+    if (line.find("libcublas") != std::string::npos) return true;
+  return false;
+}
+// Taken before main(): copper_cuda does not link cuBLAS, so a process starts without it.
+const bool kCublasMappedAtStart = cublas_mapped();
+
+// cuBLAS is opened at the first GPU product (cuda/cublas_loader.h), never by CPU work: it
+// would add some 150 MB to every process. With or without a GPU.
+TEST(Cuda, CublasIsOpenedByTheFirstGpuProductOnly) {
+  EXPECT_FALSE(kCublasMappedAtStart) << "cuBLAS was mapped before main(): is it linked again?";
+  const Tensor a = rnd({4, 5}), b = rnd({5, 3});
+  const Tensor c = matmul(a, b);
+  if (no_gpu_reason().empty()) {  // (a whole-binary run may have multiplied on the GPU already)
+    expect_close(c, matmul(on_gpu(a), on_gpu(b)).to(kCPU), kRelF32, "matmul through the opened cuBLAS");
+  } else {
+    EXPECT_FALSE(cuda::cublas::loaded());
+    EXPECT_FALSE(cublas_mapped()) << "a CPU product mapped cuBLAS";
+    cuda::cublas::load();  // what the first product does: open it and look up its functions
+  }
+  EXPECT_TRUE(cuda::cublas::loaded());
+  EXPECT_TRUE(cublas_mapped()) << cuda::cublas::library_name();
+}
+#endif
 
 // ---------------- devices, transfers, the allocator ----------------
 
