@@ -6,6 +6,7 @@
 #include <atomic>
 #include <mutex>
 
+#include "cuda/cuda.h"
 #include "tensor/error.h"
 
 #ifndef COPPER_CUBLAS_LIBRARY
@@ -98,3 +99,18 @@ cublasStatus_t gemm_strided_batched_ex(cublasHandle_t handle, cublasOperation_t 
 }
 
 }  // namespace copper::cuda::cublas
+
+namespace copper::cuda {
+
+std::string cublas_library() { return cublas::library_name(); }
+
+std::string cublas_error() {
+  try {
+    cublas::load();
+    return "";
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+
+}  // namespace copper::cuda

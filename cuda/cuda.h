@@ -32,4 +32,10 @@ std::string no_device_reason();   // empty when device_count() > 0
 // "12.8" from 12080
 std::string version_string(int cuda_version);
 
+// The cuBLAS library GPU products open at their first call (cublas_loader.h), and why it
+// cannot be opened ("" when it can). The check opens it, which maps about 150 MB: for
+// `copper info`, not for programs that only want to know whether there is a GPU.
+std::string cublas_library();
+std::string cublas_error();
+
 }  // namespace copper::cuda

@@ -62,6 +62,8 @@ nlohmann::ordered_json cuda_json() {
   j["driver"] = s.driver_version ? cuda::version_string(s.driver_version) : "none";
   j["architectures"] = s.built_architectures;
   j["error"] = s.error;
+  j["cublas"] = cuda::cublas_library();
+  j["cublas_error"] = cuda::cublas_error();
   j["devices"] = nlohmann::ordered_json::array();
   for (const cuda::DeviceProperties& d : s.devices) {
     nlohmann::ordered_json e;
@@ -87,11 +89,18 @@ void print_cuda(const nlohmann::ordered_json& c) {
   const std::string versions =
       fmt::format("runtime {}, driver {}, code for {}", c["runtime"].get<std::string>(), c["driver"].get<std::string>(),
                   c["architectures"].get<std::string>());
+  const std::string cublas_error = c["cublas_error"].get<std::string>();
+  const std::string cublas =
+      cublas_error.empty()
+          ? fmt::format("{} (opened by the first GPU product; found)", c["cublas"].get<std::string>())
+          : fmt::format("{} cannot be opened: {}", c["cublas"].get<std::string>(), cublas_error);
   if (c["devices"].empty()) {
     fmt::print("  cuda          no GPU: {} ({})\n", c["error"].get<std::string>(), versions);
+    fmt::print("  cublas        {}\n", cublas);
     return;
   }
   fmt::print("  cuda          {}\n", versions);
+  fmt::print("  cublas        {}\n", cublas);
   for (const auto& d : c["devices"])
     fmt::print("  cuda:{:<8} {}, compute {}, {} SMs, {} ({} free)\n", d["index"].get<int>(), d["name"].get<std::string>(),
                d["compute_capability"].get<std::string>(), d["multiprocessors"].get<int>(),
