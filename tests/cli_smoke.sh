@@ -14,6 +14,10 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # a writer with more than one pipe buffer (4 KiB) left to write then dies of SIGPIPE.
 info=$("$copper" info)
 grep -q "OpenBLAS" <<< "$info" || fail "copper info does not name OpenBLAS"
+# A CUDA build names the cuBLAS library its GPU products open, and whether it opens here.
+if ! grep -q "cuda          not built" <<< "$info"; then
+  grep -qE "^  cublas        libcublas\.so\.[0-9]+ " <<< "$info" || fail "copper info has no cublas line"
+fi
 
 "$copper" task data --task flipflop --n 20 --seed 3 --out "$work/ff.txt" > /dev/null
 [ "$(wc -l < "$work/ff.txt")" -eq 20 ] || fail "task data wrote the wrong number of lines"
