@@ -108,6 +108,14 @@ void prefetch_row(const T* row, int64_t Dh, bool write) {
     else __builtin_prefetch(row + c, 0);
   }
 }
+// In a loop over n rows of Dh elements, src's (row stride lds) read into dst's (row stride
+// ldd): at row r, asks for row r + kRowsAhead of whichever of the two is strided.
+template <class T>
+void prefetch_ahead(const T* src, int64_t lds, const T* dst, int64_t ldd, int64_t r, int64_t n, int64_t Dh) {
+  if (r + kRowsAhead >= n) return;
+  if (lds != Dh) prefetch_row(src + (r + kRowsAhead) * lds, Dh, false);
+  if (ldd != Dh) prefetch_row(dst + (r + kRowsAhead) * ldd, Dh, true);
+}
 
 // RoPE's rotation of q and k (AttentionRotation), or none. The kernels turn each head's keys
 // and each block's queries into scratch rows before their products, and turn dq and dk back
@@ -128,10 +136,7 @@ struct Rotation {
   // sign -1 turns them by minus the angles.
   void rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, int64_t pos0, T sign) const {
     for (int64_t r = 0; r < n; ++r) {
-      if (r + kRowsAhead < n) {
-        if (lds != 2 * p) prefetch_row(src + (r + kRowsAhead) * lds, 2 * p, false);
-        if (ldd != 2 * p) prefetch_row(dst + (r + kRowsAhead) * ldd, 2 * p, true);
-      }
+      prefetch_ahead(src, lds, dst, ldd, r, n, 2 * p);
       rotate_row(src + r * lds, cs + (pos0 + r) * p, sn + (pos0 + r) * p, dst + r * ldd, p, sign);
     }
   }
@@ -141,10 +146,7 @@ struct Rotation {
 template <class T>
 void copy_rows(const T* src, int64_t lds, T* dst, int64_t ldd, int64_t n, int64_t Dh) {
   for (int64_t r = 0; r < n; ++r) {
-    if (r + kRowsAhead < n) {
-      if (lds != Dh) prefetch_row(src + (r + kRowsAhead) * lds, Dh, false);
-      if (ldd != Dh) prefetch_row(dst + (r + kRowsAhead) * ldd, Dh, true);
-    }
+    prefetch_ahead(src, lds, dst, ldd, r, n, Dh);
     const T* from = src + r * lds;
     T* to = dst + r * ldd;
 #pragma omp simd
