@@ -94,12 +94,10 @@ void print_cuda(const nlohmann::ordered_json& c) {
       cublas_error.empty()
           ? fmt::format("{} (opened by the first GPU product; found)", c["cublas"].get<std::string>())
           : fmt::format("{} cannot be opened: {}", c["cublas"].get<std::string>(), cublas_error);
-  if (c["devices"].empty()) {
+  if (c["devices"].empty())
     fmt::print("  cuda          no GPU: {} ({})\n", c["error"].get<std::string>(), versions);
-    fmt::print("  cublas        {}\n", cublas);
-    return;
-  }
-  fmt::print("  cuda          {}\n", versions);
+  else
+    fmt::print("  cuda          {}\n", versions);
   fmt::print("  cublas        {}\n", cublas);
   for (const auto& d : c["devices"])
     fmt::print("  cuda:{:<8} {}, compute {}, {} SMs, {} ({} free)\n", d["index"].get<int>(), d["name"].get<std::string>(),
