@@ -18,7 +18,8 @@ namespace {
 // Random streams of an LM run (train::stream_seed); the trainer owns kDropoutStream.
 enum Stream : uint64_t { kInitStream = 1, kWindowStream = 2 };
 
-// The mean next-token cross-entropy of a batch: logits (B, T, V) against targets (B, T).
+// The mean next-token cross-entropy of a batch, ids (B, T) against targets (B, T), positions
+// at kIgnoreIndex not counted (TransformerLM::loss: no (B, T, V) logits tensor).
 Tensor lm_loss(nn::TransformerLM& model, const train::Batch& b) {
   return model.loss(b.ids, b.targets, train::kIgnoreIndex);
 }
