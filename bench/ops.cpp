@@ -27,6 +27,8 @@
 //   block_gemm  the fused attention's block products on one thread (the kernel runs one per
 //               thread), block_gemm (tensor/cpu/block_gemm.h) vs cblas_sgemm, GFLOP/s: whether
 //               reading the operands in place beats BLAS's packing on this CPU
+//   packed_gemm  the layers' products at lm-small's shapes, packed_gemm (tensor/cpu/packed_gemm.h)
+//               vs cblas_sgemm on every thread, GFLOP/s, and whether CpuBackend::gemm takes it
 //   interleave  matmul and add in alternation vs each alone: shows thread pools fighting
 // Traffic counted for GB/s: the arrays an op must read and write once each (add: 3,
 // memcpy: 2); the hardware may move more (a write first reads its cache line).
@@ -44,6 +46,7 @@
 #include "nn/pe/cope.h"
 #include "tensor/backend.h"
 #include "tensor/cpu/block_gemm.h"
+#include "tensor/cpu/packed_gemm.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
@@ -443,6 +446,46 @@ void bench_rows(const Options& opt, std::FILE* out) {
                      {"reps", own.reps}});
     }
     openblas_set_num_threads(before);
+  }
+  // The products of a training step that packed_gemm serves (tensor/cpu/packed_gemm.h), at
+  // lm-small's shapes (4096 rows of A: batch 16 by context 256, d 256): each layer's forward
+  // x Wᵀ and input gradient dy W, and the head's, against cblas_sgemm on every thread.
+  if (wanted(opt, "packed_gemm")) {
+    struct Shape {
+      const char* product;
+      int64_t m, n, k;
+      bool trans_b;
+    };
+    const int64_t rows = opt.quick ? 512 : 4096;
+    const std::vector<Shape> shapes = {
+        {"qkv x WT", rows, 768, 256, true},     {"proj x WT", rows, 256, 256, true},
+        {"fc1 x WT", rows, 1024, 256, true},    {"fc2 x WT", rows, 256, 1024, true},
+        {"head x WT", rows, 8192, 256, true},   {"qkv dy W", rows, 256, 768, false},
+        {"proj dy W", rows, 256, 256, false},   {"fc1 dy W", rows, 256, 1024, false},
+        {"fc2 dy W", rows, 1024, 256, false},   {"head dy W", rows, 8192 / 32, 8192, false},
+        {"square 1024", 1024, 1024, 1024, false}, {"square 2048", 2048, 2048, 2048, false},
+    };
+    for (const Shape& sh : shapes) {
+      const Tensor a = randn({sh.m, sh.k}), b = sh.trans_b ? randn({sh.n, sh.k}) : randn({sh.k, sh.n});
+      Buffer c{size_t(sh.m * sh.n)};
+      const int64_t ldb = sh.trans_b ? sh.k : sh.n;
+      const auto [own, blas] = time_pair(
+          [&] { cpu::packed_gemm(sh.m, sh.n, sh.k, a.data<float>(), sh.k, b.data<float>(), ldb, sh.trans_b, false, c.p, sh.n); },
+          [&] {
+            cpu::packed_gemm_reference(sh.m, sh.n, sh.k, a.data<float>(), sh.k, b.data<float>(), ldb, sh.trans_b, false,
+                                       c.p, sh.n);
+          },
+          opt.budget_s);
+      const double flop = 2.0 * double(sh.m) * double(sh.n) * double(sh.k);
+      emit(out, json{{"bench", "packed_gemm"},
+                     {"product", sh.product},
+                     {"shape", shape_str({sh.m, sh.n, sh.k})},
+                     {"taken", cpu::packed_gemm_takes(sh.m, sh.n, sh.k)},
+                     {"packed_gflops", round3(flop / own.median_s / 1e9)},
+                     {"blas_gflops", round3(flop / blas.median_s / 1e9)},
+                     {"ratio", round3(blas.median_s / own.median_s)},
+                     {"reps", own.reps}});
+    }
   }
 }
 

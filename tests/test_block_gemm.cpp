@@ -1,6 +1,7 @@
-// test_block_gemm.cpp — cpu::block_gemm, the fused attention's f32 block products
-// (tensor/cpu/block_gemm.h), against cblas_sgemm. Without AVX-512 block_gemm is that same
-// call, and the test holds trivially.
+// test_block_gemm.cpp — the f32 products on the AVX-512 register tile against cblas_sgemm:
+// cpu::block_gemm, the fused attention's block products (tensor/cpu/block_gemm.h), and
+// cpu::packed_gemm, the layers' products (tensor/cpu/packed_gemm.h). Without AVX-512 each is
+// that same call, and the tests hold trivially.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +12,9 @@
 #include <vector>
 
 #include "tensor/cpu/block_gemm.h"
+#include "tensor/cpu/packed_gemm.h"
+#include "tensor/ops.h"
+#include "tensor/random.h"
 
 using namespace copper;
 
@@ -70,4 +74,75 @@ TEST(BlockGemm, MatchesBlas) {
                 ++cases;
               }
   EXPECT_GT(cases, 2000);
+}
+
+// packed_gemm against cblas_sgemm, over the shapes it cuts unevenly: rows around the tile's 6
+// and across the threads' split, columns around the 16-float vectors and 64-column panels
+// (the last panel zero-padded), depths from 0 and across its 256-deep slices, B in rows and
+// transposed, overwriting and accumulating, with leading dimensions wider than the rows. An
+// overwritten C starts as NaN: none of it may be read.
+TEST(PackedGemm, MatchesBlas) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  int cases = 0;
+  for (bool trans_b : {false, true})
+    for (bool accumulate : {false, true})
+      for (int64_t m : {1, 5, 6, 7, 13, 301})
+        for (int64_t n : {1, 15, 16, 17, 64, 65, 130})
+          for (int64_t K : {0, 1, 7, 64, 300, 520}) {
+            const int64_t lda = K + 3, ldb = (trans_b ? K : n) + 5, ldc = n + 2;
+            std::vector<float> a(size_t(m * lda)), b(size_t((trans_b ? n : K) * ldb + 1)), c0(size_t(m * ldc));
+            for (float& x : a) x = normal(rng);
+            for (float& x : b) x = normal(rng);
+            for (float& x : c0) x = accumulate ? normal(rng) : nan;
+            std::vector<float> fast = c0, ref = c0;
+            cpu::packed_gemm(m, n, K, a.data(), lda, b.data(), ldb, trans_b, accumulate, fast.data(), ldc);
+            cpu::packed_gemm_reference(m, n, K, a.data(), lda, b.data(), ldb, trans_b, accumulate, ref.data(), ldc);
+            // Both sums round as they go, in different orders: each is within K·eps of the
+            // sum of the terms' magnitudes (and C's), so the two within twice that.
+            const auto b_at = [&](int64_t k, int64_t j) { return double(trans_b ? b[size_t(j * ldb + k)] : b[size_t(k * ldb + j)]); };
+            double worst = 0;
+            for (int64_t i = 0; i < m; ++i) {
+              for (int64_t j = 0; j < n; ++j) {
+                const size_t at = size_t(i * ldc + j);
+                double magnitude = accumulate ? std::abs(double(c0[at])) : 0.0;
+                for (int64_t k = 0; k < K; ++k) magnitude += std::abs(double(a[size_t(i * lda + k)]) * b_at(k, j));
+                const double bound = 2.0 * double(K + 1) * std::numeric_limits<float>::epsilon() * magnitude;
+                worst = std::max(worst, std::abs(double(fast[at]) - double(ref[at])) / std::max(bound, 1e-30));
+              }
+              for (int64_t j = n; j < ldc; ++j) {  // the columns past n are not C's: left as they were
+                const size_t at = size_t(i * ldc + j);
+                EXPECT_TRUE(std::isnan(fast[at]) ? std::isnan(c0[at]) : fast[at] == c0[at]);
+              }
+            }
+            EXPECT_LE(worst, 1.0) << "trans_b " << trans_b << " accumulate " << accumulate << " m " << m << " n " << n
+                                   << " K " << K;
+            ++cases;
+          }
+  EXPECT_EQ(cases, 1008);
+}
+
+// Which products CpuBackend::gemm hands to packed_gemm: a layer's, not a small one, not one
+// where B is large both ways (packed_gemm.h); none without AVX-512.
+TEST(PackedGemm, TakesTheLayersProducts) {
+  EXPECT_EQ(cpu::packed_gemm_takes(4096, 768, 256), cpu::kBlockGemmTiled);   // x Wᵀ into q, k and v
+  EXPECT_EQ(cpu::packed_gemm_takes(4096, 256, 8192), cpu::kBlockGemmTiled);  // the head's dy W
+  EXPECT_FALSE(cpu::packed_gemm_takes(64, 768, 256));
+  EXPECT_FALSE(cpu::packed_gemm_takes(4096, 768, 8));
+  EXPECT_FALSE(cpu::packed_gemm_takes(2048, 2048, 2048));
+}
+
+// Through the op: a linear layer's product and its gradients at a shape packed_gemm takes
+// (its forward x Wᵀ and the input gradient dy W; the weight gradient stays with BLAS), against
+// the same in f64, which BLAS computes.
+TEST(PackedGemm, LinearThroughTheOpMatchesF64) {
+  manual_seed(11);
+  const Tensor x = randn({300, 96}), w = randn({80, 96}), dy = randn({300, 80});
+  ASSERT_TRUE(cpu::packed_gemm_takes(300, 80, 96) == cpu::kBlockGemmTiled);
+  const Tensor y = matmul(x, w.transpose(0, 1)), dx = matmul(dy, w);
+  const Tensor y64 = matmul(x.to(DType::f64), w.to(DType::f64).transpose(0, 1));
+  const Tensor dx64 = matmul(dy.to(DType::f64), w.to(DType::f64));
+  EXPECT_LT(max(abs(y.to(DType::f64) - y64)).item(), 1e-4);
+  EXPECT_LT(max(abs(dx.to(DType::f64) - dx64)).item(), 1e-4);
 }

@@ -1,5 +1,6 @@
 // gemm.cpp — batched matrix multiply on OpenBLAS (cblas_sgemm / cblas_dgemm; bf16 operands widened
-// to f32 first).
+// to f32 first), or for f32 products of many rows of A, on packed_gemm (packed_gemm.h) where it
+// serves the shape.
 //
 // Each operand arrives as a 3-d view [batch, rows, cols] whose last two dims have one
 // unit stride: row-major (col stride 1) or column-major (row stride 1, i.e. a transposed
@@ -9,6 +10,7 @@
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/packed_gemm.h"
 
 namespace copper {
 
@@ -36,6 +38,19 @@ void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int n, int m, int k, cons
   cblas_dgemm(CblasRowMajor, ta, tb, n, m, k, 1.0, a, lda, b, ldb, beta, c, ldc);
 }
 
+// The batch on packed_gemm, if it serves the product: f32, A in rows, a shape it takes.
+bool packed(const BlasOperand& oa, const BlasOperand& ob, int64_t batch, int64_t n, int64_t m, int64_t k,
+            const float* a, int64_t sa, const float* b, int64_t sb, bool accumulate, float* c, int64_t sc) {
+  if (oa.trans != CblasNoTrans || !cpu::packed_gemm_takes(n, m, k)) return false;
+  for (int64_t i = 0; i < batch; ++i)
+    cpu::packed_gemm(n, m, k, a + i * sa, oa.ld, b + i * sb, ob.ld, ob.trans == CblasTrans, accumulate, c + i * sc, m);
+  return true;
+}
+bool packed(const BlasOperand&, const BlasOperand&, int64_t, int64_t, int64_t, int64_t, const double*, int64_t,
+            const double*, int64_t, bool, double*, int64_t) {
+  return false;
+}
+
 }  // namespace
 
 void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) {
@@ -60,6 +75,7 @@ void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool ac
     const T* ap = static_cast<const T*>(a.raw_data());
     const T* bp = static_cast<const T*>(b.raw_data());
     T* cp = static_cast<T*>(c.raw_data());
+    if (packed(oa, ob, batch, n, m, k, ap, sa, bp, sb, accumulate, cp, sc)) return;
     for (int64_t i = 0; i < batch; ++i)
       blas_gemm(oa.trans, ob.trans, int(n), int(m), int(k), ap + i * sa, int(oa.ld), bp + i * sb, int(ob.ld), beta,
                 cp + i * sc, int(m));

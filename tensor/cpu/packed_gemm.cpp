@@ -1,0 +1,135 @@
+// packed_gemm.cpp — the layers' f32 products on a register tile, B packed once (packed_gemm.h).
+#include "tensor/cpu/packed_gemm.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "tensor/cpu/gemm_tile.h"
+#include "tensor/cpu/transpose.h"
+
+namespace copper::cpu {
+
+void packed_gemm_reference(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
+                           bool trans_b, bool accumulate, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(K), 1.0f, a,
+              int(lda), b, int(ldb), accumulate ? 1.0f : 0.0f, c, int(ldc));
+}
+
+#if defined(__AVX512F__)
+namespace {
+
+using gemm_tile::kTileRows;
+using gemm_tile::kTileVectors;
+
+constexpr int64_t kPanel = 16 * kTileVectors;  // columns of B per packed panel: the tile's width
+// The loops' blocks, for a core's caches: a tile sums at most kDepth values of k before it
+// writes C (a panel's slice of kDepth rows is 64 KB, in L2), and a thread passes over every
+// panel for kBand rows of A at a time (96 KB of A at kDepth, in L2 too).
+constexpr int64_t kDepth = 256;
+constexpr int64_t kBand = 96;
+// The products packed_gemm takes: enough rows for every thread to have several bands, no
+// dimension so small that the tile is mostly edge, and B narrow in one of its dimensions (a
+// layer's width). Where B is large both ways (a square product of 1024 or more) the rows of A
+// are read again for so many panels that BLAS, which packs them, is faster.
+constexpr int64_t kMinRows = 256, kMinColumns = 32, kMinDepth = 32, kMaxNarrow = 512;
+
+// The calling thread's packed B, reused from call to call (64-byte aligned: a panel row is
+// four cache lines).
+float* pack_buffer(int64_t floats) {
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  thread_local std::unique_ptr<float, Free> buffer;
+  thread_local int64_t capacity = 0;
+  if (floats > capacity) {
+    const int64_t bytes = (floats * int64_t(sizeof(float)) + 63) / 64 * 64;
+    buffer.reset(static_cast<float*>(std::aligned_alloc(64, size_t(bytes))));
+    capacity = buffer ? floats : 0;
+    if (!buffer) throw std::bad_alloc();
+  }
+  return buffer.get();
+}
+
+// Panel p of op(B) into packed[p·K·64 ...]: its K rows of 64 columns, the columns past n zero.
+void pack_panel(int64_t p, int64_t n, int64_t K, const float* b, int64_t ldb, bool trans_b, float* packed) {
+  const int64_t j0 = p * kPanel, width = std::min(kPanel, n - j0);
+  float* dst = packed + p * K * kPanel;
+  if (trans_b) {  // op(B)[k, j0 + x] = b[(j0 + x)·ldb + k]: the rows x of b turned into columns
+    transpose(b + j0 * ldb, ldb, dst, kPanel, width, K);
+    if (width < kPanel)
+      for (int64_t k = 0; k < K; ++k) std::memset(dst + k * kPanel + width, 0, size_t(kPanel - width) * sizeof(float));
+  } else {
+    for (int64_t k = 0; k < K; ++k) {
+      std::memcpy(dst + k * kPanel, b + k * ldb + j0, size_t(width) * sizeof(float));
+      std::memset(dst + k * kPanel + width, 0, size_t(kPanel - width) * sizeof(float));
+    }
+  }
+}
+
+// The rows [r0, r1) of C, every column: bands of kBand rows, each over every panel, each
+// panel a column of tiles; the depth in slices of kDepth, the first written, the others added.
+void tile_rows(int64_t r0, int64_t r1, int64_t n, int64_t K, const float* a, int64_t lda, const float* packed,
+               bool accumulate, float* c, int64_t ldc) {
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  for (int64_t k0 = 0; k0 < K; k0 += kDepth) {
+    const int64_t depth = std::min(kDepth, K - k0);
+    const bool add = accumulate || k0 > 0;
+    for (int64_t band = r0; band < r1; band += kBand)
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t j0 = p * kPanel, width = std::min(kPanel, n - j0);
+        const int V = int((width + 15) / 16);
+        const __mmask16 last = __mmask16(0xFFFFu >> (16 * V - width));
+        const float* panel = packed + (p * K + k0) * kPanel;
+        for (int64_t i = band; i < std::min(r1, band + kBand); i += kTileRows) {
+          const int R = int(std::min<int64_t>(kTileRows, r1 - i));
+          gemm_tile::tile_of_size<false>(R, V, depth, 1.0f, a + i * lda + k0, lda, panel, kPanel, add,
+                                         c + i * ldc + j0, ldc, last);
+        }
+      }
+  }
+}
+
+}  // namespace
+
+bool packed_gemm_takes(int64_t m, int64_t n, int64_t K) {
+  return m >= kMinRows && n >= kMinColumns && K >= kMinDepth && std::min(n, K) <= kMaxNarrow;
+}
+
+void packed_gemm(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
+                 bool trans_b, bool accumulate, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (K == 0) {  // no terms: C = 0, or C as it was
+    if (!accumulate)
+      for (int64_t i = 0; i < m; ++i) std::memset(c + i * ldc, 0, size_t(n) * sizeof(float));
+    return;
+  }
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  float* packed = pack_buffer(panels * K * kPanel);
+  const int64_t tiles = (m + kTileRows - 1) / kTileRows;
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < panels; ++p) pack_panel(p, n, K, b, ldb, trans_b, packed);
+    // (the for's barrier: every panel is packed before any thread reads one)
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t r0 = std::min(m, tiles * t / threads * kTileRows);
+    const int64_t r1 = std::min(m, tiles * (t + 1) / threads * kTileRows);
+    tile_rows(r0, r1, n, K, a, lda, packed, accumulate, c, ldc);
+  }
+}
+#else
+bool packed_gemm_takes(int64_t, int64_t, int64_t) { return false; }
+
+void packed_gemm(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
+                 bool trans_b, bool accumulate, float* c, int64_t ldc) {
+  packed_gemm_reference(m, n, K, a, lda, b, ldb, trans_b, accumulate, c, ldc);
+}
+#endif
+
+}  // namespace copper::cpu
