@@ -32,6 +32,11 @@ void register_backend(DeviceType t, Backend* b) {
   if (t == DeviceType::cuda) cuda_backend_slot() = b;
 }
 
+void Backend::gemm_bias(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& c) {
+  gemm(a, b, c, false);
+  binary(BinaryOp::add, c, bias.expand(c.shape()), c);
+}
+
 void Backend::bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, const Tensor& slope, int64_t /*rows*/,
                         int64_t /*n*/) {
   if (slope.defined()) {  // slope = 1 · gelu'(x + bias), written where x + bias was put

@@ -79,7 +79,8 @@ TEST(BlockGemm, MatchesBlas) {
 // packed_gemm against cblas_sgemm, over the shapes it cuts unevenly: rows around the tile's 6
 // and across the threads' split, columns around the 16-float vectors and 64-column panels
 // (the last panel zero-padded), depths from 0 and across its 256-deep slices, B in rows and
-// transposed, overwriting and accumulating, with leading dimensions wider than the rows. An
+// transposed, overwriting and accumulating, with and without a bias, with leading dimensions
+// wider than the rows. An
 // overwritten C starts as NaN: none of it may be read.
 TEST(PackedGemm, MatchesBlas) {
   std::mt19937 rng(7);
@@ -88,6 +89,7 @@ TEST(PackedGemm, MatchesBlas) {
   int cases = 0;
   for (bool trans_b : {false, true})
     for (bool accumulate : {false, true})
+      for (bool with_bias : {false, true})
       for (int64_t m : {1, 5, 6, 7, 13, 301})
         for (int64_t n : {1, 15, 16, 17, 64, 65, 130})
           for (int64_t K : {0, 1, 7, 64, 300, 520}) {
@@ -96,9 +98,12 @@ TEST(PackedGemm, MatchesBlas) {
             for (float& x : a) x = normal(rng);
             for (float& x : b) x = normal(rng);
             for (float& x : c0) x = accumulate ? normal(rng) : nan;
+            std::vector<float> bias(static_cast<size_t>(n));
+            for (float& x : bias) x = normal(rng);
+            const float* bp = with_bias ? bias.data() : nullptr;
             std::vector<float> fast = c0, ref = c0;
-            cpu::packed_gemm(m, n, K, a.data(), lda, b.data(), ldb, trans_b, accumulate, fast.data(), ldc);
-            cpu::packed_gemm_reference(m, n, K, a.data(), lda, b.data(), ldb, trans_b, accumulate, ref.data(), ldc);
+            cpu::packed_gemm(m, n, K, a.data(), lda, b.data(), ldb, trans_b, accumulate, fast.data(), ldc, bp);
+            cpu::packed_gemm_reference(m, n, K, a.data(), lda, b.data(), ldb, trans_b, accumulate, ref.data(), ldc, bp);
             // Both sums round as they go, in different orders: each is within K·eps of the
             // sum of the terms' magnitudes (and C's), so the two within twice that.
             const auto b_at = [&](int64_t k, int64_t j) { return double(trans_b ? b[size_t(j * ldb + k)] : b[size_t(k * ldb + j)]); };
@@ -106,7 +111,7 @@ TEST(PackedGemm, MatchesBlas) {
             for (int64_t i = 0; i < m; ++i) {
               for (int64_t j = 0; j < n; ++j) {
                 const size_t at = size_t(i * ldc + j);
-                double magnitude = accumulate ? std::abs(double(c0[at])) : 0.0;
+                double magnitude = (accumulate ? std::abs(double(c0[at])) : 0.0) + (bp ? std::abs(double(bp[j])) : 0.0);
                 for (int64_t k = 0; k < K; ++k) magnitude += std::abs(double(a[size_t(i * lda + k)]) * b_at(k, j));
                 const double bound = 2.0 * double(K + 1) * std::numeric_limits<float>::epsilon() * magnitude;
                 worst = std::max(worst, std::abs(double(fast[at]) - double(ref[at])) / std::max(bound, 1e-30));
@@ -116,11 +121,11 @@ TEST(PackedGemm, MatchesBlas) {
                 EXPECT_TRUE(std::isnan(fast[at]) ? std::isnan(c0[at]) : fast[at] == c0[at]);
               }
             }
-            EXPECT_LE(worst, 1.0) << "trans_b " << trans_b << " accumulate " << accumulate << " m " << m << " n " << n
-                                   << " K " << K;
+            EXPECT_LE(worst, 1.0) << "trans_b " << trans_b << " accumulate " << accumulate << " bias " << with_bias
+                                  << " m " << m << " n " << n << " K " << K;
             ++cases;
           }
-  EXPECT_EQ(cases, 1008);
+  EXPECT_EQ(cases, 2016);
 }
 
 // Which products CpuBackend::gemm hands to packed_gemm: a layer's, not a small one, not one
@@ -133,16 +138,23 @@ TEST(PackedGemm, TakesTheLayersProducts) {
   EXPECT_FALSE(cpu::packed_gemm_takes(2048, 2048, 2048));
 }
 
-// Through the op: a linear layer's product and its gradients at a shape packed_gemm takes
-// (its forward x Wᵀ and the input gradient dy W; the weight gradient stays with BLAS), against
-// the same in f64, which BLAS computes.
+// Through the op: a linear layer's product with its bias and its gradients at a shape
+// packed_gemm takes (the forward x Wᵀ + b with the bias added in the product's pass, and the
+// input gradient dy W; the weight gradient stays with BLAS), against the same in f64, which
+// BLAS computes.
 TEST(PackedGemm, LinearThroughTheOpMatchesF64) {
   manual_seed(11);
-  const Tensor x = randn({300, 96}), w = randn({80, 96}), dy = randn({300, 80});
   ASSERT_TRUE(cpu::packed_gemm_takes(300, 80, 96) == cpu::kBlockGemmTiled);
-  const Tensor y = matmul(x, w.transpose(0, 1)), dx = matmul(dy, w);
-  const Tensor y64 = matmul(x.to(DType::f64), w.to(DType::f64).transpose(0, 1));
-  const Tensor dx64 = matmul(dy.to(DType::f64), w.to(DType::f64));
-  EXPECT_LT(max(abs(y.to(DType::f64) - y64)).item(), 1e-4);
-  EXPECT_LT(max(abs(dx.to(DType::f64) - dx64)).item(), 1e-4);
+  const Tensor x = randn({3, 100, 96}).requires_grad_(), w = randn({80, 96}).requires_grad_(),
+               b = randn({80}).requires_grad_(), dy = randn({3, 100, 80});
+  const Tensor x64 = x.detach().to(DType::f64).requires_grad_(), w64 = w.detach().to(DType::f64).requires_grad_(),
+               b64 = b.detach().to(DType::f64).requires_grad_();
+  const Tensor y = linear(x, w, b), y64 = linear(x64, w64, b64);
+  sum(y * dy).backward();
+  sum(y64 * dy.to(DType::f64)).backward();
+  auto gap = [](const Tensor& f32, const Tensor& f64) { return max(abs(f32.to(DType::f64) - f64)).item(); };
+  EXPECT_LT(gap(y.detach(), y64.detach()), 1e-4);
+  EXPECT_LT(gap(x.grad(), x64.grad()), 1e-4);
+  EXPECT_LT(gap(w.grad(), w64.grad()), 1e-3);  // sums over 300 rows
+  EXPECT_LT(gap(b.grad(), b64.grad()), 1e-4);
 }

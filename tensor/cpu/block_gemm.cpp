@@ -43,7 +43,7 @@ void tiled(int64_t m, int64_t n, int64_t K, float alpha, const float* a, int64_t
       const __mmask16 last = __mmask16(0xFFFFu >> (16 * V - width));
       const float* ai = TransA ? a + k0 * lda + i : a + i * lda + k0;
       tile_of_size<TransA>(R, V, std::max<int64_t>(k1 - k0, 0), alpha, ai, lda, b + k0 * ldb + j, ldb, accumulate,
-                           c + i * ldc + j, ldc, last);
+                           c + i * ldc + j, ldc, last, nullptr);
     }
   }
 }

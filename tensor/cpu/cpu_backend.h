@@ -28,6 +28,7 @@ class CpuBackend final : public Backend {
   void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
   void reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& out) override;
   void gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) override;
+  void gemm_bias(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& c) override;
   void softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t n, bool log) override;
   void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t n,
                         bool log) override;

@@ -40,10 +40,12 @@ void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int n, int m, int k, cons
 
 // The batch on packed_gemm, if it serves the product: f32, A in rows, a shape it takes.
 bool packed(const BlasOperand& oa, const BlasOperand& ob, int64_t batch, int64_t n, int64_t m, int64_t k,
-            const float* a, int64_t sa, const float* b, int64_t sb, bool accumulate, float* c, int64_t sc) {
+            const float* a, int64_t sa, const float* b, int64_t sb, bool accumulate, float* c, int64_t sc,
+            const float* bias = nullptr) {
   if (oa.trans != CblasNoTrans || !cpu::packed_gemm_takes(n, m, k)) return false;
   for (int64_t i = 0; i < batch; ++i)
-    cpu::packed_gemm(n, m, k, a + i * sa, oa.ld, b + i * sb, ob.ld, ob.trans == CblasTrans, accumulate, c + i * sc, m);
+    cpu::packed_gemm(n, m, k, a + i * sa, oa.ld, b + i * sb, ob.ld, ob.trans == CblasTrans, accumulate, c + i * sc, m,
+                     bias);
   return true;
 }
 bool packed(const BlasOperand&, const BlasOperand&, int64_t, int64_t, int64_t, int64_t, const double*, int64_t,
@@ -80,6 +82,21 @@ void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool ac
       blas_gemm(oa.trans, ob.trans, int(n), int(m), int(k), ap + i * sa, int(oa.ld), bp + i * sb, int(ob.ld), beta,
                 cp + i * sc, int(m));
   });
+}
+
+// A linear layer's product with its bias: on packed_gemm the bias is added as C is written,
+// saving the pass over C that the add would take; any other product is gemm, then the add.
+void CpuBackend::gemm_bias(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& c) {
+  const int64_t batch = c.size(0), n = c.size(1), m = c.size(2), k = a.size(2);
+  if (c.dtype() == DType::f32 && a.dtype() == DType::f32 && bias.dtype() == DType::f32 && bias.is_contiguous()) {
+    const BlasOperand oa = blas_operand(n, k, a.strides()[1], a.strides()[2]);
+    const BlasOperand ob = blas_operand(k, m, b.strides()[1], b.strides()[2]);
+    if (packed(oa, ob, batch, n, m, k, static_cast<const float*>(a.raw_data()), a.strides()[0],
+               static_cast<const float*>(b.raw_data()), b.strides()[0], false, static_cast<float*>(c.raw_data()), n * m,
+               static_cast<const float*>(bias.raw_data())))
+      return;
+  }
+  Backend::gemm_bias(a, b, bias, c);
 }
 
 }  // namespace copper

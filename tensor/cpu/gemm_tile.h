@@ -15,12 +15,13 @@ inline constexpr int kTileRows = 6;     // rows of C in one register tile
 inline constexpr int kTileVectors = 4;  // vectors of 16 floats per tile row: 64 columns
 // 6 x 4 sums, 4 vectors of B and a broadcast of A: 29 of the 32 vector registers.
 
-// One tile of R rows and V vectors of C, the lanes of its last vector masked by `last`:
+// One tile of R rows and V vectors of C, the lanes of its last vector masked by `last`, and
+// `bias` (the tile's columns of a row vector, or null) added to every row as it is written:
 // for each k, the row k of B (V loads) times each of the R elements A[i, k] (broadcasts).
 // a points at op(A)[0, 0] of the tile, b and c at the tile's first column.
 template <bool TransA, int R, int V>
 void tile(int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, bool accumulate, float* c,
-          int64_t ldc, __mmask16 last) {
+          int64_t ldc, __mmask16 last, const float* bias) {
   auto mask = [last](int v) { return v == V - 1 ? last : __mmask16(0xFFFF); };
   // The loops over r and v are unrolled (the pragmas): otherwise GCC keeps `sum` in memory
   // and stores all of it on every k.
@@ -46,33 +47,34 @@ void tile(int64_t K, float alpha, const float* a, int64_t lda, const float* b, i
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) {
       float* out = c + r * ldc + 16 * v;
-      const __m512 y = accumulate ? _mm512_fmadd_ps(sum[r][v], scale, _mm512_maskz_loadu_ps(mask(v), out))
-                                  : _mm512_mul_ps(sum[r][v], scale);
+      __m512 y = accumulate ? _mm512_fmadd_ps(sum[r][v], scale, _mm512_maskz_loadu_ps(mask(v), out))
+                            : _mm512_mul_ps(sum[r][v], scale);
+      if (bias) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask(v), bias + 16 * v));
       _mm512_mask_storeu_ps(out, mask(v), y);
     }
 }
 
 template <bool TransA, int R>
 void tile_of_width(int V, int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
-                   bool accumulate, float* c, int64_t ldc, __mmask16 last) {
+                   bool accumulate, float* c, int64_t ldc, __mmask16 last, const float* bias) {
   switch (V) {
-    case 4: return tile<TransA, R, 4>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last);
-    case 3: return tile<TransA, R, 3>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last);
-    case 2: return tile<TransA, R, 2>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last);
-    default: return tile<TransA, R, 1>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last);
+    case 4: return tile<TransA, R, 4>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+    case 3: return tile<TransA, R, 3>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+    case 2: return tile<TransA, R, 2>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+    default: return tile<TransA, R, 1>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
   }
 }
 
 template <bool TransA>
 void tile_of_size(int R, int V, int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
-                  bool accumulate, float* c, int64_t ldc, __mmask16 last) {
+                  bool accumulate, float* c, int64_t ldc, __mmask16 last, const float* bias) {
   switch (R) {
-    case 6: return tile_of_width<TransA, 6>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last);
-    case 5: return tile_of_width<TransA, 5>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last);
-    case 4: return tile_of_width<TransA, 4>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last);
-    case 3: return tile_of_width<TransA, 3>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last);
-    case 2: return tile_of_width<TransA, 2>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last);
-    default: return tile_of_width<TransA, 1>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last);
+    case 6: return tile_of_width<TransA, 6>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+    case 5: return tile_of_width<TransA, 5>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+    case 4: return tile_of_width<TransA, 4>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+    case 3: return tile_of_width<TransA, 3>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+    case 2: return tile_of_width<TransA, 2>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+    default: return tile_of_width<TransA, 1>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
   }
 }
 

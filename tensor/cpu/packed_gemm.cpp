@@ -15,10 +15,13 @@
 namespace copper::cpu {
 
 void packed_gemm_reference(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
-                           bool trans_b, bool accumulate, float* c, int64_t ldc) {
+                           bool trans_b, bool accumulate, float* c, int64_t ldc, const float* bias) {
   if (m == 0 || n == 0) return;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(K), 1.0f, a,
               int(lda), b, int(ldb), accumulate ? 1.0f : 0.0f, c, int(ldc));
+  if (bias)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] += bias[j];
 }
 
 #if defined(__AVX512F__)
@@ -73,13 +76,15 @@ void pack_panel(int64_t p, int64_t n, int64_t K, const float* b, int64_t ldb, bo
 }
 
 // The rows [r0, r1) of C, every column: bands of kBand rows, each over every panel, each
-// panel a column of tiles; the depth in slices of kDepth, the first written, the others added.
+// panel a column of tiles; the depth in slices of kDepth, the first written, the others added,
+// the bias with the last.
 void tile_rows(int64_t r0, int64_t r1, int64_t n, int64_t K, const float* a, int64_t lda, const float* packed,
-               bool accumulate, float* c, int64_t ldc) {
+               bool accumulate, float* c, int64_t ldc, const float* bias) {
   const int64_t panels = (n + kPanel - 1) / kPanel;
   for (int64_t k0 = 0; k0 < K; k0 += kDepth) {
     const int64_t depth = std::min(kDepth, K - k0);
     const bool add = accumulate || k0 > 0;
+    const float* last_bias = k0 + depth == K ? bias : nullptr;
     for (int64_t band = r0; band < r1; band += kBand)
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t j0 = p * kPanel, width = std::min(kPanel, n - j0);
@@ -89,7 +94,7 @@ void tile_rows(int64_t r0, int64_t r1, int64_t n, int64_t K, const float* a, int
         for (int64_t i = band; i < std::min(r1, band + kBand); i += kTileRows) {
           const int R = int(std::min<int64_t>(kTileRows, r1 - i));
           gemm_tile::tile_of_size<false>(R, V, depth, 1.0f, a + i * lda + k0, lda, panel, kPanel, add,
-                                         c + i * ldc + j0, ldc, last);
+                                         c + i * ldc + j0, ldc, last, last_bias ? last_bias + j0 : nullptr);
         }
       }
   }
@@ -102,11 +107,11 @@ bool packed_gemm_takes(int64_t m, int64_t n, int64_t K) {
 }
 
 void packed_gemm(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
-                 bool trans_b, bool accumulate, float* c, int64_t ldc) {
+                 bool trans_b, bool accumulate, float* c, int64_t ldc, const float* bias) {
   if (m == 0 || n == 0) return;
-  if (K == 0) {  // no terms: C = 0, or C as it was
-    if (!accumulate)
-      for (int64_t i = 0; i < m; ++i) std::memset(c + i * ldc, 0, size_t(n) * sizeof(float));
+  if (K == 0) {  // no terms: C = 0 (or C as it was), plus the bias
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
     return;
   }
   const int64_t panels = (n + kPanel - 1) / kPanel;
@@ -120,15 +125,15 @@ void packed_gemm(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, c
     const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
     const int64_t r0 = std::min(m, tiles * t / threads * kTileRows);
     const int64_t r1 = std::min(m, tiles * (t + 1) / threads * kTileRows);
-    tile_rows(r0, r1, n, K, a, lda, packed, accumulate, c, ldc);
+    tile_rows(r0, r1, n, K, a, lda, packed, accumulate, c, ldc, bias);
   }
 }
 #else
 bool packed_gemm_takes(int64_t, int64_t, int64_t) { return false; }
 
 void packed_gemm(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
-                 bool trans_b, bool accumulate, float* c, int64_t ldc) {
-  packed_gemm_reference(m, n, K, a, lda, b, ldb, trans_b, accumulate, c, ldc);
+                 bool trans_b, bool accumulate, float* c, int64_t ldc, const float* bias) {
+  packed_gemm_reference(m, n, K, a, lda, b, ldb, trans_b, accumulate, c, ldc, bias);
 }
 #endif
 

@@ -18,16 +18,19 @@ namespace copper::cpu {
 // Always false without AVX-512.
 bool packed_gemm_takes(int64_t m, int64_t n, int64_t K);
 
-// C = A op(B), or C += A op(B) with `accumulate`; f32, row-major:
+// C = A op(B), or C += A op(B) with `accumulate`, and bias[j] added to every row if bias is
+// given (a linear layer's, added as C is written: after the whole sum, so rounded as a
+// product followed by the add); f32, row-major:
 //   A[i, k]     = a[i·lda + k]                                   (i < m, k < K)
 //   op(B)[k, j] = b[k·ldb + j], or b[j·ldb + k] with trans_b     (j < n)
 //   C[i, j]     = c[i·ldc + j]
 // Without AVX-512 this is packed_gemm_reference.
 void packed_gemm(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
-                 bool trans_b, bool accumulate, float* c, int64_t ldc);
+                 bool trans_b, bool accumulate, float* c, int64_t ldc, const float* bias = nullptr);
 
-// The same product by cblas_sgemm: what packed_gemm is tested against (tests/test_block_gemm.cpp).
+// The same product by cblas_sgemm, then the bias added: what packed_gemm is tested against
+// (tests/test_block_gemm.cpp).
 void packed_gemm_reference(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
-                           bool trans_b, bool accumulate, float* c, int64_t ldc);
+                           bool trans_b, bool accumulate, float* c, int64_t ldc, const float* bias = nullptr);
 
 }  // namespace copper::cpu

@@ -31,8 +31,9 @@ Tensor gemm_operand(const Tensor& t3) {
 }
 
 // Core product for operands of rank >= 2 (no autograd). The result has a's dtype, or f32 for
-// bf16 operands (the gemm accumulates in f32 and keeps it).
-Tensor matmul_raw(const Tensor& a, const Tensor& b) {
+// bf16 operands (the gemm accumulates in f32 and keeps it). A bias, if given, is added to every
+// row of the result by the backend's gemm_bias.
+Tensor matmul_raw(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor()) {
   const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
   Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
   Shape batch = broadcast_shapes(ba, bb, "matmul");
@@ -48,35 +49,41 @@ Tensor matmul_raw(const Tensor& a, const Tensor& b) {
     full.push_back(c);
     return t.detach().expand(full).reshape({nb, r, c});  // a view whenever the batch dims merge
   };
-  backend_of(a).gemm(gemm_operand(as3(a, n, k)), gemm_operand(as3(b, k, m)), out.view({nb, n, m}), false);
+  const Tensor a3 = gemm_operand(as3(a, n, k)), b3 = gemm_operand(as3(b, k, m));
+  if (bias.defined()) backend_of(a).gemm_bias(a3, b3, bias, out.view({nb, n, m}));
+  else backend_of(a).gemm(a3, b3, out.view({nb, n, m}), false);
   return out;
 }
 
-}  // namespace
-
-Tensor matmul(const Tensor& a, const Tensor& b) {
+// matmul, and with `bias` (detached, [m]; b 2-d) the bias added to the result's rows in the
+// product's own pass: the same "matmul" node (its backward needs the operands, not the
+// result); the bias's node is the caller's.
+Tensor product(const Tensor& a, const Tensor& b, const Tensor& bias) {
   check_same("matmul", a, b);
   check_float("matmul", a);
   COPPER_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul", "operands must have at least 1 dim: {} x {}",
                shape_str(a.shape()), shape_str(b.shape()));
   if (a.dim() == 1) {  // a row vector, its added dim removed again; for two 1-d operands that leaves a 0-d dot product
-    Tensor out = matmul(a.unsqueeze(0), b);
+    Tensor out = product(a.unsqueeze(0), b, bias);
     return out.squeeze(b.dim() == 1 ? -1 : -2);
   }
-  if (b.dim() == 1) return matmul(a, b.unsqueeze(-1)).squeeze(-1);
+  if (b.dim() == 1) {
+    COPPER_CHECK(!bias.defined(), "linear", "a bias needs a 2-d weight");  // (linear passes Wᵀ: never 1-d)
+    return matmul(a, b.unsqueeze(-1)).squeeze(-1);
+  }
   COPPER_CHECK(a.size(-1) == b.size(-2), "matmul", "inner dimensions differ: {} x {}. HINT: a's last dim must equal b's second-to-last",
                shape_str(a.shape()), shape_str(b.shape()));
   if (b.dim() == 2 && a.dim() > 2) {  // fold a's batch into rows: one big gemm
     Shape out_shape(a.shape().begin(), a.shape().end() - 1);
     out_shape.push_back(b.size(1));
-    return matmul(a.reshape({-1, a.size(-1)}), b).view(out_shape);
+    return product(a.reshape({-1, a.size(-1)}), b, bias).view(out_shape);
   }
   // Under an AutocastGuard(bf16), f32 operands are rounded once and the rounded copies kept for
   // the backward (half the memory of the f32 operands), which rounds the gradient alike.
   const bool rounded = a.dtype() == DType::f32 && autocast_dtype() != DType::f32;
   const Tensor ad = rounded ? a.detach().to(autocast_dtype()) : a.detach();
   const Tensor bd = rounded ? b.detach().to(autocast_dtype()) : b.detach();
-  Tensor out = matmul_raw(ad, bd);
+  Tensor out = matmul_raw(ad, bd, bias);
   record_op("matmul", out, {a, b}, [ad, bd, ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
     const Tensor gd = g.dtype() == ad.dtype() ? g : g.to(ad.dtype());
     return std::vector<Tensor>{ga ? sum_to(matmul_raw(gd, bd.transpose(-2, -1)), ad.shape()) : Tensor(),
@@ -85,19 +92,24 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) { return product(a, b, Tensor()); }
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   COPPER_CHECK(weight.dim() == 2, "linear", "weight must be [out, in], got {}", shape_str(weight.shape()));
   COPPER_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear", "input {} does not match weight {} (in = {})",
                shape_str(x.shape()), shape_str(weight.shape()), weight.size(1));
-  Tensor y = matmul(x, weight.t());
-  if (!bias.defined()) return y;
+  if (!bias.defined()) return matmul(x, weight.t());
   COPPER_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear", "bias {} for weight {}",
                shape_str(bias.shape()), shape_str(weight.shape()));
-  if (bias.dtype() != y.dtype() || bias.device() != y.device() || !y.is_contiguous()) return add(y, bias);
-  // matmul's backward keeps its operands, not its result, so the bias is added into the
-  // product's own buffer: one pass over it, no second buffer. The same rounding as add(y, bias).
+  const DType out_dtype = x.dtype() == DType::bf16 ? DType::f32 : x.dtype();  // matmul_raw's
+  if (bias.dtype() != out_dtype || bias.device() != x.device()) return add(matmul(x, weight.t()), bias);
+  // matmul's backward keeps its operands, not its result, so the bias is added in the product's
+  // own pass (Backend::gemm_bias): no second pass over the result, no second buffer. The same
+  // rounding as add(y, bias).
+  const Tensor y = product(x, weight.t(), bias.detach().contiguous());
   Tensor out = y.detach();
-  backend_of(out).binary(BinaryOp::add, out, bias.detach().expand(out.shape()), out);
   record_op("add", out, {y, bias},
             [bias_shape = bias.shape()](const Tensor& g) { return std::vector<Tensor>{g, sum_to(g, bias_shape)}; });
   return out;
