@@ -1,7 +1,8 @@
 // test_block_gemm.cpp — the f32 products on the AVX-512 register tile against cblas_sgemm:
 // cpu::block_gemm, the fused attention's block products (tensor/cpu/block_gemm.h), and
-// cpu::packed_gemm, the layers' products (tensor/cpu/packed_gemm.h). Without AVX-512 each is
-// that same call, and the tests hold trivially.
+// cpu::packed_gemm, the layers' products (tensor/cpu/packed_gemm.h), on AVX-512 (and
+// packed_gemm on AVX2, in the *_avx2 build of these tests). Elsewhere each is that same call,
+// and the tests hold trivially.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -78,7 +79,7 @@ TEST(BlockGemm, MatchesBlas) {
 
 // packed_gemm against cblas_sgemm, over the shapes it cuts unevenly: rows around the tile's 6
 // and across the threads' split, columns around the 16-float vectors and 64-column panels
-// (the last panel zero-padded), depths from 0 and across its 256-deep slices, B in rows and
+// (the last panel zero-padded), depths from 0 and across its 512-deep slices, B in rows and
 // transposed, overwriting and accumulating, with and without a bias, with leading dimensions
 // wider than the rows. An
 // overwritten C starts as NaN: none of it may be read.
@@ -92,7 +93,7 @@ TEST(PackedGemm, MatchesBlas) {
       for (bool with_bias : {false, true})
       for (int64_t m : {1, 5, 6, 7, 13, 301})
         for (int64_t n : {1, 15, 16, 17, 64, 65, 130})
-          for (int64_t K : {0, 1, 7, 64, 300, 520}) {
+          for (int64_t K : {0, 1, 7, 64, 300, 520, 1100}) {
             const int64_t lda = K + 3, ldb = (trans_b ? K : n) + 5, ldc = n + 2;
             std::vector<float> a(size_t(m * lda)), b(size_t((trans_b ? n : K) * ldb + 1)), c0(size_t(m * ldc));
             for (float& x : a) x = normal(rng);
@@ -125,14 +126,14 @@ TEST(PackedGemm, MatchesBlas) {
                                   << " m " << m << " n " << n << " K " << K;
             ++cases;
           }
-  EXPECT_EQ(cases, 2016);
+  EXPECT_EQ(cases, 2352);
 }
 
 // Which products CpuBackend::gemm hands to packed_gemm: a layer's, not a small one, not one
-// where B is large both ways (packed_gemm.h); none without AVX-512.
+// where B is large both ways (packed_gemm.h); none without AVX-512 or AVX2.
 TEST(PackedGemm, TakesTheLayersProducts) {
-  EXPECT_EQ(cpu::packed_gemm_takes(4096, 768, 256), cpu::kBlockGemmTiled);   // x Wᵀ into q, k and v
-  EXPECT_EQ(cpu::packed_gemm_takes(4096, 256, 8192), cpu::kBlockGemmTiled);  // the head's dy W
+  EXPECT_EQ(cpu::packed_gemm_takes(4096, 768, 256), cpu::kPackedGemmTiled);   // x Wᵀ into q, k and v
+  EXPECT_EQ(cpu::packed_gemm_takes(4096, 256, 8192), cpu::kPackedGemmTiled);  // the head's dy W
   EXPECT_FALSE(cpu::packed_gemm_takes(64, 768, 256));
   EXPECT_FALSE(cpu::packed_gemm_takes(4096, 768, 8));
   EXPECT_FALSE(cpu::packed_gemm_takes(2048, 2048, 2048));
@@ -144,7 +145,7 @@ TEST(PackedGemm, TakesTheLayersProducts) {
 // BLAS computes.
 TEST(PackedGemm, LinearThroughTheOpMatchesF64) {
   manual_seed(11);
-  ASSERT_TRUE(cpu::packed_gemm_takes(300, 80, 96) == cpu::kBlockGemmTiled);
+  ASSERT_TRUE(cpu::packed_gemm_takes(300, 80, 96) == cpu::kPackedGemmTiled);
   const Tensor x = randn({3, 100, 96}).requires_grad_(), w = randn({80, 96}).requires_grad_(),
                b = randn({80}).requires_grad_(), dy = randn({3, 100, 80});
   const Tensor x64 = x.detach().to(DType::f64).requires_grad_(), w64 = w.detach().to(DType::f64).requires_grad_(),

@@ -24,17 +24,18 @@ void packed_gemm_reference(int64_t m, int64_t n, int64_t K, const float* a, int6
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] += bias[j];
 }
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 namespace {
 
+using gemm_tile::kLanes;
 using gemm_tile::kTileRows;
 using gemm_tile::kTileVectors;
 
-constexpr int64_t kPanel = 16 * kTileVectors;  // columns of B per packed panel: the tile's width
+constexpr int64_t kPanel = kLanes * kTileVectors;  // columns of B per packed panel: the tile's width
 // The loops' blocks, for a core's caches: a tile sums at most kDepth values of k before it
-// writes C (a panel's slice of kDepth rows is 64 KB, in L2), and a thread passes over every
-// panel for kBand rows of A at a time (96 KB of A at kDepth, in L2 too).
-constexpr int64_t kDepth = 256;
+// writes C (a panel's slice of kDepth rows is 128 KB on AVX-512, 48 KB on AVX2, in L2), and a
+// thread passes over every panel for kBand rows of A at a time (192 KB of A at kDepth, in L2).
+constexpr int64_t kDepth = 512;
 constexpr int64_t kBand = 96;
 // The products packed_gemm takes: enough rows for every thread to have several bands, no
 // dimension so small that the tile is mostly edge, and B narrow in one of its dimensions (a
@@ -88,8 +89,8 @@ void tile_rows(int64_t r0, int64_t r1, int64_t n, int64_t K, const float* a, int
     for (int64_t band = r0; band < r1; band += kBand)
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t j0 = p * kPanel, width = std::min(kPanel, n - j0);
-        const int V = int((width + 15) / 16);
-        const __mmask16 last = __mmask16(0xFFFFu >> (16 * V - width));
+        const int V = int((width + kLanes - 1) / kLanes);
+        const gemm_tile::Mask last = gemm_tile::last_vector(width - kLanes * (V - 1));
         const float* panel = packed + (p * K + k0) * kPanel;
         for (int64_t i = band; i < std::min(r1, band + kBand); i += kTileRows) {
           const int R = int(std::min<int64_t>(kTileRows, r1 - i));
