@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 
 #include "tensor/cpu/gemm_tile.h"
 #include "tensor/cpu/transpose.h"
@@ -43,8 +44,8 @@ constexpr int64_t kBand = 96;
 // are read again for so many panels that BLAS, which packs them, is faster.
 constexpr int64_t kMinRows = 256, kMinColumns = 32, kMinDepth = 32, kMaxNarrow = 512;
 
-// The calling thread's packed B, reused from call to call (64-byte aligned: a panel row is
-// four cache lines).
+// The calling thread's packed B, reused from call to call (64-byte aligned: on AVX-512 a
+// panel row is four whole cache lines).
 float* pack_buffer(int64_t floats) {
   struct Free {
     void operator()(float* p) const { std::free(p); }
@@ -60,7 +61,7 @@ float* pack_buffer(int64_t floats) {
   return buffer.get();
 }
 
-// Panel p of op(B) into packed[p·K·64 ...]: its K rows of 64 columns, the columns past n zero.
+// Panel p of op(B) into packed[p·K·kPanel ...]: its K rows of kPanel columns, those past n zero.
 void pack_panel(int64_t p, int64_t n, int64_t K, const float* b, int64_t ldb, bool trans_b, float* packed) {
   const int64_t j0 = p * kPanel, width = std::min(kPanel, n - j0);
   float* dst = packed + p * K * kPanel;
