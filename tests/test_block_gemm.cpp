@@ -137,6 +137,8 @@ TEST(PackedGemm, TakesTheLayersProducts) {
   EXPECT_FALSE(cpu::packed_gemm_takes(64, 768, 256));
   EXPECT_FALSE(cpu::packed_gemm_takes(4096, 768, 8));
   EXPECT_FALSE(cpu::packed_gemm_takes(2048, 2048, 2048));
+  EXPECT_FALSE(cpu::packed_gemm_takes(4096, 2048, 512));  // wide and deep: BLAS
+  EXPECT_EQ(cpu::packed_gemm_takes(4096, 256, 2048), cpu::kPackedGemmTiled);  // deep, narrow
 }
 
 // Through the op: a linear layer's product with its bias and its gradients at a shape

@@ -39,10 +39,13 @@ constexpr int64_t kPanel = kLanes * kTileVectors;  // columns of B per packed pa
 constexpr int64_t kDepth = 512;
 constexpr int64_t kBand = 96;
 // The products packed_gemm takes: enough rows for every thread to have several bands, no
-// dimension so small that the tile is mostly edge, and B narrow in one of its dimensions (a
-// layer's width). Where B is large both ways (a square product of 1024 or more) the rows of A
-// are read again for so many panels that BLAS, which packs them, is faster.
-constexpr int64_t kMinRows = 256, kMinColumns = 32, kMinDepth = 32, kMaxNarrow = 512;
+// dimension so small that the tile is mostly edge, and B narrow: at most kMaxColumns columns,
+// or at most kMaxDepth rows (a layer's width either way). Where B is large both ways (a
+// square product of 1024, or 512 deep and 1536 wide) the rows of A are read again for so many
+// panels that BLAS, which packs them, is as fast or faster; on AVX2 already at 512 columns
+// (docs/PERF.md).
+constexpr int64_t kMinRows = 256, kMinColumns = 32, kMinDepth = 32, kMaxDepth = 384;
+constexpr int64_t kMaxColumns = kLanes == 16 ? 512 : 256;
 
 // The calling thread's packed B, reused from call to call (64-byte aligned: on AVX-512 a
 // panel row is four whole cache lines).
@@ -105,7 +108,7 @@ void tile_rows(int64_t r0, int64_t r1, int64_t n, int64_t K, const float* a, int
 }  // namespace
 
 bool packed_gemm_takes(int64_t m, int64_t n, int64_t K) {
-  return m >= kMinRows && n >= kMinColumns && K >= kMinDepth && std::min(n, K) <= kMaxNarrow;
+  return m >= kMinRows && n >= kMinColumns && K >= kMinDepth && (n <= kMaxColumns || K <= kMaxDepth);
 }
 
 void packed_gemm(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
