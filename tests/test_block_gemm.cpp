@@ -4,6 +4,7 @@
 // packed_gemm on AVX2, in the *_avx2 build of these tests). Elsewhere each is that same call,
 // and the tests hold trivially.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -127,6 +128,30 @@ TEST(PackedGemm, MatchesBlas) {
             ++cases;
           }
   EXPECT_EQ(cases, 2352);
+}
+
+// The rows split over any number of threads (CI's machines have more cores than this one):
+// fewer rows than threads, a thread's share not a multiple of the tile, one thread alone.
+TEST(PackedGemm, AnyThreadCountGivesTheSameProduct) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal;
+  const int before = omp_get_max_threads();
+  for (int64_t m : {5, 13, 301}) {
+    const int64_t n = 70, K = 40;
+    std::vector<float> a(size_t(m * K)), b(size_t(K * n));
+    for (float& x : a) x = normal(rng);
+    for (float& x : b) x = normal(rng);
+    std::vector<float> one(size_t(m * n));
+    omp_set_num_threads(1);
+    cpu::packed_gemm(m, n, K, a.data(), K, b.data(), n, false, false, one.data(), n);
+    for (int threads : {2, 3, 7}) {
+      omp_set_num_threads(threads);
+      std::vector<float> many(size_t(m * n), std::numeric_limits<float>::quiet_NaN());
+      cpu::packed_gemm(m, n, K, a.data(), K, b.data(), n, false, false, many.data(), n);
+      EXPECT_EQ(many, one) << "m " << m << " threads " << threads;  // the same sums, row by row
+    }
+  }
+  omp_set_num_threads(before);
 }
 
 // Which products CpuBackend::gemm hands to packed_gemm: a layer's, not a small one, not one
