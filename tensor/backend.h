@@ -97,9 +97,9 @@ class Backend {
   // (mixed precision, tensor/autocast.h) a and b are bf16 and c is f32: the products of the
   // bf16 values summed in f32. allow_tf32() lets a GPU round f32 operands to TF32.
   virtual void gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) = 0;
-  // c = a·b + bias, the bias [m] (c's dtype) added to every row of each product: a linear
-  // layer's forward. a, b and c as in gemm. The default is gemm, then the add; a backend may add
-  // the bias as it writes c (the CPU, where packed_gemm serves the product).
+  // c = a·b + bias, the bias [m] (contiguous, c's dtype) added to every row of each product:
+  // a linear layer's forward. a, b and c as in gemm. The default is gemm, then the add; a
+  // backend may add the bias as it writes c (the CPU, where packed_gemm serves the product).
   virtual void gemm_bias(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& c);
 
   // Rows of length n: y = softmax(x) or log_softmax(x).

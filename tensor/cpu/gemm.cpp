@@ -41,7 +41,7 @@ void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int n, int m, int k, cons
 // The batch on packed_gemm, if it serves the product: f32, A in rows, a shape it takes.
 bool packed(const BlasOperand& oa, const BlasOperand& ob, int64_t batch, int64_t n, int64_t m, int64_t k,
             const float* a, int64_t sa, const float* b, int64_t sb, bool accumulate, float* c, int64_t sc,
-            const float* bias = nullptr) {
+            const float* bias) {
   if (oa.trans != CblasNoTrans || !cpu::packed_gemm_takes(n, m, k)) return false;
   for (int64_t i = 0; i < batch; ++i)
     cpu::packed_gemm(n, m, k, a + i * sa, oa.ld, b + i * sb, ob.ld, ob.trans == CblasTrans, accumulate, c + i * sc, m,
@@ -49,22 +49,22 @@ bool packed(const BlasOperand& oa, const BlasOperand& ob, int64_t batch, int64_t
   return true;
 }
 bool packed(const BlasOperand&, const BlasOperand&, int64_t, int64_t, int64_t, int64_t, const double*, int64_t,
-            const double*, int64_t, bool, double*, int64_t) {
+            const double*, int64_t, bool, double*, int64_t, const double*) {
   return false;
 }
 
-}  // namespace
-
-void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) {
+// gemm, and gemm_bias with `bias` defined: on packed_gemm the bias is added as C is written,
+// saving the pass over C that the add would take; after a BLAS product it is that add.
+void product(CpuBackend& be, const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate, const Tensor& bias) {
   if (a.dtype() == DType::bf16) {
     // Mixed precision. bf16 -> f32 is exact, so sgemm on the widened operands is the bf16
     // product with f32 accumulation. (OpenBLAS's sbgemm is not in Debian's build.)
     auto widen = [&](const Tensor& x) {
       Tensor w = Tensor::empty(x.shape(), DType::f32, x.device());
-      copy(x, w);
+      be.copy(x, w);
       return w;
     };
-    gemm(widen(a), widen(b), c, accumulate);
+    product(be, widen(a), widen(b), c, accumulate, bias);
     return;
   }
   const int64_t batch = c.size(0), n = c.size(1), m = c.size(2), k = a.size(2);
@@ -73,30 +73,29 @@ void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool ac
   const BlasOperand ob = blas_operand(k, m, b.strides()[1], b.strides()[2]);
   const int64_t sa = a.strides()[0], sb = b.strides()[0], sc = n * m;
   const double beta = accumulate ? 1.0 : 0.0;
+  COPPER_CHECK(!bias.defined() || bias.is_contiguous(), "matmul", "gemm_bias takes a contiguous bias, got strides {}",
+               shape_str(bias.strides()));
   COPPER_DISPATCH_FLOAT(c.dtype(), "matmul", [&] {
     const T* ap = static_cast<const T*>(a.raw_data());
     const T* bp = static_cast<const T*>(b.raw_data());
     T* cp = static_cast<T*>(c.raw_data());
-    if (packed(oa, ob, batch, n, m, k, ap, sa, bp, sb, accumulate, cp, sc)) return;
+    const T* biasp = bias.defined() ? static_cast<const T*>(bias.raw_data()) : nullptr;
+    if (packed(oa, ob, batch, n, m, k, ap, sa, bp, sb, accumulate, cp, sc, biasp)) return;
     for (int64_t i = 0; i < batch; ++i)
       blas_gemm(oa.trans, ob.trans, int(n), int(m), int(k), ap + i * sa, int(oa.ld), bp + i * sb, int(ob.ld), beta,
                 cp + i * sc, int(m));
+    if (bias.defined()) be.binary(BinaryOp::add, c, bias.expand(c.shape()), c);
   });
 }
 
-// A linear layer's product with its bias: on packed_gemm the bias is added as C is written,
-// saving the pass over C that the add would take; any other product is gemm, then the add.
+}  // namespace
+
+void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) {
+  product(*this, a, b, c, accumulate, Tensor());
+}
+
 void CpuBackend::gemm_bias(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& c) {
-  const int64_t batch = c.size(0), n = c.size(1), m = c.size(2), k = a.size(2);
-  if (c.dtype() == DType::f32 && a.dtype() == DType::f32 && bias.dtype() == DType::f32 && bias.is_contiguous()) {
-    const BlasOperand oa = blas_operand(n, k, a.strides()[1], a.strides()[2]);
-    const BlasOperand ob = blas_operand(k, m, b.strides()[1], b.strides()[2]);
-    if (packed(oa, ob, batch, n, m, k, static_cast<const float*>(a.raw_data()), a.strides()[0],
-               static_cast<const float*>(b.raw_data()), b.strides()[0], false, static_cast<float*>(c.raw_data()), n * m,
-               static_cast<const float*>(bias.raw_data())))
-      return;
-  }
-  Backend::gemm_bias(a, b, bias, c);
+  product(*this, a, b, c, false, bias);
 }
 
 }  // namespace copper
