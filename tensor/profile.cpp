@@ -179,17 +179,16 @@ class TimingBackend final : public Backend {
     Scope s(reduce_name(op), 0, bytes_of(x, out));
     in_.reduce(op, x, outer, n, inner, out);
   }
+  // a: [batch, n, k], c: [batch, n, m]
+  static double gemm_flop(const Tensor& a, const Tensor& c) {
+    return 2.0 * double(c.shape()[0]) * double(c.shape()[1]) * double(a.shape()[2]) * double(c.shape()[2]);
+  }
   void gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) override {
-    // a: [batch, n, k], c: [batch, n, m]
-    const double batch = double(c.shape()[0]), n = double(c.shape()[1]), m = double(c.shape()[2]);
-    const double k = double(a.shape()[2]);
-    Scope s("matmul", 2.0 * batch * n * k * m, bytes_of(a, b, c));
+    Scope s("matmul", gemm_flop(a, c), bytes_of(a, b, c));
     in_.gemm(a, b, c, accumulate);
   }
   void gemm_bias(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& c) override {
-    const double batch = double(c.shape()[0]), n = double(c.shape()[1]), m = double(c.shape()[2]);
-    const double k = double(a.shape()[2]);
-    Scope s("matmul", 2.0 * batch * n * k * m, bytes_of(a, b, c));  // the bias's add is in the product's row
+    Scope s("matmul", gemm_flop(a, c), bytes_of(a, b, c));  // the bias's add is in the product's row
     in_.gemm_bias(a, b, bias, c);
   }
   void softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t n, bool log) override {

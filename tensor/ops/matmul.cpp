@@ -30,9 +30,12 @@ Tensor gemm_operand(const Tensor& t3) {
   return t3.contiguous();
 }
 
-// Core product for operands of rank >= 2 (no autograd). The result has a's dtype, or f32 for
-// bf16 operands (the gemm accumulates in f32 and keeps it). A bias, if given, is added to every
-// row of the result by the backend's gemm_bias.
+// The dtype of a product of operands of dtype `in`: in's, or f32 for bf16 operands (the gemm
+// accumulates in f32 and keeps it).
+DType product_dtype(DType in) { return in == DType::bf16 ? DType::f32 : in; }
+
+// Core product for operands of rank >= 2 (no autograd), of product_dtype. A bias, if given, is
+// added to every row of the result by the backend's gemm_bias.
 Tensor matmul_raw(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor()) {
   const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
   Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
@@ -41,8 +44,7 @@ Tensor matmul_raw(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor(
   out_shape.push_back(n);
   out_shape.push_back(m);
   const int64_t nb = shape_numel(batch);
-  const DType out_dtype = a.dtype() == DType::bf16 ? DType::f32 : a.dtype();
-  Tensor out = Tensor::empty(out_shape, out_dtype, a.device());
+  Tensor out = Tensor::empty(out_shape, product_dtype(a.dtype()), a.device());
   auto as3 = [&](const Tensor& t, int64_t r, int64_t c) {
     Shape full = batch;
     full.push_back(r);
@@ -103,8 +105,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (!bias.defined()) return matmul(x, weight.t());
   COPPER_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear", "bias {} for weight {}",
                shape_str(bias.shape()), shape_str(weight.shape()));
-  const DType out_dtype = x.dtype() == DType::bf16 ? DType::f32 : x.dtype();  // matmul_raw's
-  if (bias.dtype() != out_dtype || bias.device() != x.device()) return add(matmul(x, weight.t()), bias);
+  if (bias.dtype() != product_dtype(x.dtype()) || bias.device() != x.device())
+    return add(matmul(x, weight.t()), bias);
   // matmul's backward keeps its operands, not its result, so the bias is added in the product's
   // own pass (Backend::gemm_bias): no second pass over the result, no second buffer. The same
   // rounding as add(y, bias).
