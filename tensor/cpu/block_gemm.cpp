@@ -19,6 +19,7 @@ void block_gemm_reference(bool trans_a, int64_t m, int64_t n, int64_t K, float a
 #if defined(__AVX512F__)
 namespace {
 
+using gemm_tile::kLanes;
 using gemm_tile::kTileRows;
 using gemm_tile::kTileVectors;
 using gemm_tile::tile_of_size;
@@ -29,7 +30,7 @@ using gemm_tile::tile_of_size;
 template <bool TransA>
 void tiled(int64_t m, int64_t n, int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
            bool accumulate, float* c, int64_t ldc, Causal causal, int64_t shift) {
-  constexpr int64_t panel = 16 * kTileVectors;
+  constexpr int64_t panel = kLanes * kTileVectors;
   for (int64_t j = 0; j < n; j += panel) {
     for (int64_t i = 0; i < m; i += kTileRows) {
       const int R = int(std::min<int64_t>(kTileRows, m - i));
@@ -39,8 +40,8 @@ void tiled(int64_t m, int64_t n, int64_t K, float alpha, const float* a, int64_t
       const int64_t k1 = causal == Causal::a_rows ? std::clamp<int64_t>(last_key + 1, 0, K) : K;
       const int64_t width = std::min(panel, end - j);
       if (width <= 0) continue;  // (an accumulated C keeps its value; an overwritten one is not needed)
-      const int V = int((width + 15) / 16);
-      const __mmask16 last = __mmask16(0xFFFFu >> (16 * V - width));
+      const int V = int((width + kLanes - 1) / kLanes);
+      const int64_t last = width - kLanes * (V - 1);  // lanes of the last vector
       const float* ai = TransA ? a + k0 * lda + i : a + i * lda + k0;
       tile_of_size<TransA>(R, V, std::max<int64_t>(k1 - k0, 0), alpha, ai, lda, b + k0 * ldb + j, ldb, accumulate,
                            c + i * ldc + j, ldc, last, nullptr);

@@ -4,154 +4,138 @@
 // by kTileVectors vectors and sum each over k here. B is read one row of the tile at a time
 // (b + k·ldb), op(A) one element at a time, broadcast: block_gemm passes B where it lies,
 // packed_gemm a panel it packed with ldb = the tile's width.
+//
+// One tile serves both instruction sets; what differs is in `Vec`, the vector operations of
+// each, and the tile's size, which the registers set.
 #pragma once
 #include <cstdint>
-#include <type_traits>
 
 #include "tensor/cpu/lanes.h"
 
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+
+namespace copper::cpu::gemm_tile {
+
 #if defined(__AVX512F__)
-#include <immintrin.h>
-
-namespace copper::cpu::gemm_tile {
-
-inline constexpr int kLanes = 16;  // floats per vector
-using Mask = __mmask16;            // the lanes of a tile's last vector that are C's
-inline Mask last_vector(int64_t count) { return first_lanes(count); }
-
-inline constexpr int kTileRows = 6;     // rows of C in one register tile
-inline constexpr int kTileVectors = 4;  // vectors of 16 floats per tile row: 64 columns
-// 6 x 4 sums, 4 vectors of B and a broadcast of A: 29 of the 32 vector registers.
-
-// One tile of R rows and V vectors of C, the lanes of its last vector masked by `last`, and
-// `bias` (the tile's columns of a row vector, or null) added to every row as it is written:
-// for each k, the row k of B (V loads) times each of the R elements A[i, k] (broadcasts).
-// a points at op(A)[0, 0] of the tile, b and c at the tile's first column.
-template <bool TransA, int R, int V>
-void tile(int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, bool accumulate, float* c,
-          int64_t ldc, __mmask16 last, const float* bias) {
-  auto mask = [last](int v) { return v == V - 1 ? last : __mmask16(0xFFFF); };
-  // The loops over r and v are unrolled (the pragmas): otherwise GCC keeps `sum` in memory
-  // and stores all of it on every k.
-  __m512 sum[R][V];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) sum[r][v] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < K; ++k) {
-    __m512 row[V];
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) row[v] = _mm512_maskz_loadu_ps(mask(v), b + k * ldb + 16 * v);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m512 x = _mm512_set1_ps(TransA ? a[k * lda + r] : a[r * lda + k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) sum[r][v] = _mm512_fmadd_ps(x, row[v], sum[r][v]);
-    }
-  }
-  const __m512 scale = _mm512_set1_ps(alpha);
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) {
-      float* out = c + r * ldc + 16 * v;
-      __m512 y = accumulate ? _mm512_fmadd_ps(sum[r][v], scale, _mm512_maskz_loadu_ps(mask(v), out))
-                            : _mm512_mul_ps(sum[r][v], scale);
-      if (bias) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask(v), bias + 16 * v));
-      _mm512_mask_storeu_ps(out, mask(v), y);
-    }
-}
-
-template <bool TransA, int R>
-void tile_of_width(int V, int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
-                   bool accumulate, float* c, int64_t ldc, __mmask16 last, const float* bias) {
-  switch (V) {
-    case 4: return tile<TransA, R, 4>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-    case 3: return tile<TransA, R, 3>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-    case 2: return tile<TransA, R, 2>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-    default: return tile<TransA, R, 1>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-  }
-}
-
-template <bool TransA>
-void tile_of_size(int R, int V, int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
-                  bool accumulate, float* c, int64_t ldc, __mmask16 last, const float* bias) {
-  switch (R) {
-    case 6: return tile_of_width<TransA, 6>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-    case 5: return tile_of_width<TransA, 5>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-    case 4: return tile_of_width<TransA, 4>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-    case 3: return tile_of_width<TransA, 3>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-    case 2: return tile_of_width<TransA, 2>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-    default: return tile_of_width<TransA, 1>(V, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-  }
-}
-
-}  // namespace copper::cpu::gemm_tile
-#elif defined(__AVX2__)
-#include <immintrin.h>
-
-namespace copper::cpu::gemm_tile {
-
-// The same tile on AVX2's sixteen registers: 4 rows by 3 vectors of 8 floats (24 columns), 12
-// sums, 3 vectors of B and a broadcast of A. AVX2's masked loads are slow, so B's rows are read
-// whole: they must be readable to the tile's full width (packed_gemm's padded panels are; on
-// AVX2 block_gemm does not use the tile). Only C's and the bias's last vector is masked.
-inline constexpr int kLanes = 8;
-using Mask = __m256i;
-inline Mask last_vector(int64_t count) { return first_lanes8(count); }
+// 6 rows by 4 vectors of 16 floats (64 columns): 24 sums, 4 vectors of B and a broadcast of A,
+// 29 of the 32 registers. B's last vector is loaded under the mask: block_gemm reads B where it
+// lies, and its rows may end there.
+inline constexpr int kTileRows = 6;
+inline constexpr int kTileVectors = 4;
+struct Vec {
+  using V = __m512;
+  using Mask = __mmask16;
+  static constexpr int kLanes = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V all(float x) { return _mm512_set1_ps(x); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V load(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static Mask first(int64_t lanes) { return first_lanes(lanes); }
+  using BMask = Mask;  // what load_b_last takes, made once per tile
+  static BMask b_mask(int64_t lanes) { return first(lanes); }
+  static V load_b_last(const float* p, BMask m) { return load(p, m); }
+  static void store(float* p, V x) { _mm512_storeu_ps(p, x); }
+  static void store(float* p, Mask m, V x) { _mm512_mask_storeu_ps(p, m, x); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+};
+#else
+// 4 rows by 3 vectors of 8 floats (24 columns) in AVX2's 16 registers: 12 sums, 3 vectors of B
+// and a broadcast. AVX2's masked loads are slow, so B's rows are read whole: they must be
+// readable to the tile's full width (packed_gemm's padded panels are; on AVX2 block_gemm does
+// not use the tile). Only C's and the bias's last vector is masked.
 inline constexpr int kTileRows = 4;
 inline constexpr int kTileVectors = 3;
+struct Vec {
+  using V = __m256;
+  using Mask = __m256i;
+  static constexpr int kLanes = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V all(float x) { return _mm256_set1_ps(x); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V load(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
+  static Mask first(int64_t lanes) { return first_lanes8(lanes); }
+  struct BMask {};  // B's rows are read whole
+  static BMask b_mask(int64_t) { return {}; }
+  static V load_b_last(const float* p, BMask) { return load(p); }
+  static void store(float* p, V x) { _mm256_storeu_ps(p, x); }
+  static void store(float* p, Mask m, V x) { _mm256_maskstore_ps(p, m, x); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+};
+#endif
+inline constexpr int kLanes = Vec::kLanes;  // floats per vector
 
+// One tile of R rows and V vectors of C, of which the last has `last` lanes (1..kLanes), and
+// `bias` (the tile's columns of a row vector, or null) added to every row as it is written:
+// for each k, the row k of B (V loads) times each of the R elements A[i, k] (broadcasts).
+// a points at op(A)[0, 0] of the tile, b and c at the tile's first column. C's mask for the
+// last vector is made where it is used: held through the loop on AVX2 it would take one of
+// the 16 registers that the sums and B need (AVX-512's B mask is a mask register).
 template <bool TransA, int R, int V>
 void tile(int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, bool accumulate, float* c,
-          int64_t ldc, Mask last, const float* bias) {
-  __m256 sum[R][V];
+          int64_t ldc, int64_t last, const float* bias) {
+  constexpr int L = kLanes;
+  // The loops over r and v are unrolled (the pragmas): otherwise GCC keeps `sum` in memory
+  // and stores all of it on every k.
+  Vec::V sum[R][V];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) sum[r][v] = _mm256_setzero_ps();
+    for (int v = 0; v < V; ++v) sum[r][v] = Vec::zero();
+  const Vec::BMask b_last = Vec::b_mask(last);
   for (int64_t k = 0; k < K; ++k) {
-    __m256 row[V];
+    Vec::V row[V];
 #pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) row[v] = _mm256_loadu_ps(b + k * ldb + 8 * v);
+    for (int v = 0; v < V; ++v) {
+      const float* p = b + k * ldb + L * v;
+      row[v] = v == V - 1 ? Vec::load_b_last(p, b_last) : Vec::load(p);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m256 x = _mm256_broadcast_ss(TransA ? a + k * lda + r : a + r * lda + k);
+      const Vec::V x = Vec::all(TransA ? a[k * lda + r] : a[r * lda + k]);
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) sum[r][v] = _mm256_fmadd_ps(x, row[v], sum[r][v]);
+      for (int v = 0; v < V; ++v) sum[r][v] = Vec::fma(x, row[v], sum[r][v]);
     }
   }
-  const __m256 scale = _mm256_set1_ps(alpha);
+  const Vec::V scale = Vec::all(alpha);
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) {
-      float* out = c + r * ldc + 8 * v;
-      auto load = [&](const float* p) { return v == V - 1 ? _mm256_maskload_ps(p, last) : _mm256_loadu_ps(p); };
-      __m256 y = accumulate ? _mm256_fmadd_ps(sum[r][v], scale, load(out)) : _mm256_mul_ps(sum[r][v], scale);
-      if (bias) y = _mm256_add_ps(y, load(bias + 8 * v));
-      if (v == V - 1) _mm256_maskstore_ps(out, last, y);
-      else _mm256_storeu_ps(out, y);
+      float* out = c + r * ldc + L * v;
+      // (No lambda for the masked loads here: one capturing by reference keeps GCC from holding
+      // `sum` in registers, and it stores all of it on every k.)
+      const bool edge = v == V - 1;
+      Vec::V y = accumulate ? Vec::fma(sum[r][v], scale, edge ? Vec::load(out, Vec::first(last)) : Vec::load(out))
+                            : Vec::mul(sum[r][v], scale);
+      if (bias) y = Vec::add(y, edge ? Vec::load(bias + L * v, Vec::first(last)) : Vec::load(bias + L * v));
+      if (edge) Vec::store(out, Vec::first(last), y);
+      else Vec::store(out, y);
     }
 }
 
-template <bool TransA>
-void tile_of_size(int R, int V, int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
-                  bool accumulate, float* c, int64_t ldc, Mask last, const float* bias) {
-  auto width = [&](auto rows) {
-    constexpr int Rc = decltype(rows)::value;
-    switch (V) {
-      case 3: return tile<TransA, Rc, 3>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-      case 2: return tile<TransA, Rc, 2>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-      default: return tile<TransA, Rc, 1>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-    }
-  };
-  switch (R) {
-    case 4: return width(std::integral_constant<int, 4>());
-    case 3: return width(std::integral_constant<int, 3>());
-    case 2: return width(std::integral_constant<int, 2>());
-    default: return width(std::integral_constant<int, 1>());
-  }
+// tile<TransA, R, V> for the R and V given at run time (1 <= R <= kTileRows, 1 <= V <=
+// kTileVectors): each level tries its largest value and hands smaller ones down.
+template <bool TransA, int R, int V = kTileVectors>
+void tile_of_width(int width, int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+                   bool accumulate, float* c, int64_t ldc, int64_t last, const float* bias) {
+  if constexpr (V > 1)
+    if (width < V)
+      return tile_of_width<TransA, R, V - 1>(width, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+  tile<TransA, R, V>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+}
+
+template <bool TransA, int R = kTileRows>
+void tile_of_size(int rows, int width, int64_t K, float alpha, const float* a, int64_t lda, const float* b,
+                  int64_t ldb, bool accumulate, float* c, int64_t ldc, int64_t last, const float* bias) {
+  if constexpr (R > 1)
+    if (rows < R)
+      return tile_of_size<TransA, R - 1>(rows, width, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+  tile_of_width<TransA, R>(width, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
 }
 
 }  // namespace copper::cpu::gemm_tile

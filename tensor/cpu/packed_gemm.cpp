@@ -68,16 +68,12 @@ float* pack_buffer(int64_t floats) {
 void pack_panel(int64_t p, int64_t n, int64_t K, const float* b, int64_t ldb, bool trans_b, float* packed) {
   const int64_t j0 = p * kPanel, width = std::min(kPanel, n - j0);
   float* dst = packed + p * K * kPanel;
-  if (trans_b) {  // op(B)[k, j0 + x] = b[(j0 + x)·ldb + k]: the rows x of b turned into columns
+  if (trans_b)  // op(B)[k, j0 + x] = b[(j0 + x)·ldb + k]: the rows x of b turned into columns
     transpose(b + j0 * ldb, ldb, dst, kPanel, width, K);
-    if (width < kPanel)
-      for (int64_t k = 0; k < K; ++k) std::memset(dst + k * kPanel + width, 0, size_t(kPanel - width) * sizeof(float));
-  } else {
-    for (int64_t k = 0; k < K; ++k) {
-      std::memcpy(dst + k * kPanel, b + k * ldb + j0, size_t(width) * sizeof(float));
-      std::memset(dst + k * kPanel + width, 0, size_t(kPanel - width) * sizeof(float));
-    }
-  }
+  else
+    for (int64_t k = 0; k < K; ++k) std::memcpy(dst + k * kPanel, b + k * ldb + j0, size_t(width) * sizeof(float));
+  if (width < kPanel)
+    for (int64_t k = 0; k < K; ++k) std::memset(dst + k * kPanel + width, 0, size_t(kPanel - width) * sizeof(float));
 }
 
 // The rows [r0, r1) of C, every column: bands of kBand rows, each over every panel, each
@@ -94,7 +90,7 @@ void tile_rows(int64_t r0, int64_t r1, int64_t n, int64_t K, const float* a, int
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t j0 = p * kPanel, width = std::min(kPanel, n - j0);
         const int V = int((width + kLanes - 1) / kLanes);
-        const gemm_tile::Mask last = gemm_tile::last_vector(width - kLanes * (V - 1));
+        const int64_t last = width - kLanes * (V - 1);  // lanes of the last vector
         const float* panel = packed + (p * K + k0) * kPanel;
         for (int64_t i = band; i < std::min(r1, band + kBand); i += kTileRows) {
           const int R = int(std::min<int64_t>(kTileRows, r1 - i));
