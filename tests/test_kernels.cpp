@@ -8,12 +8,14 @@
 // (The attention's block products: test_block_gemm.cpp.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
 
 #include "tensor/backend.h"
 #include "tensor/cpu/cope_interp.h"
+#include "tensor/cpu/cope_term.h"
 #include "tensor/cpu/fast_math.h"
 #include "tensor/cpu/lanes.h"
 #include "tensor/cpu/transpose.h"
@@ -62,12 +64,38 @@ TEST(FastMath, Exp16IsExpFastOnEveryLane) {
     }
   }
 }
+
+// sigmoid16 against 1 / (1 + exp(-x)) in double: within 4 ulp over the range (as is
+// 1 / (1 + exp_fast(-x))), the far tails (past the exp cap the sigmoid is tiny, not 0), and
+// NaN through.
+TEST(FastMath, Sigmoid16MatchesTheDefinition) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> xs = {0.0f, -0.0f, inf, -inf, nan, 100.0f, -100.0f, 86.6f, 87.0f, -79.0f, -81.0f, 17.0f, -17.0f};
+  for (float x = -90.0f; x < 90.0f; x += 0.0068359375f) xs.push_back(x);
+  while (xs.size() % 16 != 0) xs.push_back(0.5f);
+  for (size_t i = 0; i < xs.size(); i += 16) {
+    alignas(64) float y[16];
+    _mm512_store_ps(y, cpu::sigmoid16(_mm512_loadu_ps(xs.data() + i)));
+    for (size_t l = 0; l < 16; ++l) {
+      const float x = xs[i + l];
+      if (std::isnan(x)) {
+        EXPECT_TRUE(std::isnan(y[l]));
+        continue;
+      }
+      const double want = 1.0 / (1.0 + std::exp(-double(x)));
+      if (-x > cpu::kSigmoidExpCap) {
+        EXPECT_LE(double(y[l]), 1.0 / (1.0 + std::exp(double(cpu::kSigmoidExpCap)))) << x;
+        continue;
+      } EXPECT_LE(std::abs(double(y[l]) - want), 4.0 * std::ldexp(1.0, std::ilogb(want) - 23)) << "x = " << x;
+    }
+  }
+}
 #endif
 
 // lanes.h and cope_interp.h's vector forms, for the instruction set this build has, against
-// their definitions one lane at a time: the masks, the prefix sums (on whole numbers, so
-// every order of addition gives the exact sum), the folds, the last lane, and the table
-// positions of CoPE's interpolation.
+// their definitions one lane at a time: the masks, the prefix and suffix sums (on whole
+// numbers, so every order of addition gives the exact sum), the suffix maxima, the folds, the
+// first and last lane, and the table positions of CoPE's interpolation.
 #if defined(__AVX512F__)
 TEST(Lanes, Avx512FormsAreTheirDefinitions) {
   for (int64_t count = -1; count <= 17; ++count)
@@ -84,6 +112,14 @@ TEST(Lanes, Avx512FormsAreTheirDefinitions) {
     mx = std::max(mx, x[l]);
     EXPECT_EQ(y[l], sum) << "lane " << l;
   }
+  _mm512_store_ps(y, cpu::suffix_sums16(_mm512_load_ps(x)));
+  for (int l = 15, suffix = 0; l >= 0; --l) EXPECT_EQ(y[l], float(suffix += int(x[l]))) << "lane " << l;
+  alignas(64) float nonneg[16];
+  for (int l = 0; l < 16; ++l) nonneg[l] = float((l * 7) % 5);
+  _mm512_store_ps(y, cpu::suffix_max16(_mm512_load_ps(nonneg)));
+  for (int l = 15; l >= 0; --l) EXPECT_EQ(y[l], *std::max_element(nonneg + l, nonneg + 16)) << "lane " << l;
+  _mm512_store_ps(y, cpu::first_lane(_mm512_load_ps(x)));
+  for (int l = 0; l < 16; ++l) EXPECT_EQ(y[l], x[0]);
   double sumd = 0;
   for (int l = 0; l < 8; ++l) EXPECT_EQ(yd[l], sumd += xd[l]) << "lane " << l;
   EXPECT_EQ(cpu::lanes_sum(_mm512_load_ps(x)), sum);
@@ -95,15 +131,28 @@ TEST(Lanes, Avx512FormsAreTheirDefinitions) {
   for (int l = 0; l < 16; ++l) x[l] = 0.37f * float(l * l);  // whole and fractional positions
   x[3] = 5.0f;
   const cpu::CopeInterp16 v(_mm512_load_ps(x));
-  alignas(64) int32_t lo[16], hi[16];
+  alignas(64) int32_t lo[16];
   _mm512_store_epi32(lo, v.lo);
-  _mm512_store_epi32(hi, v.hi);
   _mm512_store_ps(y, v.w);
   for (int l = 0; l < 16; ++l) {
     const cpu::CopeInterp<float> want(x[l]);
     EXPECT_EQ(lo[l], want.lo);
-    EXPECT_EQ(hi[l], want.hi);
     EXPECT_EQ(y[l], want.w);
+  }
+  // The table in registers read at positions over its 40 entries, the last one (the cap) too.
+  float z[40];
+  for (int i = 0; i < 40; ++i) z[i] = float((i * 13) % 17) - 8.0f;
+  const cpu::CopeTableInRegisters table(z, 40);
+  for (int l = 0; l < 16; ++l) x[l] = 2.6f * float(l);  // up to 39
+  x[3] = 17.0f;
+  const cpu::CopeInterp16 at(_mm512_load_ps(x));
+  alignas(64) float step[16];
+  _mm512_store_ps(y, table.at(at));
+  _mm512_store_ps(step, table.step_at(at));
+  for (int l = 0; l < 16; ++l) {
+    const cpu::CopeInterp<float> want(x[l]);
+    EXPECT_NEAR(y[l], want.at(z), 1e-5f) << "lane " << l;  // one fused multiply-add, or two steps
+    EXPECT_EQ(step[l], want.lo == 39 ? 0.0f : z[want.lo + 1] - z[want.lo]) << "lane " << l;
   }
 }
 #elif defined(__AVX2__)
@@ -143,6 +192,54 @@ TEST(Lanes, Avx2FormsAreTheirDefinitions) {
   }
 }
 #endif
+
+// CopeTerm's walk down a row (cope_term.h), in f32 (on AVX-512 sixteen keys at a time, with the
+// table in registers) against the same walk in f64 (the plain loops): the logits, and the
+// gates and counts kept for the backward. The rows mix gates of every size, saturated ones
+// (0 and 1) and tiny ones among them, so that the f32 counts, summed in another order, must
+// still never fall as j falls (what CopeTerm::grad's runs of floors rely on).
+TEST(CopeWalk, F32RowsAreTheF64Walk) {
+  const int64_t nq = 40, kv = 150, shift = kv - nq;
+  Generator gen(17);
+  for (int64_t npos : {5, 40, 64})
+    for (bool official : {false, true}) {
+      const std::vector<double> u = rand({nq * kv}, DType::f64, &gen).to_vector<double>(),
+                                n = randn({nq * kv + nq * npos}, DType::f64, &gen).to_vector<double>();
+      std::vector<float> sf(size_t(nq * kv)), zf(size_t(nq * npos));
+      std::vector<double> sd(sf.size()), zd(zf.size());
+      for (size_t i = 0; i < sf.size(); ++i) {  // logits: a quarter saturated either way, a tenth tiny gates
+        const double x = u[i] < 0.12 ? -400.0 : u[i] < 0.25 ? 400.0 : u[i] < 0.35 ? -40.0 - 60.0 * u[i] : 3.0 * n[i];
+        sd[i] = double(sf[i] = float(x));
+      }
+      for (size_t i = 0; i < zf.size(); ++i) zd[i] = double(zf[i] = float(n[sf.size() + i]));
+      const float scale = 0.35f;
+      cpu::CopeTerm<float> tf{scale, nq, npos, official};
+      cpu::CopeTerm<double> td{double(scale), nq, npos, official};
+      auto scf = tf.scratch(nq * kv, kv);
+      auto scd = td.scratch(nq * kv, kv);
+      scf.z = zf.data();
+      scd.z = zd.data();
+      tf.logits(sf.data(), nq, kv, 0, 0, shift, scf, true);
+      td.logits(sd.data(), nq, kv, 0, 0, shift, scd, true);
+      for (int64_t r = 0; r < nq; ++r) {
+        const int64_t keys = r + shift + 1, start = scf.start[size_t(r)];
+        for (int64_t j = 0; j < keys; ++j)
+          EXPECT_NEAR(sf[size_t(r * kv + j)], sd[size_t(r * kv + j)], 2e-4 * (1.0 + std::abs(sd[size_t(r * kv + j)])))
+              << "npos " << npos << " official " << official << " row " << r << " key " << j;
+        const float* c = scf.c.data() + r * kv;
+        const float* g = scf.g.data() + r * kv;
+        for (int64_t j = std::max(start, scd.start[size_t(r)]); j < keys; ++j) {
+          EXPECT_NEAR(g[j], scd.g[size_t(r * kv + j)], 1e-6) << "row " << r << " key " << j;
+          EXPECT_NEAR(c[j], scd.c[size_t(r * kv + j)], 1e-4) << "row " << r << " key " << j;
+        }
+        for (int64_t j = start; j + 1 < keys; ++j)
+          ASSERT_GE(c[j], c[j + 1]) << "npos " << npos << " row " << r << ": the count fell at key " << j;
+        if (start > 0) {
+          EXPECT_EQ(c[start], float(npos - 1)) << "the first kept key is capped";
+        }
+      }
+    }
+}
 
 // transpose.h's blocks (transpose16 on AVX-512) against its plain loop, on sizes with whole
 // 16 x 16 blocks and edges, strided rows on both sides; and CpuBackend::copy making a

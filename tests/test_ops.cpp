@@ -1482,7 +1482,7 @@ TEST(OpValues, CausalCopeAttentionIsTheReference) {
   for (DType t : {DType::f32, DType::f64})
     for (auto [tq, npos, official, Dh] : std::vector<std::tuple<int64_t, int64_t, bool, int64_t>>{
              {70, 6, false, 8}, {130, 200, false, 8}, {70, 200, true, 8}, {1, 6, true, 8},
-             // counts that reach the cap a few chunks down CopeTerm's walk (kCopeChunk 32)
+             // counts that reach the cap a few chunks down CopeTerm's walk (16 or kCopeChunk 32 keys)
              {130, 40, false, 8}, {130, 60, true, 8},
              // the f32 kernel's keys, values and table turned in 16 × 16 blocks (transpose16)
              {130, 40, false, 32}}) {

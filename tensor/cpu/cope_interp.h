@@ -20,39 +20,48 @@ struct CopeInterp {
 };
 
 #if defined(__AVX512F__)
-// CopeInterp for sixteen f32 positions c >= 0 at a time.
+// CopeInterp's floor and weight for sixteen f32 positions c >= 0 at a time (the ceiling is
+// not needed: CopeTableInRegisters keeps each entry's step to the next).
 struct CopeInterp16 {
-  __m512i lo, hi;
+  __m512i lo;
   __m512 w;
   // (The maskz forms of the conversions: GCC 12 warns on the plain ones' undefined source.)
   explicit CopeInterp16(__m512 c)
       : lo(_mm512_maskz_cvttps_epi32(first_lanes(16), c)),
-        hi(_mm512_mask_add_epi32(lo, _mm512_cmp_ps_mask(c, _mm512_maskz_cvtepi32_ps(first_lanes(16), lo), _CMP_GT_OQ),
-                                 lo, _mm512_set1_epi32(1))),
         w(_mm512_sub_ps(c, _mm512_maskz_cvtepi32_ps(first_lanes(16), lo))) {}
 };
 
-// A table z of at most kTableInRegisters f32 entries held in four registers: an entry is
-// picked by two permutes and a blend instead of a gather, which loads its sixteen elements
-// one by one (docs/PERF.md, "Where CoPE's row time goes"). The same formulas as CopeInterp;
-// OpValues.CausalCopeAttention* hold the kernel using it to the f64 reference.
+// A table z of at most kTableInRegisters f32 entries held in registers, with each entry's step
+// to the next, z[i + 1] - z[i] (0 for the last): an entry is picked by two permutes and a
+// blend instead of a gather, which loads its sixteen elements one by one (docs/PERF.md,
+// "Where CoPE's row time goes"). The table read at c is then z[lo] + w step[lo], which is
+// CopeInterp's z[lo] + w (z[hi] - z[lo]) to the bit (at a whole c, w = 0 and hi = lo). The
+// kernels using it are held to the f64 reference by OpValues.CausalCopeAttention*.
 struct CopeTableInRegisters {
   static constexpr int64_t kTableInRegisters = 64;
-  __m512 part[4];
+  __m512 part[4], step[4];
   CopeTableInRegisters(const float* z, int64_t npos) {
-    for (int k = 0; k < 4; ++k) part[k] = _mm512_maskz_loadu_ps(first_lanes(npos - 16 * k), z + 16 * k);
+    for (int64_t k = 0; k < 4; ++k) {  // (no address past the table's end is formed)
+      const int64_t base = 16 * k;
+      part[k] = base < npos ? _mm512_maskz_loadu_ps(first_lanes(npos - base), z + base) : _mm512_setzero_ps();
+      const __m512 next =
+          base + 1 < npos ? _mm512_maskz_loadu_ps(first_lanes(npos - 1 - base), z + base + 1) : _mm512_setzero_ps();
+      step[k] = _mm512_maskz_sub_ps(first_lanes(npos - 1 - base), next, part[k]);
+    }
   }
-  // z[i] for sixteen indices in [0, 64): bits 0-4 pick within a pair of registers, bit 5 the pair.
-  __m512 at(__m512i i) const {
-    const __m512 low = _mm512_permutex2var_ps(part[0], i, part[1]);
-    const __m512 high = _mm512_permutex2var_ps(part[2], i, part[3]);
-    return _mm512_mask_blend_ps(_mm512_test_epi32_mask(i, _mm512_set1_epi32(32)), low, high);
+  // From four registers r, entry i for sixteen indices in [0, 64): bits 0-4 pick within a
+  // pair of registers, `high` (bit 5) the pair.
+  static __m512 pick(const __m512* r, __m512i i, __mmask16 high) {
+    return _mm512_mask_blend_ps(high, _mm512_permutex2var_ps(r[0], i, r[1]), _mm512_permutex2var_ps(r[2], i, r[3]));
   }
-  // The table read at the positions: z[lo] + w (z[hi] - z[lo]).
+  static __mmask16 high_half(__m512i i) { return _mm512_test_epi32_mask(i, _mm512_set1_epi32(32)); }
+  // The table read at the positions: z[lo] + w step[lo].
   __m512 at(const CopeInterp16& ip) const {
-    const __m512 zlo = at(ip.lo);
-    return _mm512_fmadd_ps(ip.w, _mm512_sub_ps(at(ip.hi), zlo), zlo);
+    const __mmask16 high = high_half(ip.lo);
+    return _mm512_fmadd_ps(ip.w, pick(step, ip.lo, high), pick(part, ip.lo, high));
   }
+  // step[lo]: z[hi] - z[lo], and 0 at the last entry.
+  __m512 step_at(const CopeInterp16& ip) const { return pick(step, ip.lo, high_half(ip.lo)); }
 };
 #elif defined(__AVX2__)
 // CopeInterp for eight f32 positions c >= 0 at a time (a true comparison is -1 in a lane, so

@@ -27,22 +27,26 @@ namespace copper::cpu {
 // Each row is a few passes: the ones without a chain are vector loops (the gates, the table
 // reads, each key's shares of the gradient: `omp simd` loops, and in f32 intrinsics on AVX-512
 // and AVX2), and the serial ones do as little as possible (suffix_positions, the prefix sums
-// in grad). The dz scatter is the backward's trap: adding into dz[floor c_j] key after key
-// makes every add wait for the previous store to the same slot. But c_j only falls as j grows
-// (a suffix sum of gates >= 0, and rounding keeps that order), so the keys reading slot p as
-// floor are one run of consecutive j: dz[p] is a difference of two prefix sums of (1 - w_j)
-// dterm_j, taken at the ends of the runs, and the serial pass only stores each slot's latest
-// key (no loads). A key's ceiling share goes to slot floor + 1 (where w_j = 0 it is zero,
-// whatever the slot), so the same run ends serve the ceilings. The prefix sums run in double,
-// so their differences lose nothing.
+// in grad). On AVX-512 the f32 walk is one vector loop: a vector's gates, counts (suffix
+// sums across its lanes) and terms at once, row_in_registers.
+//
+// The dz scatter is the backward's trap: adding into dz[floor c_j] key after key makes every
+// add wait for the previous store to the same slot. But c_j only falls as j grows (a suffix
+// sum of gates >= 0, and rounding keeps that order), so the keys reading slot p as floor are
+// one run of consecutive j: dz[p] is a difference of two prefix sums of (1 - w_j) dterm_j,
+// taken at the ends of the runs, and the serial pass only stores each slot's latest key (no
+// loads). A key's ceiling share goes to slot floor + 1 (where w_j = 0 it is zero, whatever
+// the slot), so the same run ends serve the ceilings. The prefix sums run in double, so their
+// differences lose nothing.
 //
 // The cap does the most for speed. Once the count from query i down reaches npos - 1, every
 // earlier key sits at the cap: its term is the constant z_i[npos - 1], and no gradient flows
 // through its gate (dc_j/dg = 0 there, and dg_t only sums keys j <= t, all capped when t is).
-// So a row walks down from its query a chunk of keys at a time and stops at the first chunk
-// whose total reaches the cap: the gates, positions and gate gradients of the keys below
-// (`start`, most of a long row) are never computed, and their logits take one add. With
-// gates near 1/2 that is after about 2 npos keys, whatever the row's length.
+// So a row walks down from its query a chunk of keys at a time (sixteen in row_in_registers)
+// and stops at the first chunk whose total reaches the cap: the gates, positions and gate
+// gradients of the keys below (`start`, most of a long row) are never computed, and their
+// logits take one add. With gates near 1/2 that is after about 2 npos keys, whatever the
+// row's length.
 
 // c_j = min(sum_{t=j..hi-1} g_t + acc, cap) for the keys j in [lo, hi), walking down from
 // hi - 1 with the running total `acc` of the keys above; returns the total at lo. Four keys at
@@ -141,6 +145,14 @@ struct CopeTerm {
       T* g = sc.g.data() + (keep ? r * kv : 0);
       T* c = sc.c.data() + (keep ? r * kv : 0);
       const T* z = sc.z + r * npos;
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>) {
+        if (npos <= CopeTableInRegisters::kTableInRegisters) {
+          sc.start[size_t(r)] = row_in_registers(row, g, c, z, n, keep);
+          continue;
+        }
+      }
+#endif
       // Down from the query, a chunk at a time, until the count reaches the cap: keys below
       // `start` are all capped.
       int64_t start = n;
@@ -153,22 +165,8 @@ struct CopeTerm {
         acc = suffix_positions(g, c, start, hi, acc, cap);
       }
       sc.start[size_t(r)] = start;
-      const T zcap = z[npos - 1];
-      if (official) {
-#pragma omp simd
-        for (int64_t j = 0; j < start; ++j) row[j] = (row[j] + zcap) * sc_;
-      } else {
-#pragma omp simd
-        for (int64_t j = 0; j < start; ++j) row[j] = row[j] * sc_ + zcap;
-      }
-#if defined(__AVX512F__)
-      if constexpr (std::is_same_v<T, float>) {
-        if (npos <= CopeTableInRegisters::kTableInRegisters) {
-          window_in_registers(row, c, z, start, n);
-          continue;
-        }
-      }
-#elif defined(__AVX2__)
+      capped_logits(row, start, z[npos - 1]);
+#if defined(__AVX2__) && !defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
         window_gathered(row, c, z, start, n);
         continue;
@@ -184,19 +182,54 @@ struct CopeTerm {
     }
   }
 
-#if defined(__AVX512F__)
-  // The last loop of logits() for f32, over the uncapped keys [start, n), the table in
-  // registers (cope_interp.h).
-  void window_in_registers(float* row, const float* c, const float* z, int64_t start, int64_t n) const {
-    const CopeTableInRegisters table(z, npos);
-    const __m512 s = _mm512_set1_ps(scale);
-    for (int64_t j = start; j < n; j += 16) {
-      const __mmask16 m = first_lanes(n - j);
-      const __m512 term = table.at(CopeInterp16(_mm512_maskz_loadu_ps(m, c + j)));
-      const __m512 x = _mm512_maskz_loadu_ps(m, row + j);
-      const __m512 y = official ? _mm512_mul_ps(_mm512_add_ps(x, term), s) : _mm512_fmadd_ps(x, s, term);
-      _mm512_mask_storeu_ps(row + j, m, y);
+  // The capped keys [0, start) of a row: their term is the table's last entry, zcap.
+  void capped_logits(T* row, int64_t start, T zcap) const {
+    const T sc_ = scale;
+    if (official) {
+#pragma omp simd
+      for (int64_t j = 0; j < start; ++j) row[j] = (row[j] + zcap) * sc_;
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < start; ++j) row[j] = row[j] * sc_ + zcap;
     }
+  }
+
+#if defined(__AVX512F__)
+  // logits() for one f32 row, the table in registers (cope_interp.h): the walk down from the
+  // query sixteen keys at a time, a vector's gates, counts and terms in one step, and then the
+  // capped keys' one add. Returns the first uncapped key, `start`; with `keep` the gates and
+  // counts of [start, n) are stored for grad(). A vector's counts are the suffix sums of its
+  // gates plus the count above it (the lowest lane's count, carried down: one add per vector
+  // on the walk's chain). The suffix sums are summed in a tree, whose rounding can leave one a
+  // unit in the last place below the next key's; where one does, each is raised to the
+  // largest after it (suffix_max16): counts never fall as j falls, as grad() needs.
+  int64_t row_in_registers(float* row, float* g, float* c, const float* z, int64_t n, bool keep) const {
+    const CopeTableInRegisters table(z, npos);
+    const __mmask16 all = 0xFFFF;
+    const __m512 s = _mm512_set1_ps(scale), cap = _mm512_set1_ps(float(npos - 1));
+    __m512 above = _mm512_setzero_ps();  // the count of the keys above the vector, in every lane
+    int64_t lo = n;
+    while (lo > 0 && _mm512_cvtss_f32(above) < float(npos - 1)) {
+      const int64_t hi = lo;
+      lo = std::max<int64_t>(0, hi - 16);
+      const __mmask16 m = first_lanes(hi - lo);
+      const __m512 x = _mm512_maskz_loadu_ps(m, row + lo);
+      const __m512 gate = _mm512_maskz_mov_ps(m, sigmoid16(_mm512_mul_ps(x, s)));
+      __m512 sums = suffix_sums16(gate);
+      if (_mm512_cmp_ps_mask(sums, lanes_down<1>(sums), _CMP_LT_OQ)) sums = suffix_max16(sums);  // rare
+      const __m512 count = _mm512_add_ps(sums, above);
+      const __m512 cv = _mm512_maskz_min_ps(all, cap, count);  // (a NaN count passes on)
+      const __m512 term = table.at(CopeInterp16(cv));
+      const __m512 y = official ? _mm512_mul_ps(_mm512_add_ps(x, term), s) : _mm512_fmadd_ps(x, s, term);
+      _mm512_mask_storeu_ps(row + lo, m, y);
+      if (keep) {
+        _mm512_mask_storeu_ps(g + lo, m, gate);
+        _mm512_mask_storeu_ps(c + lo, m, cv);
+      }
+      above = first_lane(count);
+    }
+    capped_logits(row, lo, z[npos - 1]);
+    return lo;
   }
 #elif defined(__AVX2__)
   // The same loop on AVX2, eight keys at a time, the table read by gathers (cope_interp.h).
@@ -260,7 +293,7 @@ struct CopeTerm {
   double key_gradients_in_registers(float* d, const float* g, const float* c, const float* z, int64_t start,
                                     int64_t n, int32_t* floors, double* lo_sum, double* hi_sum) const {
     const CopeTableInRegisters table(z, npos);
-    const __m512 dterm_scale = _mm512_set1_ps(official ? scale : 1.0f), cap = _mm512_set1_ps(float(npos - 1));
+    const __m512 dterm_scale = _mm512_set1_ps(official ? scale : 1.0f);
     const __m512 one = _mm512_set1_ps(1.0f);
     // Sixteen floats as two vectors of eight doubles, through memory: GCC 12 warns on the
     // register forms (their undefined source), and on the plain conversions, hence maskz.
@@ -288,8 +321,7 @@ struct CopeTerm {
       const __m512 cv = _mm512_maskz_loadu_ps(m, c + t), dv = _mm512_maskz_loadu_ps(m, d + t);
       const __m512 dterm = _mm512_mul_ps(dv, dterm_scale);
       const CopeInterp16 ip(cv);
-      const __m512 dgt = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(cv, cap, _CMP_LT_OQ), dterm,
-                                             _mm512_sub_ps(table.at(ip.hi), table.at(ip.lo)));
+      const __m512 dgt = _mm512_mul_ps(dterm, table.step_at(ip));  // 0 at the cap, where the step is
       const __m512 dgs = _mm512_add_ps(scan16(dgt), dg_acc);
       dg_acc = last_lane(dgs);
       const __m512 gv = _mm512_maskz_loadu_ps(m, g + t);

@@ -49,14 +49,11 @@ inline float exp_fast(float x) {
 }
 
 #if defined(__AVX512F__)
-// exp_fast on sixteen lanes at once, the same steps in the same order, for kernels written
-// with intrinsics (masked row tails, where a `#pragma omp simd` loop would finish one element
-// at a time). tests/test_kernels.cpp holds it to exp_fast.
-inline __m512 exp16(__m512 x) {
-  const __m512 lo = _mm512_set1_ps(-86.6f), hi = _mm512_set1_ps(88.72283f);
-  const __m512 shift = _mm512_set1_ps(12582912.0f);
+// exp_fast's arithmetic on sixteen lanes, for x already clamped to [-86.6, 88.72283] (a NaN
+// lane gives NaN): the part of exp16 below that callers who clamp x themselves can use alone.
+inline __m512 exp16_clamped(__m512 xc) {
   const __mmask16 all = 0xFFFF;  // (the maskz forms: GCC 12 warns on the plain ones' undefined source)
-  const __m512 xc = _mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, x, lo), hi);
+  const __m512 shift = _mm512_set1_ps(12582912.0f);
   const __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), shift);
   const __m512 n = _mm512_sub_ps(t, shift);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
@@ -70,10 +67,38 @@ inline __m512 exp16(__m512 x) {
   const __m512i e = _mm512_maskz_slli_epi32(
       all, _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000)), _mm512_set1_epi32(126)),
       23);
-  __m512 y = _mm512_mul_ps(_mm512_mul_ps(p, _mm512_castsi512_ps(e)), _mm512_set1_ps(2.0f));
+  return _mm512_mul_ps(_mm512_mul_ps(p, _mm512_castsi512_ps(e)), _mm512_set1_ps(2.0f));
+}
+
+// exp_fast on sixteen lanes at once, the same steps in the same order, for kernels written
+// with intrinsics (masked row tails, where a `#pragma omp simd` loop would finish one element
+// at a time). tests/test_kernels.cpp holds it to exp_fast.
+inline __m512 exp16(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-86.6f), hi = _mm512_set1_ps(88.72283f);
+  const __mmask16 all = 0xFFFF;
+  __m512 y = exp16_clamped(_mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, x, lo), hi));
   y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), _mm512_setzero_ps());
   y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), _mm512_set1_ps(__builtin_inff()));
   return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);  // NaN in, NaN out
+}
+
+// The logistic sigmoid 1 / (1 + exp(-x)) on sixteen lanes: exp16's arithmetic on -x clamped
+// to [-86.6, kSigmoidExpCap], then the reciprocal from its 14-bit estimate and one Newton
+// step, r (2 - d r), instead of a division (whose throughput is a small fraction of a
+// multiply's). Within 4 units in the last place (tests/test_kernels.cpp). The cap keeps the
+// denominator finite (a Newton step from the zero estimate of an infinite one gives NaN);
+// the sigmoid there is below 1.8e-35 instead of a smaller number or 0. At the low end
+// exp(-86.6) = 2.4e-38 leaves 1 + that = 1. NaN in, NaN out (min's and max's second operand
+// is what a NaN passes on).
+inline constexpr float kSigmoidExpCap = 80.0f;
+inline __m512 sigmoid16(__m512 x) {
+  const __mmask16 all = 0xFFFF;
+  const __m512 minus_x = _mm512_sub_ps(_mm512_setzero_ps(), x);
+  const __m512 clamped = _mm512_maskz_max_ps(
+      all, _mm512_set1_ps(-86.6f), _mm512_maskz_min_ps(all, _mm512_set1_ps(kSigmoidExpCap), minus_x));
+  const __m512 d = _mm512_add_ps(exp16_clamped(clamped), _mm512_set1_ps(1.0f));
+  const __m512 r = _mm512_maskz_rcp14_ps(all, d);
+  return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
 }
 #endif
 

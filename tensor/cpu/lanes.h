@@ -1,7 +1,7 @@
 // lanes.h — work across the lanes of one vector register, for the kernels written with
 // intrinsics (the fused attention's rows, CoPE's term): the masks of a row's last, partial
-// vector, prefix sums across the lanes, a vector's sum and largest lane, its last lane in
-// every lane. AVX-512 forms, and the AVX2 forms that CoPE's term uses without AVX-512.
+// vector, prefix and suffix sums across the lanes, a vector's sum and largest lane, its first
+// or last lane in every lane. AVX-512 forms, and the AVX2 forms that CoPE's term uses without AVX-512.
 #pragma once
 #include <cstdint>
 
@@ -29,6 +29,12 @@ __m512d lanes_up(__m512d x) {
   return _mm512_castsi512_pd(
       _mm512_maskz_alignr_epi64(__mmask8(0xFF), _mm512_castpd_si512(x), _mm512_setzero_si512(), 8 - N));
 }
+// x with its lanes moved down by N, zeros coming in at the top.
+template <int N>
+__m512 lanes_down(__m512 x) {
+  return _mm512_castsi512_ps(
+      _mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_setzero_si512(), _mm512_castps_si512(x), N));
+}
 // Inclusive prefix sums across the lanes of one vector: log2(lanes) adds of the vector with
 // its lanes moved up by 1, 2, 4 (and 8).
 inline __m512 scan16(__m512 x) {
@@ -42,6 +48,22 @@ inline __m512d scan8(__m512d x) {
   x = _mm512_add_pd(x, lanes_up<2>(x));
   return _mm512_add_pd(x, lanes_up<4>(x));
 }
+// The same from the top: lane l gets the sum of lanes l..15 (suffix sums), by adds of the
+// vector with its lanes moved down.
+inline __m512 suffix_sums16(__m512 x) {
+  x = _mm512_add_ps(x, lanes_down<1>(x));
+  x = _mm512_add_ps(x, lanes_down<2>(x));
+  x = _mm512_add_ps(x, lanes_down<4>(x));
+  return _mm512_add_ps(x, lanes_down<8>(x));
+}
+// Lane l gets the largest of lanes l..15, for x >= 0 (zeros come in at the top).
+inline __m512 suffix_max16(__m512 x) {
+  const __mmask16 all = 0xFFFF;
+  x = _mm512_maskz_max_ps(all, x, lanes_down<1>(x));
+  x = _mm512_maskz_max_ps(all, x, lanes_down<2>(x));
+  x = _mm512_maskz_max_ps(all, x, lanes_down<4>(x));
+  return _mm512_maskz_max_ps(all, x, lanes_down<8>(x));
+}
 // The sum and the largest of the sixteen lanes of x (in a tree: halves, quarters, ...).
 inline __m512 lanes_fold(__m512 x, bool max) {
   const __mmask16 all = 0xFFFF;
@@ -54,6 +76,8 @@ inline __m512 lanes_fold(__m512 x, bool max) {
 }
 inline float lanes_sum(__m512 x) { return _mm512_cvtss_f32(lanes_fold(x, false)); }
 inline float lanes_max(__m512 x) { return _mm512_cvtss_f32(lanes_fold(x, true)); }
+// The first lane of x in every lane.
+inline __m512 first_lane(__m512 x) { return _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), _mm512_setzero_si512(), x); }
 // The last lane of x in every lane.
 inline __m512 last_lane(__m512 x) { return _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), _mm512_set1_epi32(15), x); }
 inline __m512d last_lane(__m512d x) { return _mm512_maskz_permutexvar_pd(__mmask8(0xFF), _mm512_set1_epi64(7), x); }
