@@ -194,8 +194,8 @@ TEST(Lanes, Avx2FormsAreTheirDefinitions) {
 #endif
 
 // CopeTerm's walk down a row (cope_term.h), in f32 (on AVX-512 sixteen keys at a time, with the
-// table in registers) against the same walk in f64 (the plain loops): the logits, and the
-// gates and counts kept for the backward. The rows mix gates of every size, saturated ones
+// table in registers) against the same walk in f64 (the plain loops): the logits (the
+// capped keys' as the softmax finishes them), and the gates and counts kept for the backward. The rows mix gates of every size, saturated ones
 // (0 and 1) and tiny ones among them, so that the f32 counts, summed in another order, must
 // still never fall as j falls (what CopeTerm::grad's runs of floors rely on).
 TEST(CopeWalk, F32RowsAreTheF64Walk) {
@@ -221,11 +221,18 @@ TEST(CopeWalk, F32RowsAreTheF64Walk) {
       scd.z = zd.data();
       tf.logits(sf.data(), nq, kv, 0, 0, shift, scf, true);
       td.logits(sd.data(), nq, kv, 0, 0, shift, scd, true);
+      // The logits, the capped keys' finished as the softmax does (x scale + the row's term).
+      auto logit = [&](const auto& rows, const auto& sc, const auto& term, int64_t r, int64_t j) {
+        const double x = double(rows[size_t(r * kv + j)]);
+        return j < sc.start[size_t(r)] ? x * double(term.scale) + double(sc.capped_term[size_t(r)]) : x;
+      };
       for (int64_t r = 0; r < nq; ++r) {
         const int64_t keys = r + shift + 1, start = scf.start[size_t(r)];
-        for (int64_t j = 0; j < keys; ++j)
-          EXPECT_NEAR(sf[size_t(r * kv + j)], sd[size_t(r * kv + j)], 2e-4 * (1.0 + std::abs(sd[size_t(r * kv + j)])))
+        for (int64_t j = 0; j < keys; ++j) {
+          const double want = logit(sd, scd, td, r, j);
+          EXPECT_NEAR(logit(sf, scf, tf, r, j), want, 2e-4 * (1.0 + std::abs(want)))
               << "npos " << npos << " official " << official << " row " << r << " key " << j;
+        }
         const float* c = scf.c.data() + r * kv;
         const float* g = scf.g.data() + r * kv;
         for (int64_t j = std::max(start, scd.start[size_t(r)]); j < keys; ++j) {

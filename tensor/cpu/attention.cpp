@@ -202,7 +202,9 @@ struct Keep {
 //   scratch()        the per-thread buffers its rows need;
 //   softmax_scale()  the factor the softmax applies to what logits() left in the rows;
 //   begin_block()    prepares what the block's rows read (CoPE: their z rows);
-//   logits()         turns the block's q·kᵀ [nq, kv] into logits (before that factor);
+//   logits()         turns the block's q·kᵀ [nq, kv] into logits (before that factor), but
+//                    for the keys it leaves capped;
+//   capped()         those keys of each row of the block, which the softmax finishes;
 //   grad()           given dL/dlogits, adds the gradient that reaches q·kᵀ through the term
 //                    and writes the term's other input gradients;
 //   end_block_backward()  adds what grad() left for the block to dq (and the table's gradient).
@@ -215,81 +217,105 @@ struct NoTerm {
   T softmax_scale() const { return scale; }
   void begin_block(int64_t, int64_t, int64_t, Scratch&) const {}
   void logits(T*, int64_t, int64_t, int64_t, int64_t, int64_t, Scratch&, bool) const {}
+  CappedKeys<T> capped(const Scratch&) const { return {}; }
   void grad(T*, int64_t, int64_t, int64_t, int64_t, int64_t, Scratch&) const {}
   void end_block_backward(int64_t, int64_t, int64_t, Scratch&) const {}
 };
 
 // What the forward and the backward share: the block's logits turned into probabilities.
-// s [nq, kv] holds the logits divided by `scale` on entry; on exit P = softmax over each
-// row's visible keys (zeros after them). With `lse_out` given (forward) the rows' log-sum-exp
-// are written there, and each exp is kept as it is summed and then divided by the sum;
-// otherwise (backward) P = exp(logit - lse) with the lse read from `lse_in`. (The two
-// differ by rounding only.) The scale is positive, so the largest scaled logit is the
-// largest logit scaled.
+// s [nq, kv] holds the logits divided by `scale` on entry, but for the keys a term left
+// capped (CappedKeys: x a + b); on exit P = softmax over each row's visible keys (zeros after
+// them). With `lse_out` given (forward) the rows' log-sum-exp are written there, and each exp
+// is kept as it is summed and then divided by the sum; otherwise (backward) P = exp(logit -
+// lse) with the lse read from `lse_in`. (The two differ by rounding only.) The scales are
+// positive, so the largest logit of a stretch of keys is its largest entry scaled.
 template <class T>
-void block_probs(T* s, int64_t nq, int64_t kv, int64_t first_query, T scale, T* lse_out, const T* lse_in) {
+void block_probs(T* s, int64_t nq, int64_t kv, int64_t first_query, T scale, T* lse_out, const T* lse_in,
+                 const CappedKeys<T>& capped) {
   for (int64_t r = 0; r < nq; ++r) {
     T* row = s + r * kv;
-    const int64_t n = first_query + r + 1;  // visible keys of this row
-    const T sc = scale;
+    T* rest = row + capped.count(r);                  // the keys after the capped ones
+    const int64_t n = first_query + r + 1, m = capped.count(r), left = n - m;  // visible, capped, the rest
+    const T sc = scale, a = capped.a, b = m > 0 ? capped.b[r] : T(0);
     if (lse_out) {
-      const T mx = row_max(row, n) * sc;
-      const double sum = row_sum<T>(n, [=](int64_t j) {
-        const T e = exp_of(row[j] * sc - mx);
-        row[j] = e;
-        return e;
-      });
+      T mx = -std::numeric_limits<T>::infinity();
+      if (m > 0) mx = row_max(row, m) * a + b;
+      if (left > 0) mx = std::max(mx, row_max(rest, left) * sc);
+      const T from = b - mx;
+      const double sum = row_sum<T>(m, [=](int64_t j) {
+                           const T e = exp_of(row[j] * a + from);
+                           row[j] = e;
+                           return e;
+                         }) +
+                         row_sum<T>(left, [=](int64_t j) {
+                           const T e = exp_of(rest[j] * sc - mx);
+                           rest[j] = e;
+                           return e;
+                         });
       lse_out[r] = T(double(mx) + std::log(sum));
       const T inv = T(1.0 / sum);
 #pragma omp simd
       for (int64_t j = 0; j < n; ++j) row[j] *= inv;
     } else {
-      const T l = lse_in[r];
+      const T l = lse_in[r], from = b - l;
 #pragma omp simd
-      for (int64_t j = 0; j < n; ++j) row[j] = exp_of(row[j] * sc - l);
+      for (int64_t j = 0; j < m; ++j) row[j] = exp_of(row[j] * a + from);
+#pragma omp simd
+      for (int64_t j = 0; j < left; ++j) rest[j] = exp_of(rest[j] * sc - l);
     }
     std::fill(row + n, row + kv, T(0));
   }
 }
 
 #if defined(__AVX512F__)
+// The largest of row[lo, hi) and mx's lanes, sixteen keys at a time (a masked last vector).
+inline __m512 stretch_max(const float* row, int64_t lo, int64_t hi, __m512 mx) {
+  for (int64_t j = lo; j < hi; j += 16) {
+    const __mmask16 k = first_lanes(hi - j);
+    mx = _mm512_mask_max_ps(mx, k, mx, _mm512_maskz_loadu_ps(k, row + j));
+  }
+  return mx;
+}
+// row[j] = exp(row[j] mul + add) over [lo, hi); returns sum plus those exps, in its lanes.
+inline __m512 stretch_exps(float* row, int64_t lo, int64_t hi, __m512 mul, __m512 add, __m512 sum) {
+  for (int64_t j = lo; j < hi; j += 16) {
+    const __mmask16 k = first_lanes(hi - j);
+    const __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, row + j), mul, add)));
+    _mm512_mask_storeu_ps(row + j, k, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return sum;
+}
+
 // block_probs for f32, sixteen keys at a time with a masked last vector, lanes folded in a
 // tree: a row of a block is short (its visible keys), so the scalar tail an `omp simd` loop
 // leaves (an exp per element) and a lane-by-lane reduction would be much of a row's work.
-// The sum of a row's exps is taken in float lanes, added in double at the end.
+// The sum of a row's exps is taken in float lanes, added in double at the end. A row is two
+// stretches, the capped keys [0, m) and the rest [m, n), whose logits are x a + b and x scale.
 void block_probs(float* s, int64_t nq, int64_t kv, int64_t first_query, float scale, float* lse_out,
-                 const float* lse_in) {
-  const __m512 sc = _mm512_set1_ps(scale);
+                 const float* lse_in, const CappedKeys<float>& capped) {
+  const __m512 a = _mm512_set1_ps(capped.a), sc = _mm512_set1_ps(scale);
+  const __m512 none = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (int64_t r = 0; r < nq; ++r) {
     float* row = s + r * kv;
-    const int64_t n = first_query + r + 1;  // visible keys of this row
+    const int64_t n = first_query + r + 1, m = capped.count(r);  // visible keys, capped keys
+    const float b = m > 0 ? capped.b[r] : 0.0f;
     if (lse_out) {
-      __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-      for (int64_t j = 0; j < n; j += 16) {
-        const __mmask16 m = first_lanes(n - j);
-        mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, row + j));
-      }
-      const __m512 top = _mm512_set1_ps(lanes_max(mx) * scale);
-      __m512 sum = _mm512_setzero_ps();
-      for (int64_t j = 0; j < n; j += 16) {
-        const __mmask16 m = first_lanes(n - j);
-        const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, row + j), sc, top)));
-        _mm512_mask_storeu_ps(row + j, m, e);
-        sum = _mm512_add_ps(sum, e);
-      }
+      float top = -std::numeric_limits<float>::infinity();  // the row's largest logit
+      if (m > 0) top = lanes_max(stretch_max(row, 0, m, none)) * capped.a + b;
+      if (n > m) top = std::max(top, lanes_max(stretch_max(row, m, n, none)) * scale);
+      __m512 sum = stretch_exps(row, 0, m, a, _mm512_set1_ps(b - top), _mm512_setzero_ps());
+      sum = stretch_exps(row, m, n, sc, _mm512_set1_ps(-top), sum);
       const double total = double(lanes_sum(sum));
-      lse_out[r] = float(double(_mm512_cvtss_f32(top)) + std::log(total));
+      lse_out[r] = float(double(top) + std::log(total));
       const __m512 inv = _mm512_set1_ps(float(1.0 / total));
       for (int64_t j = 0; j < n; j += 16) {
-        const __mmask16 m = first_lanes(n - j);
-        _mm512_mask_storeu_ps(row + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), inv));
+        const __mmask16 k = first_lanes(n - j);
+        _mm512_mask_storeu_ps(row + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + j), inv));
       }
     } else {
-      const __m512 l = _mm512_set1_ps(lse_in[r]);
-      for (int64_t j = 0; j < n; j += 16) {
-        const __mmask16 m = first_lanes(n - j);
-        _mm512_mask_storeu_ps(row + j, m, exp16(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, row + j), sc, l)));
-      }
+      stretch_exps(row, 0, m, a, _mm512_set1_ps(b - lse_in[r]), _mm512_setzero_ps());
+      stretch_exps(row, m, n, sc, _mm512_set1_ps(-lse_in[r]), _mm512_setzero_ps());
     }
     std::fill(row + n, row + kv, 0.0f);
   }
@@ -345,7 +371,8 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
       product_bt(nq, kv, Dh, qb, ldq, keys_of(b), s.data(), seen);  // s = q kᵀ
       term.begin_block(b, r0, nq, scratch);
       term.logits(s.data(), nq, kv, b, r0, shift, scratch, false);
-      block_probs(s.data(), nq, kv, r0 + shift, term.softmax_scale(), L + b * Tq + r0, static_cast<const T*>(nullptr));
+      block_probs(s.data(), nq, kv, r0 + shift, term.softmax_scale(), L + b * Tq + r0, static_cast<const T*>(nullptr),
+                  term.capped(scratch));
       if (p > 0)
         for (int64_t r = 0; r < nq; ++r) {
           const int64_t n = r0 + r + shift + 1;
@@ -413,7 +440,8 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         product_bt(nq, kv, Dh, qb, ldq, keys, P.data(), seen);  // P = q kᵀ
         term.begin_block(b, r0, nq, scratch);
         term.logits(P.data(), nq, kv, b, r0, shift, scratch, true);
-        block_probs(P.data(), nq, kv, r0 + shift, term.softmax_scale(), static_cast<T*>(nullptr), L + b * Tq + r0);
+        block_probs(P.data(), nq, kv, r0 + shift, term.softmax_scale(), static_cast<T*>(nullptr), L + b * Tq + r0,
+                    term.capped(scratch));
         product_bt(nq, kv, Dh, dO(b, r0), dO.ld, values, dP.data(), seen);  // dP = dO vᵀ
         for (int64_t r = 0; r < nq; ++r) {
           const T* dor = dO(b, r0 + r);

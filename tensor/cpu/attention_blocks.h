@@ -59,6 +59,18 @@ struct Mats {
   T* operator()(int64_t b, int64_t row = 0) const { return base + start[size_t(b)] + row * ld; }
 };
 
+// The keys of a block's rows whose logits a term leaves for the softmax to finish (CoPE's
+// capped keys, whose term is one constant per row): in row r the keys j < start[r] hold x_j,
+// and their logit is x_j a + b[r] (a > 0); the keys after them hold their logits over the
+// softmax's scale, as without a term. Default: no such keys.
+template <class T>
+struct CappedKeys {
+  const int64_t* start = nullptr;
+  const T* b = nullptr;
+  T a = 0;
+  int64_t count(int64_t r) const { return start ? start[r] : 0; }
+};
+
 inline float exp_of(float x) { return exp_fast(x); }
 inline double exp_of(double x) { return std::exp(x); }
 

@@ -45,7 +45,7 @@ namespace copper::cpu {
 // So a row walks down from its query a chunk of keys at a time (sixteen in row_in_registers)
 // and stops at the first chunk whose total reaches the cap: the gates, positions and gate
 // gradients of the keys below (`start`, most of a long row) are never computed, and their
-// logits take one add. With gates near 1/2 that is after about 2 npos keys, whatever the
+// logits are left to the softmax, which finishes them with one multiply-add as it reads them. With gates near 1/2 that is after about 2 npos keys, whatever the
 // row's length.
 
 // c_j = min(sum_{t=j..hi-1} g_t + acc, cap) for the keys j in [lo, hi), walking down from
@@ -83,6 +83,7 @@ struct CopeTerm {
   struct Scratch {
     std::vector<T> g, c, dg, zblock, dzblock;
     std::vector<int64_t> start;
+    std::vector<T> capped_term;  // per row: the capped keys' logit is x scale + this
     std::vector<int32_t> floors;  // below npos
     std::vector<int64_t> end;
     std::vector<double> lo_sum, hi_sum;
@@ -91,7 +92,8 @@ struct CopeTerm {
     Scratch(int64_t elements, int64_t Tk, int64_t npos, bool table)
         : g(size_t(elements)), c(size_t(elements)), dg(size_t(Tk)),
           zblock(table ? size_t(kQueryBlock * npos) : 0), dzblock(table ? size_t(kQueryBlock * npos) : 0),
-          start(size_t(kQueryBlock)), floors(size_t(Tk)), end(size_t(npos)), lo_sum(size_t(Tk)), hi_sum(size_t(Tk)) {}
+          start(size_t(kQueryBlock)), capped_term(size_t(kQueryBlock)), floors(size_t(Tk)), end(size_t(npos)),
+          lo_sum(size_t(Tk)), hi_sum(size_t(Tk)) {}
   };
   T scale;
   int64_t Tq, npos;
@@ -112,6 +114,8 @@ struct CopeTerm {
 
   Scratch scratch(int64_t elements, int64_t Tk) const { return Scratch(elements, Tk, npos, E != nullptr); }
   T softmax_scale() const { return T(1); }
+  // The keys below each row's `start` (see logits()), finished by the softmax.
+  CappedKeys<T> capped(const Scratch& sc) const { return {sc.start.data(), sc.capped_term.data(), scale}; }
 
   void begin_block(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
     T* rows = Z ? Z + (b * Tq + r0) * npos : nullptr;  // the block's rows of z, if given
@@ -145,6 +149,9 @@ struct CopeTerm {
       T* g = sc.g.data() + (keep ? r * kv : 0);
       T* c = sc.c.data() + (keep ? r * kv : 0);
       const T* z = sc.z + r * npos;
+      // The capped keys' logits, x scale + zcap (official: (x + zcap) scale), are left to the
+      // softmax (capped()): it finishes them as it reads them.
+      sc.capped_term[size_t(r)] = official ? z[npos - 1] * sc_ : z[npos - 1];
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
         if (npos <= CopeTableInRegisters::kTableInRegisters) {
@@ -165,7 +172,6 @@ struct CopeTerm {
         acc = suffix_positions(g, c, start, hi, acc, cap);
       }
       sc.start[size_t(r)] = start;
-      capped_logits(row, start, z[npos - 1]);
 #if defined(__AVX2__) && !defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
         window_gathered(row, c, z, start, n);
@@ -182,22 +188,10 @@ struct CopeTerm {
     }
   }
 
-  // The capped keys [0, start) of a row: their term is the table's last entry, zcap.
-  void capped_logits(T* row, int64_t start, T zcap) const {
-    const T sc_ = scale;
-    if (official) {
-#pragma omp simd
-      for (int64_t j = 0; j < start; ++j) row[j] = (row[j] + zcap) * sc_;
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < start; ++j) row[j] = row[j] * sc_ + zcap;
-    }
-  }
-
 #if defined(__AVX512F__)
   // logits() for one f32 row, the table in registers (cope_interp.h): the walk down from the
-  // query sixteen keys at a time, a vector's gates, counts and terms in one step, and then the
-  // capped keys' one add. Returns the first uncapped key, `start`; with `keep` the gates and
+  // query sixteen keys at a time, a vector's gates, counts and terms in one step. Returns the
+  // first uncapped key, `start` (the keys below are capped()); with `keep` the gates and
   // counts of [start, n) are stored for grad(). A vector's counts are the suffix sums of its
   // gates plus the count above it (the lowest lane's count, carried down: one add per vector
   // on the walk's chain). The suffix sums are summed in a tree, whose rounding can leave one a
@@ -228,7 +222,6 @@ struct CopeTerm {
       }
       above = first_lane(count);
     }
-    capped_logits(row, lo, z[npos - 1]);
     return lo;
   }
 #elif defined(__AVX2__)
