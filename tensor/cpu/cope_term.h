@@ -85,15 +85,17 @@ struct CopeTerm {
     std::vector<int64_t> start;
     std::vector<T> capped_term;  // per row: the capped keys' logit is x scale + this
     std::vector<int32_t> floors;  // below npos
-    std::vector<int64_t> end;
-    std::vector<double> lo_sum, hi_sum;
+    std::vector<int32_t> end, last;
+    std::vector<double> lo_sum, hi_sum;  // from key -1, which stays 0
+    std::vector<double> lo_at, hi_at;
     const T* z = nullptr;  // the block's z rows, row r at r·npos
     T* dz = nullptr;       // where grad() writes their gradient
     Scratch(int64_t elements, int64_t Tk, int64_t npos, bool table)
         : g(size_t(elements)), c(size_t(elements)), dg(size_t(Tk)),
           zblock(table ? size_t(kQueryBlock * npos) : 0), dzblock(table ? size_t(kQueryBlock * npos) : 0),
           start(size_t(kQueryBlock)), capped_term(size_t(kQueryBlock)), floors(size_t(Tk)), end(size_t(npos)),
-          lo_sum(size_t(Tk)), hi_sum(size_t(Tk)) {}
+          last(size_t(npos)), lo_sum(size_t(Tk + 1)), hi_sum(size_t(Tk + 1)), lo_at(size_t(npos + 1)),
+          hi_at(size_t(npos + 1)) {}
   };
   T scale;
   int64_t Tq, npos;
@@ -390,11 +392,15 @@ struct CopeTerm {
   // start - 1.
   void grad(T* ds, int64_t nq, int64_t kv, int64_t /*b*/, int64_t r0, int64_t shift, Scratch& sc) const {
     const int64_t top = npos - 1;
-    double* lo_sum = sc.lo_sum.data();  // prefix sums of (1 - w_t) dterm_t, the floor shares
-    double* hi_sum = sc.hi_sum.data();  // and of w_t dterm_t, the ceiling shares
-    T* dg = sc.dg.data();               // dterm_t (z[ceil] - z[floor]), then its prefix sums dg_t
+    // Indexed by key, from -1 (where both are 0: the sums before any key).
+    double* lo_sum = sc.lo_sum.data() + 1;  // prefix sums of (1 - w_t) dterm_t, the floor shares
+    double* hi_sum = sc.hi_sum.data() + 1;  // and of w_t dterm_t, the ceiling shares
+    T* dg = sc.dg.data();                   // dterm_t (z[ceil] - z[floor]), then its prefix sums dg_t
     int32_t* floors = sc.floors.data();
-    int64_t* end = sc.end.data();       // end[p]: the last key whose floor is p, or -1
+    int32_t* end = sc.end.data();    // end[p]: the last key whose floor is p, or -1
+    int32_t* last = sc.last.data();  // last[p]: the last key whose floor is >= p, or -1
+    double* lo_at = sc.lo_at.data();  // lo_sum at last[p], p = 0..top, then the top's offset
+    double* hi_at = sc.hi_at.data();  // hi_sum at last[p - 1], p = 0..npos (last[-1] = n - 1)
     for (int64_t r = 0; r < nq; ++r) {
       const int64_t n = r0 + r + shift + 1, start = sc.start[size_t(r)];
       T* d = ds + r * kv;
@@ -402,7 +408,7 @@ struct CopeTerm {
       const T* c = sc.c.data() + r * kv;
       const T* z = sc.z + r * npos;
       const double uncapped = key_gradients(d, g, c, z, start, n, floors, lo_sum, hi_sum, dg);  // sum of their dterm
-      std::fill(end, end + npos, int64_t(-1));
+      std::fill(end, end + npos, -1);
       // A softmax's logit gradients sum to zero over the row (sum_j P_j (dP_j - D) = D - D),
       // so the capped keys' sum is minus the others': the floor shares' sum before `start`,
       // where the prefix sums start from 0, is -uncapped, and their long prefix is never read.
@@ -411,25 +417,27 @@ struct CopeTerm {
         lo_capped = -uncapped;
         lo_sum[start - 1] = 0;
         hi_sum[start - 1] = 0;
-        end[top] = start - 1;
+        end[top] = int32_t(start - 1);
       }
-      for (int64_t t = start; t < n; ++t) end[floors[t]] = t;  // a store, no load
+      for (int64_t t = start; t < n; ++t) end[floors[t]] = int32_t(t);  // a store, no load
       // The keys whose floor is p are those after the last key with a higher floor, up to
       // its own last one: with last(p) the last key whose floor is >= p (-1 for none, where
       // the sums are 0), the floor shares of slot p are lo_sum[last(p)] - lo_sum[last(p + 1)]
       // and the ceiling shares hi_sum[last(p - 1)] - hi_sum[last(p)] (last(-1) = n - 1). The
-      // top slot's floor shares take the capped keys' sum too.
-      T* dz = sc.dz + r * npos;
-      int64_t last = -1;             // last(p + 1), then last(p)
-      double lo_above = -lo_capped;  // lo_sum at last(p + 1), less the capped keys' sum at the top
-      auto at = [](const double* sum, int64_t key) { return key >= 0 ? sum[key] : 0.0; };
-      for (int64_t p = top; p >= 0; --p) {
-        last = std::max(last, end[p]);
-        const int64_t below = p > 0 ? std::max(last, end[p - 1]) : n - 1;  // last(p - 1)
-        const double lo_here = at(lo_sum, last);
-        dz[p] = T((lo_here - lo_above) + (at(hi_sum, below) - at(hi_sum, last)));
-        lo_above = lo_here;
+      // top slot's floor shares take the capped keys' sum too. Only last() is a chain (a
+      // running maximum); the sums at it are gathers and dz one vector pass.
+      int32_t running = -1;
+      for (int64_t p = top; p >= 0; --p) last[p] = running = std::max(running, end[p]);
+#pragma omp simd
+      for (int64_t p = 0; p < npos; ++p) {
+        lo_at[p] = lo_sum[last[p]];
+        hi_at[p + 1] = hi_sum[last[p]];
       }
+      lo_at[npos] = -lo_capped;  // above the top slot: less the capped keys' sum
+      hi_at[0] = hi_sum[n - 1];
+      T* dz = sc.dz + r * npos;
+#pragma omp simd
+      for (int64_t p = 0; p < npos; ++p) dz[p] = T((lo_at[p] - lo_at[p + 1]) + (hi_at[p] - hi_at[p + 1]));
     }
   }
 };
