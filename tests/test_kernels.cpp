@@ -170,6 +170,14 @@ TEST(Lanes, Avx2FormsAreTheirDefinitions) {
   _mm256_store_pd(yd, cpu::scan4(_mm256_load_pd(xd)));
   float sum = 0;
   for (int l = 0; l < 8; ++l) EXPECT_EQ(y[l], sum += x[l]) << "lane " << l;
+  _mm256_store_ps(y, cpu::suffix_sums8(_mm256_load_ps(x)));
+  for (int l = 7, suffix = 0; l >= 0; --l) EXPECT_EQ(y[l], float(suffix += int(x[l]))) << "lane " << l;
+  alignas(32) float nonneg[8];
+  for (int l = 0; l < 8; ++l) nonneg[l] = float((l * 7) % 5);
+  _mm256_store_ps(y, cpu::suffix_max8(_mm256_load_ps(nonneg)));
+  for (int l = 7; l >= 0; --l) EXPECT_EQ(y[l], *std::max_element(nonneg + l, nonneg + 8)) << "lane " << l;
+  _mm256_store_ps(y, cpu::first_lane(_mm256_load_ps(x)));
+  for (int l = 0; l < 8; ++l) EXPECT_EQ(y[l], x[0]);
   double sumd = 0;
   for (int l = 0; l < 4; ++l) EXPECT_EQ(yd[l], sumd += xd[l]) << "lane " << l;
   _mm256_store_ps(y, cpu::last_lane(_mm256_load_ps(x)));

@@ -72,6 +72,30 @@ T suffix_positions(const T* g, T* c, int64_t lo, int64_t hi, T acc, T cap) {
   return acc;
 }
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// suffix_positions for f32 on AVX2, eight keys at a time from the top: each vector's counts
+// are the suffix sums across its lanes plus the total above it, raised to a running maximum
+// where the tree's rounding let one fall below the next key's (as in
+// CopeTerm::row_in_registers), so that c never falls as j falls; the total carried down is
+// the lowest lane's. Returns the total at lo.
+inline float suffix_positions8(const float* g, float* c, int64_t lo, int64_t hi, float acc, float cap) {
+  const __m256 top = _mm256_set1_ps(cap);
+  const __m256i next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);  // each lane's key + 1 (the last: itself)
+  __m256 above = _mm256_set1_ps(acc);
+  for (int64_t j = hi; j > lo; j -= 8) {
+    const int64_t base = std::max(lo, j - 8);
+    const __m256i m = first_lanes8(j - base);
+    __m256 sums = suffix_sums8(_mm256_maskload_ps(g + base, m));
+    if (_mm256_movemask_ps(_mm256_cmp_ps(sums, _mm256_permutevar8x32_ps(sums, next), _CMP_LT_OQ)))
+      sums = suffix_max8(sums);  // rare
+    const __m256 count = _mm256_add_ps(sums, above);
+    _mm256_maskstore_ps(c + base, m, _mm256_min_ps(top, count));  // (a NaN count passes on)
+    above = first_lane(count);
+  }
+  return _mm256_cvtss_f32(above);
+}
+#endif
+
 // Keys per step of the walk down a row in CopeTerm::logits: a multiple of four (see above).
 constexpr int64_t kCopeChunk = 32;
 
@@ -171,6 +195,12 @@ struct CopeTerm {
         start = std::max<int64_t>(0, hi - kCopeChunk);
 #pragma omp simd
         for (int64_t j = start; j < hi; ++j) g[j] = T(1) / (T(1) + exp_of(-row[j] * sc_));
+#if defined(__AVX2__) && !defined(__AVX512F__)
+        if constexpr (std::is_same_v<T, float>) {
+          acc = suffix_positions8(g, c, start, hi, acc, cap);
+          continue;
+        }
+#endif
         acc = suffix_positions(g, c, start, hi, acc, cap);
       }
       sc.start[size_t(r)] = start;

@@ -77,7 +77,9 @@ inline __m512 lanes_fold(__m512 x, bool max) {
 inline float lanes_sum(__m512 x) { return _mm512_cvtss_f32(lanes_fold(x, false)); }
 inline float lanes_max(__m512 x) { return _mm512_cvtss_f32(lanes_fold(x, true)); }
 // The first lane of x in every lane.
-inline __m512 first_lane(__m512 x) { return _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), _mm512_setzero_si512(), x); }
+inline __m512 first_lane(__m512 x) {
+  return _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), _mm512_setzero_si512(), x);
+}
 // The last lane of x in every lane.
 inline __m512 last_lane(__m512 x) { return _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), _mm512_set1_epi32(15), x); }
 inline __m512d last_lane(__m512d x) { return _mm512_maskz_permutexvar_pd(__mmask8(0xFF), _mm512_set1_epi64(7), x); }
@@ -91,7 +93,7 @@ inline __m256i first_lanes8(int64_t count) {
 
 // The AVX2 forms: inclusive prefix sums across the lanes of one vector, each 128-bit half
 // scanned by byte shifts (which stay inside a half) and then the low half's total added to
-// the high half; and the last lane in every lane.
+// the high half; suffix sums and maxima likewise; the first or last lane in every lane.
 inline __m256 scan8(__m256 x) {
   x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(x), 4)));
   x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(x), 8)));
@@ -103,6 +105,21 @@ inline __m256d scan4(__m256d x) {
   const __m256d totals = _mm256_permute_pd(x, 0xF);
   return _mm256_add_pd(x, _mm256_permute2f128_pd(totals, totals, 0x08));
 }
+// The same from the top: lane l gets the sum of lanes l..7 (each half by byte shifts, then
+// the high half's total added to the low half), and the largest of them for x >= 0.
+inline __m256 suffix_sums8(__m256 x) {
+  x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_srli_si256(_mm256_castps_si256(x), 4)));
+  x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_srli_si256(_mm256_castps_si256(x), 8)));
+  const __m256 totals = _mm256_permute_ps(x, 0x00);  // each half's first lane, in all four of its lanes
+  return _mm256_add_ps(x, _mm256_permute2f128_ps(totals, totals, 0x81));  // + (the high half's total, 0)
+}
+inline __m256 suffix_max8(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_castsi256_ps(_mm256_srli_si256(_mm256_castps_si256(x), 4)));
+  x = _mm256_max_ps(x, _mm256_castsi256_ps(_mm256_srli_si256(_mm256_castps_si256(x), 8)));
+  const __m256 tops = _mm256_permute_ps(x, 0x00);
+  return _mm256_max_ps(x, _mm256_permute2f128_ps(tops, tops, 0x81));
+}
+inline __m256 first_lane(__m256 x) { return _mm256_permutevar8x32_ps(x, _mm256_setzero_si256()); }
 inline __m256 last_lane(__m256 x) { return _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(7)); }
 inline __m256d last_lane(__m256d x) { return _mm256_permute4x64_pd(x, 0xFF); }
 #endif
