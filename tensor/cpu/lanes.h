@@ -35,34 +35,25 @@ __m512 lanes_down(__m512 x) {
   return _mm512_castsi512_ps(
       _mm512_maskz_alignr_epi32(__mmask16(0xFFFF), _mm512_setzero_si512(), _mm512_castps_si512(x), N));
 }
-// Inclusive prefix sums across the lanes of one vector: log2(lanes) adds of the vector with
-// its lanes moved up by 1, 2, 4 (and 8).
-inline __m512 scan16(__m512 x) {
-  x = _mm512_add_ps(x, lanes_up<1>(x));
-  x = _mm512_add_ps(x, lanes_up<2>(x));
-  x = _mm512_add_ps(x, lanes_up<4>(x));
-  return _mm512_add_ps(x, lanes_up<8>(x));
+// Each lane combined with all the lanes below it (a prefix) or above it (a suffix) in log2(16)
+// steps, each with the vector's lanes moved by 1, 2, 4 and 8: their sum, or for x >= 0 their
+// largest (the zeros moved in at the edge change nothing).
+inline __m512 lanes_scan16(__m512 x, bool suffix, bool max) {
+  const __mmask16 all = 0xFFFF;
+  auto step = [&](__m512 y) { return max ? _mm512_maskz_max_ps(all, x, y) : _mm512_add_ps(x, y); };
+  x = step(suffix ? lanes_down<1>(x) : lanes_up<1>(x));
+  x = step(suffix ? lanes_down<2>(x) : lanes_up<2>(x));
+  x = step(suffix ? lanes_down<4>(x) : lanes_up<4>(x));
+  return step(suffix ? lanes_down<8>(x) : lanes_up<8>(x));
 }
+// Inclusive prefix sums across the lanes; suffix sums (lane l: lanes l..15); suffix maxima.
+inline __m512 scan16(__m512 x) { return lanes_scan16(x, false, false); }
+inline __m512 suffix_sums16(__m512 x) { return lanes_scan16(x, true, false); }
+inline __m512 suffix_max16(__m512 x) { return lanes_scan16(x, true, true); }
 inline __m512d scan8(__m512d x) {
   x = _mm512_add_pd(x, lanes_up<1>(x));
   x = _mm512_add_pd(x, lanes_up<2>(x));
   return _mm512_add_pd(x, lanes_up<4>(x));
-}
-// The same from the top: lane l gets the sum of lanes l..15 (suffix sums), by adds of the
-// vector with its lanes moved down.
-inline __m512 suffix_sums16(__m512 x) {
-  x = _mm512_add_ps(x, lanes_down<1>(x));
-  x = _mm512_add_ps(x, lanes_down<2>(x));
-  x = _mm512_add_ps(x, lanes_down<4>(x));
-  return _mm512_add_ps(x, lanes_down<8>(x));
-}
-// Lane l gets the largest of lanes l..15, for x >= 0 (zeros come in at the top).
-inline __m512 suffix_max16(__m512 x) {
-  const __mmask16 all = 0xFFFF;
-  x = _mm512_maskz_max_ps(all, x, lanes_down<1>(x));
-  x = _mm512_maskz_max_ps(all, x, lanes_down<2>(x));
-  x = _mm512_maskz_max_ps(all, x, lanes_down<4>(x));
-  return _mm512_maskz_max_ps(all, x, lanes_down<8>(x));
 }
 // The sum and the largest of the sixteen lanes of x (in a tree: halves, quarters, ...).
 inline __m512 lanes_fold(__m512 x, bool max) {
@@ -106,19 +97,16 @@ inline __m256d scan4(__m256d x) {
   return _mm256_add_pd(x, _mm256_permute2f128_pd(totals, totals, 0x08));
 }
 // The same from the top: lane l gets the sum of lanes l..7 (each half by byte shifts, then
-// the high half's total added to the low half), and the largest of them for x >= 0.
-inline __m256 suffix_sums8(__m256 x) {
-  x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_srli_si256(_mm256_castps_si256(x), 4)));
-  x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_srli_si256(_mm256_castps_si256(x), 8)));
-  const __m256 totals = _mm256_permute_ps(x, 0x00);  // each half's first lane, in all four of its lanes
-  return _mm256_add_ps(x, _mm256_permute2f128_ps(totals, totals, 0x81));  // + (the high half's total, 0)
+// the high half's total added to the low half), or for x >= 0 their largest.
+inline __m256 lanes_suffix8(__m256 x, bool max) {
+  auto step = [&](__m256 y) { return max ? _mm256_max_ps(x, y) : _mm256_add_ps(x, y); };
+  x = step(_mm256_castsi256_ps(_mm256_srli_si256(_mm256_castps_si256(x), 4)));
+  x = step(_mm256_castsi256_ps(_mm256_srli_si256(_mm256_castps_si256(x), 8)));
+  const __m256 firsts = _mm256_permute_ps(x, 0x00);  // each half's first lane, in all four of its lanes
+  return step(_mm256_permute2f128_ps(firsts, firsts, 0x81));  // (the high half's, 0)
 }
-inline __m256 suffix_max8(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_castsi256_ps(_mm256_srli_si256(_mm256_castps_si256(x), 4)));
-  x = _mm256_max_ps(x, _mm256_castsi256_ps(_mm256_srli_si256(_mm256_castps_si256(x), 8)));
-  const __m256 tops = _mm256_permute_ps(x, 0x00);
-  return _mm256_max_ps(x, _mm256_permute2f128_ps(tops, tops, 0x81));
-}
+inline __m256 suffix_sums8(__m256 x) { return lanes_suffix8(x, false); }
+inline __m256 suffix_max8(__m256 x) { return lanes_suffix8(x, true); }
 inline __m256 first_lane(__m256 x) { return _mm256_permutevar8x32_ps(x, _mm256_setzero_si256()); }
 inline __m256 last_lane(__m256 x) { return _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(7)); }
 inline __m256d last_lane(__m256d x) { return _mm256_permute4x64_pd(x, 0xFF); }
