@@ -198,7 +198,8 @@ Tensor rotate_pairs(const Tensor& x, const Tensor& cs, const Tensor& sn, bool in
 // key j <= i: gates g_j = sigmoid(l_j), positions p_j = min(sum_{t=j..i} g_t, npos - 1), and
 // term_j = z at p_j, linearly interpolated between floor p_j and ceil p_j. Keys j > i get gate
 // 0, position 0 and term z[0]. The term is differentiable in both inputs; gates and positions
-// are returned for inspection and take no gradient.
+// are returned for inspection and take no gradient. A NaN gate logit makes its own and every
+// earlier key's position npos - 1 (the NaN stays in the gates and in the logits it came from).
 struct CopePositions {
   Tensor term, gates, positions;  // each [..., Tq, Tk], in the inputs' dtype
 };

@@ -1519,6 +1519,40 @@ TEST(OpValues, CausalCopeAttentionIsTheReference) {
     }
 }
 
+// A NaN in a query (a diverging run) stays in its own rows and never sends a table index out
+// of range: a NaN count is capped (capped_count), in the fused kernel's walks (the vector ones
+// with a table of up to 64 entries, the plain one beyond) and in cope_positions, forward and
+// backward. Under AddressSanitizer this is where an out-of-range index would show.
+TEST(OpValues, CopeWithANaNQueryStaysInItsRows) {
+  for (DType t : {DType::f32, DType::f64})
+    for (int64_t npos : {6, 64, 70})
+      for (bool official : {false, true}) {
+        Generator data(31);
+        std::vector<double> qv = randn({2, 90, 8}, DType::f64, &data).to_vector<double>();
+        qv[size_t(50 * 8 + 3)] = std::nan("");  // batch·head 0, query 50
+        Tensor q = from_vector(qv, {2, 90, 8}).to(t).requires_grad_();
+        Tensor k = randn({2, 90, 8}, t, &data).requires_grad_(), v = randn({2, 90, 8}, t, &data).requires_grad_();
+        Tensor e = randn({npos, 8}, t, &data).requires_grad_();
+        for (bool fused : {true, false}) {
+          Tensor y = fused ? causal_cope_attention(q, k, v, e, 0.35, official)
+                           : causal_cope_attention_reference(q, k, v, e, 0.35, official);
+          sum(y).backward();
+          const std::vector<double> out = y.to_vector<double>();
+          for (int64_t b = 0; b < 2; ++b)
+            for (int64_t i = 0; i < 90; ++i)
+              for (int64_t c = 0; c < 8; ++c) {
+                const double x = out[size_t((b * 90 + i) * 8 + c)];
+                EXPECT_EQ(std::isnan(x), b == 0 && i == 50) << dtype_name(t) << " npos " << npos << " fused " << fused
+                                                             << " batch·head " << b << " query " << i;
+              }
+          q.zero_grad();
+          k.zero_grad();
+          v.zero_grad();
+          e.zero_grad();
+        }
+      }
+}
+
 // The CPU kernel takes CoPE's z rows or the table e (what the op passes it): with e it
 // computes z = q·eᵀ block by block, adds dz·e to dq and writes de = Σ qᵀ dz. Both ways agree
 // (the z way is what a backend that cannot read the table is given, and what the GPU tests

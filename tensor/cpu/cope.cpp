@@ -26,7 +26,7 @@ void forward_row(const F* l, const F* z, F* term, F* gates, F* pos, int64_t i, i
   F acc = 0;
   for (int64_t j = i; j >= 0; --j) {
     acc += gates[j];
-    const F c = std::min(acc, cap);
+    const F c = capped_count(acc, cap);
     pos[j] = c;
     const CopeInterp<F> ip(c);
     term[j] = ip.at(z);

@@ -8,6 +8,16 @@
 
 namespace copper::cpu {
 
+// A count capped at the table's last position: min(count, cap), where a NaN count (from a NaN
+// gate logit) gives the cap, so that the table index taken from it is always in range; the
+// NaN still reaches the outputs through the gate and the logit themselves. (The vector forms
+// put the count first in min, whose second operand is what a NaN lane gets; CUDA's min
+// ignores a NaN too.)
+template <class F>
+F capped_count(F count, F cap) {
+  return count < cap ? count : cap;
+}
+
 // The two table indices for a clamped position c >= 0: lo = floor c (a cast, since c >= 0)
 // and hi = ceil c = lo + (c > lo), with the weight w = c - lo of the upper entry.
 template <class F>

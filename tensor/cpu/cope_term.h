@@ -48,26 +48,27 @@ namespace copper::cpu {
 // logits are left to the softmax, which finishes them with one multiply-add as it reads them. With gates near 1/2 that is after about 2 npos keys, whatever the
 // row's length.
 
-// c_j = min(sum_{t=j..hi-1} g_t + acc, cap) for the keys j in [lo, hi), walking down from
-// hi - 1 with the running total `acc` of the keys above; returns the total at lo. Four keys at
-// a time: their partial sums do not wait for the running total, which then takes one
-// addition per four keys. Every c_j is still rounded from one addition to the total before
-// it, so c never falls as j falls (what CopeTerm::grad relies on). Called on chunks whose
-// length is a multiple of four, it groups the keys exactly as one call over the whole row.
+// c_j = min(sum_{t=j..hi-1} g_t + acc, cap) (capped_count) for the keys j in [lo, hi),
+// walking down from hi - 1 with the running total `acc` of the keys above; returns the total
+// at lo. Four keys at a time: their partial sums do not wait for the running total, which
+// then takes one addition per four keys. Every c_j is still rounded from one addition to the
+// total before it, so c never falls as j falls (what CopeTerm::grad relies on). Called on
+// chunks whose length is a multiple of four, it groups the keys exactly as one call over the
+// whole row.
 template <class T>
 T suffix_positions(const T* g, T* c, int64_t lo, int64_t hi, T acc, T cap) {
   int64_t j = hi - 1;
   for (; j >= lo + 3; j -= 4) {
     const T p1 = g[j], p2 = p1 + g[j - 1], p3 = p2 + g[j - 2], p4 = p3 + g[j - 3];
-    c[j] = std::min(acc + p1, cap);
-    c[j - 1] = std::min(acc + p2, cap);
-    c[j - 2] = std::min(acc + p3, cap);
+    c[j] = capped_count(acc + p1, cap);
+    c[j - 1] = capped_count(acc + p2, cap);
+    c[j - 2] = capped_count(acc + p3, cap);
     acc += p4;
-    c[j - 3] = std::min(acc, cap);
+    c[j - 3] = capped_count(acc, cap);
   }
   for (; j >= lo; --j) {
     acc += g[j];
-    c[j] = std::min(acc, cap);
+    c[j] = capped_count(acc, cap);
   }
   return acc;
 }
@@ -89,7 +90,7 @@ inline float suffix_positions8(const float* g, float* c, int64_t lo, int64_t hi,
     if (_mm256_movemask_ps(_mm256_cmp_ps(sums, _mm256_permutevar8x32_ps(sums, next), _CMP_LT_OQ)))
       sums = suffix_max8(sums);  // rare
     const __m256 count = _mm256_add_ps(sums, above);
-    _mm256_maskstore_ps(c + base, m, _mm256_min_ps(top, count));  // (a NaN count passes on)
+    _mm256_maskstore_ps(c + base, m, _mm256_min_ps(count, top));  // capped_count: a NaN count gives the cap
     above = first_lane(count);
   }
   return _mm256_cvtss_f32(above);
@@ -244,7 +245,7 @@ struct CopeTerm {
       __m512 sums = suffix_sums16(gate);
       if (_mm512_cmp_ps_mask(sums, lanes_down<1>(sums), _CMP_LT_OQ)) sums = suffix_max16(sums);  // rare
       const __m512 count = _mm512_add_ps(sums, above);
-      const __m512 cv = _mm512_maskz_min_ps(all, cap, count);  // (a NaN count passes on)
+      const __m512 cv = _mm512_maskz_min_ps(all, count, cap);  // capped_count: a NaN count gives the cap
       const __m512 term = table.at(CopeInterp16(cv));
       const __m512 y = official ? _mm512_mul_ps(_mm512_add_ps(x, term), s) : _mm512_fmadd_ps(x, s, term);
       _mm512_mask_storeu_ps(row + lo, m, y);
