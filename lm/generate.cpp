@@ -20,6 +20,10 @@ int64_t max_sequence(const nn::TransformerLM& model) {
 int64_t sample_token(const std::vector<float>& logits, const SampleOptions& opt, Generator& gen) {
   const int64_t V = int64_t(logits.size());
   COPPER_CHECK(V > 0, "generate", "empty logits");
+  // (A NaN would also break the ordering the sort below needs.)
+  COPPER_CHECK(std::none_of(logits.begin(), logits.end(), [](float x) { return std::isnan(x); }), "generate",
+               "the model's next-token logits are NaN. HINT: its weights hold NaN (a run that diverged); load an "
+               "earlier checkpoint");
   if (opt.temperature <= 0) return int64_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
   // Candidates by decreasing logit; ties keep the lower id first, so sampling is deterministic.
   std::vector<int64_t> order(static_cast<size_t>(V));

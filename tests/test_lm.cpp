@@ -236,6 +236,17 @@ TEST(LMGenerate, SamplingRespectsTopKTopPAndTheSeed) {
   lm::SampleOptions any;
   Generator a(9), b(9);
   for (int i = 0; i < 50; ++i) EXPECT_EQ(lm::sample_token(logits, any, a), lm::sample_token(logits, any, b));
+  // NaN logits (a diverged model) are named, greedy or not, rather than sampled from.
+  std::vector<float> broken = logits;
+  broken[2] = std::nanf("");
+  for (const lm::SampleOptions& o : {greedy, k2, any}) {
+    try {
+      lm::sample_token(broken, o, g);
+      ADD_FAILURE() << "NaN logits were sampled from";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(LMRun, ATokenizerMismatchIsNamed) {
