@@ -202,10 +202,11 @@ TEST(Lanes, Avx2FormsAreTheirDefinitions) {
 #endif
 
 // CopeTerm's walk down a row (cope_term.h), in f32 (on AVX-512 sixteen keys at a time, with the
-// table in registers) against the same walk in f64 (the plain loops): the logits (the
-// capped keys' as the softmax finishes them), and the gates and counts kept for the backward. The rows mix gates of every size, saturated ones
-// (0 and 1) and tiny ones among them, so that the f32 counts, summed in another order, must
-// still never fall as j falls (what CopeTerm::grad's runs of floors rely on).
+// table in registers; on AVX2 the counts eight at a time) against the same walk in f64 (the
+// plain loops): the logits (the capped keys' as the softmax finishes them), and the gates and
+// counts kept for the backward. The rows mix gates of every size, saturated ones (0 and 1)
+// and tiny ones among them, so that the f32 counts, summed in another order, must still
+// never fall as j falls (what CopeTerm::grad's runs of floors rely on).
 TEST(CopeWalk, F32RowsAreTheF64Walk) {
   const int64_t nq = 40, kv = 150, shift = kv - nq;
   Generator gen(17);

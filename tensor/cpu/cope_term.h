@@ -45,8 +45,8 @@ namespace copper::cpu {
 // So a row walks down from its query a chunk of keys at a time (sixteen in row_in_registers)
 // and stops at the first chunk whose total reaches the cap: the gates, positions and gate
 // gradients of the keys below (`start`, most of a long row) are never computed, and their
-// logits are left to the softmax, which finishes them with one multiply-add as it reads them. With gates near 1/2 that is after about 2 npos keys, whatever the
-// row's length.
+// logits are left to the softmax, which finishes them with one multiply-add as it reads them.
+// With gates near 1/2 that is after about 2 npos keys, whatever the row's length.
 
 // c_j = min(sum_{t=j..hi-1} g_t + acc, cap) (capped_count) for the keys j in [lo, hi),
 // walking down from hi - 1 with the running total `acc` of the keys above; returns the total
@@ -258,7 +258,8 @@ struct CopeTerm {
     return lo;
   }
 #elif defined(__AVX2__)
-  // The same loop on AVX2, eight keys at a time, the table read by gathers (cope_interp.h).
+  // logits()' last loop for f32 on AVX2, the window's terms eight keys at a time, the table
+  // read by gathers (cope_interp.h).
   void window_gathered(float* row, const float* c, const float* z, int64_t start, int64_t n) const {
     const __m256 s = _mm256_set1_ps(scale);
     for (int64_t j = start; j < n; j += 8) {
