@@ -233,9 +233,9 @@ template <class T>
 void block_probs(T* s, int64_t nq, int64_t kv, int64_t first_query, T scale, T* lse_out, const T* lse_in,
                  const CappedKeys<T>& capped) {
   for (int64_t r = 0; r < nq; ++r) {
-    T* row = s + r * kv;
-    T* rest = row + capped.count(r);                  // the keys after the capped ones
     const int64_t n = first_query + r + 1, m = capped.count(r), left = n - m;  // visible, capped, the rest
+    T* row = s + r * kv;
+    T* rest = row + m;  // the keys after the capped ones
     const T sc = scale, a = capped.a, b = m > 0 ? capped.b[r] : T(0);
     if (lse_out) {
       T mx = -std::numeric_limits<T>::infinity();
