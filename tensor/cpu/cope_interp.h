@@ -44,9 +44,10 @@ struct CopeInterp16 {
 // A table z of at most kTableInRegisters f32 entries held in registers, with each entry's step
 // to the next, z[i + 1] - z[i] (0 for the last): an entry is picked by two permutes and a
 // blend instead of a gather, which loads its sixteen elements one by one (docs/PERF.md,
-// "Where CoPE's row time goes"). The table read at c is then z[lo] + w step[lo], which is
-// CopeInterp's z[lo] + w (z[hi] - z[lo]) to the bit (at a whole c, w = 0 and hi = lo). The
-// kernels using it are held to the f64 reference by OpValues.CausalCopeAttention*.
+// "Where CoPE's row time goes"). The table read at c is then z[lo] + w step[lo], CopeInterp's
+// z[lo] + w (z[hi] - z[lo]) with the difference taken once per row (at a whole c, w = 0 and
+// hi = lo). The kernels using it are held to the f64 reference by
+// OpValues.CausalCopeAttention*.
 struct CopeTableInRegisters {
   static constexpr int64_t kTableInRegisters = 64;
   __m512 part[4], step[4];

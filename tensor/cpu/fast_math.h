@@ -20,13 +20,13 @@ namespace copper::cpu {
 // bits. Relative error below 2.5e-7 (about 2 ulp) for x in [-86.6, 88.7]. Edge cases:
 // x < -86.6 gives 0 (the true value is below 2.5e-38, at the bottom of the normal range),
 // x > 88.72 gives +inf, NaN gives NaN.
+inline constexpr float kExpLo = -86.6f, kExpHi = 88.72283f;  // exp_fast's range, as above
 inline float exp_fast(float x) {
-  constexpr float kLo = -86.6f, kHi = 88.72283f;
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
   constexpr float kShift = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  float xc = x < kLo ? kLo : x;
-  xc = xc > kHi ? kHi : xc;
+  float xc = x < kExpLo ? kExpLo : x;
+  xc = xc > kExpHi ? kExpHi : xc;
   const float t = xc * kLog2e + kShift;  // the low mantissa bits of t hold n = round(x log2 e)
   const float n = t - kShift;
   const float r = xc - n * kLn2Hi - n * kLn2Lo;
@@ -43,13 +43,13 @@ inline float exp_fast(float x) {
   float scale;
   std::memcpy(&scale, &e, sizeof scale);
   float y = (p * scale) * 2.0f;
-  y = x < kLo ? 0.0f : y;
-  y = x > kHi ? __builtin_inff() : y;
+  y = x < kExpLo ? 0.0f : y;
+  y = x > kExpHi ? __builtin_inff() : y;
   return x != x ? x : y;  // NaN in, NaN out
 }
 
 #if defined(__AVX512F__)
-// exp_fast's arithmetic on sixteen lanes, for x already clamped to [-86.6, 88.72283] (a NaN
+// exp_fast's arithmetic on sixteen lanes, for x already clamped to [kExpLo, kExpHi] (a NaN
 // lane gives NaN): the part of exp16 below that callers who clamp x themselves can use alone.
 inline __m512 exp16_clamped(__m512 xc) {
   const __mmask16 all = 0xFFFF;  // (the maskz forms: GCC 12 warns on the plain ones' undefined source)
@@ -74,7 +74,7 @@ inline __m512 exp16_clamped(__m512 xc) {
 // with intrinsics (masked row tails, where a `#pragma omp simd` loop would finish one element
 // at a time). tests/test_kernels.cpp holds it to exp_fast.
 inline __m512 exp16(__m512 x) {
-  const __m512 lo = _mm512_set1_ps(-86.6f), hi = _mm512_set1_ps(88.72283f);
+  const __m512 lo = _mm512_set1_ps(kExpLo), hi = _mm512_set1_ps(kExpHi);
   const __mmask16 all = 0xFFFF;
   __m512 y = exp16_clamped(_mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, x, lo), hi));
   y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), _mm512_setzero_ps());
@@ -83,7 +83,7 @@ inline __m512 exp16(__m512 x) {
 }
 
 // The logistic sigmoid 1 / (1 + exp(-x)) on sixteen lanes: exp16's arithmetic on -x clamped
-// to [-86.6, kSigmoidExpCap], then the reciprocal from its 14-bit estimate and one Newton
+// to [kExpLo, kSigmoidExpCap], then the reciprocal from its 14-bit estimate and one Newton
 // step, r (2 - d r), instead of a division (whose throughput is a small fraction of a
 // multiply's). Within 4 units in the last place (tests/test_kernels.cpp). The cap keeps the
 // denominator finite (a Newton step from the zero estimate of an infinite one gives NaN);
@@ -95,7 +95,7 @@ inline __m512 sigmoid16(__m512 x) {
   const __mmask16 all = 0xFFFF;
   const __m512 minus_x = _mm512_sub_ps(_mm512_setzero_ps(), x);
   const __m512 clamped = _mm512_maskz_max_ps(
-      all, _mm512_set1_ps(-86.6f), _mm512_maskz_min_ps(all, _mm512_set1_ps(kSigmoidExpCap), minus_x));
+      all, _mm512_set1_ps(kExpLo), _mm512_maskz_min_ps(all, _mm512_set1_ps(kSigmoidExpCap), minus_x));
   const __m512 d = _mm512_add_ps(exp16_clamped(clamped), _mm512_set1_ps(1.0f));
   const __m512 r = _mm512_maskz_rcp14_ps(all, d);
   return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));

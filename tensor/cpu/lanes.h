@@ -1,7 +1,8 @@
 // lanes.h — work across the lanes of one vector register, for the kernels written with
 // intrinsics (the fused attention's rows, CoPE's term): the masks of a row's last, partial
 // vector, prefix and suffix sums across the lanes, a vector's sum and largest lane, its first
-// or last lane in every lane. AVX-512 forms, and the AVX2 forms that CoPE's term uses without AVX-512.
+// or last lane in every lane. AVX-512 forms, and the AVX2 forms that CoPE's term and the
+// register tile use without AVX-512.
 #pragma once
 #include <cstdint>
 
