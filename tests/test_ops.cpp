@@ -1402,6 +1402,27 @@ TEST(OpValues, LinearCrossEntropyMatchesTheComposition) {
     EXPECT_NEAR(linear_cross_entropy(x, w, b, t, -100, 8).item(), lw.item(), 1e-5);
     EXPECT_NEAR(linear_cross_entropy(x, w, b, t).item(), lw.item(), 1e-5);
   }
+  // Rows enough for the CPU's packed product (packed_gemm, the bias added as it writes the
+  // logits), with a bias and without, the whole batch in one product as under grad.
+  for (const bool with_bias : {true, false}) {
+    const int64_t M = 300, E = 40, C = 130;
+    const Tensor xm = randn({M, E}, DType::f32, &gen), wm = randn({C, E}, DType::f32, &gen);
+    const Tensor bm = with_bias ? randn({C}, DType::f32, &gen) : Tensor();
+    Tensor tm = randint(0, C, {M}, DType::i64, &gen);
+    tm.data<int64_t>()[200] = -100;
+    auto run = [&](bool fused) {
+      std::vector<Tensor> p{xm.detach().requires_grad_(), wm.detach().requires_grad_(),
+                            with_bias ? bm.detach().requires_grad_() : Tensor()};
+      Tensor l = fused ? linear_cross_entropy(p[0], p[1], p[2], tm) : cross_entropy(linear(p[0], p[1], p[2]), tm);
+      mul(l, 2.0).backward();
+      p.push_back(l);
+      return p;
+    };
+    const auto ref = run(false), got = run(true);
+    EXPECT_NEAR(got[3].item(), ref[3].item(), 1e-5) << "bias " << with_bias;
+    for (size_t i = 0; i < (with_bias ? 3u : 2u); ++i)
+      EXPECT_LT(max(abs(sub(got[i].grad(), ref[i].grad()))).item(), 1e-5) << "input " << i << ", bias " << with_bias;
+  }
   const std::string op = "linear_cross_entropy";
   expect_error([&] { linear_cross_entropy(x, w, b, t.narrow(0, 0, 3)); }, op, "3 targets for 37 rows");
   Tensor bad = t.clone();

@@ -60,7 +60,7 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor&
   const int64_t D = weight.size(1), V = weight.size(0);
   const Tensor xd = x.detach().reshape({-1, D}).contiguous();
   const Tensor wd = weight.detach().contiguous();  // a no-op for a layer's weight
-  const Tensor bd = bias.defined() ? bias.detach() : Tensor();
+  const Tensor bd = bias.defined() ? bias.detach().contiguous() : Tensor();
   const int64_t N = xd.size(0);
   const Tensor t = cross_entropy_targets(op, targets, x, N, V, ignore_index);
   const Tensor count = counted_targets(t, ignore_index, x.dtype());
@@ -77,8 +77,9 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor&
   for (int64_t r0 = 0; r0 < N; r0 += chunk) {
     const int64_t m = std::min(chunk, N - r0);
     const Tensor logits = dl.narrow(0, grad ? r0 : 0, m);
-    be.gemm(xd.narrow(0, r0, m).unsqueeze(0), wt, logits.unsqueeze(0), false);
-    if (bd.defined()) be.binary(BinaryOp::add, logits, bd.expand(logits.shape()), logits);
+    const Tensor xc = xd.narrow(0, r0, m).unsqueeze(0), c = logits.unsqueeze(0);
+    if (bd.defined()) be.gemm_bias(xc, wt, bd, c);  // the bias added as the product writes the logits
+    else be.gemm(xc, wt, c, false);
     const Tensor tc = t.narrow(0, r0, m), rc = rows.narrow(0, r0, m), lc = lse.narrow(0, r0, m);
     if (grad) be.cross_entropy_with_grad(logits, tc, rc, lc, logits, scale, ignore_index);
     else be.cross_entropy(logits, tc, rc, lc, ignore_index);
