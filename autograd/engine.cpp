@@ -204,6 +204,7 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
       profile::Scope timed(node->op.c_str());  // one profile row per node name (when profiling)
       grads = node->backward(g);
     }
+    g.clear();  // the node is done with its gradients: a tensor it passed on is now held only where it went
     if (!retain_graph) node->backward = nullptr;  // release the saved tensors now
     COPPER_CHECK(grads.size() == node->inputs.size(), op, "backward of '{}' returned {} gradients for {} inputs",
                  node->op, grads.size(), node->inputs.size());

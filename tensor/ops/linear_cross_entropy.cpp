@@ -95,7 +95,7 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor&
              gb = bias.defined() && bias.requires_grad()](const Tensor& g) {
               const Tensor d = times_loss_gradient(dl, g);
               return std::vector<Tensor>{gx ? matmul(d, wd).view(x_shape) : Tensor(),
-                                         gw ? matmul(xd.t(), d).t() : Tensor(),  // (in, out): BLAS's faster form
+                                         gw ? matmul(d.t(), xd) : Tensor(),  // (out, in): kept as the .grad, no copy
                                          gb ? sum(d, {0}) : Tensor()};
             });
   return loss;

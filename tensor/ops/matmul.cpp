@@ -57,6 +57,18 @@ Tensor matmul_raw(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor(
   return out;
 }
 
+// b's gradient aᵀ·g. Where b is a transposed matrix (linear passes Wᵀ: W [out, in] seen as
+// [in, out]), the product is taken as gᵀ·a, in W's own layout, and handed back transposed:
+// the gradient then reaches W contiguous, kept as its .grad without the transposing copy
+// that the [in, out] product would need (the two forms of the product run at the same speed
+// on BLAS at a layer's shapes; docs/PERF.md).
+Tensor gradient_in_layout(const Tensor& a, const Tensor& g, const Tensor& b) {
+  const bool transposed_matrix = a.dim() == 2 && b.dim() == 2 && b.size(0) > 1 && b.size(1) > 1 &&
+                                 b.strides()[0] == 1 && b.strides()[1] == b.size(0);
+  if (transposed_matrix) return matmul_raw(g.transpose(-2, -1), a).transpose(-2, -1);
+  return sum_to(matmul_raw(a.transpose(-2, -1), g), b.shape());
+}
+
 // matmul, and with `bias` (detached, [m]; b 2-d) the bias added to the result's rows in the
 // product's own pass: the same "matmul" node (its backward needs the operands, not the
 // result); the bias's node is the caller's.
@@ -89,7 +101,7 @@ Tensor product(const Tensor& a, const Tensor& b, const Tensor& bias) {
   record_op("matmul", out, {a, b}, [ad, bd, ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
     const Tensor gd = g.dtype() == ad.dtype() ? g : g.to(ad.dtype());
     return std::vector<Tensor>{ga ? sum_to(matmul_raw(gd, bd.transpose(-2, -1)), ad.shape()) : Tensor(),
-                               gb ? sum_to(matmul_raw(ad.transpose(-2, -1), gd), bd.shape()) : Tensor()};
+                               gb ? gradient_in_layout(ad, gd, bd) : Tensor()};
   });
   return out;
 }
