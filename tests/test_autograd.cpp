@@ -65,6 +65,28 @@ TEST(Autograd, GradientSumsInPlaceOnlyWhenSafe) {
   EXPECT_EQ(V(y.grad()), (std::vector<double>{3, 3}));
 }
 
+// A linear layer's weight gradient comes out of matmul's backward in the weight's own [out, in]
+// layout (g^T x, handed back transposed through Wᵀ's view) and the engine keeps it as the
+// .grad; the values are the product's. Two leaves given one gradient tensor (add passes g to
+// both) still get buffers of their own.
+TEST(Autograd, WeightGradientsArriveInTheirLayoutAndLeavesShareNoBuffer) {
+  Generator gen(4);
+  const Tensor x = randn({7, 5}, DType::f64, &gen), r = randn({7, 3}, DType::f64, &gen);
+  Tensor w = randn({3, 5}, DType::f64, &gen).requires_grad_(), b = randn({3}, DType::f64, &gen).requires_grad_();
+  sum(mul(linear(x, w, b), r)).backward();
+  ASSERT_TRUE(w.grad().is_contiguous());
+  EXPECT_EQ(w.grad().shape(), (Shape{3, 5}));
+  const std::vector<double> want = V(matmul(r.t(), x)), got = V(w.grad());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-12) << i;
+  Tensor p = leaf({1, 2}), q = leaf({3, 4});
+  sum(mul(add(p, q), 2.0)).backward();
+  EXPECT_EQ(V(p.grad()), (std::vector<double>{2, 2}));
+  EXPECT_NE(p.grad().raw_data(), q.grad().raw_data());
+  Tensor pg = p.grad();
+  add_(pg, F({5, 5}));  // an optimizer writing one leaf's gradient must not change the other's
+  EXPECT_EQ(V(q.grad()), (std::vector<double>{2, 2}));
+}
+
 TEST(Autograd, DiamondGraph) {
   //      x
   //     / \         a = 2x, b = x^2, out = a * b = 2x^3, d/dx = 6x^2
