@@ -206,14 +206,20 @@ void rows_and_column_sums(int64_t rows, int64_t n, const Tensor& dweight, const 
     if (b) std::fill(b, b + n, T(0));
     for (int64_t r = ch * kRowChunk; r < std::min(rows, (ch + 1) * kRowChunk); ++r) row(r, w, b);
   });
+  // On the calling thread, chunk after chunk down the columns' running sums: a few thousand
+  // adds per chunk, less than waking the workers for them would cost.
   auto total = [&](const T* parts, const Tensor& out) {
     if (!out.defined()) return;
     T* o = static_cast<T*>(out.raw_data());
-    parallel_for(n, chunks, [&](int64_t c) {
-      double acc = 0;
-      for (int64_t ch = 0; ch < chunks; ++ch) acc += double(parts[ch * n + c]);
-      o[c] = T(acc);
-    });
+    static thread_local std::vector<double> acc;
+    acc.assign(size_t(n), 0.0);
+    double* a = acc.data();
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      const T* part = parts + ch * n;
+#pragma omp simd
+      for (int64_t c = 0; c < n; ++c) a[c] += double(part[c]);
+    }
+    for (int64_t c = 0; c < n; ++c) o[c] = T(a[c]);
   };
   total(wparts, dweight);
   total(bparts, dbias);
