@@ -90,12 +90,16 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor&
     loss = div(sum(rows), count);
   }
   if (!grad) return loss;
+  // The weight's gradient is taken as xᵀ·dl, [in, out], and reaches the weight transposed (a
+  // copy on arrival), not in the weight's own layout as a linear layer's is (matmul.cpp): at
+  // the head's shape OpenBLAS's Haswell kernels, which AMD EPYC machines run, take 8 % longer
+  // for dlᵀ·x, more than the copy costs (docs/PERF.md).
   record_op(op, loss, {x, weight, bias},
             [dl, xd, wd, x_shape = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
              gb = bias.defined() && bias.requires_grad()](const Tensor& g) {
               const Tensor d = times_loss_gradient(dl, g);
               return std::vector<Tensor>{gx ? matmul(d, wd).view(x_shape) : Tensor(),
-                                         gw ? matmul(d.t(), xd) : Tensor(),  // (out, in): kept as the .grad, no copy
+                                         gw ? matmul(xd.t(), d).t() : Tensor(),
                                          gb ? sum(d, {0}) : Tensor()};
             });
   return loss;
