@@ -1540,6 +1540,38 @@ TEST(OpValues, CausalCopeAttentionIsTheReference) {
     }
 }
 
+// Gates at 1 (every q·k far above 0) make each count the number of keys from the query, so a
+// row's last keys read the table's slots up to the query's own index + 1: the last slots a
+// block's products of z reach (CopeTerm::reachable_slots) with a table longer than the rows.
+TEST(OpValues, CausalCopeAttentionWithGatesAtOneReadsTheLastReachableSlots) {
+  for (DType t : {DType::f32, DType::f64}) {
+    Generator data(6);
+    const int64_t tq = 130, tk = 130, Dh = 8, npos = 200;
+    Tensor q = add(mul(randn({1, 2, tq, Dh}, t, &data), 0.05), 3.0), k = add(mul(randn({1, 2, tk, Dh}, t, &data), 0.05), 3.0);
+    Tensor v = randn({1, 2, tk, Dh}, t, &data), e = randn({npos, Dh}, t, &data), dy = randn({1, 2, tq, Dh}, t, &data);
+    auto run = [&](bool fused) {
+      const DType rt = fused ? t : DType::f64;
+      auto leaf = [rt](const Tensor& x) { return x.to(rt).detach().clone().requires_grad_(); };
+      Tensor qg = leaf(q), kg = leaf(k), vg = leaf(v), eg = leaf(e);
+      Tensor y = fused ? causal_cope_attention(qg, kg, vg, eg, 0.35, false, 0.0, nullptr)
+                       : causal_cope_attention_reference(qg, kg, vg, eg, 0.35, false, 0.0, nullptr);
+      sum(mul(y, dy.to(rt))).backward();
+      return std::vector<Tensor>{y, qg.grad(), kg.grad(), vg.grad(), eg.grad()};
+    };
+    const auto fused = run(true), ref = run(false);
+    const double tol = t == DType::f64 ? 1e-12 : 2e-5;
+    for (size_t i = 0; i < fused.size(); ++i) {
+      const std::vector<double> a = V(fused[i]), b = V(ref[i]);
+      double worst = 0, scale = 0;
+      for (size_t j = 0; j < a.size(); ++j) {
+        worst = std::max(worst, std::abs(a[j] - b[j]));
+        scale = std::max(scale, std::abs(b[j]));
+      }
+      EXPECT_LE(worst, tol * scale) << dtype_name(t) << ": output " << i;
+    }
+  }
+}
+
 // A NaN in a query (a diverging run) stays in its own rows and never sends a table index out
 // of range: a NaN count is capped (capped_count), in the fused kernel's walks (the vector ones
 // with a table of up to 64 entries, the plain one beyond) and in cope_positions, forward and

@@ -215,7 +215,7 @@ struct NoTerm {
   T scale;
   Scratch scratch(int64_t /*elements*/, int64_t /*Tk*/) const { return {}; }
   T softmax_scale() const { return scale; }
-  void begin_block(int64_t, int64_t, int64_t, Scratch&) const {}
+  void begin_block(int64_t, int64_t, int64_t, int64_t, Scratch&) const {}
   void logits(T*, int64_t, int64_t, int64_t, int64_t, int64_t, Scratch&, bool) const {}
   CappedKeys<T> capped(const Scratch&) const { return {}; }
   void grad(T*, int64_t, int64_t, int64_t, int64_t, int64_t, Scratch&) const {}
@@ -369,7 +369,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
       const auto [qb, ldq] = block_queries(Q, rot, b, r0, nq, r0 + shift, qr.data(), Dh);
       const int64_t seen = r0 + shift;  // the block's first query sees keys <= seen
       product_bt(nq, kv, Dh, qb, ldq, keys_of(b), s.data(), seen);  // s = q kᵀ
-      term.begin_block(b, r0, nq, scratch);
+      term.begin_block(b, r0, nq, shift, scratch);
       term.logits(s.data(), nq, kv, b, r0, shift, scratch, false);
       block_probs(s.data(), nq, kv, r0 + shift, term.softmax_scale(), L + b * Tq + r0, static_cast<const T*>(nullptr),
                   term.capped(scratch));
@@ -438,7 +438,7 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         const auto [qb, ldq] = block_queries(Q, rot, b, r0, nq, r0 + shift, qr.data(), Dh);
         const int64_t seen = r0 + shift;  // the block's first query sees keys <= seen
         product_bt(nq, kv, Dh, qb, ldq, keys, P.data(), seen);  // P = q kᵀ
-        term.begin_block(b, r0, nq, scratch);
+        term.begin_block(b, r0, nq, shift, scratch);
         term.logits(P.data(), nq, kv, b, r0, shift, scratch, true);
         block_probs(P.data(), nq, kv, r0 + shift, term.softmax_scale(), static_cast<T*>(nullptr), L + b * Tq + r0,
                     term.capped(scratch));

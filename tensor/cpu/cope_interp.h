@@ -29,6 +29,10 @@ struct CopeInterp {
   F at(const F* z) const { return z[lo] + w * (z[hi] - z[lo]); }
 };
 
+// The longest table the AVX-512 f32 kernels hold in registers (CopeTableInRegisters): they
+// load a row's z whole, where the others read it only at the counts.
+inline constexpr int64_t kCopeTableInRegisters = 64;
+
 #if defined(__AVX512F__)
 // CopeInterp's floor and weight for sixteen f32 positions c >= 0 at a time (the ceiling is
 // not needed: CopeTableInRegisters keeps each entry's step to the next).
@@ -49,7 +53,7 @@ struct CopeInterp16 {
 // hi = lo). The kernels using it are held to the f64 reference by
 // OpValues.CausalCopeAttention*.
 struct CopeTableInRegisters {
-  static constexpr int64_t kTableInRegisters = 64;
+  static constexpr int64_t kTableInRegisters = kCopeTableInRegisters;
   __m512 part[4], step[4];
   CopeTableInRegisters(const float* z, int64_t npos) {
     for (int64_t k = 0; k < 4; ++k) {  // (no address past the table's end is formed)

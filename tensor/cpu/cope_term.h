@@ -115,12 +115,13 @@ struct CopeTerm {
     std::vector<double> lo_at, hi_at;
     const T* z = nullptr;  // the block's z rows, row r at r·npos
     T* dz = nullptr;       // where grad() writes their gradient
+    int64_t slots;         // the table slots the block's rows can reach (reachable_slots; all until begin_block)
     Scratch(int64_t elements, int64_t Tk, int64_t npos, bool table)
         : g(size_t(elements)), c(size_t(elements)), dg(size_t(Tk)),
           zblock(table ? size_t(kQueryBlock * npos) : 0), dzblock(table ? size_t(kQueryBlock * npos) : 0),
           start(size_t(kQueryBlock)), capped_term(size_t(kQueryBlock)), floors(size_t(Tk)), end(size_t(npos)),
           last(size_t(npos)), lo_sum(size_t(Tk + 1)), hi_sum(size_t(Tk + 1)), lo_at(size_t(npos + 1)),
-          hi_at(size_t(npos + 1)) {}
+          hi_at(size_t(npos + 1)), slots(npos) {}
   };
   T scale;
   int64_t Tq, npos;
@@ -144,8 +145,18 @@ struct CopeTerm {
   // The keys below each row's `start` (see logits()), finished by the softmax.
   CappedKeys<T> capped(const Scratch& sc) const { return {sc.start.data(), sc.capped_term.data(), scale}; }
 
-  void begin_block(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
+  // The table slots a block's rows can reach, [0, this): a count from query i is at most i + 1
+  // (each gate is at most 1), and a read at slot p also takes slot p + 1 (with weight 0 at a
+  // whole count), so up to i + 2 for the block's last query i, and never past the table. With
+  // a long table (npos up to the context) the block products of z and of its gradient stop
+  // there: the first blocks of a row need a few slots, not npos.
+  int64_t reachable_slots(int64_t r0, int64_t nq, int64_t shift) const {
+    return std::min(npos, r0 + nq + shift + 2);
+  }
+
+  void begin_block(int64_t b, int64_t r0, int64_t nq, int64_t shift, Scratch& sc) const {
     T* rows = Z ? Z + (b * Tq + r0) * npos : nullptr;  // the block's rows of z, if given
+    sc.slots = reachable_slots(r0, nq, shift);
     if (!E) {
       sc.z = rows;
       sc.dz = dZ ? dZ + (b * Tq + r0) * npos : nullptr;
@@ -157,14 +168,21 @@ struct CopeTerm {
       return;
     }
     T* zb = rows ? rows : sc.zblock.data();
-    product(false, nq, npos, Dh, 1.0, (*Q)(b, r0), Q->ld, Et, npos, false, zb, npos);  // z = q Eᵀ
+    const int64_t slots = sc.slots;
+    product(false, nq, slots, Dh, 1.0, (*Q)(b, r0), Q->ld, Et, npos, false, zb, npos);  // z = q Eᵀ
+    // Past them only a table held in registers is read (whole, with weight 0 there): zeros.
+    const int64_t loaded = std::min(npos, kCopeTableInRegisters);
+    if (slots < loaded)
+      for (int64_t r = 0; r < nq; ++r) std::fill(zb + r * npos + slots, zb + r * npos + loaded, T(0));
     sc.z = zb;
   }
 
+  // dz is 0 past the reachable slots (no count lands there), so the products stop at them.
   void end_block_backward(int64_t b, int64_t r0, int64_t nq, Scratch& sc) const {
     if (!E) return;
-    product(false, nq, Dh, npos, 1.0, sc.dz, npos, E, Dh, true, (*dQ)(b, r0), dQ->ld);  // dq += dz E
-    product(true, npos, Dh, nq, 1.0, sc.dz, npos, (*Q)(b, r0), Q->ld, true, dE + b * npos * Dh,
+    const int64_t slots = sc.slots;
+    product(false, nq, Dh, slots, 1.0, sc.dz, npos, E, Dh, true, (*dQ)(b, r0), dQ->ld);  // dq += dz E
+    product(true, slots, Dh, nq, 1.0, sc.dz, npos, (*Q)(b, r0), Q->ld, true, dE + b * npos * Dh,
             Dh);  // dE[b] += dzᵀ q
   }
 
@@ -178,7 +196,9 @@ struct CopeTerm {
       const T* z = sc.z + r * npos;
       // The capped keys' logits, x scale + zcap (official: (x + zcap) scale), are left to the
       // softmax (capped()): it finishes them as it reads them.
-      sc.capped_term[size_t(r)] = official ? z[npos - 1] * sc_ : z[npos - 1];
+      // (Only a block that reaches the top slot can have capped keys.)
+      const T top = sc.slots == npos ? z[npos - 1] : T(0);
+      sc.capped_term[size_t(r)] = official ? top * sc_ : top;
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
         if (npos <= CopeTableInRegisters::kTableInRegisters) {
@@ -440,7 +460,10 @@ struct CopeTerm {
       const T* c = sc.c.data() + r * kv;
       const T* z = sc.z + r * npos;
       const double uncapped = key_gradients(d, g, c, z, start, n, floors, lo_sum, hi_sum, dg);  // sum of their dterm
-      std::fill(end, end + npos, -1);
+      // The slots below sc.slots are all a row's floors can be; a row with capped keys (start
+      // > 0) reached the top slot, so its block has them all.
+      const int64_t slots = sc.slots;
+      std::fill(end, end + slots, -1);
       // A softmax's logit gradients sum to zero over the row (sum_j P_j (dP_j - D) = D - D),
       // so the capped keys' sum is minus the others': the floor shares' sum before `start`,
       // where the prefix sums start from 0, is -uncapped, and their long prefix is never read.
@@ -459,17 +482,18 @@ struct CopeTerm {
       // top slot's floor shares take the capped keys' sum too. Only last() is a chain (a
       // running maximum); the sums at it are gathers and dz one vector pass.
       int32_t running = -1;
-      for (int64_t p = top; p >= 0; --p) last[p] = running = std::max(running, end[p]);
+      for (int64_t p = slots - 1; p >= 0; --p) last[p] = running = std::max(running, end[p]);
 #pragma omp simd
-      for (int64_t p = 0; p < npos; ++p) {
+      for (int64_t p = 0; p < slots; ++p) {
         lo_at[p] = lo_sum[last[p]];
         hi_at[p + 1] = hi_sum[last[p]];
       }
-      lo_at[npos] = -lo_capped;  // above the top slot: less the capped keys' sum
+      lo_at[slots] = -lo_capped;  // above the top slot: less the capped keys' sum (0 below the top)
       hi_at[0] = hi_sum[n - 1];
       T* dz = sc.dz + r * npos;
 #pragma omp simd
-      for (int64_t p = 0; p < npos; ++p) dz[p] = T((lo_at[p] - lo_at[p + 1]) + (hi_at[p] - hi_at[p + 1]));
+      for (int64_t p = 0; p < slots; ++p) dz[p] = T((lo_at[p] - lo_at[p + 1]) + (hi_at[p] - hi_at[p + 1]));
+      if (!E) std::fill(dz + slots, dz + npos, T(0));  // the op's dz is whole; with E the products stop at slots
     }
   }
 };
