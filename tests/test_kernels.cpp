@@ -202,7 +202,8 @@ TEST(Lanes, Avx2FormsAreTheirDefinitions) {
 #endif
 
 // CopeTerm's walk down a row (cope_term.h), in f32 (on AVX-512 sixteen keys at a time, with the
-// table in registers; on AVX2 the counts eight at a time) against the same walk in f64 (the
+// table in registers up to 64 entries and gathered past them; on AVX2 the counts eight at a
+// time) against the same walk in f64 (the
 // plain loops): the logits (the capped keys' as the softmax finishes them), and the gates and
 // counts kept for the backward. The rows mix gates of every size, saturated ones (0 and 1)
 // and tiny ones among them, so that the f32 counts, summed in another order, must still
@@ -210,7 +211,7 @@ TEST(Lanes, Avx2FormsAreTheirDefinitions) {
 TEST(CopeWalk, F32RowsAreTheF64Walk) {
   const int64_t nq = 40, kv = 150, shift = kv - nq;
   Generator gen(17);
-  for (int64_t npos : {5, 40, 64})
+  for (int64_t npos : {5, 40, 64, 65, 200})
     for (bool official : {false, true}) {
       const std::vector<double> u = rand({nq * kv}, DType::f64, &gen).to_vector<double>(),
                                 n = randn({nq * kv + nq * npos}, DType::f64, &gen).to_vector<double>();

@@ -78,6 +78,24 @@ struct CopeTableInRegisters {
   // step[lo]: z[hi] - z[lo], and 0 at the last entry.
   __m512 step_at(const CopeInterp16& ip) const { return pick(step, ip.lo, high_half(ip.lo)); }
 };
+
+// A table z of any length read at sixteen positions by gathers, the same reads as
+// CopeTableInRegisters: z[lo] + w step[lo] with step[lo] = z[lo + 1] - z[lo], 0 at the last
+// entry (no read past the table). For the tables longer than that one holds.
+struct CopeTableGathered {
+  const float* z;
+  int64_t npos;
+  __m512i next(const CopeInterp16& ip) const {  // lo + 1, or lo at the last entry
+    return _mm512_maskz_min_epi32(0xFFFF, _mm512_add_epi32(ip.lo, _mm512_set1_epi32(1)),
+                                  _mm512_set1_epi32(int32_t(npos - 1)));
+  }
+  __m512 gather(__m512i i) const { return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, i, z, 4); }
+  __m512 at(const CopeInterp16& ip) const {
+    const __m512 lo = gather(ip.lo);
+    return _mm512_fmadd_ps(ip.w, _mm512_sub_ps(gather(next(ip)), lo), lo);
+  }
+  __m512 step_at(const CopeInterp16& ip) const { return _mm512_sub_ps(gather(next(ip)), gather(ip.lo)); }
+};
 #elif defined(__AVX2__)
 // CopeInterp for eight f32 positions c >= 0 at a time (a true comparison is -1 in a lane, so
 // hi = lo - (c > lo)).

@@ -28,7 +28,7 @@ namespace copper::cpu {
 // reads, each key's shares of the gradient: `omp simd` loops, and in f32 intrinsics on AVX-512
 // and AVX2), and the serial ones do as little as possible (suffix_positions, the prefix sums
 // in grad). On AVX-512 the f32 walk is one vector loop: a vector's gates, counts (suffix
-// sums across its lanes) and terms at once, row_in_registers.
+// sums across its lanes) and terms at once, row_walk16.
 //
 // The dz scatter is the backward's trap: adding into dz[floor c_j] key after key makes every
 // add wait for the previous store to the same slot. But c_j only falls as j grows (a suffix
@@ -42,7 +42,7 @@ namespace copper::cpu {
 // The cap does the most for speed. Once the count from query i down reaches npos - 1, every
 // earlier key sits at the cap: its term is the constant z_i[npos - 1], and no gradient flows
 // through its gate (dc_j/dg = 0 there, and dg_t only sums keys j <= t, all capped when t is).
-// So a row walks down from its query a chunk of keys at a time (sixteen in row_in_registers)
+// So a row walks down from its query a chunk of keys at a time (sixteen in row_walk16)
 // and stops at the first chunk whose total reaches the cap: the gates, positions and gate
 // gradients of the keys below (`start`, most of a long row) are never computed, and their
 // logits are left to the softmax, which finishes them with one multiply-add as it reads them.
@@ -77,7 +77,7 @@ T suffix_positions(const T* g, T* c, int64_t lo, int64_t hi, T acc, T cap) {
 // suffix_positions for f32 on AVX2, eight keys at a time from the top: each vector's counts
 // are the suffix sums across its lanes plus the total above it, raised to a running maximum
 // where the tree's rounding let one fall below the next key's (as in
-// CopeTerm::row_in_registers), so that c never falls as j falls; the total carried down is
+// CopeTerm::row_walk16), so that c never falls as j falls; the total carried down is
 // the lowest lane's. Returns the total at lo.
 inline float suffix_positions8(const float* g, float* c, int64_t lo, int64_t hi, float acc, float cap) {
   const __m256 top = _mm256_set1_ps(cap);
@@ -201,10 +201,10 @@ struct CopeTerm {
       sc.capped_term[size_t(r)] = official ? top * sc_ : top;
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
-        if (npos <= CopeTableInRegisters::kTableInRegisters) {
-          sc.start[size_t(r)] = row_in_registers(row, g, c, z, n, keep);
-          continue;
-        }
+        sc.start[size_t(r)] = npos <= CopeTableInRegisters::kTableInRegisters
+                                  ? row_walk16(CopeTableInRegisters(z, npos), row, g, c, n, keep)
+                                  : row_walk16(CopeTableGathered{z, npos}, row, g, c, n, keep);
+        continue;
       }
 #endif
       // Down from the query, a chunk at a time, until the count reaches the cap: keys below
@@ -242,16 +242,17 @@ struct CopeTerm {
   }
 
 #if defined(__AVX512F__)
-  // logits() for one f32 row, the table in registers (cope_interp.h): the walk down from the
-  // query sixteen keys at a time, a vector's gates, counts and terms in one step. Returns the
+  // logits() for one f32 row on AVX-512: the walk down from the query sixteen keys at a time,
+  // a vector's gates, counts and terms in one step, the table read from registers
+  // (CopeTableInRegisters, up to 64 entries) or by gathers (CopeTableGathered). Returns the
   // first uncapped key, `start` (the keys below are capped()); with `keep` the gates and
   // counts of [start, n) are stored for grad(). A vector's counts are the suffix sums of its
   // gates plus the count above it (the lowest lane's count, carried down: one add per vector
   // on the walk's chain). The suffix sums are summed in a tree, whose rounding can leave one a
   // unit in the last place below the next key's; where one does, each is raised to the
   // largest after it (suffix_max16): counts never fall as j falls, as grad() needs.
-  int64_t row_in_registers(float* row, float* g, float* c, const float* z, int64_t n, bool keep) const {
-    const CopeTableInRegisters table(z, npos);
+  template <class Table>
+  int64_t row_walk16(const Table& table, float* row, float* g, float* c, int64_t n, bool keep) const {
     const __mmask16 all = 0xFFFF;
     const __m512 s = _mm512_set1_ps(scale), cap = _mm512_set1_ps(float(npos - 1));
     __m512 above = _mm512_setzero_ps();  // the count of the keys above the vector, in every lane
@@ -300,8 +301,9 @@ struct CopeTerm {
                        double* lo_sum, double* hi_sum, T* dg) const {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
-      if (npos <= CopeTableInRegisters::kTableInRegisters)
-        return key_gradients_in_registers(d, g, c, z, start, n, floors, lo_sum, hi_sum);
+      return npos <= CopeTableInRegisters::kTableInRegisters
+                 ? key_gradients16(CopeTableInRegisters(z, npos), d, g, c, start, n, floors, lo_sum, hi_sum)
+                 : key_gradients16(CopeTableGathered{z, npos}, d, g, c, start, n, floors, lo_sum, hi_sum);
     }
 #elif defined(__AVX2__)
     if constexpr (std::is_same_v<T, float>) return key_gradients_gathered(d, g, c, z, start, n, floors, lo_sum, hi_sum);
@@ -334,12 +336,12 @@ struct CopeTerm {
   }
 
 #if defined(__AVX512F__)
-  // key_gradients for f32 in one pass, sixteen keys at a time: the table in registers
-  // (cope_interp.h), the prefix sums taken inside each vector (scan16, scan8) and carried
-  // from one vector to the next, the double shares eight at a time.
-  double key_gradients_in_registers(float* d, const float* g, const float* c, const float* z, int64_t start,
-                                    int64_t n, int32_t* floors, double* lo_sum, double* hi_sum) const {
-    const CopeTableInRegisters table(z, npos);
+  // key_gradients for f32 in one pass, sixteen keys at a time: the table in registers or
+  // gathered (cope_interp.h), the prefix sums taken inside each vector (scan16, scan8) and
+  // carried from one vector to the next, the double shares eight at a time.
+  template <class Table>
+  double key_gradients16(const Table& table, float* d, const float* g, const float* c, int64_t start, int64_t n,
+                         int32_t* floors, double* lo_sum, double* hi_sum) const {
     const __m512 dterm_scale = _mm512_set1_ps(official ? scale : 1.0f);
     const __m512 one = _mm512_set1_ps(1.0f);
     // Sixteen floats as two vectors of eight doubles, through memory: GCC 12 warns on the
@@ -390,7 +392,7 @@ struct CopeTerm {
   }
 #elif defined(__AVX2__)
   // key_gradients for f32 on AVX2 in one pass, eight keys at a time: the table read by
-  // gathers (cope_interp.h), the prefix sums as in key_gradients_in_registers, the double
+  // gathers (cope_interp.h), the prefix sums as in key_gradients16, the double
   // shares four at a time.
   double key_gradients_gathered(float* d, const float* g, const float* c, const float* z, int64_t start, int64_t n,
                                 int32_t* floors, double* lo_sum, double* hi_sum) const {
@@ -437,7 +439,7 @@ struct CopeTerm {
   // Per row: (1) a vector pass gives each uncapped key t its floor, its shares of dterm for
   // the floor and ceiling slots and its own term of dg; (2) a serial pass turns those into
   // prefix sums from the first uncapped key; (3) a vector pass adds the gates' gradient to
-  // the row (in f32 the three are one vector pass: key_gradients_in_registers on AVX-512,
+  // the row (in f32 the three are one vector pass: key_gradients16 on AVX-512,
   // key_gradients_gathered on AVX2); then each floor's last key is found, and (4) dz comes
   // from the prefix sums at the run ends. The capped keys below `start` all read slot
   // npos - 1 with w = 0 and pass nothing to the gates: their one sum stands for them, as key
