@@ -1496,6 +1496,41 @@ TEST(OpErrors, CausalRotaryAttentionChecksItsTables) {
   }, "attention", "do not combine");
 }
 
+namespace {
+
+// causal_cope_attention in dtype t against its composed reference in f64 (scale 0.35, dropout
+// p from one seed): the output and the gradients of q, k, v and e for the loss sum(y dy), each
+// within tol (1e-12 in f64, 2e-5 in f32) of the largest reference value. The reference runs
+// in f64 for both: in f32 its own rounding (positions from a float cumsum) is several times
+// the kernel's, so the f32 kernel is held to the f64 values.
+void expect_cope_attention_is_the_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e,
+                                            const Tensor& dy, DType t, bool official, double p,
+                                            const std::string& label) {
+  auto run = [&](bool fused) {
+    const DType rt = fused ? t : DType::f64;
+    auto leaf = [rt](const Tensor& x) { return x.to(rt).detach().clone().requires_grad_(); };
+    Tensor qg = leaf(q), kg = leaf(k), vg = leaf(v), eg = leaf(e);
+    Generator g(9);
+    Tensor y = fused ? causal_cope_attention(qg, kg, vg, eg, 0.35, official, p, &g)
+                     : causal_cope_attention_reference(qg, kg, vg, eg, 0.35, official, p, &g);
+    sum(mul(y, dy.to(rt))).backward();
+    return std::vector<Tensor>{y, qg.grad(), kg.grad(), vg.grad(), eg.grad()};
+  };
+  const auto fused = run(true), ref = run(false);
+  const double tol = t == DType::f64 ? 1e-12 : 2e-5;
+  for (size_t i = 0; i < fused.size(); ++i) {
+    const std::vector<double> a = V(fused[i]), b = V(ref[i]);
+    double worst = 0, scale = 0;
+    for (size_t j = 0; j < a.size(); ++j) {
+      worst = std::max(worst, std::abs(a[j] - b[j]));
+      scale = std::max(scale, std::abs(b[j]));
+    }
+    EXPECT_LE(worst, tol * scale) << dtype_name(t) << " " << label << ": output " << i;
+  }
+}
+
+}  // namespace
+
 // The fused CoPE attention is its composed reference (matmul, cope_positions, causal_softmax,
 // dropout, matmul): values and all four gradients, with dropout, both scalings, queries over
 // more keys (a KV cache's shape), and a clamp that bites (npos 6) or does not (npos 200).
@@ -1513,30 +1548,9 @@ TEST(OpValues, CausalCopeAttentionIsTheReference) {
       Tensor q = mul(randn({2, 3, tq, Dh}, t, &data), std::sqrt(8.0 / double(Dh))), k = randn({2, 3, tk, Dh}, t, &data);
       Tensor v = randn({2, 3, tk, Dh}, t, &data), e = randn({npos, Dh}, t, &data);
       Tensor dy = randn({2, 3, tq, Dh}, t, &data);
-      // The reference runs in f64 for both: in f32 its own rounding (positions from a float
-      // cumsum) is several times the kernel's, so the f32 kernel is held to the f64 values.
-      auto run = [&](bool fused) {
-        const DType rt = fused ? t : DType::f64;
-        auto leaf = [rt](const Tensor& x) { return x.to(rt).detach().clone().requires_grad_(); };
-        Tensor qg = leaf(q), kg = leaf(k), vg = leaf(v), eg = leaf(e);
-        Generator g(9);
-        Tensor y = fused ? causal_cope_attention(qg, kg, vg, eg, 0.35, official, 0.2, &g)
-                         : causal_cope_attention_reference(qg, kg, vg, eg, 0.35, official, 0.2, &g);
-        sum(mul(y, dy.to(rt))).backward();
-        return std::vector<Tensor>{y, qg.grad(), kg.grad(), vg.grad(), eg.grad()};
-      };
-      const auto fused = run(true), ref = run(false);
-      const double tol = t == DType::f64 ? 1e-12 : 2e-5;
-      for (size_t i = 0; i < fused.size(); ++i) {
-        const std::vector<double> a = V(fused[i]), b = V(ref[i]);
-        double worst = 0, scale = 0;
-        for (size_t j = 0; j < a.size(); ++j) {
-          worst = std::max(worst, std::abs(a[j] - b[j]));
-          scale = std::max(scale, std::abs(b[j]));
-        }
-        EXPECT_LE(worst, tol * scale) << dtype_name(t) << " tq " << tq << " npos " << npos << " official "
-                                      << official << " Dh " << Dh << ": output " << i;
-      }
+      expect_cope_attention_is_the_reference(
+          q, k, v, e, dy, t, official, 0.2,
+          fmt::format("tq {} npos {} official {} Dh {}", tq, npos, official, Dh));
     }
 }
 
@@ -1549,26 +1563,7 @@ TEST(OpValues, CausalCopeAttentionWithGatesAtOneReadsTheLastReachableSlots) {
     const int64_t tq = 130, tk = 130, Dh = 8, npos = 200;
     Tensor q = add(mul(randn({1, 2, tq, Dh}, t, &data), 0.05), 3.0), k = add(mul(randn({1, 2, tk, Dh}, t, &data), 0.05), 3.0);
     Tensor v = randn({1, 2, tk, Dh}, t, &data), e = randn({npos, Dh}, t, &data), dy = randn({1, 2, tq, Dh}, t, &data);
-    auto run = [&](bool fused) {
-      const DType rt = fused ? t : DType::f64;
-      auto leaf = [rt](const Tensor& x) { return x.to(rt).detach().clone().requires_grad_(); };
-      Tensor qg = leaf(q), kg = leaf(k), vg = leaf(v), eg = leaf(e);
-      Tensor y = fused ? causal_cope_attention(qg, kg, vg, eg, 0.35, false, 0.0, nullptr)
-                       : causal_cope_attention_reference(qg, kg, vg, eg, 0.35, false, 0.0, nullptr);
-      sum(mul(y, dy.to(rt))).backward();
-      return std::vector<Tensor>{y, qg.grad(), kg.grad(), vg.grad(), eg.grad()};
-    };
-    const auto fused = run(true), ref = run(false);
-    const double tol = t == DType::f64 ? 1e-12 : 2e-5;
-    for (size_t i = 0; i < fused.size(); ++i) {
-      const std::vector<double> a = V(fused[i]), b = V(ref[i]);
-      double worst = 0, scale = 0;
-      for (size_t j = 0; j < a.size(); ++j) {
-        worst = std::max(worst, std::abs(a[j] - b[j]));
-        scale = std::max(scale, std::abs(b[j]));
-      }
-      EXPECT_LE(worst, tol * scale) << dtype_name(t) << ": output " << i;
-    }
+    expect_cope_attention_is_the_reference(q, k, v, e, dy, t, false, 0.0, "gates at 1");
   }
 }
 
