@@ -13,6 +13,8 @@
 #include <functional>
 #include <limits>
 
+#include <omp.h>
+
 #include "tensor/backend.h"
 #include "tensor/cpu/cope_interp.h"
 #include "tensor/cpu/cope_term.h"
@@ -405,6 +407,33 @@ TEST(FastKernels, LayerNormColumnSumsCoverEveryRow) {
   const Tensor xhat = div(centred, sqrt(add(mean(mul(centred, centred), Shape{1}, true), 1e-5)));
   EXPECT_LT(max_rel_diff(w.grad(), sum(mul(r, xhat), Shape{0})), 1e-12);
   EXPECT_LT(max_rel_diff(b.grad(), sum(r, Shape{0})), 1e-12);
+}
+
+// A sum over many rows (a bias's gradient over the tokens) runs in chunks of rows on every
+// thread, the chunks' partial sums then added in order: against a plain loop in double, for
+// sums of whole rows and over the middle axis, with the same bits on one thread and on two.
+TEST(FastKernels, ColumnSumsInChunksOfRowsCoverEveryRow) {
+  Generator g(14);
+  for (DType dt : {DType::f32, DType::f64})
+    for (const Shape& shape : std::vector<Shape>{{1000, 300}, {2, 700, 40}, {3, 257, 2}}) {
+      const Tensor x = randn(shape, dt, &g);
+      const int64_t outer = shape.size() == 3 ? shape[0] : 1, n = shape[shape.size() - 2], inner = shape.back();
+      const std::vector<double> v = x.to_vector<double>();
+      std::vector<double> want(size_t(outer * inner), 0.0);
+      for (int64_t o = 0; o < outer; ++o)
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t i = 0; i < inner; ++i) want[size_t(o * inner + i)] += v[size_t((o * n + j) * inner + i)];
+      const int before = omp_get_max_threads();
+      omp_set_num_threads(1);
+      const std::vector<double> one = sum(x, Shape{int64_t(shape.size()) - 2}).to_vector<double>();
+      omp_set_num_threads(2);
+      const std::vector<double> two = sum(x, Shape{int64_t(shape.size()) - 2}).to_vector<double>();
+      omp_set_num_threads(before);
+      EXPECT_EQ(one, two) << dtype_name(dt) << " " << shape_str(shape);
+      const double tol = dt == DType::f64 ? 1e-12 : 1e-5;
+      for (size_t i = 0; i < want.size(); ++i)
+        ASSERT_NEAR(two[i], want[i], tol * (1.0 + std::abs(want[i]))) << dtype_name(dt) << " " << shape_str(shape) << " " << i;
+    }
 }
 
 // bias + GELU: the CPU's fused kernel (y and the slope in one pass, the backward a product
