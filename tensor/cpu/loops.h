@@ -178,13 +178,34 @@ double row_sum(int64_t n, F f) {
   return total;
 }
 
+// Column sums taken in chunks of rows, each chunk's partial sums a row of `parts` ([chunks, n]),
+// are added here in chunk order, in double, into out[0, n): the same additions in the same
+// order whatever thread summed each chunk, so the result does not depend on the thread count.
+// The columns go kColumnBlock at a time, their running sums on the stack.
+inline constexpr int64_t kColumnBlock = 256;
+
+template <class P, class T>
+void add_partials_in_chunk_order(const P* parts, int64_t chunks, int64_t n, T* out) {
+  double acc[kColumnBlock];
+  for (int64_t c0 = 0; c0 < n; c0 += kColumnBlock) {
+    const int64_t len = std::min(kColumnBlock, n - c0);
+    std::fill(acc, acc + len, 0.0);
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      const P* part = parts + ch * n + c0;
+#pragma omp simd
+      for (int64_t c = 0; c < len; ++c) acc[c] += double(part[c]);
+    }
+    for (int64_t c = 0; c < len; ++c) out[c0 + c] = T(acc[c]);
+  }
+}
+
 // A backward's one pass over rows that also sums columns (a norm's weight and bias
 // gradients, a bias's): rows go in chunks of kRowChunk, and `row(r, w, b)` handles row r and
 // adds its terms of the two column sums into w and b, the chunk's partial sums (T, n each;
 // null when that sum is not wanted: a chunk's few rows are summed in the element type, which
-// keeps the per-row adds and stores at the vector width of T). The chunks' sums are then
-// added in double, in chunk order, into dweight and dbias, so the result does not depend on
-// the thread count, and the rows are read once, not once per gradient.
+// keeps the per-row adds and stores at the vector width of T). The chunks' sums then go into
+// dweight and dbias by add_partials_in_chunk_order, and the rows are read once, not once per
+// gradient.
 constexpr int64_t kRowChunk = 32;
 
 template <class T, class Row>
@@ -206,23 +227,10 @@ void rows_and_column_sums(int64_t rows, int64_t n, const Tensor& dweight, const 
     if (b) std::fill(b, b + n, T(0));
     for (int64_t r = ch * kRowChunk; r < std::min(rows, (ch + 1) * kRowChunk); ++r) row(r, w, b);
   });
-  // On the calling thread, chunk after chunk down the columns' running sums: a few thousand
-  // adds per chunk, less than waking the workers for them would cost.
-  auto total = [&](const T* parts, const Tensor& out) {
-    if (!out.defined()) return;
-    T* o = static_cast<T*>(out.raw_data());
-    static thread_local std::vector<double> acc;
-    acc.assign(size_t(n), 0.0);
-    double* a = acc.data();
-    for (int64_t ch = 0; ch < chunks; ++ch) {
-      const T* part = parts + ch * n;
-#pragma omp simd
-      for (int64_t c = 0; c < n; ++c) a[c] += double(part[c]);
-    }
-    for (int64_t c = 0; c < n; ++c) o[c] = T(a[c]);
-  };
-  total(wparts, dweight);
-  total(bparts, dbias);
+  // On the calling thread: a few thousand adds per chunk, less than waking the workers for
+  // them would cost.
+  if (wparts) add_partials_in_chunk_order(wparts, chunks, n, static_cast<T*>(dweight.raw_data()));
+  if (bparts) add_partials_in_chunk_order(bparts, chunks, n, static_cast<T*>(dbias.raw_data()));
 }
 
 }  // namespace copper::cpu

@@ -19,7 +19,8 @@ namespace {
 constexpr int64_t kSumRowChunk = 256;
 
 // sum over the middle axis in chunks of rows: each (outer, chunk, block of columns) a task
-// summing in double into its own partial row, then the partials added in chunk order.
+// summing in double into its own partial row, then the partials added in chunk order
+// (add_partials_in_chunk_order, as a backward's column sums are).
 template <class T>
 void chunked_sum(const T* xp, T* op, int64_t outer, int64_t n, int64_t inner, int64_t block) {
   const int64_t chunks = (n + kSumRowChunk - 1) / kSumRowChunk, nblocks = (inner + block - 1) / block;
@@ -37,13 +38,8 @@ void chunked_sum(const T* xp, T* op, int64_t outer, int64_t n, int64_t inner, in
       for (int64_t i = 0; i < len; ++i) acc[i] += double(row[i]);
     }
   });
-  parallel_for(outer, chunks * inner, [&](int64_t o) {
-    for (int64_t i = 0; i < inner; ++i) {
-      double total = 0;
-      for (int64_t ch = 0; ch < chunks; ++ch) total += parts[(o * chunks + ch) * inner + i];
-      op[o * inner + i] = T(total);
-    }
-  });
+  parallel_for(outer, chunks * inner,
+               [&](int64_t o) { add_partials_in_chunk_order(parts + o * chunks * inner, chunks, inner, op + o * inner); });
 }
 
 }  // namespace
@@ -52,20 +48,20 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, 
   if (op == ReduceOp::sum && inner > 1 && n > kSumRowChunk) {
     COPPER_DISPATCH_FLOAT(x.dtype(), "reduce", [&] {
       chunked_sum(static_cast<const T*>(x.raw_data()), static_cast<T*>(out.raw_data()), outer, n, inner,
-                  std::min<int64_t>(inner, 256));
+                  std::min(inner, kColumnBlock));
     });
     return;
   }
   COPPER_DISPATCH_FLOAT(x.dtype(), "reduce", [&] {
     const T* xp = static_cast<const T*>(x.raw_data());
     // one (outer, inner-block) unit per task; inner blocks keep the innermost loop unit-stride
-    const int64_t block = inner == 1 ? 1 : std::min<int64_t>(inner, 256);
+    const int64_t block = inner == 1 ? 1 : std::min(inner, kColumnBlock);
     const int64_t nblocks = (inner + block - 1) / block;
     parallel_for(outer * nblocks, n * block, [&](int64_t u) {
       int64_t o = u / nblocks, i0 = (u % nblocks) * block, len = std::min(block, inner - i0);
       const T* base = xp + o * n * inner + i0;
-      double acc[256];
-      int64_t arg[256];
+      double acc[kColumnBlock];
+      int64_t arg[kColumnBlock];
       for (int64_t i = 0; i < len; ++i) {
         acc[i] = op == ReduceOp::sum ? 0.0 : double(base[i]);
         arg[i] = 0;
