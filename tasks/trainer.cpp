@@ -88,11 +88,9 @@ TrainConfig preset_config(const std::string& preset, const TaskConfig& task_in, 
     m.d_ff = 4 * 64;
     m.pre_norm = true;
     c.batch = 32;
-    // Step counts: the slowest encoding (CoPE) fits in 10 minutes on 2 cores with room for
-    // evaluation and a busy machine. Measured with 2 OpenMP threads on the shared machine
-    // (load average ~2), ms/step for cope / rope / abs over 30 steps:
-    //   flipflop 212 / 136 / 119, selective-copy 93 / 65 / 58, counting 268 / 149 / 129,
-    //   demo (32 pairs) 47 / 37 / 33.
+    // Step counts: a run of the slowest encoding (CoPE) fits in the preset's 10 minutes on 2
+    // cores, evaluation included, even at one thread beside another run (docs/RESULTS.md,
+    // "Training time per run", has the measured times).
     if (t == "flipflop") {
       c.task.pairs = preset == "demo" ? 32 : 64;
       c.task.p = 0.8;
