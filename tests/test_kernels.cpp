@@ -157,6 +157,49 @@ TEST(Lanes, Avx512FormsAreTheirDefinitions) {
     EXPECT_EQ(step[l], want.lo == 39 ? 0.0f : z[want.lo + 1] - z[want.lo]) << "lane " << l;
   }
 }
+
+// CopeTableWindowed against CopeTableGathered, which reads the same entries one by one: on a
+// walk's vectors (counts falling from lane 0 to lane 15 by gates of at most 1, the last at
+// the table's top, past its end, or at 0 with the lanes above masked to 0 as key_gradients16
+// loads them) and on vectors whose floors lie too far apart for one window (a NaN count read
+// at the cap), which it must hand to the gathers. The two must agree to the bit.
+TEST(Lanes, CopeWindowedTableIsTheGatheredOne) {
+  for (int64_t npos : {65, 80, 200}) {
+    std::vector<float> z(static_cast<size_t>(npos));
+    for (int64_t i = 0; i < npos; ++i) z[size_t(i)] = float((i * 29) % 31) * 0.25f - 3.5f;
+    const cpu::CopeTableWindowed windowed{z.data(), npos};
+    const cpu::CopeTableGathered gathered{z.data(), npos};
+    const float cap = float(npos - 1);
+    std::vector<std::vector<float>> vectors;
+    for (float top : {0.0f, 3.3f, 40.0f, cap - 14.5f, cap - 3.0f, cap, cap + 20.0f}) {
+      std::vector<float> c(16);
+      float count = top;
+      for (int l = 15; l >= 0; --l) {  // gates of 1, 0 and in between, up from the last lane
+        c[size_t(l)] = std::min(count, cap);
+        count += l % 5 == 0 ? 1.0f : l % 3 == 0 ? 0.0f : 0.61f;
+      }
+      vectors.push_back(c);
+    }
+    std::vector<float> masked(16, 0.0f);  // key_gradients16's last vector: 5 keys, the rest 0
+    for (int l = 0; l < 5; ++l) masked[size_t(l)] = 4.5f - 0.9f * float(l);
+    vectors.push_back(masked);
+    std::vector<float> spread(16, 2.25f);  // a NaN count taken at the cap among low ones
+    spread[4] = cap;
+    vectors.push_back(spread);
+    for (const std::vector<float>& c : vectors) {
+      const cpu::CopeInterp16 ip(_mm512_loadu_ps(c.data()));
+      alignas(64) float got[16], want[16], got_step[16], want_step[16];
+      _mm512_store_ps(got, windowed.at(ip));
+      _mm512_store_ps(want, gathered.at(ip));
+      _mm512_store_ps(got_step, windowed.step_at(ip));
+      _mm512_store_ps(want_step, gathered.step_at(ip));
+      for (int l = 0; l < 16; ++l) {
+        EXPECT_EQ(got[l], want[l]) << "npos " << npos << " lane " << l << " count " << c[size_t(l)];
+        EXPECT_EQ(got_step[l], want_step[l]) << "npos " << npos << " lane " << l << " count " << c[size_t(l)];
+      }
+    }
+  }
+}
 #elif defined(__AVX2__)
 TEST(Lanes, Avx2FormsAreTheirDefinitions) {
   for (int64_t count = -1; count <= 9; ++count) {

@@ -96,6 +96,49 @@ struct CopeTableGathered {
   }
   __m512 step_at(const CopeInterp16& ip) const { return _mm512_sub_ps(gather(next(ip)), gather(ip.lo)); }
 };
+
+// A table z of any length read at sixteen positions of one walk's vector through a window of
+// 32 entries in two registers. A vector's counts never rise with the key (they are suffix
+// sums, raised to a running maximum where rounding would break that), so its last lane has
+// the lowest floor, and its sixteen counts differ by at most fifteen gates, each at most 1:
+// every floor and the entry after it lie in [base, base + 32) from the last lane's floor.
+// Where they do not (a NaN count, read at the cap), the vector is gathered instead.
+struct CopeTableWindowed {
+  const float* z;
+  int64_t npos;
+  struct Window {
+    __m512 part[2];
+    __m512i rel;  // each lane's floor less the window's base
+    bool inside;  // every floor within [base, base + 16], so its next entry within the window
+  };
+  Window window(const CopeInterp16& ip) const {
+    Window w;
+    const int32_t base = _mm_extract_epi32(_mm512_maskz_extracti32x4_epi32(__mmask8(0xF), ip.lo, 3), 3);
+    w.rel = _mm512_sub_epi32(ip.lo, _mm512_set1_epi32(base));
+    w.inside = _mm512_cmp_epu32_mask(w.rel, _mm512_set1_epi32(16), _MM_CMPINT_LE) == 0xFFFF;
+    const int64_t left = npos - base;  // the table's entries from base on
+    w.part[0] = _mm512_maskz_loadu_ps(first_lanes(left), z + base);
+    w.part[1] = left > 16 ? _mm512_maskz_loadu_ps(first_lanes(left - 16), z + base + 16) : _mm512_setzero_ps();
+    return w;
+  }
+  // step[lo] = z[lo + 1] - z[lo], 0 at the last entry.
+  __m512 step(const Window& w, const CopeInterp16& ip, __m512 zlo) const {
+    const __mmask16 below_last = _mm512_cmp_epi32_mask(ip.lo, _mm512_set1_epi32(int32_t(npos - 1)), _MM_CMPINT_LT);
+    const __m512 znext = _mm512_permutex2var_ps(w.part[0], _mm512_add_epi32(w.rel, _mm512_set1_epi32(1)), w.part[1]);
+    return _mm512_maskz_sub_ps(below_last, znext, zlo);
+  }
+  __m512 at(const CopeInterp16& ip) const {
+    const Window w = window(ip);
+    if (!w.inside) return CopeTableGathered{z, npos}.at(ip);
+    const __m512 zlo = _mm512_permutex2var_ps(w.part[0], w.rel, w.part[1]);
+    return _mm512_fmadd_ps(ip.w, step(w, ip, zlo), zlo);
+  }
+  __m512 step_at(const CopeInterp16& ip) const {
+    const Window w = window(ip);
+    if (!w.inside) return CopeTableGathered{z, npos}.step_at(ip);
+    return step(w, ip, _mm512_permutex2var_ps(w.part[0], w.rel, w.part[1]));
+  }
+};
 #elif defined(__AVX2__)
 // CopeInterp for eight f32 positions c >= 0 at a time (a true comparison is -1 in a lane, so
 // hi = lo - (c > lo)).

@@ -203,7 +203,7 @@ struct CopeTerm {
       if constexpr (std::is_same_v<T, float>) {
         sc.start[size_t(r)] = npos <= CopeTableInRegisters::kTableInRegisters
                                   ? row_walk16(CopeTableInRegisters(z, npos), row, g, c, n, keep)
-                                  : row_walk16(CopeTableGathered{z, npos}, row, g, c, n, keep);
+                                  : row_walk16(CopeTableWindowed{z, npos}, row, g, c, n, keep);
         continue;
       }
 #endif
@@ -303,7 +303,7 @@ struct CopeTerm {
     if constexpr (std::is_same_v<T, float>) {
       return npos <= CopeTableInRegisters::kTableInRegisters
                  ? key_gradients16(CopeTableInRegisters(z, npos), d, g, c, start, n, floors, lo_sum, hi_sum)
-                 : key_gradients16(CopeTableGathered{z, npos}, d, g, c, start, n, floors, lo_sum, hi_sum);
+                 : key_gradients16(CopeTableWindowed{z, npos}, d, g, c, start, n, floors, lo_sum, hi_sum);
     }
 #elif defined(__AVX2__)
     if constexpr (std::is_same_v<T, float>) return key_gradients_gathered(d, g, c, z, start, n, floors, lo_sum, hi_sum);
