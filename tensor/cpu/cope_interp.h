@@ -81,7 +81,8 @@ struct CopeTableInRegisters {
 
 // A table z of any length read at sixteen positions by gathers, the same reads as
 // CopeTableInRegisters: z[lo] + w step[lo] with step[lo] = z[lo + 1] - z[lo], 0 at the last
-// entry (no read past the table). For the tables longer than that one holds.
+// entry (no read past the table). CopeTableWindowed's reader where a vector's floors spread
+// past its window.
 struct CopeTableGathered {
   const float* z;
   int64_t npos;

@@ -244,7 +244,7 @@ struct CopeTerm {
 #if defined(__AVX512F__)
   // logits() for one f32 row on AVX-512: the walk down from the query sixteen keys at a time,
   // a vector's gates, counts and terms in one step, the table read from registers
-  // (CopeTableInRegisters, up to 64 entries) or by gathers (CopeTableGathered). Returns the
+  // (CopeTableInRegisters, up to 64 entries) or through a window (CopeTableWindowed). Returns the
   // first uncapped key, `start` (the keys below are capped()); with `keep` the gates and
   // counts of [start, n) are stored for grad(). A vector's counts are the suffix sums of its
   // gates plus the count above it (the lowest lane's count, carried down: one add per vector
@@ -337,7 +337,7 @@ struct CopeTerm {
 
 #if defined(__AVX512F__)
   // key_gradients for f32 in one pass, sixteen keys at a time: the table in registers or
-  // gathered (cope_interp.h), the prefix sums taken inside each vector (scan16, scan8) and
+  // through a window (cope_interp.h), the prefix sums taken inside each vector (scan16, scan8) and
   // carried from one vector to the next, the double shares eight at a time.
   template <class Table>
   double key_gradients16(const Table& table, float* d, const float* g, const float* c, int64_t start, int64_t n,
