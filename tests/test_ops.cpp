@@ -1643,6 +1643,21 @@ TEST(OpValues, CopeKernelReadsZOrTheTable) {
   }
 }
 
+// Without a graph (evaluation) the op gives the kernel no z buffer to fill, and each block's
+// z stays in its scratch: the output is the same to the bit as when z is kept for a backward.
+TEST(OpValues, CausalCopeAttentionWithoutAGraphKeepsNoZ) {
+  Generator data(23);
+  Tensor q = randn({2, 3, 40, 8}, DType::f32, &data).requires_grad_();
+  Tensor k = randn({2, 3, 40, 8}, DType::f32, &data), v = randn({2, 3, 40, 8}, DType::f32, &data);
+  Tensor e = randn({20, 8}, DType::f32, &data).requires_grad_();
+  const Tensor kept = causal_cope_attention(q, k, v, e, 0.35, false);
+  ASSERT_TRUE(kept.requires_grad());
+  NoGradGuard no_grad;
+  const Tensor scratch = causal_cope_attention(q, k, v, e, 0.35, false);
+  EXPECT_FALSE(scratch.requires_grad());
+  EXPECT_EQ(V(scratch), V(kept));
+}
+
 TEST(OpValues, JoinAndSplit) {
   Tensor a = F({1, 2}), b = F({3});
   EXPECT_EQ(V(cat({a, b})), (std::vector<double>{1, 2, 3}));

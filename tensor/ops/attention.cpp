@@ -179,7 +179,10 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const Tensor qc = kernel_operand(be, q), kc = kernel_operand(be, k), vc = kernel_operand(be, v);
   const Tensor ec = e.defined() ? e.contiguous() : Tensor();
   Tensor zc = z.defined() ? z.contiguous() : Tensor();
-  if (e.defined()) {  // z is then the kernel's buffer: computed in the forward, read in the backward
+  // With the table, z is the kernel's buffer: computed in the forward and read back in the
+  // backward. Where no graph is recorded (evaluation, no_grad) no backward follows, and each
+  // block's z stays in the kernel's scratch instead of a [..., Tq, npos] tensor.
+  if (e.defined() && any_requires_grad({q, k, v, e})) {
     Shape z_shape(q.shape().begin(), q.shape().end() - 1);  // (..., Tq, npos)
     z_shape.push_back(e.size(0));
     zc = Tensor::empty(z_shape, q.dtype(), q.device());
