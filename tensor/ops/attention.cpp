@@ -167,6 +167,13 @@ Tensor causal_rotary_attention_reference(const Tensor& q, const Tensor& k, const
 
 namespace {
 
+// The narrowest head for which the fused CoPE attention keeps z = q·eᵀ from the forward for the
+// backward (see fused_attention). At heads of 16 and a table of 513 (counting), a z of 134 MB
+// a layer, computing it again made the op's forward and backward 7–9 % faster; at heads of 64
+// and a table of 64 (the LM benchmarks) keeping it was up to 3 % faster (docs/PERF.md, "On an
+// AMD EPYC with AVX-512 (Zen 4) ...").
+constexpr int64_t kKeepCopeZFromHeadWidth = 32;
+
 // The fused kernel for the three ops: plain attention (neither z nor e), CoPE given z or, on
 // a backend that reads it, the table e, or plain attention over q and k turned by RoPE's
 // tables rot (on a backend that rotates).
@@ -179,10 +186,12 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const Tensor qc = kernel_operand(be, q), kc = kernel_operand(be, k), vc = kernel_operand(be, v);
   const Tensor ec = e.defined() ? e.contiguous() : Tensor();
   Tensor zc = z.defined() ? z.contiguous() : Tensor();
-  // With the table, z is the kernel's buffer: computed in the forward and read back in the
-  // backward. Where no graph is recorded (evaluation, no_grad) no backward follows, and each
-  // block's z stays in the kernel's scratch instead of a [..., Tq, npos] tensor.
-  if (e.defined() && any_requires_grad({q, k, v, e})) {
+  // With the table, z is either kept, a buffer the forward fills and the backward reads back,
+  // or each block's z stays in the kernel's scratch and the backward computes it again.
+  // Keeping costs 8 bytes of memory traffic per entry, computing again 2·Dh flops, so z is kept
+  // only for heads at least kKeepCopeZFromHeadWidth wide, and only where a backward follows
+  // (a graph is recorded: not in evaluation).
+  if (e.defined() && Dh >= kKeepCopeZFromHeadWidth && any_requires_grad({q, k, v, e})) {
     Shape z_shape(q.shape().begin(), q.shape().end() - 1);  // (..., Tq, npos)
     z_shape.push_back(e.size(0));
     zc = Tensor::empty(z_shape, q.dtype(), q.device());
