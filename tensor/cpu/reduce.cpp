@@ -18,11 +18,12 @@ namespace {
 // otherwise one task of 256 columns on one thread.
 constexpr int64_t kSumRowChunk = 256;
 
-// sum over the middle axis in chunks of rows: each (outer, chunk, block of columns) a task
+// sum over the middle axis in chunks of rows: each (outer, chunk, block of kColumnBlock columns) a task
 // summing in double into its own partial row, then the partials added in chunk order
 // (add_partials_in_chunk_order, as a backward's column sums are).
 template <class T>
-void chunked_sum(const T* xp, T* op, int64_t outer, int64_t n, int64_t inner, int64_t block) {
+void chunked_sum(const T* xp, T* op, int64_t outer, int64_t n, int64_t inner) {
+  const int64_t block = std::min(inner, kColumnBlock);
   const int64_t chunks = (n + kSumRowChunk - 1) / kSumRowChunk, nblocks = (inner + block - 1) / block;
   static thread_local std::vector<double> partial;  // [outer, chunks, inner]
   partial.resize(size_t(outer * chunks * inner));
@@ -47,8 +48,7 @@ void chunked_sum(const T* xp, T* op, int64_t outer, int64_t n, int64_t inner, in
 void CpuBackend::reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& out) {
   if (op == ReduceOp::sum && inner > 1 && n > kSumRowChunk) {
     COPPER_DISPATCH_FLOAT(x.dtype(), "reduce", [&] {
-      chunked_sum(static_cast<const T*>(x.raw_data()), static_cast<T*>(out.raw_data()), outer, n, inner,
-                  std::min(inner, kColumnBlock));
+      chunked_sum(static_cast<const T*>(x.raw_data()), static_cast<T*>(out.raw_data()), outer, n, inner);
     });
     return;
   }
