@@ -247,8 +247,8 @@ TEST(Lanes, Avx2FormsAreTheirDefinitions) {
 #endif
 
 // CopeTerm's walk down a row (cope_term.h), in f32 (on AVX-512 sixteen keys at a time, with the
-// table in registers up to 64 entries and gathered past them; on AVX2 the counts eight at a
-// time) against the same walk in f64 (the
+// table in registers up to 64 entries and read through a window past them; on AVX2 the
+// counts eight at a time) against the same walk in f64 (the
 // plain loops): the logits (the capped keys' as the softmax finishes them), and the gates and
 // counts kept for the backward. The rows mix gates of every size, saturated ones (0 and 1)
 // and tiny ones among them, so that the f32 counts, summed in another order, must still

@@ -102,8 +102,9 @@ struct CopeTableGathered {
 // 32 entries in two registers. A vector's counts never rise with the key (they are suffix
 // sums, raised to a running maximum where rounding would break that), so its last lane has
 // the lowest floor, and its sixteen counts differ by at most fifteen gates, each at most 1:
-// every floor and the entry after it lie in [base, base + 32) from the last lane's floor.
-// Where they do not (a NaN count, read at the cap), the vector is gathered instead.
+// every floor lies in [base, base + 16] from the last lane's floor, base, so it and the entry
+// after it are among the 32 loaded from base. Where a floor does not (a NaN count, read at the
+// cap), the vector is gathered instead.
 struct CopeTableWindowed {
   const float* z;
   int64_t npos;

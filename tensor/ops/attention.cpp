@@ -168,10 +168,11 @@ Tensor causal_rotary_attention_reference(const Tensor& q, const Tensor& k, const
 namespace {
 
 // The narrowest head for which the fused CoPE attention keeps z = q·eᵀ from the forward for the
-// backward (see fused_attention). At heads of 16 and a table of 513 (counting), a z of 134 MB
-// a layer, computing it again made the op's forward and backward 7–9 % faster; at heads of 64
-// and a table of 64 (the LM benchmarks) keeping it was up to 3 % faster (docs/PERF.md, "On an
-// AMD EPYC with AVX-512 (Zen 4) ...").
+// backward (fused_attention). Keeping z costs 8 bytes of memory traffic per entry (written, then
+// read back), computing it again in the backward 2·Dh flops: narrow heads with long tables
+// (the paper's tasks: heads of 16, a table as long as the context) compute it again, the LM
+// models' heads of 64 keep it. The measurements are in docs/PERF.md ("On an AMD EPYC with
+// AVX-512 (Zen 4) ...").
 constexpr int64_t kKeepCopeZFromHeadWidth = 32;
 
 // The fused kernel for the three ops: plain attention (neither z nor e), CoPE given z or, on
@@ -187,10 +188,9 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const Tensor ec = e.defined() ? e.contiguous() : Tensor();
   Tensor zc = z.defined() ? z.contiguous() : Tensor();
   // With the table, z is either kept, a buffer the forward fills and the backward reads back,
-  // or each block's z stays in the kernel's scratch and the backward computes it again.
-  // Keeping costs 8 bytes of memory traffic per entry, computing again 2·Dh flops, so z is kept
-  // only for heads at least kKeepCopeZFromHeadWidth wide, and only where a backward follows
-  // (a graph is recorded: not in evaluation).
+  // or each block's z stays in the kernel's scratch and the backward computes it again. It is
+  // kept for heads of kKeepCopeZFromHeadWidth and wider, and only where a backward follows (a
+  // graph is recorded: not in evaluation).
   if (e.defined() && Dh >= kKeepCopeZFromHeadWidth && any_requires_grad({q, k, v, e})) {
     Shape z_shape(q.shape().begin(), q.shape().end() - 1);  // (..., Tq, npos)
     z_shape.push_back(e.size(0));
