@@ -18,9 +18,9 @@ namespace {
 // otherwise one task of 256 columns on one thread.
 constexpr int64_t kSumRowChunk = 256;
 
-// sum over the middle axis in chunks of rows: each (outer, chunk, block of kColumnBlock columns) a task
-// summing in double into its own partial row, then the partials added in chunk order
-// (add_partials_in_chunk_order, as a backward's column sums are).
+// sum over the middle axis in chunks of rows: each (outer, chunk, block of kColumnBlock
+// columns) a task summing in double into its own partial row, then the partials added in
+// chunk order (add_partials_in_chunk_order, as a backward's column sums are).
 template <class T>
 void chunked_sum(const T* xp, T* op, int64_t outer, int64_t n, int64_t inner) {
   const int64_t block = std::min(inner, kColumnBlock);
