@@ -29,6 +29,8 @@
 //               reading the operands in place beats BLAS's packing on this CPU
 //   packed_gemm  the layers' products at lm-small's shapes, packed_gemm (tensor/cpu/packed_gemm.h)
 //               vs cblas_sgemm on every thread, GFLOP/s, and whether CpuBackend::gemm takes it
+//   bf16_gemm   mixed precision's products at lm-small's shapes, weight gradients included,
+//               bf16_gemm (tensor/cpu/bf16_gemm.h) vs cblas_sgemm on the same values in f32
 //   interleave  matmul and add in alternation vs each alone: shows thread pools fighting
 // Traffic counted for GB/s: the arrays an op must read and write once each (add: 3,
 // memcpy: 2); the hardware may move more (a write first reads its cache line).
@@ -45,6 +47,7 @@
 #include "bench/bench.h"
 #include "nn/pe/cope.h"
 #include "tensor/backend.h"
+#include "tensor/cpu/bf16_gemm.h"
 #include "tensor/cpu/block_gemm.h"
 #include "tensor/cpu/packed_gemm.h"
 #include "tensor/ops.h"
@@ -483,6 +486,54 @@ void bench_rows(const Options& opt, std::FILE* out) {
                      {"taken", cpu::packed_gemm_takes(sh.m, sh.n, sh.k)},
                      {"packed_gflops", round3(flop / own.median_s / 1e9)},
                      {"blas_gflops", round3(flop / blas.median_s / 1e9)},
+                     {"ratio", round3(blas.median_s / own.median_s)},
+                     {"reps", own.reps}});
+    }
+  }
+  // Mixed precision's products (tensor/cpu/bf16_gemm.h) at lm-small's shapes, the weight
+  // gradients (transposed A) too: bf16_gemm on bf16 operands against cblas_sgemm on the same
+  // values in f32, the product f32 training makes. "tiled": whether this build has the bf16
+  // tile (AVX512_BF16); without it bf16_gemm widens the operands and calls sgemm.
+  if (wanted(opt, "bf16_gemm")) {
+    struct Shape {
+      const char* product;
+      int64_t m, n, k;
+      bool trans_a, trans_b;
+    };
+    const int64_t rows = opt.quick ? 512 : 4096;
+    const std::vector<Shape> shapes = {
+        {"qkv x WT", rows, 768, 256, false, true},     {"fc1 x WT", rows, 1024, 256, false, true},
+        {"fc2 x WT", rows, 256, 1024, false, true},    {"head x WT", rows, 8192, 256, false, true},
+        {"qkv dy W", rows, 256, 768, false, false},    {"fc2 dy W", rows, 1024, 256, false, false},
+        {"head dy W", rows, 256, 8192, false, false},  {"qkv dyT x", 768, 256, rows, true, false},
+        {"fc1 dyT x", 1024, 256, rows, true, false},   {"head dyT x", 8192, 256, rows, true, false},
+        {"square 1024", 1024, 1024, 1024, false, false},
+    };
+    for (const Shape& sh : shapes) {
+      const Tensor a = sh.trans_a ? randn({sh.k, sh.m}) : randn({sh.m, sh.k});
+      const Tensor b = sh.trans_b ? randn({sh.n, sh.k}) : randn({sh.k, sh.n});
+      const Tensor a16 = a.to(DType::bf16), b16 = b.to(DType::bf16);
+      const Tensor a32 = a16.to(DType::f32), b32 = b16.to(DType::f32);
+      Buffer c{size_t(sh.m * sh.n)};
+      const int64_t lda = sh.trans_a ? sh.m : sh.k, ldb = sh.trans_b ? sh.k : sh.n;
+      const auto [own, blas] = time_pair(
+          [&] {
+            cpu::bf16_gemm(sh.m, sh.n, sh.k, a16.data<bf16>(), lda, sh.trans_a, b16.data<bf16>(), ldb, sh.trans_b,
+                           false, c.p, sh.n);
+          },
+          [&] {
+            cblas_sgemm(CblasRowMajor, sh.trans_a ? CblasTrans : CblasNoTrans, sh.trans_b ? CblasTrans : CblasNoTrans,
+                        int(sh.m), int(sh.n), int(sh.k), 1.0f, a32.data<float>(), int(lda), b32.data<float>(),
+                        int(ldb), 0.0f, c.p, int(sh.n));
+          },
+          opt.budget_s);
+      const double flop = 2.0 * double(sh.m) * double(sh.n) * double(sh.k);
+      emit(out, json{{"bench", "bf16_gemm"},
+                     {"product", sh.product},
+                     {"shape", shape_str({sh.m, sh.n, sh.k})},
+                     {"tiled", cpu::kBf16Tiled},
+                     {"bf16_gflops", round3(flop / own.median_s / 1e9)},
+                     {"sgemm_gflops", round3(flop / blas.median_s / 1e9)},
                      {"ratio", round3(blas.median_s / own.median_s)},
                      {"reps", own.reps}});
     }

@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "tensor/cpu/bf16_gemm.h"
 #include "tensor/cpu/block_gemm.h"
 #include "tensor/cpu/packed_gemm.h"
 #include "tensor/ops.h"
@@ -185,4 +186,89 @@ TEST(PackedGemm, LinearThroughTheOpMatchesF64) {
   EXPECT_LT(gap(x.grad(), x64.grad()), 1e-4);
   EXPECT_LT(gap(w.grad(), w64.grad()), 1e-3);  // sums over 300 rows
   EXPECT_LT(gap(b.grad(), b64.grad()), 1e-4);
+}
+
+// bf16_gemm (mixed precision's products) against the widened operands' sgemm, over the shapes
+// its tile cuts unevenly: rows around the tile's 6, the threads' split and the 96-row bands,
+// columns around the vectors and panels, depths odd and even (a pair of k per word, the last
+// one half empty) and across the 1024-deep slices, both forms of A (in place, or packed
+// band by band) and of B, overwriting and accumulating, with and without a bias, leading
+// dimensions wider than the rows (odd ones too: words that straddle 4-byte boundaries).
+// An overwritten C starts as NaN: none of it may be read.
+TEST(Bf16Gemm, MatchesTheWidenedProduct) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  int cases = 0;
+  for (bool trans_a : {false, true})
+    for (bool trans_b : {false, true})
+      for (bool accumulate : {false, true})
+        for (int64_t m : {1, 7, 13, 200})
+          for (int64_t n : {1, 17, 64, 130})
+            for (int64_t K : {0, 1, 2, 7, 64, 301, 1100, 2050}) {
+              const bool with_bias = (m + n + K) % 2 == 1;
+              const int64_t lda = (trans_a ? m : K) + 3, ldb = (trans_b ? K : n) + 5, ldc = n + 2;
+              std::vector<bf16> a(size_t((trans_a ? K : m) * lda + 1)), b(size_t((trans_b ? n : K) * ldb + 1));
+              for (bf16& x : a) x = float_to_bf16(normal(rng));
+              for (bf16& x : b) x = float_to_bf16(normal(rng));
+              std::vector<float> c0(static_cast<size_t>(m * ldc)), bias(static_cast<size_t>(n));
+              for (float& x : c0) x = accumulate ? normal(rng) : nan;
+              for (float& x : bias) x = normal(rng);
+              const float* bp = with_bias ? bias.data() : nullptr;
+              std::vector<float> fast = c0, ref = c0;
+              cpu::bf16_gemm(m, n, K, a.data(), lda, trans_a, b.data(), ldb, trans_b, accumulate, fast.data(), ldc, bp);
+              cpu::bf16_gemm_reference(m, n, K, a.data(), lda, trans_a, b.data(), ldb, trans_b, accumulate, ref.data(),
+                                       ldc, bp);
+              // The products are exact in f32; both sums round as they go, in different orders,
+              // so the two are within twice K·eps of the sum of the terms' magnitudes (and C's).
+              const auto a_at = [&](int64_t i, int64_t k) {
+                return double(bf16_to_float(trans_a ? a[size_t(k * lda + i)] : a[size_t(i * lda + k)]));
+              };
+              const auto b_at = [&](int64_t k, int64_t j) {
+                return double(bf16_to_float(trans_b ? b[size_t(j * ldb + k)] : b[size_t(k * ldb + j)]));
+              };
+              double worst = 0;
+              for (int64_t i = 0; i < m; ++i) {
+                for (int64_t j = 0; j < n; ++j) {
+                  const size_t at = size_t(i * ldc + j);
+                  double magnitude = (accumulate ? std::abs(double(c0[at])) : 0.0) + (bp ? std::abs(double(bp[j])) : 0.0);
+                  for (int64_t k = 0; k < K; ++k) magnitude += std::abs(a_at(i, k) * b_at(k, j));
+                  const double bound = 2.0 * double(K + 1) * std::numeric_limits<float>::epsilon() * magnitude;
+                  worst = std::max(worst, std::abs(double(fast[at]) - double(ref[at])) / std::max(bound, 1e-30));
+                }
+                for (int64_t j = n; j < ldc; ++j) {  // the columns past n are not C's: left as they were
+                  const size_t at = size_t(i * ldc + j);
+                  EXPECT_TRUE(std::isnan(fast[at]) ? std::isnan(c0[at]) : fast[at] == c0[at]);
+                }
+              }
+              EXPECT_LE(worst, 1.0) << "trans_a " << trans_a << " trans_b " << trans_b << " accumulate " << accumulate
+                                    << " bias " << with_bias << " m " << m << " n " << n << " K " << K;
+              ++cases;
+            }
+  EXPECT_EQ(cases, 1024);
+}
+
+// The rows split over any number of threads, A in place and packed: the same sums, row by row.
+TEST(Bf16Gemm, AnyThreadCountGivesTheSameProduct) {
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal;
+  const int before = omp_get_max_threads();
+  for (bool trans_a : {false, true})
+    for (int64_t m : {5, 13, 301}) {
+      const int64_t n = 70, K = 40;
+      std::vector<bf16> a(size_t(m * K)), b(size_t(K * n));
+      for (bf16& x : a) x = float_to_bf16(normal(rng));
+      for (bf16& x : b) x = float_to_bf16(normal(rng));
+      const int64_t lda = trans_a ? m : K;
+      std::vector<float> one(size_t(m * n));
+      omp_set_num_threads(1);
+      cpu::bf16_gemm(m, n, K, a.data(), lda, trans_a, b.data(), n, false, false, one.data(), n);
+      for (int threads : {2, 3, 7}) {
+        omp_set_num_threads(threads);
+        std::vector<float> many(size_t(m * n), std::numeric_limits<float>::quiet_NaN());
+        cpu::bf16_gemm(m, n, K, a.data(), lda, trans_a, b.data(), n, false, false, many.data(), n);
+        EXPECT_EQ(many, one) << "trans_a " << trans_a << " m " << m << " threads " << threads;
+      }
+    }
+  omp_set_num_threads(before);
 }

@@ -1,6 +1,7 @@
-// gemm.cpp — batched matrix multiply on OpenBLAS (cblas_sgemm / cblas_dgemm; bf16 operands widened
-// to f32 first), or for f32 products of many rows of A, on packed_gemm (packed_gemm.h) where it
-// serves the shape.
+// gemm.cpp — batched matrix multiply on OpenBLAS (cblas_sgemm / cblas_dgemm), or for f32
+// products of many rows of A, on packed_gemm (packed_gemm.h) where it serves the shape; bf16
+// operands (mixed precision) on bf16_gemm (bf16_gemm.h), or widened to f32 first where the CPU
+// has no bf16 tile.
 //
 // Each operand arrives as a 3-d view [batch, rows, cols] whose last two dims have one
 // unit stride: row-major (col stride 1) or column-major (row stride 1, i.e. a transposed
@@ -8,6 +9,7 @@
 // dimension; the batch stride is free, so broadcast and sliced batches cost nothing.
 #include <cblas.h>
 
+#include "tensor/cpu/bf16_gemm.h"
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/packed_gemm.h"
@@ -56,9 +58,14 @@ bool packed(const BlasOperand&, const BlasOperand&, int64_t, int64_t, int64_t, i
 // gemm, and gemm_bias with `bias` defined: on packed_gemm the bias is added as C is written,
 // saving the pass over C that the add would take; after a BLAS product it is that add.
 void product(CpuBackend& be, const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate, const Tensor& bias) {
-  if (a.dtype() == DType::bf16) {
-    // Mixed precision. bf16 -> f32 is exact, so sgemm on the widened operands is the bf16
-    // product with f32 accumulation. (OpenBLAS's sbgemm is not in Debian's build.)
+  const int64_t batch = c.size(0), n = c.size(1), m = c.size(2), k = a.size(2);
+  if (n == 0 || m == 0) return;
+  COPPER_CHECK(!bias.defined() || bias.is_contiguous(), "matmul", "gemm_bias takes a contiguous bias, got strides {}",
+               shape_str(bias.strides()));
+  if (a.dtype() == DType::bf16 && !cpu::kBf16Tiled) {
+    // Mixed precision without the bf16 tile. bf16 -> f32 is exact, so sgemm on the widened
+    // operands is the bf16 product with f32 accumulation. (OpenBLAS's sbgemm is not in
+    // Debian's build.)
     auto widen = [&](const Tensor& x) {
       Tensor w = Tensor::empty(x.shape(), DType::f32, x.device());
       be.copy(x, w);
@@ -67,14 +74,23 @@ void product(CpuBackend& be, const Tensor& a, const Tensor& b, const Tensor& c, 
     product(be, widen(a), widen(b), c, accumulate, bias);
     return;
   }
-  const int64_t batch = c.size(0), n = c.size(1), m = c.size(2), k = a.size(2);
-  if (n == 0 || m == 0) return;
   const BlasOperand oa = blas_operand(n, k, a.strides()[1], a.strides()[2]);
   const BlasOperand ob = blas_operand(k, m, b.strides()[1], b.strides()[2]);
   const int64_t sa = a.strides()[0], sb = b.strides()[0], sc = n * m;
   const double beta = accumulate ? 1.0 : 0.0;
-  COPPER_CHECK(!bias.defined() || bias.is_contiguous(), "matmul", "gemm_bias takes a contiguous bias, got strides {}",
-               shape_str(bias.strides()));
+  if (a.dtype() == DType::bf16) {  // bf16 operands, f32 result and bias: the bf16 tile (bf16_gemm.h)
+    COPPER_CHECK(c.dtype() == DType::f32 && (!bias.defined() || bias.dtype() == DType::f32), "matmul",
+                 "bf16 operands make an f32 product with an f32 bias, got {} and {}", dtype_name(c.dtype()),
+                 bias.defined() ? dtype_name(bias.dtype()) : "none");
+    const bf16* ap = static_cast<const bf16*>(a.raw_data());
+    const bf16* bp = static_cast<const bf16*>(b.raw_data());
+    float* cp = static_cast<float*>(c.raw_data());
+    const float* biasp = bias.defined() ? static_cast<const float*>(bias.raw_data()) : nullptr;
+    for (int64_t i = 0; i < batch; ++i)
+      cpu::bf16_gemm(n, m, k, ap + i * sa, oa.ld, oa.trans == CblasTrans, bp + i * sb, ob.ld, ob.trans == CblasTrans,
+                     accumulate, cp + i * sc, m, biasp);
+    return;
+  }
   COPPER_DISPATCH_FLOAT(c.dtype(), "matmul", [&] {
     const T* ap = static_cast<const T*>(a.raw_data());
     const T* bp = static_cast<const T*>(b.raw_data());

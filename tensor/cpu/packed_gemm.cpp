@@ -5,12 +5,10 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
 
 #include "tensor/cpu/gemm_tile.h"
+#include "tensor/cpu/scratch.h"
 #include "tensor/cpu/transpose.h"
 
 namespace copper::cpu {
@@ -46,23 +44,6 @@ constexpr int64_t kBand = 96;
 // (docs/PERF.md).
 constexpr int64_t kMinRows = 256, kMinColumns = 32, kMinDepth = 32, kMaxDepth = 384;
 constexpr int64_t kMaxColumns = kLanes == 16 ? 512 : 256;
-
-// The calling thread's packed B, reused from call to call (64-byte aligned: on AVX-512 a
-// panel row is four whole cache lines).
-float* pack_buffer(int64_t floats) {
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<float, Free> buffer;
-  thread_local int64_t capacity = 0;
-  if (floats > capacity) {
-    const int64_t bytes = (floats * int64_t(sizeof(float)) + 63) / 64 * 64;
-    buffer.reset(static_cast<float*>(std::aligned_alloc(64, size_t(bytes))));
-    capacity = buffer ? floats : 0;
-    if (!buffer) throw std::bad_alloc();
-  }
-  return buffer.get();
-}
 
 // Panel p of op(B) into packed[p·K·kPanel ...]: its K rows of kPanel columns, those past n zero.
 void pack_panel(int64_t p, int64_t n, int64_t K, const float* b, int64_t ldb, bool trans_b, float* packed) {
@@ -116,7 +97,8 @@ void packed_gemm(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, c
     return;
   }
   const int64_t panels = (n + kPanel - 1) / kPanel;
-  float* packed = pack_buffer(panels * K * kPanel);
+  struct PackedB {};  // the calling thread's buffer (64-byte aligned: on AVX-512 a panel row is four cache lines)
+  float* packed = thread_scratch<PackedB, float>(panels * K * kPanel);
   const int64_t tiles = (m + kTileRows - 1) / kTileRows;
 #pragma omp parallel
   {
