@@ -6,6 +6,7 @@
 #   scripts/bench_vs_torch.sh                                   lm-small, abs rope cope, all cores
 #   CONFIG=../shared/bench/lm-long.json THREADS=1 STEPS=8 ROUNDS=2 scripts/bench_vs_torch.sh
 #   FRAMEWORKS="copper torch" scripts/bench_vs_torch.sh         (skip torch.compile)
+#   DTYPE=bf16 scripts/bench_vs_torch.sh                        mixed precision in both
 #
 # One process per (framework, encoding), so each one's peak RSS is its own and no framework
 # inherits the other's warm caches; within a round the frameworks alternate per encoding
@@ -26,10 +27,12 @@ steps=${STEPS:-8}
 rounds=${ROUNDS:-1}
 threads=${THREADS:-$(nproc)}
 frameworks=${FRAMEWORKS:-"copper torch torch.compile"}
+dtype=${DTYPE:-f32}
 copper=${COPPER:-build/bin/copper}
-out=${OUT:-runs/bench_vs_torch/$(basename "$config" .json)-t$threads}
+out=${OUT:-runs/bench_vs_torch/$(basename "$config" .json)-t$threads$([ "$dtype" = f32 ] || echo "-$dtype")}
 
 [ -x "$copper" ] || { echo "[bench_vs_torch] no $copper. HINT: make, or COPPER=build-x/bin/copper" >&2; exit 2; }
+case $dtype in f32|bf16) ;; *) echo "[bench_vs_torch] unknown DTYPE '$dtype'. HINT: f32 or bf16" >&2; exit 2 ;; esac
 [ -f "$config" ] || { echo "[bench_vs_torch] no config $config. HINT: CONFIG=../shared/bench/lm-small.json" >&2; exit 2; }
 py=$(scripts/setup_torch.sh | tail -1)
 if [[ " $frameworks " == *" torch.compile "* ]] && ! "$py" -c 'import torch, sys; sys.exit(0 if hasattr(torch, "compile") else 1)'; then
@@ -40,15 +43,15 @@ export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads MKL_NUM_THREADS=$t
 mkdir -p "$out"
 lines=$out/lines.jsonl
 : > "$lines"
-echo "bench_vs_torch: $config, threads $threads, $steps steps, $rounds round(s); lines in $lines" >&2
+echo "bench_vs_torch: $config, $dtype, threads $threads, $steps steps, $rounds round(s); lines in $lines" >&2
 for ((r = 1; r <= rounds; r++)); do
   for pe in $pes; do
     for fw in $frameworks; do
       echo "  round $r  $pe  $fw" >&2
       case $fw in
-        copper) "$copper" bench train --config "$config" --pe "$pe" --steps "$steps" --threads "$threads" >> "$lines" ;;
-        torch) "$py" bench/torch_ref/bench_train.py --config "$config" --pe "$pe" --steps "$steps" --threads "$threads" >> "$lines" ;;
-        torch.compile) "$py" bench/torch_ref/bench_train.py --config "$config" --pe "$pe" --steps "$steps" --threads "$threads" --compile >> "$lines" ;;
+        copper) "$copper" bench train --config "$config" --pe "$pe" --steps "$steps" --threads "$threads" --dtype "$dtype" >> "$lines" ;;
+        torch) "$py" bench/torch_ref/bench_train.py --config "$config" --pe "$pe" --steps "$steps" --threads "$threads" --dtype "$dtype" >> "$lines" ;;
+        torch.compile) "$py" bench/torch_ref/bench_train.py --config "$config" --pe "$pe" --steps "$steps" --threads "$threads" --dtype "$dtype" --compile >> "$lines" ;;
         *) echo "[bench_vs_torch] unknown framework '$fw'. HINT: copper, torch, torch.compile" >&2; exit 2 ;;
       esac
     done

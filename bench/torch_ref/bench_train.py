@@ -20,11 +20,16 @@ PyTorch user would write, and PyTorch's fastest CPU path; `cope` needs the logit
 mask, softmax, @ v. --no-sdpa writes abs and rope out the same way.
 
     python bench_train.py --config ../shared/bench/lm-small.json --pe abs,rope,cope [--steps 8] [--threads 2] [--compile]
+        [--dtype bf16]
+
+--dtype bf16 is PyTorch's own mixed precision, the counterpart of copper's: the forward and
+the loss under torch.autocast("cpu", dtype=torch.bfloat16) (the products in bf16 on oneDNN,
+f32 weights and optimizer), and the sgemm reference a bf16 torch.mm.
 
 One JSON line per encoding, the keys of copper's:
   {"bench":"train","framework":"torch"|"torch.compile","pe","tokens_per_s","step_ms","peak_rss_mb",
    "gflops","mfu","sgemm_gflops","sgemm_n","flop_per_token","params","threads","steps","loss",
-   "config","torch","blas"}
+   "config","dtype","torch","blas"}
 step_ms is the median over the steps after 2 warm-up steps (which include torch.compile's
 compilation); mfu is the model FLOP/s (the formula of bench/train.cpp) over a square sgemm
 (torch.mm) of n = 4d (clamped to [512, 2048]) measured in the same process after the steps.
@@ -86,8 +91,8 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def sgemm_gflops(n):
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def sgemm_gflops(n, dtype):
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(2):
         torch.mm(a, b)
     times, start = [], time.perf_counter()
@@ -120,6 +125,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: torch's default)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (PyTorch >= 2.0)")
     ap.add_argument("--no-sdpa", action="store_true", help="write abs/rope attention out instead of SDPA")
+    ap.add_argument("--dtype", default="f32", choices=("f32", "bf16"),
+                    help="f32, or bf16: mixed precision (torch.autocast on the CPU)")
     args = ap.parse_args()
     if args.steps <= WARMUP_STEPS:
         sys.exit(f"[bench_train] --steps {args.steps} leaves no timed step. HINT: use --steps {WARMUP_STEPS + 1} or more")
@@ -150,7 +157,8 @@ def main():
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(fwd(ids).view(tokens, m["vocab"]), targets)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+                loss = F.cross_entropy(fwd(ids).view(tokens, m["vocab"]), targets)
             loss.backward()
             opt.step()
             return loss.item()
@@ -164,7 +172,7 @@ def main():
             times.append(time.perf_counter() - t0)
         step_s = statistics.median(times)
         rss = peak_rss_mb()
-        sgemm = sgemm_gflops(sgemm_n)
+        sgemm = sgemm_gflops(sgemm_n, torch.bfloat16 if args.dtype == "bf16" else torch.float32)
         tok_s = tokens / step_s
         gflops = fpt * tok_s / 1e9
         print(json.dumps({
@@ -173,7 +181,7 @@ def main():
             "gflops": round(gflops, 2), "mfu": round(gflops / sgemm, 4), "sgemm_gflops": round(sgemm, 2),
             "sgemm_n": sgemm_n, "flop_per_token": fpt, "params": sum(p.numel() for p in model.parameters()),
             "threads": torch.get_num_threads(), "steps": len(times), "loss": round(loss, 4),
-            "config": args.config, "torch": torch.__version__, "blas": blas_info(),
+            "config": args.config, "dtype": args.dtype, "torch": torch.__version__, "blas": blas_info(),
             "attention": "sdpa" if model.blocks[0].attn.sdpa else "explicit"}), flush=True)
         del model, opt, fwd
 
