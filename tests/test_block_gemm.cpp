@@ -1,8 +1,9 @@
 // test_block_gemm.cpp — the f32 products on the AVX-512 register tile against cblas_sgemm:
 // cpu::block_gemm, the fused attention's block products (tensor/cpu/block_gemm.h), and
 // cpu::packed_gemm, the layers' products (tensor/cpu/packed_gemm.h), on AVX-512 (and
-// packed_gemm on AVX2, in the *_avx2 build of these tests). Elsewhere each is that same call,
-// and the tests hold trivially.
+// packed_gemm on AVX2, in the *_avx2 build of these tests); and cpu::bf16_gemm, mixed
+// precision's products (tensor/cpu/bf16_gemm.h), on AVX512_BF16 against the widened operands'
+// sgemm. Elsewhere each is that same call, and the tests hold trivially.
 #include <gtest/gtest.h>
 #include <omp.h>
 
