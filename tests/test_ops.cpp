@@ -1431,6 +1431,42 @@ TEST(OpValues, LinearCrossEntropyMatchesTheComposition) {
   expect_error([&] { linear_cross_entropy(x, w.narrow(1, 0, 5), b, t); }, op, "does not match weight");
 }
 
+// Under an AutocastGuard(bf16) linear_cross_entropy rounds as the composition does (the
+// operands of every product, forward and backward, and nothing else): the same loss and
+// gradients, at an inner size that the bf16 product reads in place (even) and one it packs
+// (odd), with a bias and without; and not the f32 values (the rounding happened).
+TEST(OpValues, LinearCrossEntropyUnderAutocastMatchesTheComposition) {
+  Generator gen(19);
+  for (const int64_t E : {40, 41})
+    for (const bool with_bias : {true, false}) {
+      const int64_t M = 300, C = 130;
+      const Tensor xm = randn({M, E}, DType::f32, &gen), wm = randn({C, E}, DType::f32, &gen);
+      const Tensor bm = with_bias ? randn({C}, DType::f32, &gen) : Tensor();
+      Tensor tm = randint(0, C, {M}, DType::i64, &gen);
+      tm.data<int64_t>()[100] = -100;
+      auto run = [&](bool fused, bool mixed) {
+        std::vector<Tensor> p{xm.detach().requires_grad_(), wm.detach().requires_grad_(),
+                              with_bias ? bm.detach().requires_grad_() : Tensor()};
+        Tensor l;
+        {
+          AutocastGuard ag(mixed ? DType::bf16 : DType::f32);
+          l = fused ? linear_cross_entropy(p[0], p[1], p[2], tm) : cross_entropy(linear(p[0], p[1], p[2]), tm);
+          mul(l, 2.0).backward();
+        }
+        p.push_back(l);
+        return p;
+      };
+      const auto ref = run(false, true), got = run(true, true), f32 = run(true, false);
+      const std::string where = fmt::format("inner {}, bias {}", E, with_bias);
+      EXPECT_NEAR(got[3].item(), ref[3].item(), 1e-5) << where;
+      EXPECT_GT(std::abs(got[3].item() - f32[3].item()), 1e-6) << where << ": the operands were not rounded";
+      for (size_t i = 0; i < (with_bias ? 3u : 2u); ++i) {
+        EXPECT_EQ(got[i].grad().dtype(), DType::f32);
+        EXPECT_LT(max(abs(sub(got[i].grad(), ref[i].grad()))).item(), 1e-5) << "input " << i << ", " << where;
+      }
+    }
+}
+
 // RoPE's rotation inside the fused attention, on heads viewed out of one (B, T, 3·H·Dh)
 // product as nn/attention.cpp passes them, is the reference on copies (rotate_pairs, then the
 // composed attention): values, the product's gradient and the generator's draw, with dropout

@@ -97,6 +97,12 @@ inline Tensor times_loss_gradient(const Tensor& d, const Tensor& g) {
   return mul(d, g.to(d.dtype()));
 }
 
+// The product a·b for operands of rank >= 2, broadcasting their batch dims, without autograd
+// (matmul.cpp): bf16 operands (mixed precision's rounded copies) give an f32 product, which
+// the public matmul, taking f32 and f64 only, does not. A bias, if given, is added to every
+// row by the backend's gemm_bias. For backward functions that multiply rounded operands.
+Tensor matmul_raw(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor());
+
 // x (contiguous) viewed as [outer, n, inner] around dimension d.
 struct Split3 {
   int64_t outer = 1, n = 1, inner = 1;

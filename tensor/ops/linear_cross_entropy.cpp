@@ -14,7 +14,10 @@
 // size. (Under grad the product is not cut into chunks: BLAS would pack the weight again for
 // each, and the loss gained nothing measurable from the chunk in cache; docs/PERF.md.)
 // `chunk_rows` sets the chunks in both cases, which is how the tests reach the chunked path
-// under grad. The reference it is tested against is the composition above (tests/test_ops.cpp).
+// under grad. Under an AutocastGuard(bf16) (tensor/autocast.h) it rounds as the composition
+// would: x and the weight rounded once and kept for the backward, the logits and the loss in
+// f32, and the backward's products of the gradient rounded alike. The reference it is tested
+// against is the composition above (tests/test_ops.cpp), in f32 and under the guard.
 #include "tensor/autocast.h"
 #include "tensor/ops/common.h"
 
@@ -53,13 +56,12 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor&
                  shape_str(bias.shape()), shape_str(weight.shape()));
   }
   COPPER_CHECK(chunk_rows >= 0, op, "chunk_rows must be >= 0 (0: chosen for the device), got {}", chunk_rows);
-  // Mixed precision rounds the product's operands (matmul.cpp); the composition does that.
-  if (x.dtype() == DType::f32 && autocast_dtype() != DType::f32)
-    return cross_entropy(linear(x, weight, bias), targets, ignore_index);
-
   const int64_t D = weight.size(1), V = weight.size(0);
-  const Tensor xd = x.detach().reshape({-1, D}).contiguous();
-  const Tensor wd = weight.detach().contiguous();  // a no-op for a layer's weight
+  // Mixed precision: the product's operands rounded (as matmul.cpp does), the rest f32.
+  const DType low = autocast_dtype();
+  const bool rounded = x.dtype() == DType::f32 && low != DType::f32;
+  const Tensor xd = (rounded ? x.detach().reshape({-1, D}).to(low) : x.detach().reshape({-1, D})).contiguous();
+  const Tensor wd = (rounded ? weight.detach().to(low) : weight.detach()).contiguous();  // no copy for a layer's f32 weight
   const Tensor bd = bias.defined() ? bias.detach().contiguous() : Tensor();
   const int64_t N = xd.size(0);
   const Tensor t = cross_entropy_targets(op, targets, x, N, V, ignore_index);
@@ -68,7 +70,7 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor&
   Tensor lse = Tensor::empty({N}, x.dtype(), x.device());
   Backend& be = backend_of(xd);
   const bool grad = any_requires_grad({x, weight, bias});
-  const int64_t chunk = rows_per_chunk(chunk_rows, N, V, xd, grad);
+  const int64_t chunk = rows_per_chunk(chunk_rows, N, V, x, grad);
 
   // dl: every row's gradient under grad; else one chunk's logits, reused.
   Tensor dl = Tensor::empty({grad ? N : std::min(chunk, N), V}, x.dtype(), x.device());
@@ -98,6 +100,11 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor&
             [dl, xd, wd, x_shape = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
              gb = bias.defined() && bias.requires_grad()](const Tensor& g) {
               const Tensor d = times_loss_gradient(dl, g);
+              if (d.dtype() != xd.dtype()) {  // mixed precision: the gradient rounded like the operands
+                const Tensor dp = d.to(xd.dtype());
+                return std::vector<Tensor>{gx ? matmul_raw(dp, wd).view(x_shape) : Tensor(),
+                                           gw ? matmul_raw(xd.t(), dp).t() : Tensor(), gb ? sum(d, {0}) : Tensor()};
+              }
               return std::vector<Tensor>{gx ? matmul(d, wd).view(x_shape) : Tensor(),
                                          gw ? matmul(xd.t(), d).t() : Tensor(),
                                          gb ? sum(d, {0}) : Tensor()};

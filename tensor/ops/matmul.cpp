@@ -34,9 +34,11 @@ Tensor gemm_operand(const Tensor& t3) {
 // accumulates in f32 and keeps it).
 DType product_dtype(DType in) { return in == DType::bf16 ? DType::f32 : in; }
 
-// Core product for operands of rank >= 2 (no autograd), of product_dtype. A bias, if given, is
-// added to every row of the result by the backend's gemm_bias.
-Tensor matmul_raw(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor()) {
+}  // namespace
+
+namespace detail {
+
+Tensor matmul_raw(const Tensor& a, const Tensor& b, const Tensor& bias) {
   const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
   Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
   Shape batch = broadcast_shapes(ba, bb, "matmul");
@@ -56,6 +58,10 @@ Tensor matmul_raw(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor(
   else backend_of(a).gemm(a3, b3, out.view({nb, n, m}), false);
   return out;
 }
+
+}  // namespace detail
+
+namespace {
 
 // b's gradient aᵀ·g. Where b is a transposed matrix (linear passes Wᵀ: W [out, in] seen as
 // [in, out]), the product is taken as gᵀ·a, in W's own layout, and handed back transposed:
