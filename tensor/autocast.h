@@ -1,16 +1,16 @@
 // autocast.h — mixed precision for matrix products, per thread.
 //
-// Inside an AutocastGuard(DType::bf16) scope, matmul (and so linear, and the q·kᵀ and p·v of
-// attention composed from ops) rounds its f32 operands to bf16 and multiplies them with f32
-// accumulation, writing an f32 result: the products run at the GPU's bf16 tensor-core rate
-// (on a CPU with AVX512_BF16, at twice the f32 rate: tensor/cpu/bf16_gemm.h), while
-// everything else — weights and optimizer state (the f32 "master" copies), norms, softmax,
-// the loss and CoPE's positions — stays f32, since those ops never see a bf16 tensor. The
-// backward of a product made under the guard uses the same rounding (its gradient rounded to
-// bf16, the saved bf16 operands), whatever the guard says when the backward runs; the
-// gradients that reach the parameters are f32. The fused attention ops (causal_attention and
-// its rotary and CoPE forms, tensor/ops.h) do not round: their products stay in their
-// inputs' dtype.
+// Inside an AutocastGuard(DType::bf16) scope, matmul (and so linear, the head's product in
+// linear_cross_entropy, and the q·kᵀ and p·v of attention composed from ops) rounds its f32
+// operands to bf16 and multiplies them with f32 accumulation, writing an f32 result: the
+// products run at the GPU's bf16 tensor-core rate (on a CPU with AVX512_BF16, at twice the
+// f32 rate: tensor/cpu/bf16_gemm.h), while everything else — weights and optimizer state (the
+// f32 "master" copies), norms, softmax, the loss and CoPE's positions — stays f32, since those
+// ops never see a bf16 tensor. The backward of a product made under the guard uses the same
+// rounding (its gradient rounded to bf16, the saved bf16 operands), whatever the guard says
+// when the backward runs; the gradients that reach the parameters are f32. The fused
+// attention ops (causal_attention and its rotary and CoPE forms, tensor/ops.h) do not round:
+// their products stay in their inputs' dtype.
 //
 // Outside any guard, or with DType::f32, matmul computes in its operands' dtype. f64 operands
 // are never rounded (gradcheck stays exact).
