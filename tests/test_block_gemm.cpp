@@ -22,6 +22,36 @@
 
 using namespace copper;
 
+namespace {
+
+// How far a product C = op(A)·op(B) (+ C with accumulate, + bias) computed two ways is apart,
+// as a fraction of what rounding allows: both sums round as they go, in different orders, so
+// each is within K·eps of the sum of the terms' magnitudes (and C's, and the bias's), and the
+// two within twice that; the worst element's gap over its bound (<= 1 passes). The columns
+// past n, up to ldc, are not C's: they must be left as they were in c0 (NaN stays NaN).
+template <class AAt, class BAt>
+double worst_gap(const std::vector<float>& fast, const std::vector<float>& ref, const std::vector<float>& c0,
+                 int64_t m, int64_t n, int64_t K, int64_t ldc, bool accumulate, const float* bias, AAt a_at,
+                 BAt b_at) {
+  double worst = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const size_t at = size_t(i * ldc + j);
+      double magnitude = (accumulate ? std::abs(double(c0[at])) : 0.0) + (bias ? std::abs(double(bias[j])) : 0.0);
+      for (int64_t k = 0; k < K; ++k) magnitude += std::abs(a_at(i, k) * b_at(k, j));
+      const double bound = 2.0 * double(K + 1) * std::numeric_limits<float>::epsilon() * magnitude;
+      worst = std::max(worst, std::abs(double(fast[at]) - double(ref[at])) / std::max(bound, 1e-30));
+    }
+    for (int64_t j = n; j < ldc; ++j) {
+      const size_t at = size_t(i * ldc + j);
+      EXPECT_TRUE(std::isnan(fast[at]) ? std::isnan(c0[at]) : fast[at] == c0[at]);
+    }
+  }
+  return worst;
+}
+
+}  // namespace
+
 // block_gemm (the fused attention's f32 products) against cblas_sgemm, over the shapes its
 // tiles cut unevenly: rows around the tile's 6, columns around its 16-float vectors and
 // 64-column panels, K from 0, both forms of A, overwriting and accumulating, with row
@@ -108,23 +138,9 @@ TEST(PackedGemm, MatchesBlas) {
             std::vector<float> fast = c0, ref = c0;
             cpu::packed_gemm(m, n, K, a.data(), lda, b.data(), ldb, trans_b, accumulate, fast.data(), ldc, bp);
             cpu::packed_gemm_reference(m, n, K, a.data(), lda, b.data(), ldb, trans_b, accumulate, ref.data(), ldc, bp);
-            // Both sums round as they go, in different orders: each is within K·eps of the
-            // sum of the terms' magnitudes (and C's), so the two within twice that.
+            const auto a_at = [&](int64_t i, int64_t k) { return double(a[size_t(i * lda + k)]); };
             const auto b_at = [&](int64_t k, int64_t j) { return double(trans_b ? b[size_t(j * ldb + k)] : b[size_t(k * ldb + j)]); };
-            double worst = 0;
-            for (int64_t i = 0; i < m; ++i) {
-              for (int64_t j = 0; j < n; ++j) {
-                const size_t at = size_t(i * ldc + j);
-                double magnitude = (accumulate ? std::abs(double(c0[at])) : 0.0) + (bp ? std::abs(double(bp[j])) : 0.0);
-                for (int64_t k = 0; k < K; ++k) magnitude += std::abs(double(a[size_t(i * lda + k)]) * b_at(k, j));
-                const double bound = 2.0 * double(K + 1) * std::numeric_limits<float>::epsilon() * magnitude;
-                worst = std::max(worst, std::abs(double(fast[at]) - double(ref[at])) / std::max(bound, 1e-30));
-              }
-              for (int64_t j = n; j < ldc; ++j) {  // the columns past n are not C's: left as they were
-                const size_t at = size_t(i * ldc + j);
-                EXPECT_TRUE(std::isnan(fast[at]) ? std::isnan(c0[at]) : fast[at] == c0[at]);
-              }
-            }
+            const double worst = worst_gap(fast, ref, c0, m, n, K, ldc, accumulate, bp, a_at, b_at);
             EXPECT_LE(worst, 1.0) << "trans_b " << trans_b << " accumulate " << accumulate << " bias " << with_bias
                                   << " m " << m << " n " << n << " K " << K;
             ++cases;
@@ -220,28 +236,14 @@ TEST(Bf16Gemm, MatchesTheWidenedProduct) {
               cpu::bf16_gemm(m, n, K, a.data(), lda, trans_a, b.data(), ldb, trans_b, accumulate, fast.data(), ldc, bp);
               cpu::bf16_gemm_reference(m, n, K, a.data(), lda, trans_a, b.data(), ldb, trans_b, accumulate, ref.data(),
                                        ldc, bp);
-              // The products are exact in f32; both sums round as they go, in different orders,
-              // so the two are within twice K·eps of the sum of the terms' magnitudes (and C's).
+              // The products of two bf16 values are exact in f32: only the sums round.
               const auto a_at = [&](int64_t i, int64_t k) {
                 return double(bf16_to_float(trans_a ? a[size_t(k * lda + i)] : a[size_t(i * lda + k)]));
               };
               const auto b_at = [&](int64_t k, int64_t j) {
                 return double(bf16_to_float(trans_b ? b[size_t(j * ldb + k)] : b[size_t(k * ldb + j)]));
               };
-              double worst = 0;
-              for (int64_t i = 0; i < m; ++i) {
-                for (int64_t j = 0; j < n; ++j) {
-                  const size_t at = size_t(i * ldc + j);
-                  double magnitude = (accumulate ? std::abs(double(c0[at])) : 0.0) + (bp ? std::abs(double(bp[j])) : 0.0);
-                  for (int64_t k = 0; k < K; ++k) magnitude += std::abs(a_at(i, k) * b_at(k, j));
-                  const double bound = 2.0 * double(K + 1) * std::numeric_limits<float>::epsilon() * magnitude;
-                  worst = std::max(worst, std::abs(double(fast[at]) - double(ref[at])) / std::max(bound, 1e-30));
-                }
-                for (int64_t j = n; j < ldc; ++j) {  // the columns past n are not C's: left as they were
-                  const size_t at = size_t(i * ldc + j);
-                  EXPECT_TRUE(std::isnan(fast[at]) ? std::isnan(c0[at]) : fast[at] == c0[at]);
-                }
-              }
+              const double worst = worst_gap(fast, ref, c0, m, n, K, ldc, accumulate, bp, a_at, b_at);
               EXPECT_LE(worst, 1.0) << "trans_a " << trans_a << " trans_b " << trans_b << " accumulate " << accumulate
                                     << " bias " << with_bias << " m " << m << " n " << n << " K " << K;
               ++cases;
