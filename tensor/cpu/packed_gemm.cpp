@@ -97,7 +97,8 @@ void packed_gemm(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, c
     return;
   }
   const int64_t panels = (n + kPanel - 1) / kPanel;
-  struct PackedB {};  // the calling thread's buffer (64-byte aligned: on AVX-512 a panel row is four cache lines)
+  // The calling thread's buffer, 64-byte aligned: on AVX-512 a panel row is four cache lines.
+  struct PackedB {};
   float* packed = thread_scratch<PackedB, float>(panels * K * kPanel);
   const int64_t tiles = (m + kTileRows - 1) / kTileRows;
 #pragma omp parallel
