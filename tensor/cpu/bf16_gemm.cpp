@@ -21,11 +21,12 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/cpu/tiled_product.h"
+
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
 #include <immintrin.h>
 
 #include "tensor/cpu/lanes.h"
-#include "tensor/cpu/scratch.h"
 #endif
 
 namespace copper::cpu {
@@ -45,9 +46,7 @@ void bf16_gemm_reference(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(m), int(n),
               int(K), 1.0f, wa.data(), int(std::max<int64_t>(a_cols, 1)), wb.data(),
               int(std::max<int64_t>(b_cols, 1)), accumulate ? 1.0f : 0.0f, c, int(ldc));
-  if (bias)
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] += bias[j];
+  if (bias) add_bias_to_rows(m, n, bias, c, ldc);
 }
 
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
@@ -215,14 +214,9 @@ void bf16_gemm(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool
                bool trans_b, bool accumulate, float* c, int64_t ldc, const float* bias) {
   using namespace bf16_tile;
   if (m == 0 || n == 0) return;
-  if (K == 0) {  // no terms: C = 0 (or C as it was), plus the bias
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
-    return;
-  }
+  if (K == 0) return product_without_terms(m, n, accumulate, c, ldc, bias);
   const int64_t panels = (n + kPanel - 1) / kPanel, panel_words = (K + 1) / 2;
   Word* packed = thread_scratch<PackedB, Word>(panels * panel_words * kPanel);
-  const int64_t tiles = (m + kTileRows - 1) / kTileRows;
 #pragma omp parallel
   {
 #pragma omp for schedule(static)
@@ -235,9 +229,7 @@ void bf16_gemm(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool
           std::memset(dst + kk * kPanel + width, 0, size_t(kPanel - width) * sizeof(Word));
     }
     // (the for's barrier: every panel is packed before any thread reads one)
-    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t r0 = std::min(m, tiles * t / threads * kTileRows);
-    const int64_t r1 = std::min(m, tiles * (t + 1) / threads * kTileRows);
+    const auto [r0, r1] = thread_rows(m, kTileRows, omp_get_thread_num(), omp_get_num_threads());
     tile_rows(r0, r1, n, K, a, lda, trans_a, packed, accumulate, c, ldc, bias);
   }
 }

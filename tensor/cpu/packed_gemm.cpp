@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "tensor/cpu/gemm_tile.h"
-#include "tensor/cpu/scratch.h"
+#include "tensor/cpu/tiled_product.h"
 #include "tensor/cpu/transpose.h"
 
 namespace copper::cpu {
@@ -18,9 +18,7 @@ void packed_gemm_reference(int64_t m, int64_t n, int64_t K, const float* a, int6
   if (m == 0 || n == 0) return;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(K), 1.0f, a,
               int(lda), b, int(ldb), accumulate ? 1.0f : 0.0f, c, int(ldc));
-  if (bias)
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] += bias[j];
+  if (bias) add_bias_to_rows(m, n, bias, c, ldc);
 }
 
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -91,24 +89,17 @@ bool packed_gemm_takes(int64_t m, int64_t n, int64_t K) {
 void packed_gemm(int64_t m, int64_t n, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
                  bool trans_b, bool accumulate, float* c, int64_t ldc, const float* bias) {
   if (m == 0 || n == 0) return;
-  if (K == 0) {  // no terms: C = 0 (or C as it was), plus the bias
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
-    return;
-  }
+  if (K == 0) return product_without_terms(m, n, accumulate, c, ldc, bias);
   const int64_t panels = (n + kPanel - 1) / kPanel;
   // The calling thread's buffer, 64-byte aligned: on AVX-512 a panel row is four cache lines.
   struct PackedB {};
   float* packed = thread_scratch<PackedB, float>(panels * K * kPanel);
-  const int64_t tiles = (m + kTileRows - 1) / kTileRows;
 #pragma omp parallel
   {
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < panels; ++p) pack_panel(p, n, K, b, ldb, trans_b, packed);
     // (the for's barrier: every panel is packed before any thread reads one)
-    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t r0 = std::min(m, tiles * t / threads * kTileRows);
-    const int64_t r1 = std::min(m, tiles * (t + 1) / threads * kTileRows);
+    const auto [r0, r1] = thread_rows(m, kTileRows, omp_get_thread_num(), omp_get_num_threads());
     tile_rows(r0, r1, n, K, a, lda, packed, accumulate, c, ldc, bias);
   }
 }
