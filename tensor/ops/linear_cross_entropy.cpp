@@ -100,13 +100,11 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor&
             [dl, xd, wd, x_shape = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
              gb = bias.defined() && bias.requires_grad()](const Tensor& g) {
               const Tensor d = times_loss_gradient(dl, g);
-              if (d.dtype() != xd.dtype()) {  // mixed precision: the gradient rounded like the operands
-                const Tensor dp = d.to(xd.dtype());
-                return std::vector<Tensor>{gx ? matmul_raw(dp, wd).view(x_shape) : Tensor(),
-                                           gw ? matmul_raw(xd.t(), dp).t() : Tensor(), gb ? sum(d, {0}) : Tensor()};
-              }
-              return std::vector<Tensor>{gx ? matmul(d, wd).view(x_shape) : Tensor(),
-                                         gw ? matmul(xd.t(), d).t() : Tensor(),
+              // Under mixed precision the gradient is rounded like the kept operands (bf16 ones,
+              // which matmul_raw multiplies into f32); the bias's gradient sums it unrounded.
+              const Tensor dp = d.dtype() == xd.dtype() ? d : d.to(xd.dtype());
+              return std::vector<Tensor>{gx ? matmul_raw(dp, wd).view(x_shape) : Tensor(),
+                                         gw ? matmul_raw(xd.t(), dp).t() : Tensor(),
                                          gb ? sum(d, {0}) : Tensor()};
             });
   return loss;
