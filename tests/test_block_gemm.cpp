@@ -6,6 +6,7 @@
 // sgemm. Elsewhere each is that same call, and the tests hold trivially.
 #include <gtest/gtest.h>
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
@@ -274,4 +275,40 @@ TEST(Bf16Gemm, AnyThreadCountGivesTheSameProduct) {
       }
     }
   omp_set_num_threads(before);
+}
+
+// Rows so far apart (2^28 values) that the gather's 32-bit offsets cannot reach sixteen of
+// them: the words of a transposed B, and of A's rows at an odd depth, are then read one by
+// one. Nine rows each, so that the last row's offset would overflow. The operands are mapped
+// without reserving memory: only each row's first K values are touched, and the gigabytes
+// between them stay unmapped zero pages.
+TEST(Bf16Gemm, RowsTooFarApartForTheGatherAreReadOneByOne) {
+  const int64_t ld = (int64_t(1) << 28) + 3, rows = 9;
+  const size_t bytes = size_t((rows - 1) * ld + 64) * sizeof(bf16);
+  auto map = [&] {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? nullptr : static_cast<bf16*>(p);
+  };
+  bf16* a = map();
+  bf16* b = map();
+  if (!a || !b) GTEST_SKIP() << "could not map two regions of " << bytes << " bytes";
+  std::mt19937 rng(19);
+  std::normal_distribution<float> normal;
+  for (int64_t K : {7, 40}) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < K; ++k) {
+        a[r * ld + k] = float_to_bf16(normal(rng));
+        b[r * ld + k] = float_to_bf16(normal(rng));
+      }
+    std::vector<float> fast(size_t(rows * rows)), ref(size_t(rows * rows));
+    cpu::bf16_gemm(rows, rows, K, a, ld, false, b, ld, true, false, fast.data(), rows);
+    cpu::bf16_gemm_reference(rows, rows, K, a, ld, false, b, ld, true, false, ref.data(), rows);
+    const auto a_at = [&](int64_t i, int64_t k) { return double(bf16_to_float(a[i * ld + k])); };
+    const auto b_at = [&](int64_t k, int64_t j) { return double(bf16_to_float(b[j * ld + k])); };
+    EXPECT_LE(worst_gap(fast, ref, std::vector<float>(fast.size()), rows, rows, K, rows, false, nullptr, a_at, b_at),
+              1.0)
+        << "K " << K;
+  }
+  munmap(a, bytes);
+  munmap(b, bytes);
 }
