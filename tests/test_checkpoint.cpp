@@ -15,25 +15,12 @@
 using namespace copper;
 using namespace copper::nn;
 namespace fs = std::filesystem;
+using testing_util::error_of;
+using testing_util::read_bytes;
+using testing_util::write_bytes;
 
 namespace {
 fs::path temp_dir(const std::string& name) { return testing_util::fresh_temp_dir("ckpt_" + name); }
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-void write_bytes(const fs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(s.data(), std::streamsize(s.size()));
-}
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 }  // namespace
 
 TEST(Safetensors, RoundTripEveryDTypeAndMetadata) {

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 
 // The command line's helpers are compiled into the copper program only; the test compiles
 // them in too.
@@ -17,18 +16,11 @@
 using namespace copper;
 using namespace copper::cli;
 namespace fs = std::filesystem;
+using testing_util::error_of;
 
 namespace {
 fs::path temp_dir(const std::string& name) { return testing_util::fresh_temp_dir("cli_config_" + name); }
 void write_text(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // Parses `args` (without the program name) into a fresh command with the override flags.
 Overrides parse_overrides(std::vector<std::string> args) {

@@ -25,7 +25,7 @@
 #include "dist/comm.h"
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 #include "nn/linear.h"
 #include "tests/gpu_skip.h"
 #include "train/data_parallel.h"

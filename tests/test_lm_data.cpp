@@ -11,11 +11,13 @@
 #include "lm/text.h"
 #include "lm/tokenizer.h"
 #include "tensor/error.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 using namespace copper;
 using namespace copper::lm;
 namespace fs = std::filesystem;
+using testing_util::error_of;
+using testing_util::write_bytes;
 
 namespace {
 
@@ -27,11 +29,6 @@ const std::string kDataDir = COPPER_SOURCE_DIR "/../shared/data";
       GTEST_SKIP() << "no corpus at " << kDataDir << " (shared/data is not checked out)"; \
   } while (0)
 
-void write_bytes(const fs::path& p, std::string_view bytes) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-}
-
 std::string xz_compress(std::string_view text) {
   std::string out(lzma_stream_buffer_bound(text.size()), '\0');
   size_t pos = 0;
@@ -40,17 +37,6 @@ std::string xz_compress(std::string_view text) {
   EXPECT_EQ(r, LZMA_OK);
   out.resize(pos);
   return out;
-}
-
-// The message of the copper::Error that fn throws ("" if it throws none).
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // A line-aligned slice of at most `bytes` bytes from the start of text.

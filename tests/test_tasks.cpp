@@ -14,18 +14,11 @@
 using namespace copper;
 using namespace copper::tasks;
 namespace fs = std::filesystem;
+using testing_util::error_of;
 
 namespace {
 fs::path temp_dir(const std::string& name) { return testing_util::fresh_temp_dir("tasks_" + name); }
 void write_text(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 TaskConfig cfg_of(const std::string& name) {
   TaskConfig c;
   c.task = name;

@@ -18,6 +18,7 @@
 
 using namespace copper;
 namespace fs = std::filesystem;
+using testing_util::error_of;
 
 namespace {
 
@@ -133,15 +134,6 @@ std::map<std::string, std::string> snapshot(const fs::path& dir) {
   for (auto& e : fs::recursive_directory_iterator(dir))
     if (e.is_regular_file()) out[fs::relative(e.path(), dir).string()] = bytes_of(e.path());
   return out;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
