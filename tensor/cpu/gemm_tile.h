@@ -8,7 +8,9 @@
 // One tile serves both instruction sets; what differs is in `Vec`, the vector operations of
 // each, and the tile's size, which the registers set.
 #pragma once
+#include <array>
 #include <cstdint>
+#include <utility>
 
 #include "tensor/cpu/lanes.h"
 
@@ -118,24 +120,23 @@ void tile(int64_t K, float alpha, const float* a, int64_t lda, const float* b, i
     }
 }
 
-// tile<TransA, R, V> for the R and V given at run time (1 <= R <= kTileRows, 1 <= V <=
-// kTileVectors): each level tries its largest value and hands smaller ones down.
-template <bool TransA, int R, int V = kTileVectors>
-void tile_of_width(int width, int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
-                   bool accumulate, float* c, int64_t ldc, int64_t last, const float* bias) {
-  if constexpr (V > 1)
-    if (width < V)
-      return tile_of_width<TransA, R, V - 1>(width, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-  tile<TransA, R, V>(K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+using TileFn = void (*)(int64_t, float, const float*, int64_t, const float*, int64_t, bool, float*, int64_t, int64_t,
+                        const float*);
+// tile<TransA, R, V> for every R <= kTileRows and V <= kTileVectors, at [(R - 1)·kTileVectors + V - 1].
+template <bool TransA, int... I>
+constexpr std::array<TileFn, sizeof...(I)> tiles_of(std::integer_sequence<int, I...>) {
+  return {&tile<TransA, I / kTileVectors + 1, I % kTileVectors + 1>...};
 }
+template <bool TransA>
+inline constexpr auto kTiles = tiles_of<TransA>(std::make_integer_sequence<int, kTileRows * kTileVectors>{});
 
-template <bool TransA, int R = kTileRows>
+// tile<TransA, rows, width> for the rows and width (in vectors) given at run time: 1 <= rows
+// <= kTileRows, 1 <= width <= kTileVectors.
+template <bool TransA>
 void tile_of_size(int rows, int width, int64_t K, float alpha, const float* a, int64_t lda, const float* b,
                   int64_t ldb, bool accumulate, float* c, int64_t ldc, int64_t last, const float* bias) {
-  if constexpr (R > 1)
-    if (rows < R)
-      return tile_of_size<TransA, R - 1>(rows, width, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
-  tile_of_width<TransA, R>(width, K, alpha, a, lda, b, ldb, accumulate, c, ldc, last, bias);
+  kTiles<TransA>[size_t((rows - 1) * kTileVectors + width - 1)](K, alpha, a, lda, b, ldb, accumulate, c, ldc, last,
+                                                               bias);
 }
 
 }  // namespace copper::cpu::gemm_tile
