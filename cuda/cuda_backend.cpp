@@ -272,7 +272,7 @@ void no_rotation(const AttentionRotation& rot) {
 
 void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                             int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
-                            const AttentionCope& cope, const AttentionRotation& rot) {
+                            const AttentionCope& cope, const AttentionRotation& rot, DType /*products*/) {
   const int dev = index_of(q, "attention");
   no_rotation(rot);
   DeviceGuard g(dev);
@@ -284,7 +284,7 @@ void CudaBackend::attention_backward(const Tensor& q, const Tensor& k, const Ten
                                      const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
                                      const Tensor& dv, int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale,
                                      double p, uint64_t key, const AttentionCope& cope,
-                                     const AttentionRotation& rot) {
+                                     const AttentionRotation& rot, DType /*products*/) {
   const int dev = index_of(q, "attention_backward");
   no_rotation(rot);
   DeviceGuard g(dev);

@@ -46,11 +46,11 @@ class CudaBackend final : public Backend {
   // compose the reference, until Cuda.FusedAttentionIsTheCpusKernel has passed on a GPU.
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, int64_t bh,
                  int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
-                 const AttentionCope& cope, const AttentionRotation& rot) override;
+                 const AttentionCope& cope, const AttentionRotation& rot, DType products) override;
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                           const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t bh,
                           int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
-                          const AttentionCope& cope, const AttentionRotation& rot) override;
+                          const AttentionCope& cope, const AttentionRotation& rot, DType products) override;
   void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override;
   void index_select(const Tensor& x, const Tensor& index, const Tensor& out, int64_t outer, int64_t n,
                     int64_t inner) override;

@@ -6,6 +6,7 @@
 #   cp build/bin/copper /tmp/copper-before    # ... change, rebuild ...
 #   scripts/bench_ab.sh /tmp/copper-before build/bin/copper
 #   CONFIG=../shared/bench/lm-long.json PES=rope,cope ROUNDS=4 STEPS=6 scripts/bench_ab.sh A B C
+#   DTYPE=bf16 scripts/bench_ab.sh A B                 mixed precision (`bench train --dtype`)
 #
 # Output: the JSON lines in $OUT (default runs/bench_ab/lines.jsonl), each with the binary it
 # came from, then per encoding and binary: the median tokens/s over the rounds, the slowest and
@@ -18,6 +19,7 @@ pes=${PES:-abs}
 steps=${STEPS:-8}
 rounds=${ROUNDS:-3}
 threads=${THREADS:-$(nproc)}
+dtype=${DTYPE:-f32}
 out=${OUT:-runs/bench_ab/lines.jsonl}
 for b in "$@"; do
   [ -x "$b" ] || { echo "[bench_ab] no program $b. HINT: the binaries to compare, e.g. build/bin/copper" >&2; exit 2; }
@@ -25,11 +27,11 @@ done
 [ -f "$config" ] || { echo "[bench_ab] no config $config. HINT: CONFIG=../shared/bench/lm-small.json" >&2; exit 2; }
 mkdir -p "$(dirname "$out")"
 : > "$out"
-echo "bench_ab: $config, pe $pes, threads $threads, $steps steps, $rounds round(s); lines in $out" >&2
+echo "bench_ab: $config, pe $pes, $dtype, threads $threads, $steps steps, $rounds round(s); lines in $out" >&2
 for ((r = 1; r <= rounds; r++)); do
   for b in "$@"; do
     echo "  round $r  $b" >&2
-    "$b" bench train --config "$config" --pe "$pes" --steps "$steps" --threads "$threads" |
+    "$b" bench train --config "$config" --pe "$pes" --steps "$steps" --threads "$threads" --dtype "$dtype" |
       while IFS= read -r line; do printf '{"binary":"%s",%s\n' "$b" "${line#\{}"; done >> "$out"
   done
 done

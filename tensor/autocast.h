@@ -9,8 +9,9 @@
 // ops never see a bf16 tensor. The backward of a product made under the guard uses the same
 // rounding (its gradient rounded to bf16, the saved bf16 operands), whatever the guard says
 // when the backward runs; the gradients that reach the parameters are f32. The fused
-// attention ops (causal_attention and its rotary and CoPE forms, tensor/ops.h) do not round:
-// their products stay in their inputs' dtype.
+// attention ops (causal_attention and its rotary and CoPE forms, tensor/ops.h) round the
+// operands of their block products the same way (q, k, v, the probabilities, the gradients)
+// on the CPU (Backend::attention's `products`); CoPE's z = q·eᵀ inside the kernel stays f32.
 //
 // Outside any guard, or with DType::f32, matmul computes in its operands' dtype. f64 operands
 // are never rounded (gradcheck stays exact).

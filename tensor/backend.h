@@ -163,7 +163,12 @@ class Backend {
   // AttentionCope). No (Tq, Tk) tensor is made; the backward recomputes the probabilities
   // from q, k (and z) and lse and writes dq, dk, dv (and cope.dz). Optional: a backend without
   // it answers false to has_fused_attention, and the ops compose matmul, [cope_positions,]
-  // causal_softmax and dropout instead.
+  // causal_softmax and dropout instead. `products` is the dtype of the block products'
+  // operands: q's own, or bf16 for f32 tensors under an AutocastGuard (tensor/autocast.h),
+  // where q, k, v and dO are rounded to bf16 as they are read, and P (after dropout) and the
+  // logits' gradient times the scale before they multiply, as the composed ops round them;
+  // the sums, the softmax and all else stay f32. The CPU's kernel rounds; the CUDA one
+  // computes in q's dtype.
   virtual bool has_fused_attention() const { return false; }
   // True when the fused attention takes views: q, k, v, dout (and out, dq, dk, dv, which the
   // op allocates in q's, k's and v's layouts) may be any (..., T, Dh) tensors with a unit
@@ -179,14 +184,14 @@ class Backend {
   virtual void attention(const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/, const Tensor& /*out*/,
                          const Tensor& /*lse*/, int64_t /*bh*/, int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/,
                          double /*scale*/, double /*p*/, uint64_t /*key*/, const AttentionCope& /*cope*/,
-                         const AttentionRotation& /*rot*/) {
+                         const AttentionRotation& /*rot*/, DType /*products*/) {
     throw Error(std::string("[attention] the ") + name() + " backend has no fused attention kernel");
   }
   virtual void attention_backward(const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/,
                                   const Tensor& /*out*/, const Tensor& /*lse*/, const Tensor& /*dout*/,
                                   const Tensor& /*dq*/, const Tensor& /*dk*/, const Tensor& /*dv*/, int64_t /*bh*/,
                                   int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/, double /*scale*/, double /*p*/,
-                                  uint64_t /*key*/, const AttentionCope& /*cope*/, const AttentionRotation& /*rot*/) {
+                                  uint64_t /*key*/, const AttentionCope& /*cope*/, const AttentionRotation& /*rot*/, DType /*products*/) {
     throw Error(std::string("[attention] the ") + name() + " backend has no fused attention kernel");
   }
 

@@ -254,17 +254,17 @@ class TimingBackend final : public Backend {
   bool attention_rotates() const override { return in_.attention_rotates(); }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, int64_t bh,
                  int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
-                 const AttentionCope& cope, const AttentionRotation& rot) override {
+                 const AttentionCope& cope, const AttentionRotation& rot, DType products) override {
     Scope s(cope.z.defined() ? "cope_attention" : "attention", attention_flops(bh, Tq, Tk, Dh, 2), 0);
-    in_.attention(q, k, v, out, lse, bh, Tq, Tk, Dh, scale, p, key, cope, rot);
+    in_.attention(q, k, v, out, lse, bh, Tq, Tk, Dh, scale, p, key, cope, rot, products);
   }
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                           const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t bh,
                           int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
-                          const AttentionCope& cope, const AttentionRotation& rot) override {
+                          const AttentionCope& cope, const AttentionRotation& rot, DType products) override {
     Scope s(cope.z.defined() ? "cope_attention_backward" : "attention_backward", attention_flops(bh, Tq, Tk, Dh, 5),
             0);
-    in_.attention_backward(q, k, v, out, lse, dout, dq, dk, dv, bh, Tq, Tk, Dh, scale, p, key, cope, rot);
+    in_.attention_backward(q, k, v, out, lse, dout, dq, dk, dv, bh, Tq, Tk, Dh, scale, p, key, cope, rot, products);
   }
   void cumsum(const Tensor& x, const Tensor& out, int64_t outer, int64_t n, int64_t inner, bool reverse) override {
     Scope s("cumsum", 0, bytes_of(x, out));

@@ -277,6 +277,48 @@ TEST(Bf16Gemm, AnyThreadCountGivesTheSameProduct) {
   omp_set_num_threads(before);
 }
 
+// A B packed once, read by products of its first K rows and n columns (the fused attention's
+// keys and values, of which a block of queries sees the first): the widened product of that
+// part of B.
+TEST(Bf16Gemm, PackedPanelsServeEveryLeadingPart) {
+  std::mt19937 rng(23);
+  std::normal_distribution<float> normal;
+  for (bool trans_a : {false, true})
+    for (bool trans_b : {false, true})
+      for (bool accumulate : {false, true})
+        for (int64_t K : {0, 1, 7, 64, 130, 1100}) {
+          const int64_t full_k = K + 5, full_n = 150, ldb = (trans_b ? full_k : full_n) + 3;
+          std::vector<bf16> b(size_t((trans_b ? full_n : full_k) * ldb));
+          for (bf16& x : b) x = float_to_bf16(normal(rng));
+          cpu::Bf16Panels panels;
+          panels.pack(full_k, full_n, b.data(), ldb, trans_b);
+          for (int64_t n : {1, 64, 65, 150})
+            for (int64_t m : {1, 6, 13, 64}) {
+              const int64_t lda = (trans_a ? m : K) + 2, ldc = n + 1;
+              std::vector<bf16> a(size_t((trans_a ? K : m) * lda + 1));
+              for (bf16& x : a) x = float_to_bf16(normal(rng));
+              std::vector<float> c0(size_t(m * ldc));
+              for (float& x : c0) x = accumulate ? normal(rng) : std::numeric_limits<float>::quiet_NaN();
+              std::vector<float> fast = c0, ref = c0;
+              cpu::bf16_gemm_panels(m, n, K, a.data(), lda, trans_a, panels, accumulate, fast.data(), ldc);
+              cpu::bf16_gemm_reference(m, n, K, a.data(), lda, trans_a, b.data(), ldb, trans_b, accumulate, ref.data(),
+                                       ldc);
+              const auto a_at = [&](int64_t i, int64_t k) {
+                return double(bf16_to_float(trans_a ? a[size_t(k * lda + i)] : a[size_t(i * lda + k)]));
+              };
+              const auto b_at = [&](int64_t k, int64_t j) {
+                return double(bf16_to_float(trans_b ? b[size_t(j * ldb + k)] : b[size_t(k * ldb + j)]));
+              };
+              EXPECT_LE(worst_gap(fast, ref, c0, m, n, K, ldc, accumulate, nullptr, a_at, b_at), 1.0)
+                  << "trans_a " << trans_a << " trans_b " << trans_b << " accumulate " << accumulate << " m " << m
+                  << " n " << n << " K " << K;
+            }
+          std::vector<float> c(full_n + 1);
+          EXPECT_THROW(cpu::bf16_gemm_panels(1, full_n + 1, K, b.data(), 1, false, panels, false, c.data(), full_n + 1),
+                       Error);
+        }
+}
+
 // Rows so far apart (2^28 values) that the gather's 32-bit offsets cannot reach sixteen of
 // them: the words of a transposed B, and of A's rows at an odd depth, are then read one by
 // one. Nine rows each, so that the last row's offset would overflow. The operands are mapped

@@ -609,22 +609,22 @@ TEST(Cuda, FusedAttentionIsTheCpusKernel) {
       Tensor z = c.npos ? rnd({c.bh, c.Tq, c.npos}, dt) : Tensor(), dout = rnd({c.bh, c.Tq, c.Dh}, dt);
       Tensor out = Tensor::empty(q.shape(), dt), lse = Tensor::empty({c.bh, c.Tq}, dt);
       cpu().attention(q, k, v, out, lse, c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key,
-                      AttentionCope{z, Tensor(), c.official}, AttentionRotation{});
+                      AttentionCope{z, Tensor(), c.official}, AttentionRotation{}, DType::f32);
       Tensor gz = z.defined() ? on_gpu(z) : Tensor();
       Tensor gout = poisoned(q.shape(), dt, kGPU), glse = poisoned(lse.shape(), dt, kGPU);
       gpu().attention(on_gpu(q), on_gpu(k), on_gpu(v), gout, glse, c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key,
-                      AttentionCope{gz, Tensor(), c.official}, AttentionRotation{});
+                      AttentionCope{gz, Tensor(), c.official}, AttentionRotation{}, DType::f32);
       expect_close(out, gout, tolerance(dt), name + " out");
       expect_close(lse, glse, tolerance(dt), name + " lse");
       Tensor dq = Tensor::empty(q.shape(), dt), dk = Tensor::empty(k.shape(), dt), dv = Tensor::empty(v.shape(), dt);
       Tensor dz = z.defined() ? Tensor::empty(z.shape(), dt) : Tensor();
       cpu().attention_backward(q, k, v, out, lse, dout, dq, dk, dv, c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key,
-                               AttentionCope{z, dz, c.official}, AttentionRotation{});
+                               AttentionCope{z, dz, c.official}, AttentionRotation{}, DType::f32);
       Tensor gdq = poisoned(q.shape(), dt, kGPU), gdk = poisoned(k.shape(), dt, kGPU), gdv = poisoned(v.shape(), dt, kGPU);
       Tensor gdz = z.defined() ? poisoned(z.shape(), dt, kGPU) : Tensor();
       gpu().attention_backward(on_gpu(q), on_gpu(k), on_gpu(v), on_gpu(out), on_gpu(lse), on_gpu(dout), gdq, gdk, gdv,
                                c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key, AttentionCope{gz, gdz, c.official},
-                               AttentionRotation{});
+                               AttentionRotation{}, DType::f32);
       expect_close(dq, gdq, tolerance(dt), name + " dq");
       expect_close(dk, gdk, tolerance(dt), name + " dk");
       expect_close(dv, gdv, tolerance(dt), name + " dv");

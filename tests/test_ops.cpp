@@ -1467,6 +1467,67 @@ TEST(OpValues, LinearCrossEntropyUnderAutocastMatchesTheComposition) {
     }
 }
 
+// Under an AutocastGuard(bf16) the fused attention rounds its products' operands as the
+// composed ops do (matmul rounds q, k, v, the probabilities and the gradients it is given):
+// the fused kernel and the composition under the guard agree to a tenth of what separates
+// either from the f32 kernel (the largest gaps measured: 9e-4 of the largest value, against
+// 4e-3 and more). What still differs: the exps (the kernel's own against
+// causal_softmax's) can round a probability to the neighbouring bf16 value. CoPE's z = q·eᵀ
+// stays f32 inside the kernel, where causal_cope_attention_reference would round it: its
+// composition here takes z in f32 too. Heads are views of one (B, T, 3·H·Dh) product, as nn/attention.cpp passes them;
+// with dropout, and with queries over more keys (a KV cache's shape).
+TEST(OpValues, FusedAttentionUnderAutocastRoundsAsTheComposition) {
+  const int64_t B = 2, H = 3;
+  for (const std::string kind : {"plain", "rope", "cope"})
+    for (auto [Tq, Tk, p, Dh] : std::vector<std::tuple<int64_t, int64_t, double, int64_t>>{
+             {70, 70, 0.0, 16}, {70, 70, 0.25, 32}, {5, 75, 0.2, 32}, {130, 130, 0.0, 64}}) {
+      Generator data(29);
+      Tensor x = randn({B, Tk, 3 * H * Dh}, DType::f32, &data), dy = randn({B, Tq, H * Dh}, DType::f32, &data);
+      Tensor e = mul(randn({9, Dh}, DType::f32, &data), 0.3);
+      const auto [cs, sn] = rope_like_tables(Tk, Dh / 2, DType::f32);
+      auto run = [&](bool fused, DType products) {
+        Tensor xg = x.clone().requires_grad_();
+        auto head = [&](int64_t part, int64_t rows) {  // (B, H, rows, Dh): the last `rows` positions
+          return xg.narrow(2, part * H * Dh, H * Dh).narrow(1, Tk - rows, rows).view({B, rows, H, Dh}).transpose(1, 2);
+        };
+        Tensor q = head(0, Tq), k = head(1, Tk), v = head(2, Tk);
+        Generator g(9);
+        AutocastGuard guard(products);
+        Tensor y;
+        if (kind == "plain")
+          y = fused ? causal_attention(q, k, v, 0.35, p, &g) : causal_attention_reference(q, k, v, 0.35, p, &g);
+        else if (kind == "rope")
+          y = fused ? causal_rotary_attention(q, k, v, cs, sn, 0.35, p, &g)
+                    : causal_rotary_attention_reference(q, k, v, cs, sn, 0.35, p, &g);
+        else if (fused)
+          y = causal_cope_attention(q, k, v, e, 0.35, false, p, &g);
+        else  // causal_cope_attention_reference with z = q·eᵀ in f32, as the kernel keeps it
+          y = [&] {
+            Tensor z;
+            {
+              AutocastGuard f32(DType::f32);
+              z = matmul(q, e.t());
+            }
+            Tensor s = mul(matmul(q, k.transpose(-2, -1)), 0.35);
+            Tensor att = causal_softmax(add(s, cope_positions(s, z, Tk - Tq).term));
+            if (p > 0) att = dropout(att, p, true, &g);
+            return matmul(att, v);
+          }();
+        sum(mul(y.transpose(1, 2).reshape({B, Tq, H * Dh}), dy)).backward();
+        return std::vector<Tensor>{y, xg.grad()};
+      };
+      const auto fused = run(true, DType::bf16), ref = run(false, DType::bf16), f32 = run(true, DType::f32);
+      for (size_t i = 0; i < 2; ++i) {
+        const double scale = max(abs(ref[i])).item();
+        const double gap = max(abs(sub(fused[i], ref[i]))).item() / scale;
+        const double unrounded = max(abs(sub(f32[i], ref[i]))).item() / scale;
+        const std::string where = fmt::format("{} Tq {} Tk {} p {} Dh {}: {}", kind, Tq, Tk, p, Dh, i ? "dx" : "y");
+        EXPECT_GT(unrounded, 1e-3) << where << ": bf16 rounding should show";
+        EXPECT_LT(gap, std::min(2e-3, 0.1 * unrounded)) << where << ": unrounded " << unrounded;
+      }
+    }
+}
+
 // RoPE's rotation inside the fused attention, on heads viewed out of one (B, T, 3·H·Dh)
 // product as nn/attention.cpp passes them, is the reference on copies (rotate_pairs, then the
 // composed attention): values, the product's gradient and the generator's draw, with dropout
@@ -1528,8 +1589,18 @@ TEST(OpErrors, CausalRotaryAttentionChecksItsTables) {
   Tensor out = Tensor::empty(q.shape()), lse = Tensor::empty({1, 2, 6});
   expect_error([&] {
     be.attention(q, k, v, out, lse, 2, 6, 6, 4, 0.5, 0.0, 0, AttentionCope{Tensor(), Tensor(), false, randn({3, 4})},
-                 AttentionRotation{cs, sn});
+                 AttentionRotation{cs, sn}, DType::f32);
   }, "attention", "do not combine");
+}
+
+// The kernel multiplies in its operands' dtype, or in bf16 for f32 operands (under autocast).
+TEST(OpErrors, FusedAttentionChecksTheProductsDType) {
+  Tensor q = randn({1, 2, 6, 4}), k = randn({1, 2, 6, 4}), v = randn({1, 2, 6, 4});
+  Tensor out = Tensor::empty(q.shape()), lse = Tensor::empty({1, 2, 6});
+  expect_error([&] {
+    backend_of(q).attention(q, k, v, out, lse, 2, 6, 6, 4, 0.5, 0.0, 0, AttentionCope{}, AttentionRotation{},
+                            DType::f64);
+  }, "attention", "products in f64 for f32 operands");
 }
 
 namespace {
@@ -1652,15 +1723,15 @@ TEST(OpValues, CopeKernelReadsZOrTheTable) {
     auto empty = [&](Shape s) { return Tensor::empty(std::move(s), t); };
     Tensor out_z = empty({bh, Tq, Dh}), lse_z = empty({bh, Tq}), out_e = empty({bh, Tq, Dh}), lse_e = empty({bh, Tq});
     be.attention(q, k, v, out_z, lse_z, bh, Tq, Tk, Dh, 0.35, 0.0, 0, AttentionCope{z, Tensor(), false},
-                 AttentionRotation{});
+                 AttentionRotation{}, t);
     be.attention(q, k, v, out_e, lse_e, bh, Tq, Tk, Dh, 0.35, 0.0, 0, AttentionCope{Tensor(), Tensor(), false, e},
-                 AttentionRotation{});
+                 AttentionRotation{}, t);
     Tensor dq_z = empty({bh, Tq, Dh}), dk_z = empty({bh, Tk, Dh}), dv_z = empty({bh, Tk, Dh}), dz = empty({bh, Tq, npos});
     Tensor dq_e = empty({bh, Tq, Dh}), dk_e = empty({bh, Tk, Dh}), dv_e = empty({bh, Tk, Dh}), de = empty({npos, Dh});
     be.attention_backward(q, k, v, out_z, lse_z, dout, dq_z, dk_z, dv_z, bh, Tq, Tk, Dh, 0.35, 0.0, 0,
-                          AttentionCope{z, dz, false}, AttentionRotation{});
+                          AttentionCope{z, dz, false}, AttentionRotation{}, t);
     be.attention_backward(q, k, v, out_e, lse_e, dout, dq_e, dk_e, dv_e, bh, Tq, Tk, Dh, 0.35, 0.0, 0,
-                          AttentionCope{Tensor(), Tensor(), false, e, de}, AttentionRotation{});
+                          AttentionCope{Tensor(), Tensor(), false, e, de}, AttentionRotation{}, t);
     const std::vector<std::pair<Tensor, Tensor>> pairs{
         {out_e, out_z}, {lse_e, lse_z}, {dk_e, dk_z}, {dv_e, dv_z},
         {dq_e, add(dq_z, matmul(dz, e))},                                   // dq + dz e

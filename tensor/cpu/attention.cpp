@@ -18,6 +18,10 @@
 // With RoPE's tables (Backend::attention given an AttentionRotation) q and k are turned pair
 // by pair on the way in, into scratch rows, and dq and dk turned back on the way out.
 //
+// Under mixed precision (products in bf16, for f32 tensors: tensor/autocast.h) the same
+// kernels round the products' operands and multiply them on the bf16 tile (bf16_gemm.h): each
+// batch·head's keys and values once (HeadPanels), each block's q, dO, P and dS as it goes.
+//
 // Row r of batch·head b is query i = r + (Tk - Tq): it sees keys j <= i. The references that
 // tests/test_ops.cpp compares this with are causal_attention_reference and
 // causal_cope_attention_reference (tensor/ops/attention.cpp): matmul, [cope_positions,]
@@ -32,6 +36,7 @@
 #include <vector>
 
 #include "tensor/cpu/attention_blocks.h"
+#include "tensor/cpu/bf16_gemm.h"
 #include "tensor/cpu/block_gemm.h"
 #include "tensor/cpu/cope_term.h"
 #include "tensor/cpu/cpu_backend.h"
@@ -185,6 +190,50 @@ inline int64_t transposed_stride(int64_t n) {
   return kLine * (lines % 2 == 1 ? lines : lines + 1);
 }
 
+// Mixed precision (Backend::attention's `products` bf16): the block products take bf16
+// operands, rounded where the composed ops would round them (matmul under an AutocastGuard):
+// q, k, v and dO as they are read, P after dropout and the logits' gradient times the scale
+// before they multiply. Each batch·head's keys and values are rounded and packed once for the
+// bf16 tile (Bf16Panels); the block's own operands (q, dO, P, dS) are rounded into scratch
+// rows. The sums, the softmax, D and CoPE's term stay f32.
+//
+// n rows of `width` floats from src (row stride lds), times `scale`, rounded to bf16 into dst
+// (row stride ldd). VCVTNEPS2BF16 rounds to nearest even as float_to_bf16 does, but flushes
+// subnormal inputs to zero, which the bf16 tile does to its inputs anyway.
+void round_rows(const float* src, int64_t lds, bf16* dst, int64_t ldd, int64_t n, int64_t width, float scale = 1.0f) {
+  for (int64_t r = 0; r < n; ++r) {
+    const float* from = src + r * lds;
+    bf16* to = dst + r * ldd;
+    int64_t c = 0;
+#if defined(__AVX512BF16__)
+    const __m512 times = _mm512_set1_ps(scale);
+    for (; c + 16 <= width; c += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(to + c),
+                          (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(from + c), times)));
+#endif
+    for (; c < width; ++c) to[c] = float_to_bf16(from[c] * scale);
+  }
+}
+
+// One batch·head's keys and values rounded to bf16, packed as the block products read them.
+struct HeadPanels {
+  Bf16Panels keys_t;    // kᵀ [Dh, Tk]: q kᵀ
+  Bf16Panels keys;      // k [Tk, Dh]: dq = dS k (backward)
+  Bf16Panels values;    // v [Tk, Dh]: P v (forward)
+  Bf16Panels values_t;  // vᵀ [Dh, Tk]: dO vᵀ (backward)
+  std::vector<bf16> rounded;
+  // From Tk rows of keys (row stride ldk; turned, with a rotation) and of values.
+  void pack(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t Tk, int64_t Dh, bool backward) {
+    rounded.resize(size_t(Tk * Dh));
+    round_rows(k, ldk, rounded.data(), Dh, Tk, Dh);
+    keys_t.pack(Dh, Tk, rounded.data(), Dh, true);
+    if (backward) keys.pack(Tk, Dh, rounded.data(), Dh, false);
+    round_rows(v, ldv, rounded.data(), Dh, Tk, Dh);
+    if (backward) values_t.pack(Dh, Tk, rounded.data(), Dh, true);
+    else values.pack(Tk, Dh, rounded.data(), Dh, false);
+  }
+};
+
 // Dropout inside the kernel: the keep-scales of row elements, as dropout_mask writes them at
 // element base + j of the (bh, Tq, Tk) probabilities (philox::keep_scales).
 struct Keep {
@@ -322,7 +371,8 @@ void block_probs(float* s, int64_t nq, int64_t kv, int64_t first_query, float sc
 }
 #endif
 
-template <class T, class Term>
+// Low: the products in bf16 (T is float).
+template <class T, class Term, bool Low = false>
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                        int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double p, const Keep& keep, const Term& term,
                        const Rotation<T>& rot) {
@@ -333,10 +383,18 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
   // Once for all blocks (in buffers from the caching allocator): with kTransposedKeys, every
   // batch·head's keys transposed (turned first, with a rotation) and its values in contiguous
   // rows; otherwise, with a rotation, the turned keys in rows, and q, k and v read in place.
-  constexpr bool transposed = kTransposedKeys<T>;
+  // In bf16 (Low), every batch·head's keys (turned) and values rounded and packed instead.
+  constexpr bool transposed = kTransposedKeys<T> && !Low;
   const int64_t ldt = transposed ? transposed_stride(Tk) : Dh;
+  std::vector<HeadPanels> heads(Low ? size_t(bh) : 0);
+  if constexpr (Low)
+    parallel_for(bh, Tk * Dh, [&](int64_t b) {
+      std::vector<float> turned(rot ? size_t(Tk * Dh) : 0);
+      if (rot) rot.rows(K(b), K.ld, turned.data(), Dh, Tk, 0, 1.0f);
+      heads[size_t(b)].pack(rot ? turned.data() : K(b), rot ? Dh : K.ld, V(b), V.ld, Tk, Dh, false);
+    });
   Tensor keys_buffer, values_buffer;
-  if (transposed || rot) keys_buffer = Tensor::empty({bh, transposed ? Dh * ldt : Tk * Dh}, q.dtype());
+  if (!Low && (transposed || rot)) keys_buffer = Tensor::empty({bh, transposed ? Dh * ldt : Tk * Dh}, q.dtype());
   if (transposed) values_buffer = Tensor::empty({bh, Tk * Dh}, q.dtype());
   T* kb = keys_buffer.defined() ? static_cast<T*>(keys_buffer.raw_data()) : nullptr;
   T* vb = values_buffer.defined() ? static_cast<T*>(values_buffer.raw_data()) : nullptr;
@@ -361,6 +419,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
   {
     std::vector<T> s(size_t(kQueryBlock * Tk)), m(p > 0 ? size_t(Tk) : 0);
     std::vector<T> qr(rot ? size_t(kQueryBlock * Dh) : 0);  // the block's turned queries
+    std::vector<bf16> q16(Low ? size_t(kQueryBlock * Dh) : 0), p16(Low ? size_t(kQueryBlock * Tk) : 0);
     auto scratch = term.scratch(Tk, Tk);  // one row at a time: the forward keeps nothing
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < bh * blocks; ++item) {
@@ -368,7 +427,12 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
       const int64_t nq = std::min(kQueryBlock, Tq - r0), kv = r0 + nq + shift;  // keys the block's last row sees
       const auto [qb, ldq] = block_queries(Q, rot, b, r0, nq, r0 + shift, qr.data(), Dh);
       const int64_t seen = r0 + shift;  // the block's first query sees keys <= seen
-      product_bt(nq, kv, Dh, qb, ldq, keys_of(b), s.data(), seen);  // s = q kᵀ
+      if constexpr (Low) {
+        round_rows(qb, ldq, q16.data(), Dh, nq, Dh);
+        bf16_gemm_panels(nq, kv, Dh, q16.data(), Dh, false, heads[size_t(b)].keys_t, false, s.data(), kv);
+      } else {
+        product_bt(nq, kv, Dh, qb, ldq, keys_of(b), s.data(), seen);  // s = q kᵀ
+      }
       term.begin_block(b, r0, nq, shift, scratch);
       term.logits(s.data(), nq, kv, b, r0, shift, scratch, false);
       block_probs(s.data(), nq, kv, r0 + shift, term.softmax_scale(), L + b * Tq + r0, static_cast<const T*>(nullptr),
@@ -381,14 +445,19 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
 #pragma omp simd
           for (int64_t j = 0; j < n; ++j) row[j] *= m[size_t(j)];
         }
-      const HeadRows<T> values = values_of(b);
-      product(false, nq, Dh, kv, 1.0, s.data(), kv, values.p, values.ld, false, O(b, r0), O.ld, Causal::a_rows,
-              seen);  // out = P v
+      if constexpr (Low) {
+        round_rows(s.data(), kv, p16.data(), kv, nq, kv);
+        bf16_gemm_panels(nq, Dh, kv, p16.data(), kv, false, heads[size_t(b)].values, false, O(b, r0), O.ld);
+      } else {
+        const HeadRows<T> values = values_of(b);
+        product(false, nq, Dh, kv, 1.0, s.data(), kv, values.p, values.ld, false, O(b, r0), O.ld, Causal::a_rows,
+                seen);  // out = P v
+      }
     }
   }
 }
 
-template <class T, class Term>
+template <class T, class Term, bool Low = false>
 void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                              const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t bh,
                              int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, const Keep& keep,
@@ -408,10 +477,16 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
     // and its dk and dv summed in contiguous rows over the blocks, then written out once (dk
     // turned back). With a rotation, each block's queries are turned too, and its dq is turned
     // back as it leaves.
-    constexpr bool transposed = kTransposedKeys<T>;
+    // In bf16 (Low) the keys and values are rounded and packed (HeadPanels) instead, and each
+    // block's q, dO, P and dS rounded into scratch rows.
+    constexpr bool transposed = kTransposedKeys<T> && !Low;
     const int64_t ldt = transposed ? transposed_stride(Tk) : Dh;
     std::vector<T> kr(size_t(Tk * Dh)), kread(transposed ? size_t(Dh * ldt) : 0),
-        vread(transposed ? size_t(Dh * ldt) : size_t(Tk * Dh)), dkr(size_t(Tk * Dh)), dvr(size_t(Tk * Dh));
+        vread(transposed ? size_t(Dh * ldt) : Low ? 0 : size_t(Tk * Dh)), dkr(size_t(Tk * Dh)), dvr(size_t(Tk * Dh));
+    HeadPanels head;
+    Bf16Panels q_rows, do_rows;  // the block's rounded q and dO, as dk's and dv's products read them
+    std::vector<bf16> q16(Low ? size_t(kQueryBlock * Dh) : 0), do16(Low ? size_t(kQueryBlock * Dh) : 0),
+        p16(Low ? size_t(kQueryBlock * Tk) : 0);
     const HeadRows<T> keys{transposed ? kread.data() : kr.data(), ldt}, values{vread.data(), ldt};
     std::vector<T> qr(rot ? size_t(kQueryBlock * Dh) : 0), dqr(rot ? size_t(kQueryBlock * Dh) : 0);
     auto scratch = term.scratch(kQueryBlock * Tk, Tk);
@@ -419,7 +494,9 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
     for (int64_t b = 0; b < bh; ++b) {
       if (rot) rot.rows(K(b), K.ld, kr.data(), Dh, Tk, 0, T(1));
       else copy_rows(K(b), K.ld, kr.data(), Dh, Tk, Dh);
-      if (transposed) {
+      if constexpr (Low) {
+        head.pack(kr.data(), Dh, V(b), V.ld, Tk, Dh, true);
+      } else if (transposed) {
         transpose_rows(kr.data(), Dh, kread.data(), ldt, Tk, Dh);
         transpose_rows(V(b), V.ld, vread.data(), ldt, Tk, Dh);
       } else {
@@ -437,13 +514,23 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         }
         const auto [qb, ldq] = block_queries(Q, rot, b, r0, nq, r0 + shift, qr.data(), Dh);
         const int64_t seen = r0 + shift;  // the block's first query sees keys <= seen
-        product_bt(nq, kv, Dh, qb, ldq, keys, P.data(), seen);  // P = q kᵀ
+        if constexpr (Low) {
+          round_rows(qb, ldq, q16.data(), Dh, nq, Dh);
+          bf16_gemm_panels(nq, kv, Dh, q16.data(), Dh, false, head.keys_t, false, P.data(), kv);
+        } else {
+          product_bt(nq, kv, Dh, qb, ldq, keys, P.data(), seen);  // P = q kᵀ
+        }
         term.begin_block(b, r0, nq, shift, scratch);
         term.logits(P.data(), nq, kv, b, r0, shift, scratch, true);
         block_probs(P.data(), nq, kv, r0 + shift, term.softmax_scale(), static_cast<T*>(nullptr), L + b * Tq + r0,
                     term.capped(scratch));
-        product_bt(nq, kv, Dh, dO(b, r0), dO.ld, values, dP.data(), seen);  // dP = dO vᵀ
-        for (int64_t r = 0; r < nq; ++r) {
+        if constexpr (Low) {
+          round_rows(dO(b, r0), dO.ld, do16.data(), Dh, nq, Dh);
+          bf16_gemm_panels(nq, kv, Dh, do16.data(), Dh, false, head.values_t, false, dP.data(), kv);
+        } else {
+          product_bt(nq, kv, Dh, dO(b, r0), dO.ld, values, dP.data(), seen);  // dP = dO vᵀ
+        }
+        for (int64_t r = 0; r < nq && !Low; ++r) {
           const T* dor = dO(b, r0 + r);
           const T* orow = O(b, r0 + r);
           double d = 0;  // D_r = dO_r · O_r = sum_j P_j dP_j over the kept probabilities
@@ -465,6 +552,16 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
           }
         };
         if (p > 0) apply_mask(dP);
+        // In bf16, O and dP come from rounded operands, and dO · O is not the sum of P dP that
+        // the composed softmax's backward takes: D is that sum, over the row's visible keys.
+        for (int64_t r = 0; r < nq && Low; ++r) {
+          const T* pr = P.data() + r * kv;
+          const T* gr = dP.data() + r * kv;
+          double d = 0;
+#pragma omp simd reduction(+ : d)
+          for (int64_t j = 0; j < r0 + r + shift + 1; ++j) d += double(pr[j]) * double(gr[j]);
+          D[size_t(r)] = T(d);
+        }
         for (int64_t r = 0; r < nq; ++r) {  // dS = P ∘ (dP - D), the logits' gradient, in dP's buffer
           const int64_t n = r0 + r + shift + 1;
           const T* pr = P.data() + r * kv;
@@ -476,17 +573,29 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         }
         term.grad(dP.data(), nq, kv, b, r0, shift, scratch);  // dS: now the gradient of q kᵀ, before the scale
         if (p > 0) apply_mask(P);
-        product(true, kv, Dh, nq, 1.0, P.data(), kv, dO(b, r0), dO.ld, true, dvr.data(), Dh, Causal::a_columns,
-                seen);  // dv += Pmᵀ dO
-        if (rot) {  // dq in the turned frame, then turned back
-          product(false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, false, dqr.data(), Dh, Causal::a_rows, seen);
-          rot.rows(dqr.data(), Dh, dQ(b, r0), dQ.ld, nq, r0 + shift, T(-1));
+        if constexpr (Low) {
+          round_rows(P.data(), kv, p16.data(), kv, nq, kv);  // dv += Pmᵀ dO
+          do_rows.pack(nq, Dh, do16.data(), Dh, false);
+          bf16_gemm_panels(kv, Dh, nq, p16.data(), kv, true, do_rows, true, dvr.data(), Dh);
+          round_rows(dP.data(), kv, p16.data(), kv, nq, kv, scale);  // dS times the scale, for dq and dk
+          T* dq_rows = rot ? dqr.data() : dQ(b, r0);                  // dq = dS k (turned back below)
+          bf16_gemm_panels(nq, Dh, kv, p16.data(), kv, false, head.keys, false, dq_rows, rot ? Dh : dQ.ld);
+          if (rot) rot.rows(dqr.data(), Dh, dQ(b, r0), dQ.ld, nq, r0 + shift, T(-1));
+          q_rows.pack(nq, Dh, q16.data(), Dh, false);  // dk += dSᵀ q
+          bf16_gemm_panels(kv, Dh, nq, p16.data(), kv, true, q_rows, true, dkr.data(), Dh);
         } else {
-          product(false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, false, dQ(b, r0), dQ.ld, Causal::a_rows,
-                  seen);  // dq
+          product(true, kv, Dh, nq, 1.0, P.data(), kv, dO(b, r0), dO.ld, true, dvr.data(), Dh, Causal::a_columns,
+                  seen);  // dv += Pmᵀ dO
+          if (rot) {  // dq in the turned frame, then turned back
+            product(false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, false, dqr.data(), Dh, Causal::a_rows, seen);
+            rot.rows(dqr.data(), Dh, dQ(b, r0), dQ.ld, nq, r0 + shift, T(-1));
+          } else {
+            product(false, nq, Dh, kv, scale, dP.data(), kv, kb, Dh, false, dQ(b, r0), dQ.ld, Causal::a_rows,
+                    seen);  // dq
+          }
+          product(true, kv, Dh, nq, scale, dP.data(), kv, qb, ldq, true, dkr.data(), Dh, Causal::a_columns,
+                  seen);  // dk += dSᵀ q
         }
-        product(true, kv, Dh, nq, scale, dP.data(), kv, qb, ldq, true, dkr.data(), Dh, Causal::a_columns,
-                seen);  // dk += dSᵀ q
         term.end_block_backward(b, r0, nq, scratch);
       }
       if (rot) rot.rows(dkr.data(), Dh, dK(b), dK.ld, Tk, 0, T(-1));
@@ -535,23 +644,32 @@ void with_term(const AttentionCope& cope, double scale, int64_t bh, int64_t Tq, 
   });
 }
 
-// CopeTerm reads q itself (its z = q·eᵀ), unturned: the two do not combine.
-void check_rotation(const AttentionCope& cope, const AttentionRotation& rot) {
+// CopeTerm reads q itself (its z = q·eᵀ), unturned: the two do not combine. The products are
+// in q's dtype, or in bf16 for f32 q. Returns whether they are in bf16.
+bool check_call(const Tensor& q, const AttentionCope& cope, const AttentionRotation& rot, DType products) {
   COPPER_CHECK(!rot.cs.defined() || (!cope.z.defined() && !cope.e.defined()), "attention",
                "RoPE's rotation and CoPE's term do not combine in one kernel call. HINT: rotate q and k with "
                "rotate_pairs and pass no tables");
+  const bool low = products == DType::bf16 && q.dtype() == DType::f32;
+  COPPER_CHECK(low || products == q.dtype(), "attention",
+               "products in {} for {} operands: the kernel multiplies in the operands' dtype, or in bf16 for f32",
+               dtype_name(products), dtype_name(q.dtype()));
+  return low;
 }
 
 }  // namespace
 
 void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                            int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
-                           const AttentionCope& cope, const AttentionRotation& rot) {
-  check_rotation(cope, rot);
+                           const AttentionCope& cope, const AttentionRotation& rot, DType products) {
+  const bool low = check_call(q, cope, rot, products);
   const Keep keep{key, float(p), 1.0 / (1.0 - p)};
   const SerialBlas serial;
   COPPER_DISPATCH_FLOAT(q.dtype(), "attention", [&] {
     with_term<T>(cope, scale, bh, Tq, q, Tensor(), [&](const auto& term) {
+      using Term = std::decay_t<decltype(term)>;
+      if constexpr (std::is_same_v<T, float>)
+        if (low) return attention_forward<T, Term, true>(q, k, v, out, lse, bh, Tq, Tk, Dh, p, keep, term, Rotation<T>(rot, Dh));
       attention_forward<T>(q, k, v, out, lse, bh, Tq, Tk, Dh, p, keep, term, Rotation<T>(rot, Dh));
     });
   });
@@ -561,12 +679,17 @@ void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tens
                                     const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
                                     const Tensor& dv, int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale,
                                     double p, uint64_t key, const AttentionCope& cope,
-                                    const AttentionRotation& rot) {
-  check_rotation(cope, rot);
+                                    const AttentionRotation& rot, DType products) {
+  const bool low = check_call(q, cope, rot, products);
   const Keep keep{key, float(p), 1.0 / (1.0 - p)};
   const SerialBlas serial;
   COPPER_DISPATCH_FLOAT(q.dtype(), "attention_backward", [&] {
     with_term<T>(cope, scale, bh, Tq, q, dq, [&](const auto& term) {
+      using Term = std::decay_t<decltype(term)>;
+      if constexpr (std::is_same_v<T, float>)
+        if (low)
+          return attention_backward_impl<T, Term, true>(q, k, v, out, lse, dout, dq, dk, dv, bh, Tq, Tk, Dh, scale, p,
+                                                        keep, term, Rotation<T>(rot, Dh));
       attention_backward_impl<T>(q, k, v, out, lse, dout, dq, dk, dv, bh, Tq, Tk, Dh, scale, p, keep, term,
                                  Rotation<T>(rot, Dh));
     });

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "tensor/cpu/tiled_product.h"
+#include "tensor/error.h"
 
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
 #include <immintrin.h>
@@ -30,6 +31,15 @@
 #endif
 
 namespace copper::cpu {
+
+namespace {
+// The product takes the first K rows and n columns of the packed op(B).
+void check_panels(int64_t n, int64_t K, const Bf16Panels& b) {
+  if (n > b.width() || K > b.depth())
+    throw Error(fmt::format("[bf16_gemm_panels] asks for {} x {} of a B packed as {} x {}. HINT: pack all of op(B) "
+                            "that the products read", K, n, b.depth(), b.width()));
+}
+}  // namespace
 
 void bf16_gemm_reference(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool trans_a, const bf16* b,
                          int64_t ldb, bool trans_b, bool accumulate, float* c, int64_t ldc, const float* bias) {
@@ -174,9 +184,10 @@ struct PackedA {};  // each thread's band of A, where A is packed
 
 // The rows [r0, r1) of C, every column: the depth in slices of kDepth (the first written, the
 // others added, the bias with the last), each in bands of kBand rows over every panel.
+// The panels are `panel_words` words deep (the packed depth, K or more).
 void tile_rows(int64_t r0, int64_t r1, int64_t n, int64_t K, const bf16* a, int64_t lda, bool trans_a,
-               const Word* packed, bool accumulate, float* c, int64_t ldc, const float* bias) {
-  const int64_t panels = (n + kPanel - 1) / kPanel, panel_words = (K + 1) / 2;
+               const Word* packed, int64_t panel_words, bool accumulate, float* c, int64_t ldc, const float* bias) {
+  const int64_t panels = (n + kPanel - 1) / kPanel;
   const bool in_place = !trans_a && K % 2 == 0;
   Word* band_words = in_place ? nullptr : thread_scratch<PackedA, Word>(kBand * kDepth / 2);
   for (int64_t k0 = 0; k0 < K; k0 += kDepth) {
@@ -208,6 +219,16 @@ void tile_rows(int64_t r0, int64_t r1, int64_t n, int64_t K, const bf16* a, int6
   }
 }
 
+// Panel p of op(B) [K, n]: its columns [j0, j0 + width), then zeros to the panel's width.
+void pack_panel(int64_t p, int64_t K, int64_t n, const bf16* b, int64_t ldb, bool trans_b, Word* packed) {
+  const int64_t j0 = p * kPanel, width = std::min(kPanel, n - j0), panel_words = (K + 1) / 2;
+  Word* dst = packed + p * panel_words * kPanel;
+  pack_words(trans_b ? b + j0 * ldb : b + j0, ldb, !trans_b, K, width, dst, kPanel);
+  if (width < kPanel)
+    for (int64_t kk = 0; kk < panel_words; ++kk)
+      std::memset(dst + kk * kPanel + width, 0, size_t(kPanel - width) * sizeof(Word));
+}
+
 }  // namespace bf16_tile
 
 void bf16_gemm(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool trans_a, const bf16* b, int64_t ldb,
@@ -220,23 +241,51 @@ void bf16_gemm(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool
 #pragma omp parallel
   {
 #pragma omp for schedule(static)
-    for (int64_t p = 0; p < panels; ++p) {  // panel p: op(B)'s columns [j0, j0 + width), then zeros
-      const int64_t j0 = p * kPanel, width = std::min(kPanel, n - j0);
-      Word* dst = packed + p * panel_words * kPanel;
-      pack_words(trans_b ? b + j0 * ldb : b + j0, ldb, !trans_b, K, width, dst, kPanel);
-      if (width < kPanel)
-        for (int64_t kk = 0; kk < panel_words; ++kk)
-          std::memset(dst + kk * kPanel + width, 0, size_t(kPanel - width) * sizeof(Word));
-    }
+    for (int64_t p = 0; p < panels; ++p) pack_panel(p, K, n, b, ldb, trans_b, packed);
     // (the for's barrier: every panel is packed before any thread reads one)
     const auto [r0, r1] = thread_rows(m, kTileRows, omp_get_thread_num(), omp_get_num_threads());
-    tile_rows(r0, r1, n, K, a, lda, trans_a, packed, accumulate, c, ldc, bias);
+    tile_rows(r0, r1, n, K, a, lda, trans_a, packed, panel_words, accumulate, c, ldc, bias);
   }
+}
+
+void Bf16Panels::pack(int64_t K, int64_t n, const bf16* b, int64_t ldb, bool trans_b) {
+  using namespace bf16_tile;
+  K_ = K, n_ = n;
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  words_.resize(size_t(panels * ((K + 1) / 2) * kPanel));
+  for (int64_t p = 0; p < panels; ++p) pack_panel(p, K, n, b, ldb, trans_b, words_.data());
+}
+
+void bf16_gemm_panels(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool trans_a, const Bf16Panels& b,
+                      bool accumulate, float* c, int64_t ldc) {
+  check_panels(n, K, b);
+  if (m == 0 || n == 0) return;
+  if (K == 0) return product_without_terms(m, n, accumulate, c, ldc, nullptr);
+  bf16_tile::tile_rows(0, m, n, K, a, lda, trans_a, b.words_.data(), (b.K_ + 1) / 2, accumulate, c, ldc, nullptr);
 }
 #else
 void bf16_gemm(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool trans_a, const bf16* b, int64_t ldb,
                bool trans_b, bool accumulate, float* c, int64_t ldc, const float* bias) {
   bf16_gemm_reference(m, n, K, a, lda, trans_a, b, ldb, trans_b, accumulate, c, ldc, bias);
+}
+
+void Bf16Panels::pack(int64_t K, int64_t n, const bf16* b, int64_t ldb, bool trans_b) {
+  K_ = K, n_ = n;
+  widened_.resize(size_t(K * n));
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < n; ++j) widened_[size_t(k * n + j)] = bf16_to_float(trans_b ? b[j * ldb + k] : b[k * ldb + j]);
+}
+
+void bf16_gemm_panels(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool trans_a, const Bf16Panels& b,
+                      bool accumulate, float* c, int64_t ldc) {
+  check_panels(n, K, b);
+  if (m == 0 || n == 0) return;
+  if (K == 0) return product_without_terms(m, n, accumulate, c, ldc, nullptr);
+  std::vector<float> wa(size_t(m * K));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t k = 0; k < K; ++k) wa[size_t(i * K + k)] = bf16_to_float(trans_a ? a[k * lda + i] : a[i * lda + k]);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(K), 1.0f, wa.data(), int(K),
+              b.widened_.data(), int(std::max<int64_t>(b.n_, 1)), accumulate ? 1.0f : 0.0f, c, int(ldc));
 }
 #endif
 

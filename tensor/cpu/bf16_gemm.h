@@ -4,7 +4,10 @@
 // f32 lane), twice the f32 tile's multiply-adds per instruction; elsewhere the operands are
 // widened to f32 (exactly) and cblas_sgemm multiplies them.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <new>
+#include <vector>
 
 #include "tensor/dtype.h"
 
@@ -26,6 +29,43 @@ inline constexpr bool kBf16Tiled = false;
 // Without AVX512_BF16 this is bf16_gemm_reference.
 void bf16_gemm(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool trans_a, const bf16* b, int64_t ldb,
                bool trans_b, bool accumulate, float* c, int64_t ldc, const float* bias = nullptr);
+
+// op(B) [K, n] (as in bf16_gemm) packed once for several products that read it: the fused
+// attention packs each head's keys and values once and multiplies every block of queries by
+// them (tensor/cpu/attention.cpp). With AVX512_BF16 these are the tile's panels of words;
+// elsewhere op(B) widened to f32, for sgemm.
+// Storage on 64-byte boundaries: each of the tile's loads is then one cache line.
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  friend bool operator==(const CacheLineAllocator&, const CacheLineAllocator&) { return true; }
+};
+
+class Bf16Panels {
+ public:
+  void pack(int64_t K, int64_t n, const bf16* b, int64_t ldb, bool trans_b);
+  int64_t depth() const { return K_; }
+  int64_t width() const { return n_; }
+
+ private:
+  friend void bf16_gemm_panels(int64_t, int64_t, int64_t, const bf16*, int64_t, bool, const Bf16Panels&, bool, float*,
+                               int64_t);
+  int64_t K_ = 0, n_ = 0;
+  std::vector<uint32_t, CacheLineAllocator<uint32_t>> words_;  // panels of 64 columns, (K + 1) / 2 words deep
+  std::vector<float> widened_;   // without the tile: op(B), [K, n]
+};
+
+// C = op(A) B' (+ C with `accumulate`), where B' is the first K rows and n columns of the
+// packed op(B) (K <= b.depth(), n <= b.width()), on the calling thread alone: the product of
+// one block inside a parallel loop. With K odd and less than b.depth(), the row K of op(B)
+// shares a word with row K - 1, and is multiplied by zero.
+void bf16_gemm_panels(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool trans_a, const Bf16Panels& b,
+                      bool accumulate, float* c, int64_t ldc);
 
 // The same product with both operands widened to f32 and multiplied by cblas_sgemm, then the
 // bias added: what bf16_gemm is tested against (tests/test_block_gemm.cpp).

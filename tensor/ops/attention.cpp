@@ -19,10 +19,13 @@
 // causal_softmax and dropout instead (causal_cope_attention_reference adds cope_positions): it
 // is what a backend without the kernel runs, and what the tests compare the kernel with. Both
 // draw one number from the generator for dropout and mask the same elements (dropout's Philox
-// stream over the (..., Tq, Tk) probabilities).
+// stream over the (..., Tq, Tk) probabilities). Under an AutocastGuard(bf16) the kernel rounds
+// its products' operands where the composition's matmuls would (Backend::attention's
+// `products`).
 #include <algorithm>
 #include <array>
 
+#include "tensor/autocast.h"
 #include "tensor/ops/common.h"
 #include "tensor/random.h"
 
@@ -201,8 +204,10 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   Tensor lse = Tensor::empty(lse_shape, q.dtype(), q.device());
   const AttentionRotation rc{rot.cs.defined() ? rot.cs.contiguous() : Tensor(),
                             rot.sn.defined() ? rot.sn.contiguous() : Tensor()};
+  // Under an AutocastGuard(bf16) the kernel rounds its products' operands as matmul would.
+  const DType products = q.dtype() == DType::f32 ? autocast_dtype() : q.dtype();
   be.attention(qc, kc, vc, out, lse, bh, Tq, Tk, Dh, scale, dropout_p, key,
-               AttentionCope{zc, Tensor(), official, ec, Tensor()}, rc);
+               AttentionCope{zc, Tensor(), official, ec, Tensor()}, rc, products);
   std::vector<Tensor> inputs{q, k, v};
   if (z.defined()) inputs.push_back(z);
   if (e.defined()) inputs.push_back(e);
@@ -212,13 +217,13 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   record_op(name, out, inputs,
             [qc = qc.detach(), kc = kc.detach(), vc = vc.detach(), zc = zc.defined() ? zc.detach() : Tensor(),
              ec = ec.defined() ? ec.detach() : Tensor(), o = out.detach(), lse, bh, Tq, Tk, Dh, scale, official,
-             dropout_p, key, rc](const Tensor& g) {
+             dropout_p, key, rc, products](const Tensor& g) {
               Backend& be = backend_of(qc);
               auto [dq, dk, dv] = attention_gradients(be, qc, kc, vc);
               auto like = [](const Tensor& t) { return t.defined() ? Tensor::empty(t.shape(), t.dtype(), t.device()) : Tensor(); };
               Tensor dz = ec.defined() ? Tensor() : like(zc), de = like(ec);
               be.attention_backward(qc, kc, vc, o, lse, kernel_operand(be, g), dq, dk, dv, bh, Tq, Tk, Dh, scale,
-                                    dropout_p, key, AttentionCope{zc, dz, official, ec, de}, rc);
+                                    dropout_p, key, AttentionCope{zc, dz, official, ec, de}, rc, products);
               std::vector<Tensor> grads{dq, dk, dv};
               if (dz.defined()) grads.push_back(dz);
               if (de.defined()) grads.push_back(de);
