@@ -221,10 +221,9 @@ struct HeadPanels {
   Bf16Panels keys;      // k [Tk, Dh]: dq = dS k (backward)
   Bf16Panels values;    // v [Tk, Dh]: P v (forward)
   Bf16Panels values_t;  // vᵀ [Dh, Tk]: dO vᵀ (backward)
-  std::vector<bf16> rounded;
   // From Tk rows of keys (row stride ldk; turned, with a rotation) and of values.
   void pack(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t Tk, int64_t Dh, bool backward) {
-    rounded.resize(size_t(Tk * Dh));
+    std::vector<bf16> rounded(size_t(Tk * Dh));
     round_rows(k, ldk, rounded.data(), Dh, Tk, Dh);
     keys_t.pack(Dh, Tk, rounded.data(), Dh, true);
     if (backward) keys.pack(Tk, Dh, rounded.data(), Dh, false);
