@@ -191,7 +191,8 @@ class Backend {
                                   const Tensor& /*out*/, const Tensor& /*lse*/, const Tensor& /*dout*/,
                                   const Tensor& /*dq*/, const Tensor& /*dk*/, const Tensor& /*dv*/, int64_t /*bh*/,
                                   int64_t /*Tq*/, int64_t /*Tk*/, int64_t /*Dh*/, double /*scale*/, double /*p*/,
-                                  uint64_t /*key*/, const AttentionCope& /*cope*/, const AttentionRotation& /*rot*/, DType /*products*/) {
+                                  uint64_t /*key*/, const AttentionCope& /*cope*/, const AttentionRotation& /*rot*/,
+                                  DType /*products*/) {
     throw Error(std::string("[attention] the ") + name() + " backend has no fused attention kernel");
   }
 

@@ -1474,8 +1474,9 @@ TEST(OpValues, LinearCrossEntropyUnderAutocastMatchesTheComposition) {
 // 4e-3 and more). What still differs: the exps (the kernel's own against
 // causal_softmax's) can round a probability to the neighbouring bf16 value. CoPE's z = q·eᵀ
 // stays f32 inside the kernel, where causal_cope_attention_reference would round it: its
-// composition here takes z in f32 too. Heads are views of one (B, T, 3·H·Dh) product, as nn/attention.cpp passes them;
-// with dropout, and with queries over more keys (a KV cache's shape).
+// composition here takes z in f32 too. Heads are views of one (B, T, 3·H·Dh) product, as
+// nn/attention.cpp passes them; with dropout, and with queries over more keys (a KV cache's
+// shape).
 TEST(OpValues, FusedAttentionUnderAutocastRoundsAsTheComposition) {
   const int64_t B = 2, H = 3;
   for (const std::string kind : {"plain", "rope", "cope"})

@@ -529,14 +529,15 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         } else {
           product_bt(nq, kv, Dh, dO(b, r0), dO.ld, values, dP.data(), seen);  // dP = dO vᵀ
         }
-        for (int64_t r = 0; r < nq && !Low; ++r) {
-          const T* dor = dO(b, r0 + r);
-          const T* orow = O(b, r0 + r);
-          double d = 0;  // D_r = dO_r · O_r = sum_j P_j dP_j over the kept probabilities
+        if constexpr (!Low)
+          for (int64_t r = 0; r < nq; ++r) {
+            const T* dor = dO(b, r0 + r);
+            const T* orow = O(b, r0 + r);
+            double d = 0;  // D_r = dO_r · O_r = sum_j P_j dP_j over the kept probabilities
 #pragma omp simd reduction(+ : d)
-          for (int64_t c = 0; c < Dh; ++c) d += double(dor[c]) * double(orow[c]);
-          D[size_t(r)] = T(d);
-        }
+            for (int64_t c = 0; c < Dh; ++c) d += double(dor[c]) * double(orow[c]);
+            D[size_t(r)] = T(d);
+          }
         // With dropout the forward used P ∘ M (M the keep-scale): the gradient reaching P is
         // dP ∘ M, and dv takes (P ∘ M)ᵀ dO. D needs no mask: sum_j P_j M_j dP_j = dO · O.
         if (p > 0)  // the keep-scales of the block, once for both uses
@@ -553,14 +554,15 @@ void attention_backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, 
         if (p > 0) apply_mask(dP);
         // In bf16, O and dP come from rounded operands, and dO · O is not the sum of P dP that
         // the composed softmax's backward takes: D is that sum, over the row's visible keys.
-        for (int64_t r = 0; r < nq && Low; ++r) {
-          const T* pr = P.data() + r * kv;
-          const T* gr = dP.data() + r * kv;
-          double d = 0;
+        if constexpr (Low)
+          for (int64_t r = 0; r < nq; ++r) {
+            const T* pr = P.data() + r * kv;
+            const T* gr = dP.data() + r * kv;
+            double d = 0;
 #pragma omp simd reduction(+ : d)
-          for (int64_t j = 0; j < r0 + r + shift + 1; ++j) d += double(pr[j]) * double(gr[j]);
-          D[size_t(r)] = T(d);
-        }
+            for (int64_t j = 0; j < r0 + r + shift + 1; ++j) d += double(pr[j]) * double(gr[j]);
+            D[size_t(r)] = T(d);
+          }
         for (int64_t r = 0; r < nq; ++r) {  // dS = P ∘ (dP - D), the logits' gradient, in dP's buffer
           const int64_t n = r0 + r + shift + 1;
           const T* pr = P.data() + r * kv;
@@ -668,7 +670,9 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, co
     with_term<T>(cope, scale, bh, Tq, q, Tensor(), [&](const auto& term) {
       using Term = std::decay_t<decltype(term)>;
       if constexpr (std::is_same_v<T, float>)
-        if (low) return attention_forward<T, Term, true>(q, k, v, out, lse, bh, Tq, Tk, Dh, p, keep, term, Rotation<T>(rot, Dh));
+        if (low)
+          return attention_forward<T, Term, true>(q, k, v, out, lse, bh, Tq, Tk, Dh, p, keep, term,
+                                                  Rotation<T>(rot, Dh));
       attention_forward<T>(q, k, v, out, lse, bh, Tq, Tk, Dh, p, keep, term, Rotation<T>(rot, Dh));
     });
   });

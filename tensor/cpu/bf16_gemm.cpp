@@ -271,21 +271,15 @@ void bf16_gemm(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool
 
 void Bf16Panels::pack(int64_t K, int64_t n, const bf16* b, int64_t ldb, bool trans_b) {
   K_ = K, n_ = n;
-  widened_.resize(size_t(K * n));
+  rows_.resize(size_t(K * n));
   for (int64_t k = 0; k < K; ++k)
-    for (int64_t j = 0; j < n; ++j) widened_[size_t(k * n + j)] = bf16_to_float(trans_b ? b[j * ldb + k] : b[k * ldb + j]);
+    for (int64_t j = 0; j < n; ++j) rows_[size_t(k * n + j)] = trans_b ? b[j * ldb + k] : b[k * ldb + j];
 }
 
 void bf16_gemm_panels(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool trans_a, const Bf16Panels& b,
                       bool accumulate, float* c, int64_t ldc) {
   check_panels(n, K, b);
-  if (m == 0 || n == 0) return;
-  if (K == 0) return product_without_terms(m, n, accumulate, c, ldc, nullptr);
-  std::vector<float> wa(size_t(m * K));
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t k = 0; k < K; ++k) wa[size_t(i * K + k)] = bf16_to_float(trans_a ? a[k * lda + i] : a[i * lda + k]);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(K), 1.0f, wa.data(), int(K),
-              b.widened_.data(), int(std::max<int64_t>(b.n_, 1)), accumulate ? 1.0f : 0.0f, c, int(ldc));
+  bf16_gemm_reference(m, n, K, a, lda, trans_a, b.rows_.data(), b.n_, false, accumulate, c, ldc);
 }
 #endif
 

@@ -30,10 +30,6 @@ inline constexpr bool kBf16Tiled = false;
 void bf16_gemm(int64_t m, int64_t n, int64_t K, const bf16* a, int64_t lda, bool trans_a, const bf16* b, int64_t ldb,
                bool trans_b, bool accumulate, float* c, int64_t ldc, const float* bias = nullptr);
 
-// op(B) [K, n] (as in bf16_gemm) packed once for several products that read it: the fused
-// attention packs each head's keys and values once and multiplies every block of queries by
-// them (tensor/cpu/attention.cpp). With AVX512_BF16 these are the tile's panels of words;
-// elsewhere op(B) widened to f32, for sgemm.
 // Storage on 64-byte boundaries: each of the tile's loads is then one cache line.
 template <class T>
 struct CacheLineAllocator {
@@ -46,6 +42,10 @@ struct CacheLineAllocator {
   friend bool operator==(const CacheLineAllocator&, const CacheLineAllocator&) { return true; }
 };
 
+// op(B) [K, n] (as in bf16_gemm) packed once for several products that read it: the fused
+// attention packs each head's keys and values once and multiplies every block of queries by
+// them (tensor/cpu/attention.cpp). With AVX512_BF16 these are the tile's panels of words;
+// elsewhere op(B) copied into rows, for bf16_gemm_reference.
 class Bf16Panels {
  public:
   void pack(int64_t K, int64_t n, const bf16* b, int64_t ldb, bool trans_b);
@@ -57,7 +57,7 @@ class Bf16Panels {
                                int64_t);
   int64_t K_ = 0, n_ = 0;
   std::vector<uint32_t, CacheLineAllocator<uint32_t>> words_;  // panels of 64 columns, (K + 1) / 2 words deep
-  std::vector<float> widened_;   // without the tile: op(B), [K, n]
+  std::vector<bf16> rows_;  // without the tile: op(B), [K, n]
 };
 
 // C = op(A) B' (+ C with `accumulate`), where B' is the first K rows and n columns of the
