@@ -399,7 +399,8 @@ TEST(Cuda, MixedPrecisionGemmIsTheCpusBf16Product) {
     }
   Tensor x = rnd({4, 6, 96}), w = rnd({32, 96}), dy = rnd({4, 6, 32});
   auto run = [&](Device d) {
-    Tensor xd = x.to(d).requires_grad_(), wd = w.to(d).requires_grad_();
+    // detach(): on the CPU to() returns x itself, whose flag must stay off for the GPU's run
+    Tensor xd = x.detach().to(d).requires_grad_(), wd = w.detach().to(d).requires_grad_();
     Tensor y;
     {
       AutocastGuard ag(DType::bf16);
@@ -609,22 +610,22 @@ TEST(Cuda, FusedAttentionIsTheCpusKernel) {
       Tensor z = c.npos ? rnd({c.bh, c.Tq, c.npos}, dt) : Tensor(), dout = rnd({c.bh, c.Tq, c.Dh}, dt);
       Tensor out = Tensor::empty(q.shape(), dt), lse = Tensor::empty({c.bh, c.Tq}, dt);
       cpu().attention(q, k, v, out, lse, c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key,
-                      AttentionCope{z, Tensor(), c.official}, AttentionRotation{}, DType::f32);
+                      AttentionCope{z, Tensor(), c.official}, AttentionRotation{}, dt);
       Tensor gz = z.defined() ? on_gpu(z) : Tensor();
       Tensor gout = poisoned(q.shape(), dt, kGPU), glse = poisoned(lse.shape(), dt, kGPU);
       gpu().attention(on_gpu(q), on_gpu(k), on_gpu(v), gout, glse, c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key,
-                      AttentionCope{gz, Tensor(), c.official}, AttentionRotation{}, DType::f32);
+                      AttentionCope{gz, Tensor(), c.official}, AttentionRotation{}, dt);
       expect_close(out, gout, tolerance(dt), name + " out");
       expect_close(lse, glse, tolerance(dt), name + " lse");
       Tensor dq = Tensor::empty(q.shape(), dt), dk = Tensor::empty(k.shape(), dt), dv = Tensor::empty(v.shape(), dt);
       Tensor dz = z.defined() ? Tensor::empty(z.shape(), dt) : Tensor();
       cpu().attention_backward(q, k, v, out, lse, dout, dq, dk, dv, c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key,
-                               AttentionCope{z, dz, c.official}, AttentionRotation{}, DType::f32);
+                               AttentionCope{z, dz, c.official}, AttentionRotation{}, dt);
       Tensor gdq = poisoned(q.shape(), dt, kGPU), gdk = poisoned(k.shape(), dt, kGPU), gdv = poisoned(v.shape(), dt, kGPU);
       Tensor gdz = z.defined() ? poisoned(z.shape(), dt, kGPU) : Tensor();
       gpu().attention_backward(on_gpu(q), on_gpu(k), on_gpu(v), on_gpu(out), on_gpu(lse), on_gpu(dout), gdq, gdk, gdv,
                                c.bh, c.Tq, c.Tk, c.Dh, scale, c.p, key, AttentionCope{gz, gdz, c.official},
-                               AttentionRotation{}, DType::f32);
+                               AttentionRotation{}, dt);
       expect_close(dq, gdq, tolerance(dt), name + " dq");
       expect_close(dk, gdk, tolerance(dt), name + " dk");
       expect_close(dv, gdv, tolerance(dt), name + " dv");
