@@ -6,6 +6,7 @@
 #include "cuda/cuda.h"
 #include "cuda/device.h"
 #include "tensor/error.h"
+#include "tensor/profile.h"
 
 #ifndef COPPER_CUDA_ARCHITECTURES
 #define COPPER_CUDA_ARCHITECTURES "unknown"
@@ -115,6 +116,9 @@ cudaStream_t stream(int index) {
     // Non-blocking: the stream does not wait for work on the legacy default stream, which
     // copper never uses. Streams live until the process ends.
     COPPER_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[size_t(index)], cudaStreamNonBlocking));
+    // The profile's rows then time the kernels (each op waits for the GPU before and after;
+    // an error is left for the next checked call to report).
+    profile::set_device_wait([] { (void)cudaDeviceSynchronize(); });
   }
   return streams[size_t(index)];
 }

@@ -11,6 +11,11 @@ Backend*& cuda_backend_slot() {
   static Backend* b = nullptr;
   return b;
 }
+// The CUDA backend behind the profile's timing decorator; made when the backend registers.
+Backend*& timed_cuda_backend_slot() {
+  static Backend* b = nullptr;
+  return b;
+}
 }  // namespace
 
 Backend& backend_for(Device d) {
@@ -23,13 +28,16 @@ Backend& backend_for(Device d) {
   Backend* b = cuda_backend_slot();
   COPPER_CHECK(b != nullptr, "backend", "no kernels for device {} in this build. HINT: build with CUDA (cmake -DCOPPER_CUDA=ON) on a machine with a GPU",
                d.str());
-  return *b;
+  return profile::enabled() ? *timed_cuda_backend_slot() : *b;
 }
 
 bool has_backend(DeviceType t) { return t == DeviceType::cpu || cuda_backend_slot() != nullptr; }
 
 void register_backend(DeviceType t, Backend* b) {
-  if (t == DeviceType::cuda) cuda_backend_slot() = b;
+  if (t == DeviceType::cuda) {
+    cuda_backend_slot() = b;
+    timed_cuda_backend_slot() = profile::timing_backend(b);  // never destroyed, like the backend
+  }
 }
 
 void Backend::gemm_bias(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& c) {

@@ -2,6 +2,7 @@
 #include "tensor/profile.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -17,6 +18,7 @@ namespace copper::profile {
 
 namespace detail {
 bool g_on = false;
+std::atomic<DeviceWait> g_device_wait{nullptr};
 }
 
 namespace {
@@ -410,6 +412,8 @@ const char* phase_name(Phase p) {
 PhaseScope::PhaseScope(Phase p) : saved_(t_state.phase) { t_state.phase = p; }
 PhaseScope::~PhaseScope() { t_state.phase = saved_; }
 
+void set_device_wait(DeviceWait wait) { detail::g_device_wait.store(wait, std::memory_order_relaxed); }
+
 void Scope::begin(const char* name, double flops, double bytes) {
   ThreadState& st = t_state;
   active_ = true;
@@ -419,6 +423,7 @@ void Scope::begin(const char* name, double flops, double bytes) {
     name_ = name;
     st.flops = flops;
     st.bytes = bytes;
+    if (DeviceWait wait = detail::g_device_wait.load(std::memory_order_relaxed)) wait();
     t0_ns_ = now_ns();
   } else {
     st.flops += flops;
@@ -430,6 +435,7 @@ void Scope::end() {
   ThreadState& st = t_state;
   --st.depth;
   if (!outermost_) return;
+  if (DeviceWait wait = detail::g_device_wait.load(std::memory_order_relaxed)) wait();
   const double dt = double(now_ns() - t0_ns_) * 1e-9;
   Table& t = table();
   std::lock_guard<std::mutex> lock(t.mu);

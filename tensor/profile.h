@@ -40,6 +40,11 @@ inline bool enabled() { return detail::g_on; }
 void enable(bool on);
 // Forget every row and restart the wall clock that shares are computed against.
 void reset();
+// A backend whose kernels run asynchronously (the CUDA one) registers how to wait for them.
+// While profiling, each outermost Scope then waits before it starts and before it stops, so
+// that a row holds its own kernels' time rather than the time to queue them. nullptr: none.
+using DeviceWait = void (*)();
+void set_device_wait(DeviceWait wait);
 
 enum class Phase { forward, backward, optimizer };
 const char* phase_name(Phase p);
