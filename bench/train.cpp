@@ -52,6 +52,9 @@ constexpr int kWarmupSteps = 2;
 // [tokens, d] x [d, 4d] is the model's typical big product), clamped to this range.
 constexpr int64_t kSgemmWidthFactor = 4;
 constexpr int64_t kSgemmMin = 512, kSgemmMax = 2048;
+// On a GPU a product of 2048³ is too small to fill the device, so the reference there is the
+// size at which cuBLAS reaches its peak rate.
+constexpr int64_t kSgemmGpu = 8192;
 constexpr double kSgemmBudgetS = 0.3;
 constexpr double kBytesPerMiB = 1024.0 * 1024.0;
 
@@ -170,7 +173,7 @@ void run_train(const TrainOptions& opt, std::FILE* out) {
   const RuntimeInfo rt = runtime_info();
   const double fpt = flop_per_token(m);
   const int64_t tokens = m.batch * m.ctx;
-  const int64_t sgemm_n = std::clamp(kSgemmWidthFactor * m.d, kSgemmMin, kSgemmMax);
+  const int64_t sgemm_n = opt.device.is_cpu() ? std::clamp(kSgemmWidthFactor * m.d, kSgemmMin, kSgemmMax) : kSgemmGpu;
 
   for (const std::string& pe : opt.pes) {
     const nn::TransformerConfig cfg = model_config(m, pe);

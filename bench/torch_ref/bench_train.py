@@ -20,11 +20,15 @@ PyTorch user would write, and PyTorch's fastest CPU path; `cope` needs the logit
 mask, softmax, @ v. --no-sdpa writes abs and rope out the same way.
 
     python bench_train.py --config ../shared/bench/lm-small.json --pe abs,rope,cope [--steps 8] [--threads 2] [--compile]
-        [--dtype bf16]
+        [--dtype bf16] [--device cuda]
 
 --dtype bf16 is PyTorch's own mixed precision, the counterpart of copper's: the forward and
 the loss under torch.autocast("cpu", dtype=torch.bfloat16) (the products in bf16 on oneDNN,
 f32 weights and optimizer), and the sgemm reference a bf16 torch.mm.
+
+--device cuda runs the model on the GPU (autocast on "cuda" with --dtype bf16), the sgemm
+reference there at n = 8192 as copper's does, and adds device_peak_mb, the largest
+torch.cuda.max_memory_allocated() of the encoding's run.
 
 One JSON line per encoding, the keys of copper's:
   {"bench":"train","framework":"torch"|"torch.compile","pe","tokens_per_s","step_ms","peak_rss_mb",
@@ -56,6 +60,7 @@ DATA_SEED = 1234  # bench/train.cpp's kDataSeed (the generators differ; the dist
 WARMUP_STEPS = 2
 SGEMM_WIDTH_FACTOR, SGEMM_MIN, SGEMM_MAX = 4, 512, 2048
 SGEMM_BUDGET_S = 0.3
+SGEMM_GPU = 8192  # bench/train.cpp's kSgemmGpu
 KEYS = ("vocab", "d", "h", "layers", "ctx", "batch", "npos")
 
 
@@ -91,14 +96,17 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def sgemm_gflops(n, dtype):
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def sgemm_gflops(n, dtype, device):
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(2):
         torch.mm(a, b)
+    sync()
     times, start = [], time.perf_counter()
     while len(times) < 5 or time.perf_counter() - start < SGEMM_BUDGET_S:
         t0 = time.perf_counter()
         torch.mm(a, b)
+        sync()
         times.append(time.perf_counter() - t0)
         if len(times) >= 200:
             break
@@ -126,7 +134,8 @@ def main():
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (PyTorch >= 2.0)")
     ap.add_argument("--no-sdpa", action="store_true", help="write abs/rope attention out instead of SDPA")
     ap.add_argument("--dtype", default="f32", choices=("f32", "bf16"),
-                    help="f32, or bf16: mixed precision (torch.autocast on the CPU)")
+                    help="f32, or bf16: mixed precision (torch.autocast)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = ap.parse_args()
     if args.steps <= WARMUP_STEPS:
         sys.exit(f"[bench_train] --steps {args.steps} leaves no timed step. HINT: use --steps {WARMUP_STEPS + 1} or more")
@@ -139,25 +148,31 @@ def main():
         sys.exit(f"[bench_train] torch {torch.__version__} has no torch.compile. HINT: run scripts/setup_torch.sh for PyTorch 2.x")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("[bench_train] --device cuda but torch sees no GPU. HINT: run where nvidia-smi lists one")
     tokens = m["batch"] * m["ctx"]
     fpt = flop_per_token(m)
-    sgemm_n = min(max(SGEMM_WIDTH_FACTOR * m["d"], SGEMM_MIN), SGEMM_MAX)
+    sgemm_n = SGEMM_GPU if device.type == "cuda" else min(max(SGEMM_WIDTH_FACTOR * m["d"], SGEMM_MIN), SGEMM_MAX)
 
     for pe in [p for p in args.pe.split(",") if p]:
         if pe not in ("abs", "rope", "cope"):
             sys.exit(f"[bench_train] unknown encoding '{pe}'. HINT: abs, rope or cope")
         reset_peak_rss()
         torch.manual_seed(0)
-        model = build_model(m, pe, sdpa=not args.no_sdpa)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        model = build_model(m, pe, sdpa=not args.no_sdpa).to(device)
         gen = torch.Generator().manual_seed(DATA_SEED)
-        ids = torch.randint(0, m["vocab"], (m["batch"], m["ctx"]), generator=gen)
-        targets = torch.randint(0, m["vocab"], (tokens,), generator=gen)
+        ids = torch.randint(0, m["vocab"], (m["batch"], m["ctx"]), generator=gen).to(device)
+        targets = torch.randint(0, m["vocab"], (tokens,), generator=gen).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
         fwd = torch.compile(model) if args.compile else model
 
         def step():
             opt.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
                 loss = F.cross_entropy(fwd(ids).view(tokens, m["vocab"]), targets)
             loss.backward()
             opt.step()
@@ -172,7 +187,8 @@ def main():
             times.append(time.perf_counter() - t0)
         step_s = statistics.median(times)
         rss = peak_rss_mb()
-        sgemm = sgemm_gflops(sgemm_n, torch.bfloat16 if args.dtype == "bf16" else torch.float32)
+        device_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
+        sgemm = sgemm_gflops(sgemm_n, torch.bfloat16 if args.dtype == "bf16" else torch.float32, device)
         tok_s = tokens / step_s
         gflops = fpt * tok_s / 1e9
         print(json.dumps({
@@ -181,7 +197,8 @@ def main():
             "gflops": round(gflops, 2), "mfu": round(gflops / sgemm, 4), "sgemm_gflops": round(sgemm, 2),
             "sgemm_n": sgemm_n, "flop_per_token": fpt, "params": sum(p.numel() for p in model.parameters()),
             "threads": torch.get_num_threads(), "steps": len(times), "loss": round(loss, 4),
-            "config": args.config, "dtype": args.dtype, "torch": torch.__version__, "blas": blas_info(),
+            "config": args.config, "device": str(device), "dtype": args.dtype,
+            "device_peak_mb": round(device_peak, 1), "torch": torch.__version__, "blas": blas_info(),
             "attention": "sdpa" if model.blocks[0].attn.sdpa else "explicit"}), flush=True)
         del model, opt, fwd
 

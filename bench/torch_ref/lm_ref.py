@@ -148,8 +148,8 @@ def rope(x, base=10000.0):
     """Rotary embedding of x (B, H, T, Dh) at positions 0..T-1: each interleaved pair
     (x[2m], x[2m+1]) turned by angle t * base^(-2m/Dh); tables in float64, as copper's."""
     T, Dh = x.shape[-2], x.shape[-1]
-    inv = base ** (-2.0 * torch.arange(Dh // 2, dtype=torch.float64) / Dh)
-    ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]  # (T, Dh/2)
+    inv = base ** (-2.0 * torch.arange(Dh // 2, dtype=torch.float64, device=x.device) / Dh)
+    ang = torch.arange(T, dtype=torch.float64, device=x.device)[:, None] * inv[None, :]  # (T, Dh/2)
     cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
     x0, x1 = x[..., 0::2], x[..., 1::2]
     return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
@@ -167,7 +167,8 @@ class RelPE(nn.Module):
 
     def forward(self, q):  # q: (B, H, T, Dh) -> (B, H, T, T); future keys get distance 0 (masked later)
         T, R = q.shape[-2], self.weight.shape[0]
-        dist = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).clamp(min=0)
+        pos = torch.arange(T, device=q.device)
+        dist = (pos[:, None] - pos[None, :]).clamp(min=0)
         z = q @ self.weight.t()  # (B, H, T, R), z[.., i, d] = q_i . e[d]
         term = z.gather(-1, dist.clamp(max=R - 1).expand(*q.shape[:-1], T))
         return term if self.reuse_last or T <= R else term * (dist < R).to(term.dtype)
@@ -226,7 +227,7 @@ class Attention(nn.Module):
             return self.proj(y.transpose(1, 2).reshape(B, T, D))
         scale = 1.0 / math.sqrt(Dh)
         scaled = (q * scale) @ k.transpose(-1, -2)  # (B, H, T, T)
-        future = torch.ones(T, T, dtype=torch.bool).triu(1)
+        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
         att = scaled
         if self.rel is not None:  # a "before the scale" term
             att = att + self.rel(q) * scale
