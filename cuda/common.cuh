@@ -178,6 +178,27 @@ __device__ __forceinline__ F warp_total(F v) { return warp_reduce(v, SumOp<F>{})
 template <class F>
 __device__ __forceinline__ F warp_max(F v) { return warp_reduce(v, MaxOp<F>{}); }
 
+// ---- column sums in two passes (kernels.h, column_chunks) ----
+// The rows [first, end) of chunk c when `rows` rows are cut into `chunks` runs of equal length
+// (the last ones may be shorter or empty).
+struct ChunkRows {
+  int64_t first, end;
+  __device__ ChunkRows(int64_t c, int64_t chunks, int64_t rows) {
+    const int64_t len = (rows + chunks - 1) / chunks;
+    first = c * len;
+    end = first + len < rows ? first + len : rows;
+  }
+};
+// Pass 2: out[u] = partials[0 * m + u] + partials[1 * m + u] + ... over the chunks, in order.
+template <class T>
+__global__ void sum_chunks_kernel(const double* partials, int64_t chunks, int64_t m, T* out) {
+  COPPER_CUDA_GRID_STRIDE(u, m) {
+    double acc = 0;
+    for (int64_t c = 0; c < chunks; ++c) acc += partials[c * m + u];
+    out[u] = T(acc);
+  }
+}
+
 // CoPE's interpolation at a clamped position c >= 0, as on the CPU (tensor/cpu/cope_interp.h):
 // floor, ceil and the weight of the ceiling.
 template <class F>

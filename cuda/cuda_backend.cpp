@@ -176,7 +176,11 @@ void CudaBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, co
 void CudaBackend::reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& out) {
   const int dev = index_of(x, "reduce");
   DeviceGuard g(dev);
-  launch_reduce(op, x.dtype(), ptr(x), outer, n, inner, ptr(out), stream(dev));
+  Tensor partials;  // a sum's first pass (kernels.h, column_chunks), served by the allocator's cache
+  if (op == ReduceOp::sum && inner > 1)
+    partials = Tensor::empty({column_chunks(n, outer * inner) * outer * inner}, DType::f64, x.device());
+  launch_reduce(op, x.dtype(), ptr(x), outer, n, inner, ptr(out), static_cast<double*>(ptr(partials)),
+                stream(dev));
 }
 
 void CudaBackend::softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t n, bool log) {
@@ -356,8 +360,9 @@ void CudaBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, con
                                       int64_t rows, int64_t n) {
   const int dev = index_of(x, "layer_norm_backward");
   DeviceGuard g(dev);
+  Tensor partials = Tensor::empty({2 * column_chunks(rows, n) * n}, DType::f64, x.device());  // dweight's, dbias's
   launch_layer_norm_backward(x.dtype(), ptr(x), ptr(weight), ptr(mean), ptr(rstd), ptr(dy), ptr(dx), ptr(dweight),
-                             ptr(dbias), rows, n, stream(dev));
+                             ptr(dbias), rows, n, static_cast<double*>(ptr(partials)), stream(dev));
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, const Tensor& y, const Tensor& rstd, int64_t rows,
@@ -371,8 +376,9 @@ void CudaBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const
                                     const Tensor& dx, const Tensor& dweight, int64_t rows, int64_t n) {
   const int dev = index_of(x, "rms_norm_backward");
   DeviceGuard g(dev);
+  Tensor partials = Tensor::empty({column_chunks(rows, n) * n}, DType::f64, x.device());  // dweight's
   launch_rms_norm_backward(x.dtype(), ptr(x), ptr(weight), ptr(rstd), ptr(dy), ptr(dx), ptr(dweight), rows, n,
-                           stream(dev));
+                           static_cast<double*>(ptr(partials)), stream(dev));
 }
 
 void CudaBackend::adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double b1,

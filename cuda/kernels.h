@@ -47,9 +47,16 @@ void launch_binary(BinaryOp op, const Layout& l, const Operand& a, const Operand
 void launch_where(const Layout& l, const Operand& cond, const Operand& a, const Operand& b, const Operand& out,
                   cudaStream_t stream);
 
-// reduce.cu: x [outer, n, inner] -> out [outer, inner] (i64 for argmax)
+// Sums over a long axis that leave few outputs (a bias's gradient: [rows, columns] summed over
+// the rows) run in two passes, so that enough threads take part: each of `chunks` runs of rows
+// into f64 partials [chunks, columns], then one thread per column adds its chunks in order.
+// How many chunks (at least 1) for `rows` rows and `columns` outputs:
+int64_t column_chunks(int64_t rows, int64_t columns);
+
+// reduce.cu: x [outer, n, inner] -> out [outer, inner] (i64 for argmax). A sum with inner > 1
+// takes the two passes: partials holds column_chunks(n, outer * inner) * outer * inner doubles.
 void launch_reduce(ReduceOp op, DType dtype, const void* x, int64_t outer, int64_t n, int64_t inner, void* out,
-                   cudaStream_t stream);
+                   double* partials, cudaStream_t stream);
 
 // softmax.cu: rows of length n (causal: blocks of t rows, row r sees keys j <= r % t + n - t)
 void launch_softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t n, bool log, cudaStream_t stream);
@@ -109,16 +116,19 @@ void launch_gather(DType dtype, const void* x, const int64_t* index, void* out, 
 void launch_scatter_add(DType dtype, void* out, const int64_t* index, const void* src, int64_t outer, int64_t n,
                         int64_t k, int64_t inner, cudaStream_t stream);
 
-// norm.cu: rows of length n; weight/bias/dx/dweight/dbias may be null
+// norm.cu: rows of length n; weight/bias/dx/dweight/dbias may be null. The weight's and the
+// bias's gradients are column sums in two passes: partials holds column_chunks(rows, n) * n
+// doubles for each of them (2x for layer_norm_backward).
 void launch_layer_norm(DType dtype, const void* x, const void* weight, const void* bias, void* y, void* mean,
                        void* rstd, int64_t rows, int64_t n, double eps, cudaStream_t stream);
 void launch_layer_norm_backward(DType dtype, const void* x, const void* weight, const void* mean, const void* rstd,
                                 const void* dy, void* dx, void* dweight, void* dbias, int64_t rows, int64_t n,
-                                cudaStream_t stream);
+                                double* partials, cudaStream_t stream);
 void launch_rms_norm(DType dtype, const void* x, const void* weight, void* y, void* rstd, int64_t rows, int64_t n,
                      double eps, cudaStream_t stream);
 void launch_rms_norm_backward(DType dtype, const void* x, const void* weight, const void* rstd, const void* dy,
-                              void* dx, void* dweight, int64_t rows, int64_t n, cudaStream_t stream);
+                              void* dx, void* dweight, int64_t rows, int64_t n, double* partials,
+                              cudaStream_t stream);
 
 // optim.cu: one AdamW step over n contiguous elements (inv_bc1 = 1 / bias correction 1, ...)
 void launch_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t n, double lr, double b1, double b2,

@@ -3,8 +3,8 @@
 //   LayerNorm: xhat = (x - mean) * rstd, y = xhat * w + b;
 //              dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * w
 //   RMSNorm:   y = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps);  dx = rstd * dxhat - x * rstd^3 * mean(dxhat * x)
-// Rows: one block each, block-wide sums in double. Weight and bias gradients: one thread per
-// column summing over the rows in order (in double), so no two threads write one element.
+// Rows: one block each, block-wide sums in double. Weight and bias gradients: column sums in
+// two passes (kernels.h): runs of rows into f64 partials, then each column's runs in order.
 #include <cmath>
 
 #include "cuda/common.cuh"
@@ -59,19 +59,22 @@ __global__ void layer_norm_backward_kernel(const T* x, const T* w, const T* mean
   }
 }
 
-// dweight[c] = sum_r dy[r, c] * xhat[r, c] (when dweight), dbias[c] = sum_r dy[r, c] (when dbias)
+// Pass 1 of dweight[c] = sum_r dy[r, c] * xhat[r, c] and dbias[c] = sum_r dy[r, c]: the sums
+// over chunk k's rows into pw[k * n + c] and pb[k * n + c].
 template <class T>
-__global__ void layer_norm_params_kernel(const T* x, const T* mean, const T* rstd, const T* dy, T* dw, T* db,
-                                         int64_t rows, int64_t n) {
-  COPPER_CUDA_GRID_STRIDE(c, n) {
+__global__ void layer_norm_params_kernel(const T* x, const T* mean, const T* rstd, const T* dy, int64_t rows,
+                                         int64_t n, int64_t chunks, double* pw, double* pb) {
+  COPPER_CUDA_GRID_STRIDE(u, chunks * n) {
+    const int64_t c = u % n;
+    const ChunkRows run(u / n, chunks, rows);
     double sw = 0, sb = 0;
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = run.first; r < run.end; ++r) {
       const T g = dy[r * n + c];
       sw += double(g * (x[r * n + c] - mean[r]) * rstd[r]);
       sb += double(g);
     }
-    if (dw) dw[c] = T(sw);
-    if (db) db[c] = T(sb);
+    pw[u] = sw;
+    pb[u] = sb;
   }
 }
 
@@ -103,12 +106,16 @@ __global__ void rms_norm_backward_kernel(const T* x, const T* w, const T* rstd, 
   }
 }
 
+// Pass 1 of dweight[c] = sum_r dy[r, c] * x[r, c] * rstd[r], chunk k's rows into pw[k * n + c].
 template <class T>
-__global__ void rms_norm_weight_kernel(const T* x, const T* rstd, const T* dy, T* dw, int64_t rows, int64_t n) {
-  COPPER_CUDA_GRID_STRIDE(c, n) {
+__global__ void rms_norm_weight_kernel(const T* x, const T* rstd, const T* dy, int64_t rows, int64_t n,
+                                       int64_t chunks, double* pw) {
+  COPPER_CUDA_GRID_STRIDE(u, chunks * n) {
+    const int64_t c = u % n;
+    const ChunkRows run(u / n, chunks, rows);
     double s = 0;
-    for (int64_t r = 0; r < rows; ++r) s += double(dy[r * n + c] * x[r * n + c] * rstd[r]);
-    dw[c] = T(s);
+    for (int64_t r = run.first; r < run.end; ++r) s += double(dy[r * n + c] * x[r * n + c] * rstd[r]);
+    pw[u] = s;
   }
 }
 
@@ -127,7 +134,7 @@ void launch_layer_norm(DType dtype, const void* x, const void* weight, const voi
 
 void launch_layer_norm_backward(DType dtype, const void* x, const void* weight, const void* mean, const void* rstd,
                                 const void* dy, void* dx, void* dweight, void* dbias, int64_t rows, int64_t n,
-                                cudaStream_t stream) {
+                                double* partials, cudaStream_t stream) {
   COPPER_CUDA_DISPATCH_FLOAT(dtype, "layer_norm_backward", [&] {
     const T* xp = static_cast<const T*>(x);
     const T* mp = static_cast<const T*>(mean);
@@ -139,9 +146,18 @@ void launch_layer_norm_backward(DType dtype, const void* x, const void* weight, 
       COPPER_CUDA_LAUNCH_CHECK("layer_norm_backward_kernel");
     }
     if ((dweight || dbias) && n > 0) {
-      layer_norm_params_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(xp, mp, rp, gp, static_cast<T*>(dweight),
-                                                                        static_cast<T*>(dbias), rows, n);
+      const int64_t chunks = column_chunks(rows, n);
+      double *pw = partials, *pb = partials + chunks * n;
+      layer_norm_params_kernel<T><<<grid_for(chunks * n), kBlock, 0, stream>>>(xp, mp, rp, gp, rows, n, chunks, pw, pb);
       COPPER_CUDA_LAUNCH_CHECK("layer_norm_params_kernel");
+      if (dweight) {
+        sum_chunks_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(pw, chunks, n, static_cast<T*>(dweight));
+        COPPER_CUDA_LAUNCH_CHECK("sum_chunks_kernel");
+      }
+      if (dbias) {
+        sum_chunks_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(pb, chunks, n, static_cast<T*>(dbias));
+        COPPER_CUDA_LAUNCH_CHECK("sum_chunks_kernel");
+      }
     }
   });
 }
@@ -158,7 +174,8 @@ void launch_rms_norm(DType dtype, const void* x, const void* weight, void* y, vo
 }
 
 void launch_rms_norm_backward(DType dtype, const void* x, const void* weight, const void* rstd, const void* dy,
-                              void* dx, void* dweight, int64_t rows, int64_t n, cudaStream_t stream) {
+                              void* dx, void* dweight, int64_t rows, int64_t n, double* partials,
+                              cudaStream_t stream) {
   COPPER_CUDA_DISPATCH_FLOAT(dtype, "rms_norm_backward", [&] {
     const T* xp = static_cast<const T*>(x);
     const T* rp = static_cast<const T*>(rstd);
@@ -169,8 +186,11 @@ void launch_rms_norm_backward(DType dtype, const void* x, const void* weight, co
       COPPER_CUDA_LAUNCH_CHECK("rms_norm_backward_kernel");
     }
     if (dweight && n > 0) {
-      rms_norm_weight_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(xp, rp, gp, static_cast<T*>(dweight), rows, n);
+      const int64_t chunks = column_chunks(rows, n);
+      rms_norm_weight_kernel<T><<<grid_for(chunks * n), kBlock, 0, stream>>>(xp, rp, gp, rows, n, chunks, partials);
       COPPER_CUDA_LAUNCH_CHECK("rms_norm_weight_kernel");
+      sum_chunks_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(partials, chunks, n, static_cast<T*>(dweight));
+      COPPER_CUDA_LAUNCH_CHECK("sum_chunks_kernel");
     }
   });
 }

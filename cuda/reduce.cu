@@ -2,7 +2,10 @@
 // Sums accumulate in double, as on the CPU. Ties and NaN follow tensor/cpu/reduce.cpp: the
 // first maximum (minimum) wins, and the first NaN wins over any number.
 //   inner == 1 (a reduction over the last dim): one block per row, a shared-memory tree.
-//   inner > 1: one thread per output element, walking n with stride inner (coalesced).
+//   inner > 1, a sum: the two passes of kernels.h's column sums, each thread a run of n
+//     (coalesced: neighbouring threads read neighbouring elements).
+//   inner > 1, max/min/argmax: one thread per output element, walking n with stride inner.
+#include <algorithm>
 #include <cmath>
 
 #include "cuda/common.cuh"
@@ -10,6 +13,27 @@
 namespace copper::cuda {
 
 namespace {
+
+// Column sums: enough threads to fill an H100/H200 (132 multiprocessors x 2048 threads), each
+// adding at least kMinChunkRows rows.
+constexpr int64_t kColumnSumThreads = int64_t(1) << 18;
+constexpr int64_t kMinChunkRows = 32;
+
+// Pass 1 of a sum over the middle axis: partials[(c * outer + o) * inner + i] = the sum of
+// x[o, j, i] over the rows j of chunk c.
+template <class T>
+__global__ void column_partials_kernel(const T* x, int64_t outer, int64_t n, int64_t inner, int64_t chunks,
+                                       double* partials) {
+  const int64_t total = chunks * outer * inner;
+  COPPER_CUDA_GRID_STRIDE(u, total) {
+    const int64_t i = u % inner, t = u / inner, o = t % outer, c = t / outer;
+    const ChunkRows run(c, chunks, n);
+    const T* base = x + o * n * inner + i;
+    double acc = 0;
+    for (int64_t j = run.first; j < run.end; ++j) acc += double(base[j * inner]);
+    partials[u] = acc;
+  }
+}
 
 // A running max/min with its index: does (v, j) replace (acc, arg)?  Same rule as the CPU's
 // sequential loop when j comes after arg; `better` handles partial results in any order.
@@ -82,12 +106,24 @@ __global__ void reduce_rows_kernel(ReduceOp op, const T* x, int64_t rows, int64_
 
 }  // namespace
 
+int64_t column_chunks(int64_t rows, int64_t columns) {
+  if (columns <= 0 || rows < 2 * kMinChunkRows) return 1;
+  const int64_t want = (kColumnSumThreads + columns - 1) / columns;
+  return std::max<int64_t>(1, std::min(want, rows / kMinChunkRows));
+}
+
 void launch_reduce(ReduceOp op, DType dtype, const void* x, int64_t outer, int64_t n, int64_t inner, void* out,
-                   cudaStream_t stream) {
+                   double* partials, cudaStream_t stream) {
   if (outer * inner == 0) return;
   COPPER_CUDA_DISPATCH_FLOAT(dtype, "reduce", [&] {
     const T* xp = static_cast<const T*>(x);
-    if (inner == 1) {
+    if (op == ReduceOp::sum && inner > 1) {
+      const int64_t m = outer * inner, chunks = column_chunks(n, m);
+      column_partials_kernel<T><<<grid_for(chunks * m), kBlock, 0, stream>>>(xp, outer, n, inner, chunks, partials);
+      COPPER_CUDA_LAUNCH_CHECK("column_partials_kernel");
+      sum_chunks_kernel<T><<<grid_for(m), kBlock, 0, stream>>>(partials, chunks, m, static_cast<T*>(out));
+      COPPER_CUDA_LAUNCH_CHECK("sum_chunks_kernel");
+    } else if (inner == 1) {
       reduce_rows_kernel<T><<<grid_rows(outer), kBlock, 0, stream>>>(op, xp, outer, n, out);
       COPPER_CUDA_LAUNCH_CHECK("reduce_rows_kernel");
     } else {

@@ -338,7 +338,10 @@ TEST(Cuda, Reduce) {
   SKIP_WITHOUT_GPU();
   struct Case { int64_t outer, n, inner; };
   for (DType t : {DType::f32, DType::f64})
-    for (Case c : {Case{3, 1000, 1}, Case{2, 7, 33}, Case{1, 5, 1}, Case{4, 300, 3}})
+    // [2, 1000, 37] and [1, 4099, 5]: sums in two passes (kernels.h, column_chunks), the second
+    // with runs past the end that stay empty
+    for (Case c : {Case{3, 1000, 1}, Case{2, 7, 33}, Case{1, 5, 1}, Case{4, 300, 3}, Case{2, 1000, 37},
+                   Case{1, 4099, 5}})
       for (ReduceOp op : {ReduceOp::sum, ReduceOp::max, ReduceOp::min, ReduceOp::argmax}) {
         Tensor x = rnd({c.outer, c.n, c.inner}, t);
         const DType ot = op == ReduceOp::argmax ? DType::i64 : t;
@@ -711,32 +714,32 @@ TEST(Cuda, LayerNormAndBackward) {
   const double eps = 1e-5;
   for (DType t : {DType::f32, DType::f64})
     for (int64_t n : {8, 700})
-      for (bool affine : {false, true}) {
-        const int64_t rows = 10;
-        Tensor x = add(rnd({rows, n}, t, 2), 0.5);
-        Tensor w = affine ? rnd({n}, t) : Tensor(), b = affine ? rnd({n}, t) : Tensor();
-        Tensor wg = affine ? on_gpu(w) : Tensor(), bg = affine ? on_gpu(b) : Tensor();
-        Tensor y = Tensor::empty({rows, n}, t), mean = Tensor::empty({rows}, t), rstd = Tensor::empty({rows}, t);
-        cpu().layer_norm(x, w, b, y, mean, rstd, rows, n, eps);
-        Tensor yg = poisoned({rows, n}, t, kGPU), mg = poisoned({rows}, t, kGPU), rg = poisoned({rows}, t, kGPU);
-        gpu().layer_norm(on_gpu(x), wg, bg, yg, mg, rg, rows, n, eps);
-        const std::string name = fmt::format("layer_norm {} n={} affine={}", dtype_name(t), n, affine);
-        expect_close(y, yg, tolerance(t), name);
-        expect_close(mean, mg, tolerance(t), name + " mean");
-        expect_close(rstd, rg, tolerance(t), name + " rstd");
-        Tensor dy = rnd({rows, n}, t);
-        Tensor dx = Tensor::empty({rows, n}, t);
-        Tensor dw = affine ? Tensor::empty({n}, t) : Tensor(), db = affine ? Tensor::empty({n}, t) : Tensor();
-        cpu().layer_norm_backward(x, w, mean, rstd, dy, dx, dw, db, rows, n);
-        Tensor dxg = poisoned({rows, n}, t, kGPU);
-        Tensor dwg = affine ? poisoned({n}, t, kGPU) : Tensor(), dbg = affine ? poisoned({n}, t, kGPU) : Tensor();
-        gpu().layer_norm_backward(on_gpu(x), wg, on_gpu(mean), on_gpu(rstd), on_gpu(dy), dxg, dwg, dbg, rows, n);
-        expect_close(dx, dxg, tolerance(t), name + " dx");
-        if (affine) {
-          expect_close(dw, dwg, tolerance(t), name + " dweight");
-          expect_close(db, dbg, tolerance(t), name + " dbias");
+      for (bool affine : {false, true})
+        for (int64_t rows : {10, 1000}) {  // 1000: the weight's gradient in many runs of rows
+          Tensor x = add(rnd({rows, n}, t, 2), 0.5);
+          Tensor w = affine ? rnd({n}, t) : Tensor(), b = affine ? rnd({n}, t) : Tensor();
+          Tensor wg = affine ? on_gpu(w) : Tensor(), bg = affine ? on_gpu(b) : Tensor();
+          Tensor y = Tensor::empty({rows, n}, t), mean = Tensor::empty({rows}, t), rstd = Tensor::empty({rows}, t);
+          cpu().layer_norm(x, w, b, y, mean, rstd, rows, n, eps);
+          Tensor yg = poisoned({rows, n}, t, kGPU), mg = poisoned({rows}, t, kGPU), rg = poisoned({rows}, t, kGPU);
+          gpu().layer_norm(on_gpu(x), wg, bg, yg, mg, rg, rows, n, eps);
+          const std::string name = fmt::format("layer_norm {} rows={} n={} affine={}", dtype_name(t), rows, n, affine);
+          expect_close(y, yg, tolerance(t), name);
+          expect_close(mean, mg, tolerance(t), name + " mean");
+          expect_close(rstd, rg, tolerance(t), name + " rstd");
+          Tensor dy = rnd({rows, n}, t);
+          Tensor dx = Tensor::empty({rows, n}, t);
+          Tensor dw = affine ? Tensor::empty({n}, t) : Tensor(), db = affine ? Tensor::empty({n}, t) : Tensor();
+          cpu().layer_norm_backward(x, w, mean, rstd, dy, dx, dw, db, rows, n);
+          Tensor dxg = poisoned({rows, n}, t, kGPU);
+          Tensor dwg = affine ? poisoned({n}, t, kGPU) : Tensor(), dbg = affine ? poisoned({n}, t, kGPU) : Tensor();
+          gpu().layer_norm_backward(on_gpu(x), wg, on_gpu(mean), on_gpu(rstd), on_gpu(dy), dxg, dwg, dbg, rows, n);
+          expect_close(dx, dxg, tolerance(t), name + " dx");
+          if (affine) {
+            expect_close(dw, dwg, tolerance(t), name + " dweight");
+            expect_close(db, dbg, tolerance(t), name + " dbias");
+          }
         }
-      }
 }
 
 TEST(Cuda, RmsNormAndBackward) {
@@ -744,26 +747,26 @@ TEST(Cuda, RmsNormAndBackward) {
   const double eps = 1e-6;
   for (DType t : {DType::f32, DType::f64})
     for (int64_t n : {8, 700})
-      for (bool affine : {false, true}) {
-        const int64_t rows = 10;
-        Tensor x = rnd({rows, n}, t);
-        Tensor w = affine ? rnd({n}, t) : Tensor();
-        Tensor wg = affine ? on_gpu(w) : Tensor();
-        Tensor y = Tensor::empty({rows, n}, t), rstd = Tensor::empty({rows}, t);
-        cpu().rms_norm(x, w, y, rstd, rows, n, eps);
-        Tensor yg = poisoned({rows, n}, t, kGPU), rg = poisoned({rows}, t, kGPU);
-        gpu().rms_norm(on_gpu(x), wg, yg, rg, rows, n, eps);
-        const std::string name = fmt::format("rms_norm {} n={} affine={}", dtype_name(t), n, affine);
-        expect_close(y, yg, tolerance(t), name);
-        expect_close(rstd, rg, tolerance(t), name + " rstd");
-        Tensor dy = rnd({rows, n}, t);
-        Tensor dx = Tensor::empty({rows, n}, t), dw = affine ? Tensor::empty({n}, t) : Tensor();
-        cpu().rms_norm_backward(x, w, rstd, dy, dx, dw, rows, n);
-        Tensor dxg = poisoned({rows, n}, t, kGPU), dwg = affine ? poisoned({n}, t, kGPU) : Tensor();
-        gpu().rms_norm_backward(on_gpu(x), wg, on_gpu(rstd), on_gpu(dy), dxg, dwg, rows, n);
-        expect_close(dx, dxg, tolerance(t), name + " dx");
-        if (affine) expect_close(dw, dwg, tolerance(t), name + " dweight");
-      }
+      for (bool affine : {false, true})
+        for (int64_t rows : {10, 1000}) {  // 1000: the weight's gradient in many runs of rows
+          Tensor x = rnd({rows, n}, t);
+          Tensor w = affine ? rnd({n}, t) : Tensor();
+          Tensor wg = affine ? on_gpu(w) : Tensor();
+          Tensor y = Tensor::empty({rows, n}, t), rstd = Tensor::empty({rows}, t);
+          cpu().rms_norm(x, w, y, rstd, rows, n, eps);
+          Tensor yg = poisoned({rows, n}, t, kGPU), rg = poisoned({rows}, t, kGPU);
+          gpu().rms_norm(on_gpu(x), wg, yg, rg, rows, n, eps);
+          const std::string name = fmt::format("rms_norm {} rows={} n={} affine={}", dtype_name(t), rows, n, affine);
+          expect_close(y, yg, tolerance(t), name);
+          expect_close(rstd, rg, tolerance(t), name + " rstd");
+          Tensor dy = rnd({rows, n}, t);
+          Tensor dx = Tensor::empty({rows, n}, t), dw = affine ? Tensor::empty({n}, t) : Tensor();
+          cpu().rms_norm_backward(x, w, rstd, dy, dx, dw, rows, n);
+          Tensor dxg = poisoned({rows, n}, t, kGPU), dwg = affine ? poisoned({n}, t, kGPU) : Tensor();
+          gpu().rms_norm_backward(on_gpu(x), wg, on_gpu(rstd), on_gpu(dy), dxg, dwg, rows, n);
+          expect_close(dx, dxg, tolerance(t), name + " dx");
+          if (affine) expect_close(dw, dwg, tolerance(t), name + " dweight");
+        }
 }
 
 TEST(Cuda, AdamW) {
