@@ -29,6 +29,8 @@ PARALLEL=${PARALLEL:-12}      # test processes at a time on the one GPU, 2 CPU t
 TEST_LIMIT_S=${TEST_LIMIT_S:-60}     # one test
 TESTS_LIMIT_S=${TESTS_LIMIT_S:-150}  # all of them
 SANITIZE_MAX=${SANITIZE_MAX:-8}  # failed tests rerun under compute-sanitizer
+RUN_TORCH=${RUN_TORCH:-1}        # 0: leave PyTorch's side out (its numbers do not change with copper's)
+VARIANTS=${VARIANTS:-composed fused}  # copper's attention in the benchmark: composed ops, fused kernels
 start=$SECONDS
 say() { printf '[gpu_check %3ds] %s\n' $((SECONDS - start)) "$*"; }
 left() { echo $((DEADLINE - (SECONDS - start))); }
@@ -149,6 +151,17 @@ if ((${#failed[@]} > 0)) && command -v compute-sanitizer >/dev/null && (($(left)
   done
 fi
 
+# ---- the fused attention kernels: on by COPPER_CUDA_FUSED_ATTENTION=1 once their test passes ----
+fused=0
+if grep -qE '^Cuda.FusedAttentionIsTheCpusKernel +ok' "$LOGS/table.txt"; then
+  fused=1
+  say "the fused attention passed its kernel test: whole-model parity with COPPER_CUDA_FUSED_ATTENTION=1"
+  COPPER_CUDA_FUSED_ATTENTION=1 OMP_NUM_THREADS=4 timeout 90 "$BIN/test_cuda_model" --gtest_color=no \
+    >"$LOGS/fused_model.log" 2>&1
+  echo "rc $? $(grep -cE '^\[       OK' "$LOGS/fused_model.log") ok, $(grep -cE '^\[  FAILED  \] [A-Z].*\(' "$LOGS/fused_model.log") failed"
+  grep -m 8 -A2 'Failure' "$LOGS/fused_model.log" | cut -c1-200
+fi
+
 # ---- training on cuda against cpu ----
 if (($(left) > 200)); then
   say "copper task train on cuda and on cpu, 30 steps each (the losses should agree to about 4 digits), then cuda bf16"
@@ -164,28 +177,34 @@ fi
 echo '{"vocab":50304,"d":768,"h":12,"layers":12,"ctx":1024,"batch":8,"npos":64}' >"$LOGS/gpt2-small.json"
 keys='"framework": *"[^"]*"|"pe": *"[^"]*"|"tokens_per_s": *[0-9.]+|"step_ms": *[0-9.]+|"mfu": *[0-9.]+|"sgemm_gflops": *[0-9.]+|"device_peak_mb": *[0-9.]+|"loss": *[0-9.]+'
 brief() { grep -oE "$keys" | paste -sd' ' | sed 's/"//g'; }
-for pe in abs rope cope; do
-  (($(left) > 60)) || break
-  say "copper bench train gpt2-small bf16 --pe $pe"
-  timeout 100 "$BIN/copper" bench train --config "$LOGS/gpt2-small.json" --pe $pe --steps 10 --device cuda \
-    --dtype bf16 >"$LOGS/copper_$pe.json" 2>"$LOGS/copper_$pe.err"
-  echo "rc $? $(grep '^{' "$LOGS/copper_$pe.json" | brief)"
-  tail -3 "$LOGS/copper_$pe.err" | cut -c1-300
+for variant in $VARIANTS; do
+  [[ $variant == fused && $fused == 0 ]] && continue
+  for pe in abs rope cope; do
+    (($(left) > 60)) || break
+    say "copper bench train gpt2-small bf16 --pe $pe ($variant attention)"
+    COPPER_CUDA_FUSED_ATTENTION=$([[ $variant == fused ]] && echo 1 || echo 0) timeout 100 "$BIN/copper" bench train \
+      --config "$LOGS/gpt2-small.json" --pe $pe --steps 10 --device cuda --dtype bf16 \
+      >"$LOGS/copper_${pe}_$variant.json" 2>"$LOGS/copper_${pe}_$variant.err"
+    echo "rc $? $(grep '^{' "$LOGS/copper_${pe}_$variant.json" | brief)"
+    tail -3 "$LOGS/copper_${pe}_$variant.err" | cut -c1-300
+  done
 done
-if (($(left) > 60)); then
+if ((RUN_TORCH)) && (($(left) > 60)); then
   say "PyTorch eager, gpt2-small bf16"
   timeout 120 python3 bench/torch_ref/bench_train.py --config "$LOGS/gpt2-small.json" --pe abs,rope,cope --steps 10 \
     --device cuda --dtype bf16 >"$LOGS/torch.json" 2>"$LOGS/torch.err"
   echo "rc $?"; grep '^{' "$LOGS/torch.json" | while read -r l; do echo "$l" | brief; done
   tail -3 "$LOGS/torch.err" | cut -c1-300
 fi
-if (($(left) > 60)); then
-  say "copper bench train --profile, gpt2-small bf16 cope (the table is in copper_profile.err)"
-  timeout 90 "$BIN/copper" bench train --config "$LOGS/gpt2-small.json" --pe cope --steps 5 --device cuda \
-    --dtype bf16 --profile >"$LOGS/copper_profile.json" 2>"$LOGS/copper_profile.err"
-  grep -E '^ *(op|total|matmul|attention|cope|softmax|layer_norm|cross_entropy|adamw)' "$LOGS/copper_profile.err" | head -20 | cut -c1-160
-fi
-if (($(left) > 90)); then
+for pe in abs rope cope; do
+  (($(left) > 45)) || break
+  say "copper bench train --profile, gpt2-small bf16 $pe, composed attention (the whole table is in profile_$pe.err)"
+  COPPER_CUDA_FUSED_ATTENTION=0 timeout 60 "$BIN/copper" bench train --config "$LOGS/gpt2-small.json" --pe $pe \
+    --steps 5 --device cuda --dtype bf16 --profile >"$LOGS/profile_$pe.json" 2>"$LOGS/profile_$pe.err"
+  for phase in forward backward optimizer; do grep -E "^$phase " "$LOGS/profile_$pe.err" | head -6; done | cut -c1-120
+  grep -E 'per step|not in any row' "$LOGS/profile_$pe.err" | cut -c1-160
+done
+if ((RUN_TORCH)) && (($(left) > 90)); then
   say "PyTorch torch.compile, gpt2-small bf16"
   timeout $(($(left) - 10)) python3 bench/torch_ref/bench_train.py --config "$LOGS/gpt2-small.json" --pe abs,rope,cope \
     --steps 10 --device cuda --dtype bf16 --compile >"$LOGS/torch_compile.json" 2>"$LOGS/torch_compile.err"

@@ -107,9 +107,25 @@ template <int K>
 struct Operands {
   Operand op[K];
 };
+// A 64-bit division costs several times a 32-bit one on a GPU, and it is on every element, so
+// a layout of one dim (a contiguous tensor) takes none, and one of fewer than 2^32 elements
+// takes 32-bit ones. The branches are the same for every thread of a launch.
 template <int K>
 __device__ __forceinline__ void offsets_of(int64_t i, const Layout& l, const Operands<K>& ops, int64_t* off) {
+  if (l.nd == 1) {
+    for (int k = 0; k < K; ++k) off[k] = i * ops.op[k].stride[0];
+    return;
+  }
   for (int k = 0; k < K; ++k) off[k] = 0;
+  if (l.numel <= int64_t(UINT32_MAX)) {
+    uint32_t u = uint32_t(i);
+    for (int d = l.nd - 1; d >= 0; --d) {
+      const uint32_t size = uint32_t(l.size[d]), idx = u % size;
+      u /= size;
+      for (int k = 0; k < K; ++k) off[k] += int64_t(idx) * ops.op[k].stride[d];
+    }
+    return;
+  }
   for (int d = l.nd - 1; d >= 0; --d) {
     const int64_t idx = i % l.size[d];
     i /= l.size[d];

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "cuda/check.h"
@@ -171,6 +173,13 @@ void CudaBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, co
   launch_where(l, ops[0], ops[1], ops[2], ops[3], stream(dev));
 }
 
+void CudaBackend::bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, const Tensor& slope, int64_t rows,
+                            int64_t n) {
+  const int dev = index_of(x, "bias_gelu");
+  DeviceGuard g(dev);
+  launch_bias_gelu(x.dtype(), ptr(x), ptr(bias), ptr(y), ptr(slope), rows, n, stream(dev));
+}
+
 // ---------------- reductions, rows, scans ----------------
 
 void CudaBackend::reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& out) {
@@ -273,6 +282,14 @@ void no_rotation(const AttentionRotation& rot) {
                "the CUDA kernels take no RoPE tables. HINT: rotate q and k with rotate_pairs first");
 }
 }  // namespace
+
+bool CudaBackend::has_fused_attention() const {
+  static const bool on = [] {
+    const char* v = std::getenv("COPPER_CUDA_FUSED_ATTENTION");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  return on;
+}
 
 void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                             int64_t bh, int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,

@@ -23,6 +23,9 @@ class CudaBackend final : public Backend {
                       double b) override;
   void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
   void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  // One pass forward (elementwise.cu); the backward is the default's product and column sums.
+  void bias_gelu(const Tensor& x, const Tensor& bias, const Tensor& y, const Tensor& slope, int64_t rows,
+                 int64_t n) override;
   void reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& out) override;
   void gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool accumulate) override;
   void softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t n, bool log) override;
@@ -42,8 +45,10 @@ class CudaBackend final : public Backend {
   void cope_positions_backward(const Tensor& dterm, const Tensor& z, const Tensor& gates, const Tensor& pos,
                                const Tensor& dgate_logits, const Tensor& dz, int64_t rows, int64_t Tq, int64_t Tk,
                                int64_t t0, int64_t npos) override;
-  // The fused attention kernels (attention.cu). has_fused_attention() stays false, so the ops
-  // compose the reference, until Cuda.FusedAttentionIsTheCpusKernel has passed on a GPU.
+  // The fused attention kernels (attention.cu). has_fused_attention() is false, so the ops
+  // compose the reference, until Cuda.FusedAttentionIsTheCpusKernel has passed on a GPU; the
+  // environment variable COPPER_CUDA_FUSED_ATTENTION=1 turns the kernels on to measure them.
+  bool has_fused_attention() const override;
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, int64_t bh,
                  int64_t Tq, int64_t Tk, int64_t Dh, double scale, double p, uint64_t key,
                  const AttentionCope& cope, const AttentionRotation& rot, DType products) override;

@@ -1,5 +1,5 @@
-// elementwise.cu — unary and binary maps, their derivatives, and where (Backend::unary,
-// unary_backward, binary, where). One thread per element; inputs may have any strides
+// elementwise.cu — unary and binary maps, their derivatives, where, and gelu(x + bias)
+// (Backend::unary, unary_backward, binary, where, bias_gelu). One thread per element; inputs may have any strides
 // (the backward's inputs are contiguous). The formulas are those of tensor/cpu/elementwise.cpp,
 // with CUDA's libm (expf, erff, ...) where the CPU's f32 path uses its own vectorisable exp.
 #include "cuda/common.cuh"
@@ -129,6 +129,21 @@ __global__ void binary_kernel(BinaryOp op, Layout l, Operands<3> ops) {
   }
 }
 
+// y = gelu(x + bias) over contiguous rows, and its slope there when slope is not null: one
+// block per row, as the unary GELU and its derivative (with g = 1) compute them.
+template <class T>
+__global__ void bias_gelu_kernel(const T* x, const T* bias, T* y, T* slope, int64_t rows, int64_t n) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+      const T v = xr[i] + bias[i];
+      yr[i] = unary_value<T>(UnaryOp::gelu_erf, v, T(0), T(0));
+      if (slope) slope[r * n + i] = unary_derivative<T>(UnaryOp::gelu_erf, v, T(0), T(1), T(0), T(0));
+    }
+  }
+}
+
 template <class C, class T>
 __global__ void where_kernel(Layout l, Operands<4> ops) {
   const C* cond = static_cast<const C*>(ops.op[0].data);
@@ -173,6 +188,17 @@ void launch_binary(BinaryOp op, const Layout& l, const Operand& a, const Operand
   COPPER_CUDA_DISPATCH_NUMERIC(a.dtype, "binary", [&] {
     binary_kernel<T><<<grid_for(l.numel), kBlock, 0, stream>>>(op, l, ops);
     COPPER_CUDA_LAUNCH_CHECK("binary_kernel");
+  });
+}
+
+void launch_bias_gelu(DType dtype, const void* x, const void* bias, void* y, void* slope, int64_t rows, int64_t n,
+                      cudaStream_t stream) {
+  if (rows * n == 0) return;
+  COPPER_CUDA_DISPATCH_FLOAT(dtype, "bias_gelu", [&] {
+    bias_gelu_kernel<T><<<grid_rows(rows), kBlock, 0, stream>>>(static_cast<const T*>(x),
+                                                                 static_cast<const T*>(bias), static_cast<T*>(y),
+                                                                 static_cast<T*>(slope), rows, n);
+    COPPER_CUDA_LAUNCH_CHECK("bias_gelu_kernel");
   });
 }
 

@@ -44,6 +44,9 @@ void launch_unary_backward(UnaryOp op, DType dtype, int64_t n, const void* x, co
                            void* out, double a, double b, cudaStream_t stream);
 void launch_binary(BinaryOp op, const Layout& l, const Operand& a, const Operand& b, const Operand& out,
                    cudaStream_t stream);  // f32, f64, i32, i64 (out has a's dtype)
+// x, y, slope contiguous [rows, n], bias [n]; slope may be null
+void launch_bias_gelu(DType dtype, const void* x, const void* bias, void* y, void* slope, int64_t rows, int64_t n,
+                      cudaStream_t stream);
 void launch_where(const Layout& l, const Operand& cond, const Operand& a, const Operand& b, const Operand& out,
                   cudaStream_t stream);
 

@@ -300,6 +300,32 @@ TEST(Cuda, UnaryAndBackward) {
     }
 }
 
+// gelu(x + bias) with and without its slope, and the backward's dx and bias gradient (the
+// Backend default on the GPU: a product and a column sum in two passes).
+TEST(Cuda, BiasGeluAndBackward) {
+  SKIP_WITHOUT_GPU();
+  const int64_t rows = 300, n = 37;
+  for (DType t : {DType::f32, DType::f64})
+    for (bool with_slope : {false, true}) {
+      const std::string name = fmt::format("bias_gelu {} slope={}", dtype_name(t), with_slope);
+      Tensor x = rnd({rows, n}, t, 2), bias = rnd({n}, t);
+      Tensor y = Tensor::empty({rows, n}, t), slope = with_slope ? Tensor::empty({rows, n}, t) : Tensor();
+      cpu().bias_gelu(x, bias, y, slope, rows, n);
+      Tensor yg = poisoned({rows, n}, t, kGPU), sg = with_slope ? poisoned({rows, n}, t, kGPU) : Tensor();
+      gpu().bias_gelu(on_gpu(x), on_gpu(bias), yg, sg, rows, n);
+      expect_close(y, yg, tolerance(t), name);
+      if (!with_slope) continue;
+      expect_close(slope, sg, tolerance(t), name + " slope");
+      Tensor g = rnd({rows, n}, t);
+      Tensor dx = Tensor::empty({rows, n}, t), db = Tensor::empty({n}, t);
+      cpu().bias_gelu_backward(slope, g, dx, db, rows, n);
+      Tensor dxg = poisoned({rows, n}, t, kGPU), dbg = poisoned({n}, t, kGPU);
+      gpu().bias_gelu_backward(on_gpu(slope), on_gpu(g), dxg, dbg, rows, n);
+      expect_close(dx, dxg, tolerance(t), name + " dx");
+      expect_close(db, dbg, tolerance(t), name + " dbias");
+    }
+}
+
 TEST(Cuda, BinaryBroadcast) {
   SKIP_WITHOUT_GPU();
   const std::vector<BinaryOp> ops = {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div,
