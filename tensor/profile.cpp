@@ -142,8 +142,10 @@ class TimingBackend final : public Backend {
     in_.transfer(src, dst);
   }
   void synchronize(Device d) override { in_.synchronize(d); }
+  // Four rows: a change of dtype (autocast's casts) or not, between dense tensors or not.
   void copy(const Tensor& src, const Tensor& dst) override {
-    Scope s("copy", 0, bytes_of(src, dst));
+    const bool cast = src.dtype() != dst.dtype(), dense = src.is_contiguous() && dst.is_contiguous();
+    Scope s(cast ? (dense ? "cast" : "cast (strided)") : (dense ? "copy" : "copy (strided)"), 0, bytes_of(src, dst));
     in_.copy(src, dst);
   }
   void fill(const Tensor& dst, double value) override {

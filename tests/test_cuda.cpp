@@ -242,6 +242,18 @@ TEST(Cuda, CopyStridedWithCasts) {
       expect_close(want.to(DType::f64), got.to(kCPU).to(DType::f64), 0,
                    fmt::format("copy {} -> {}", dtype_name(from), dtype_name(to)));
     }
+  // dense tensors, the wide path (4 elements a thread) with a tail of 3, and from an element
+  // offset that leaves the pointer unaligned for it
+  Tensor long_row = rnd({1, 4099});
+  for (int64_t start : {0, 1})
+    for (DType to : {DType::bf16, DType::f64, DType::f32}) {
+      Tensor src = long_row.narrow(1, start, 4099 - start);
+      Tensor want = src.to(to);
+      Tensor got = poisoned(src.shape(), to, kGPU);
+      gpu().copy(on_gpu(long_row).narrow(1, start, 4099 - start), got);
+      expect_close(want.to(DType::f64), got.to(kCPU).to(DType::f64), 0,
+                   fmt::format("dense copy f32 -> {} from element {}", dtype_name(to), start));
+    }
   // broadcast source (stride 0)
   Tensor row = rnd({1, 5});
   Tensor want = Tensor::empty({3, 5});
