@@ -377,7 +377,9 @@ void CudaBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, con
                                       int64_t rows, int64_t n) {
   const int dev = index_of(x, "layer_norm_backward");
   DeviceGuard g(dev);
-  Tensor partials = Tensor::empty({2 * column_chunks(rows, n) * n}, DType::f64, x.device());  // dweight's, dbias's
+  Tensor partials;  // the column sums' first pass (kernels.h), for dweight and dbias
+  if (dweight.defined() || dbias.defined())
+    partials = Tensor::empty({2 * column_chunks(rows, n) * n}, DType::f64, x.device());
   launch_layer_norm_backward(x.dtype(), ptr(x), ptr(weight), ptr(mean), ptr(rstd), ptr(dy), ptr(dx), ptr(dweight),
                              ptr(dbias), rows, n, static_cast<double*>(ptr(partials)), stream(dev));
 }
@@ -393,7 +395,8 @@ void CudaBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const
                                     const Tensor& dx, const Tensor& dweight, int64_t rows, int64_t n) {
   const int dev = index_of(x, "rms_norm_backward");
   DeviceGuard g(dev);
-  Tensor partials = Tensor::empty({column_chunks(rows, n) * n}, DType::f64, x.device());  // dweight's
+  Tensor partials;  // the column sums' first pass (kernels.h), for dweight
+  if (dweight.defined()) partials = Tensor::empty({column_chunks(rows, n) * n}, DType::f64, x.device());
   launch_rms_norm_backward(x.dtype(), ptr(x), ptr(weight), ptr(rstd), ptr(dy), ptr(dx), ptr(dweight), rows, n,
                            static_cast<double*>(ptr(partials)), stream(dev));
 }

@@ -1,6 +1,6 @@
 // elementwise.cu — unary and binary maps, their derivatives, where, and gelu(x + bias)
-// (Backend::unary, unary_backward, binary, where, bias_gelu). One thread per element; inputs may have any strides
-// (the backward's inputs are contiguous). The formulas are those of tensor/cpu/elementwise.cpp,
+// (Backend::unary, unary_backward, binary, where, bias_gelu). One thread per element, inputs of
+// any strides (the backward's inputs are contiguous); bias_gelu takes contiguous rows, a block each. The formulas are those of tensor/cpu/elementwise.cpp,
 // with CUDA's libm (expf, erff, ...) where the CPU's f32 path uses its own vectorisable exp.
 #include "cuda/common.cuh"
 

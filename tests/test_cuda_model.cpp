@@ -101,7 +101,8 @@ TEST_P(ModelParity, LossGradientsAndAnAdamWStepMatchTheCpu) {
     EXPECT_LT(rel_diff(want.grads[i].second, got.grads[i].second), kRelModel) << "gradient of " << want.grads[i].first;
   const auto pw = cpu_model.named_parameters(), pg = gpu_model.named_parameters();
   for (size_t i = 0; i < pw.size(); ++i)
-    EXPECT_LT(rel_diff(pw[i].second, pg[i].second), kRelModel) << "after the AdamW step (same gradients): " << pw[i].first;
+    EXPECT_LT(rel_diff(pw[i].second, pg[i].second), kRelModel)
+        << "after the AdamW step (same gradients): " << pw[i].first;
 }
 
 // Mixed precision (tensor/autocast.h) on both devices: the same bf16-rounded products, so the
