@@ -41,6 +41,14 @@ struct TrainOptions {
 // `copper bench train`: steps of the benchmark model (bench/train.cpp), one JSON line per encoding.
 void run_train(const TrainOptions& opt, std::FILE* out);
 
+// The f32 FMA ceiling of `threads` threads (bench/peak.cpp): GFLOP/s of independent vector FMA
+// chains on the widest vectors this build has, the fastest of a few runs; `unit` names them.
+struct FmaPeak {
+  double gflops = 0;
+  const char* unit = "";
+};
+FmaPeak fma_peak(int threads);
+
 // ---- timing helpers (bench/timing.cpp) ----
 
 // Seconds for one call of f: `warmup` calls untimed, then repetitions until about

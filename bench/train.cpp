@@ -6,7 +6,8 @@
 //
 // Per position encoding, one JSON line:
 //   {"bench":"train","framework":"copper","pe":"cope","tokens_per_s":...,"step_ms":...,
-//    "peak_rss_mb":...,"gflops":...,"mfu":...,  then the details: sgemm_gflops, flop_per_token,
+//    "peak_rss_mb":...,"gflops":...,"mfu":...,  then the details: sgemm_gflops, sgemm_n,
+//    fma_peak_gflops, peak_fraction, fma_unit (f32 on the CPU; null otherwise), flop_per_token,
 //    params, threads, steps, loss, config, device, dtype, device_peak_mb, blas}
 // --device cuda runs the model and the sgemm reference on a GPU; --dtype bf16 runs both under
 // mixed precision (tensor/autocast.h). device_peak_mb is the device allocator's peak since the
@@ -14,7 +15,10 @@
 // A step is forward + backward + AdamW update; step_ms is the median of the steps after
 // kWarmupSteps untimed ones. mfu is the model's FLOP/s over the FLOP/s of a square sgemm
 // through copper::matmul measured in the same process right after the steps (so both see the
-// same machine load); it says how close the step comes to doing nothing but big matmuls.
+// same machine load); it says how close the step comes to doing nothing but big matmuls. On the
+// CPU, peak_fraction is the same FLOP/s over the machine's FMA ceiling (bench/peak.cpp,
+// fma_peak_gflops, fma_unit: the vectors it ran on), which no product can pass: how close the
+// step comes to the hardware.
 #include <cblas.h>
 #include <omp.h>
 #include <sys/resource.h>
@@ -175,6 +179,13 @@ void run_train(const TrainOptions& opt, std::FILE* out) {
   const int64_t tokens = m.batch * m.ctx;
   const int64_t sgemm_n = opt.device.is_cpu() ? std::clamp(kSgemmWidthFactor * m.d, kSgemmMin, kSgemmMax) : kSgemmGpu;
 
+  // The FMA ceiling, measured before the first encoding and again after each one's steps: a
+  // shared VM now and then runs two threads at the speed of one for a while, which a ceiling
+  // must not take for the machine. (bf16's products run on other instructions, at twice the
+  // rate: no f32 ceiling for them.)
+  const bool f32_cpu = opt.device.is_cpu() && opt.dtype == "f32";
+  FmaPeak peak = f32_cpu ? fma_peak(rt.omp_threads) : FmaPeak{};
+
   for (const std::string& pe : opt.pes) {
     const nn::TransformerConfig cfg = model_config(m, pe);
     // Each encoding's own peak: the previous one's tensors, freed into the allocator's cache,
@@ -233,6 +244,10 @@ void run_train(const TrainOptions& opt, std::FILE* out) {
     const double step_s = median_of(times);
     const double rss = peak_rss_mb();
     const double sgemm = sgemm_gflops(sgemm_n, opt.device);
+    if (f32_cpu) {  // a ceiling: the highest of the measurements so far
+      const FmaPeak now = fma_peak(rt.omp_threads);
+      if (now.gflops > peak.gflops) peak = now;
+    }
     const double tok_s = double(tokens) / step_s;
     const double gflops = fpt * tok_s / 1e9;
 
@@ -246,6 +261,9 @@ void run_train(const TrainOptions& opt, std::FILE* out) {
                    {"mfu", round_to(gflops / sgemm, 4)},
                    {"sgemm_gflops", round_to(sgemm, 2)},
                    {"sgemm_n", sgemm_n},
+                   {"fma_peak_gflops", f32_cpu ? json(round_to(peak.gflops, 2)) : json(nullptr)},
+                   {"peak_fraction", f32_cpu ? json(round_to(gflops / peak.gflops, 4)) : json(nullptr)},
+                   {"fma_unit", f32_cpu ? json(peak.unit) : json(nullptr)},
                    {"flop_per_token", fpt},
                    {"params", model.num_parameters()},
                    {"threads", rt.blas_threads},

@@ -66,7 +66,12 @@ for r in rows:
     by.setdefault((r["pe"], r["framework"]), []).append(r)
 fws = list(dict.fromkeys(r["framework"] for r in rows))
 med = lambda rs, k: statistics.median(x[k] for x in rs)
-print(f"{'pe':6} {'framework':14} {'tokens/s':>10} {'step ms':>10} {'peak MB':>9} {'GFLOP/s':>9} {'mfu':>7} {'copper/this':>12}")
+# The machine's f32 FMA ceiling, the highest in copper's lines (bench/peak.cpp): every
+# framework's rate as a fraction of it, the one ratio no framework can pass.
+peaks = [r["fma_peak_gflops"] for r in rows if r.get("fma_peak_gflops")]
+peak = max(peaks) if peaks else None
+print(f"{'pe':6} {'framework':14} {'tokens/s':>10} {'step ms':>10} {'peak MB':>9} {'GFLOP/s':>9} {'mfu':>7} "
+      f"{'of FMA peak':>11} {'copper/this':>12}")
 for pe in dict.fromkeys(r["pe"] for r in rows):
     base = by.get((pe, "copper"))
     for fw in fws:
@@ -74,9 +79,13 @@ for pe in dict.fromkeys(r["pe"] for r in rows):
         if not rs:
             continue
         ratio = f"{med(base, 'tokens_per_s') / med(rs, 'tokens_per_s'):.3f}" if base else ""
+        of_peak = f"{med(rs, 'gflops') / peak:.3f}" if peak else "-"
         print(f"{pe:6} {fw:14} {med(rs, 'tokens_per_s'):10.1f} {med(rs, 'step_ms'):10.2f} {med(rs, 'peak_rss_mb'):9.1f} "
-              f"{med(rs, 'gflops'):9.2f} {med(rs, 'mfu'):7.3f} {ratio:>12}")
+              f"{med(rs, 'gflops'):9.2f} {med(rs, 'mfu'):7.3f} {of_peak:>11} {ratio:>12}")
 print()
+if peak:
+    unit = next(r["fma_unit"] for r in rows if r.get("fma_peak_gflops"))
+    print(f"FMA ceiling: {peak:.1f} GFLOP/s ({unit}, the highest of copper's {len(peaks)} measurement(s))")
 for fw in fws:
     r = next(x for x in rows if x["framework"] == fw)
     extra = f", torch {r['torch']}" if "torch" in r else ""

@@ -230,3 +230,13 @@ set -e
 [ "$rc" -eq 3 ] && grep -q "bad.jsonl:2" "$work/err" || fail "a malformed log exited $rc: $(cat "$work/err")"
 [ "$(sha256sum < "$work/plot/curves.png")" = "$before" ] || fail "a failed copper plot changed --out"
 echo "cli smoke (plot): all checks passed"
+
+# copper bench train on a model of a few thousand weights: one JSON line per encoding, with the
+# FLOP rate beside the BLAS reference (mfu) and the machine's FMA ceiling (peak_fraction).
+printf '%s\n' '{"vocab": 64, "d": 32, "h": 2, "layers": 1, "ctx": 16, "batch": 2, "npos": 8}' > "$work/tiny.json"
+bench=$("$copper" bench train --config "$work/tiny.json" --pe abs,cope --steps 3 --threads 1)
+[ "$(grep -c '"bench":"train"' <<< "$bench")" -eq 2 ] || fail "bench train printed: $bench"
+for key in tokens_per_s mfu sgemm_gflops fma_peak_gflops peak_fraction; do
+  grep -q "\"$key\":[0-9]" <<< "$bench" || fail "bench train has no number for $key: $bench"
+done
+echo "cli smoke (bench): all checks passed"
