@@ -1,11 +1,12 @@
 // peak.cpp — the CPU's f32 FMA ceiling: what no product can beat.
 //
 // Each thread runs chains of independent fused multiply-adds on the widest vectors this build
-// has, enough of them to cover the instruction's latency on every FMA unit (12 on AVX-512,
-// where Zen 4 and Intel's cores keep 8 to 10 in flight; 12 of AVX2's 16 registers), with
-// nothing loaded or stored in the loop. The rate it reaches is the machine's peak FLOP/s for
-// those threads, clock boost and any shared core included; `copper bench train` prints it beside
-// the step's rate (peak_fraction) and the BLAS reference (mfu).
+// has, more of them than the FMA units can have in flight (at most 8 on the cores this project
+// runs on: two units, 4 cycles of latency), so that no chain waits on its own last result; 12
+// fit in AVX2's 16 registers too. Nothing is loaded or stored in the loop. The rate it reaches
+// is the machine's peak FLOP/s for those threads, clock boost and any shared core included;
+// `copper bench train` prints it beside the step's rate (peak_fraction) and the BLAS
+// reference (mfu).
 #include <omp.h>
 
 #include <chrono>
@@ -21,9 +22,9 @@ namespace copper::bench {
 
 namespace {
 
-constexpr int kChains = 12;           // independent accumulators per thread
-constexpr int64_t kIterations = 1 << 21;  // of kChains FMAs each: about 25 ms a thread at 100 GFLOP/s
-constexpr int kRepeats = 3;           // the fastest of these counts (a shared VM has slow moments)
+constexpr int kChains = 12;               // independent accumulators per thread
+constexpr int64_t kIterations = 1 << 21;  // of kChains FMAs each: 8 ms a thread at 100 GFLOP/s on AVX-512
+constexpr int kRepeats = 3;               // the fastest of these counts (a shared VM has slow moments)
 
 #if defined(__AVX512F__)
 constexpr int kLanes = 16;
