@@ -26,65 +26,64 @@ constexpr int kChains = 12;               // independent accumulators per thread
 constexpr int64_t kIterations = 1 << 21;  // of kChains FMAs each: 8 ms a thread at 100 GFLOP/s on AVX-512
 constexpr int kRepeats = 3;               // the fastest of these counts (a shared VM has slow moments)
 
+// The vectors of this build: a lane count, a name, and the four operations the chains use.
 #if defined(__AVX512F__)
-constexpr int kLanes = 16;
-const char* const kUnit = "avx512 fma";
-// kIterations rounds of kChains FMAs on 16 lanes; returns a value that depends on all of
-// them, so that the compiler keeps the work.
-float chains() {
-  __m512 acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(1e-3f * float(i));
-  const __m512 scale = _mm512_set1_ps(0.999999f), shift = _mm512_set1_ps(1e-7f);
-  for (int64_t it = 0; it < kIterations; ++it)
-#pragma GCC unroll 12
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], scale, shift);
-  __m512 total = acc[0];
-  for (int i = 1; i < kChains; ++i) total = _mm512_add_ps(total, acc[i]);
-  alignas(64) float lanes[16];  // (not _mm512_reduce_add_ps: GCC 12 warns inside it)
-  _mm512_store_ps(lanes, total);
-  float sum = 0;
-  for (float x : lanes) sum += x;
-  return sum;
-}
+struct Ops {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  static constexpr const char* kUnit = "avx512 fma";
+  static V all(float x) { return _mm512_set1_ps(x); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static void store(float* p, V x) { _mm512_storeu_ps(p, x); }
+};
 #elif defined(__FMA__)
-constexpr int kLanes = 8;
-const char* const kUnit = "avx2 fma";
-float chains() {
-  __m256 acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_ps(1e-3f * float(i));
-  const __m256 scale = _mm256_set1_ps(0.999999f), shift = _mm256_set1_ps(1e-7f);
-  for (int64_t it = 0; it < kIterations; ++it)
-#pragma GCC unroll 12
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], scale, shift);
-  __m256 total = acc[0];
-  for (int i = 1; i < kChains; ++i) total = _mm256_add_ps(total, acc[i]);
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, total);
-  float sum = 0;
-  for (float x : lanes) sum += x;
-  return sum;
-}
+struct Ops {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  static constexpr const char* kUnit = "avx2 fma";
+  static V all(float x) { return _mm256_set1_ps(x); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static void store(float* p, V x) { _mm256_storeu_ps(p, x); }
+};
 #else
 // No vector FMA in this build: scalar fmaf chains, which the compiler may or may not turn into
 // vector code; the number is then the rate of this build, not of the machine.
-constexpr int kLanes = 1;
-const char* const kUnit = "scalar fma";
+struct Ops {
+  using V = float;
+  static constexpr int kLanes = 1;
+  static constexpr const char* kUnit = "scalar fma";
+  static V all(float x) { return x; }
+  static V fma(V a, V b, V c) { return std::fma(a, b, c); }
+  static V add(V a, V b) { return a + b; }
+  static void store(float* p, V x) { *p = x; }
+};
+#endif
+
+// kIterations rounds of kChains FMAs; returns a value that depends on all of them, so that the
+// compiler keeps the work.
 float chains() {
-  float acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = 1e-3f * float(i);
+  Ops::V acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = Ops::all(1e-3f * float(i));
+  const Ops::V scale = Ops::all(0.999999f), shift = Ops::all(1e-7f);
   for (int64_t it = 0; it < kIterations; ++it)
-    for (int i = 0; i < kChains; ++i) acc[i] = std::fma(acc[i], 0.999999f, 1e-7f);
+#pragma GCC unroll 12
+    for (int i = 0; i < kChains; ++i) acc[i] = Ops::fma(acc[i], scale, shift);
+  Ops::V total = acc[0];
+  for (int i = 1; i < kChains; ++i) total = Ops::add(total, acc[i]);
+  float lanes[Ops::kLanes];
+  Ops::store(lanes, total);
   float sum = 0;
-  for (float x : acc) sum += x;
+  for (float x : lanes) sum += x;
   return sum;
 }
-#endif
 
 }  // namespace
 
 FmaPeak fma_peak(int threads) {
   using clock = std::chrono::steady_clock;
-  const double flop_per_thread = 2.0 * kLanes * kChains * double(kIterations);
+  const double flop_per_thread = 2.0 * Ops::kLanes * kChains * double(kIterations);
   double best_s = INFINITY;
   volatile float sink = 0;  // keeps every thread's result alive
   for (int r = 0; r < kRepeats; ++r) {
@@ -95,7 +94,7 @@ FmaPeak fma_peak(int threads) {
     best_s = std::min(best_s, std::chrono::duration<double>(clock::now() - t0).count());
     sink = sink + total;
   }
-  return {flop_per_thread * threads / best_s / 1e9, kUnit};
+  return {flop_per_thread * threads / best_s / 1e9, Ops::kUnit};
 }
 
 }  // namespace copper::bench
