@@ -10,7 +10,7 @@
 #
 # Output: the JSON lines in $OUT (default runs/bench_ab/lines.jsonl), each with the binary it
 # came from, then per encoding and binary: the median tokens/s over the rounds, the slowest and
-# fastest round, and the median's ratio to the first binary's.
+# fastest round, the median's ratio to the first binary's, and the same for the median mfu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: scripts/bench_ab.sh BINARY_A BINARY_B [BINARY ...]" >&2; exit 2; }
@@ -40,12 +40,17 @@ python3 - "$out" "$@" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 binaries = sys.argv[2:]
-print(f"{'pe':6} {'binary':40} {'median tok/s':>12} {'min':>8} {'max':>8} {'/ first':>8}")
+# mfu divides each run's rate by an sgemm measured in the same process right after its steps,
+# so a host that slows down for minutes moves it less than tokens/s; a second view of the same
+# comparison (a core lost in one and not the other can still push it past 1).
+print(f"{'pe':6} {'binary':40} {'median tok/s':>12} {'min':>8} {'max':>8} {'/ first':>8} {'median mfu':>10} {'/ first':>8}")
 for pe in dict.fromkeys(r["pe"] for r in rows):
-    first = None
+    first = first_mfu = None
     for b in binaries:
-        ts = [r["tokens_per_s"] for r in rows if r["pe"] == pe and r["binary"] == b]
-        med = statistics.median(ts)
-        first = first or med
-        print(f"{pe:6} {b[-40:]:40} {med:12.1f} {min(ts):8.1f} {max(ts):8.1f} {med / first:8.3f}")
+        mine = [r for r in rows if r["pe"] == pe and r["binary"] == b]
+        ts = [r["tokens_per_s"] for r in mine]
+        med, mfu = statistics.median(ts), statistics.median(r["mfu"] for r in mine)
+        first, first_mfu = first or med, first_mfu or mfu
+        print(f"{pe:6} {b[-40:]:40} {med:12.1f} {min(ts):8.1f} {max(ts):8.1f} {med / first:8.3f} {mfu:10.3f} "
+              f"{mfu / first_mfu:8.3f}")
 PY
