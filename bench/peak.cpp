@@ -13,10 +13,7 @@
 #include <cmath>
 
 #include "bench/bench.h"
-
-#if defined(__AVX512F__) || defined(__FMA__)
-#include <immintrin.h>
-#endif
+#include "tensor/cpu/gemm_tile.h"
 
 namespace copper::bench {
 
@@ -26,39 +23,23 @@ constexpr int kChains = 12;               // independent accumulators per thread
 constexpr int64_t kIterations = 1 << 21;  // of kChains FMAs each: 8 ms a thread at 100 GFLOP/s on AVX-512
 constexpr int kRepeats = 3;               // the fastest of these counts (a shared VM has slow moments)
 
-// The vectors of this build: a lane count, a name, and the four operations the chains use.
-#if defined(__AVX512F__)
-struct Ops {
-  using V = __m512;
-  static constexpr int kLanes = 16;
-  static constexpr const char* kUnit = "avx512 fma";
-  static V all(float x) { return _mm512_set1_ps(x); }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static void store(float* p, V x) { _mm512_storeu_ps(p, x); }
-};
-#elif defined(__FMA__)
-struct Ops {
-  using V = __m256;
-  static constexpr int kLanes = 8;
-  static constexpr const char* kUnit = "avx2 fma";
-  static V all(float x) { return _mm256_set1_ps(x); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static void store(float* p, V x) { _mm256_storeu_ps(p, x); }
-};
+// The vectors of this build: the register tile's (tensor/cpu/gemm_tile.h) on AVX-512 and AVX2,
+// whose operations the chains use, or single floats.
+#if defined(__AVX512F__) || defined(__AVX2__)
+using Ops = cpu::gemm_tile::Vec;
+const char* const kUnit = Ops::kLanes == 16 ? "avx512 fma" : "avx2 fma";
 #else
 // No vector FMA in this build: scalar fmaf chains, which the compiler may or may not turn into
 // vector code; the number is then the rate of this build, not of the machine.
 struct Ops {
   using V = float;
   static constexpr int kLanes = 1;
-  static constexpr const char* kUnit = "scalar fma";
   static V all(float x) { return x; }
   static V fma(V a, V b, V c) { return std::fma(a, b, c); }
   static V add(V a, V b) { return a + b; }
   static void store(float* p, V x) { *p = x; }
 };
+const char* const kUnit = "scalar fma";
 #endif
 
 // kIterations rounds of kChains FMAs; returns a value that depends on all of them, so that the
@@ -94,7 +75,7 @@ FmaPeak fma_peak(int threads) {
     best_s = std::min(best_s, std::chrono::duration<double>(clock::now() - t0).count());
     sink = sink + total;
   }
-  return {flop_per_thread * threads / best_s / 1e9, Ops::kUnit};
+  return {flop_per_thread * threads / best_s / 1e9, kUnit};
 }
 
 }  // namespace copper::bench
